@@ -1,0 +1,1 @@
+"""Python assets: sample data, bronze ingestion and the dbt assets."""

@@ -1,0 +1,298 @@
+"""Bronze: landing files -> `bronze.<source>`, one row per source record, nothing dropped.
+
+Each file is read with polars, staged with COPY and inserted in one set-based statement, inside one
+transaction together with its entry in `bronze.load_batches`. So a crash leaves no half-loaded file,
+and a file whose content hash is already in the ledger is skipped (loading twice adds nothing).
+Postgres itself decides whether a payload is valid JSON (`pg_input_is_valid`), so a line it would
+refuse becomes a row with `parse_error` set instead of failing the load.
+"""
+
+import csv
+import hashlib
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from psycopg import sql
+
+from orchestration.database import PostgresResource
+from orchestration.settings import get_settings
+
+SOURCES = ("vendors", "employees", "transactions", "events")
+FILE_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+LEDGER_DDL = """
+create table if not exists bronze.load_batches (
+    batch_id     uuid primary key,
+    source       text not null,
+    source_file  text not null,
+    file_hash    text not null,
+    size_bytes   bigint not null,
+    row_count    integer not null,
+    parse_errors integer not null,
+    loaded_at    timestamptz not null default now(),
+    unique (source, file_hash)
+)"""
+
+TABLE_DDL = """
+create table if not exists bronze.{table} (
+    bronze_id    bigint generated always as identity primary key,
+    batch_id     uuid not null references bronze.load_batches (batch_id),
+    source_file  text not null,
+    line_number  integer not null,
+    record       jsonb,
+    raw_text     text,
+    parse_error  text,
+    content_hash text not null,
+    loaded_at    timestamptz not null default now(),
+    check ((record is null) = (parse_error is not null))
+)"""
+
+# The staged payload becomes `record` when Postgres accepts it as a JSON object; otherwise the raw
+# text is kept with the reason. Only failed rows keep raw_text: the JSONB is the payload.
+INSERT_FROM_STAGE = """
+insert into bronze.{table} (batch_id, source_file, line_number, record, raw_text, parse_error, content_hash)
+select %(batch_id)s, %(source_file)s, s.line_number, p.record,
+       case when p.record is null then s.raw_text end,
+       case
+           when p.record is not null then null
+           when s.parse_error is not null then s.parse_error
+           when not pg_input_is_valid(s.payload, 'jsonb')
+               then 'invalid JSON: ' || (pg_input_error_info(s.payload, 'jsonb')).message
+           else 'not a JSON object'
+       end,
+       md5(s.raw_text)
+from _stage s
+cross join lateral (
+    select case
+        when s.parse_error is null and pg_input_is_valid(s.payload, 'jsonb')
+             and jsonb_typeof(s.payload::jsonb) = 'object'
+        then s.payload::jsonb
+    end as record
+) p
+"""
+
+
+@dataclass
+class FileLoad:
+    source_file: str
+    rows: int
+    parse_errors: int
+    skipped: bool
+    seconds: float
+
+
+def landing_files(landing_dir: Path, source: str) -> list[Path]:
+    folder = landing_dir / source
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FILE_SUFFIXES)
+
+
+def stage_frame(path: Path) -> pl.DataFrame:
+    """Turn one landing file into rows of (line_number, payload, raw_text, parse_error)."""
+    kind = FILE_SUFFIXES[path.suffix.lower()]
+    if kind == "parquet":
+        return _parquet_rows(path)
+    lines = _decoded_lines(path.read_bytes())
+    return _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines)
+
+
+def _decoded_lines(data: bytes) -> pl.DataFrame:
+    """Physical lines as text with 1-based line numbers; undecodable lines carry an error.
+
+    The whole-file decode is the fast path; only a file with bad bytes is decoded line by line.
+    """
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # a final newline ends the last line, it does not start another
+    errors: list[str | None] | None = None
+    try:
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", b"", 0, 0, "NUL byte")
+        texts = data.decode("utf-8").split("\n")[: len(raw_lines)]
+    except UnicodeDecodeError:
+        texts, errors = [], []
+        for raw in raw_lines:
+            try:
+                if b"\x00" in raw:
+                    raise ValueError("line contains a NUL byte")
+                texts.append(raw.decode("utf-8"))
+                errors.append(None)
+            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+                reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
+                errors.append(reason)
+    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_row_index("line_number", offset=1)
+    frame = frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
+    if errors is None:
+        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+    return frame.with_columns(pl.Series("error", errors, dtype=pl.String))
+
+
+def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
+    # Blank lines hold no record (a common trailing artefact); every other line becomes a row.
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    return lines.select(
+        "line_number",
+        pl.col("text").alias("payload"),
+        pl.col("text").alias("raw_text"),
+        pl.col("error").alias("parse_error"),
+    )
+
+
+def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
+    """CSV lines -> JSON objects keyed by the header; a line with the wrong field count is an error.
+
+    Lines without quotes split with polars; the few quoted ones go through the csv module.
+    Quoted fields that span lines are not supported: each physical line is one record.
+    """
+    if lines.height == 0:
+        return pl.DataFrame(schema=_STAGE_SCHEMA)
+    header = next(csv.reader([lines["text"][0].lstrip("\ufeff")]))
+    body = lines.slice(1).filter(pl.col("text").str.strip_chars() != "")
+    quoted = body["text"].str.contains('"', literal=True)
+    plain = body.filter(~quoted).with_columns(fields=pl.col("text").str.split(","))
+    tricky = body.filter(quoted)
+    if tricky.height:
+        parsed = [next(csv.reader([t]), []) for t in tricky["text"]]
+        tricky = tricky.with_columns(pl.Series("fields", parsed, dtype=pl.List(pl.String)))
+    else:
+        tricky = tricky.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("fields"))
+    rows = pl.concat([plain, tricky]).sort("line_number")
+    width = len(header)
+    n_fields = pl.col("fields").list.len()
+    bad = pl.col("error").is_not_null() | (n_fields != width)
+    good = rows.filter(~bad).with_columns(
+        payload=pl.col("fields").list.to_struct(fields=header).struct.json_encode()
+    )
+    failed = rows.filter(bad).with_columns(
+        payload=pl.lit(None, dtype=pl.String),
+        error=pl.coalesce(
+            "error", pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String))
+        ),
+    )
+    return pl.concat([good, failed]).sort("line_number").select(
+        "line_number", "payload", pl.col("text").alias("raw_text"), pl.col("error").alias("parse_error")
+    )
+
+
+def _parquet_rows(path: Path) -> pl.DataFrame:
+    frame = pl.read_parquet(path)
+    payload = frame.select(pl.struct(pl.all()).struct.json_encode().alias("payload"))
+    return payload.with_row_index("line_number", offset=1).select(
+        pl.col("line_number").cast(pl.Int32),
+        "payload",
+        pl.col("payload").alias("raw_text"),
+        pl.lit(None, dtype=pl.String).alias("parse_error"),
+    )
+
+
+_STAGE_SCHEMA = {"line_number": pl.Int32, "payload": pl.String, "raw_text": pl.String, "parse_error": pl.String}
+
+
+def ensure_tables(conn: psycopg.Connection, source: str) -> None:
+    conn.execute(LEDGER_DDL)
+    conn.execute(sql.SQL(TABLE_DDL).format(table=sql.Identifier(source)))
+
+
+def load_file(conn: psycopg.Connection, source: str, path: Path, landing_dir: Path) -> FileLoad:
+    """Load one file in one transaction; skip it when its content is already loaded.
+
+    `conn` must be in autocommit mode, or the "transaction" is only a savepoint of the caller's.
+    """
+    started = time.perf_counter()
+    data = path.read_bytes()
+    file_hash = hashlib.sha256(data).hexdigest()
+    rel = path.relative_to(landing_dir).as_posix()
+    with conn.transaction():
+        # Serialise loaders of the same source so two runs cannot both load a new file.
+        conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.' || %s))", [source])
+        seen = conn.execute(
+            "select 1 from bronze.load_batches where source = %s and file_hash = %s", [source, file_hash]
+        ).fetchone()
+        if seen:
+            return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+        frame = stage_frame(path)
+        batch_id = uuid.uuid4()
+        conn.execute(
+            "insert into bronze.load_batches (batch_id, source, source_file, file_hash, size_bytes,"
+            " row_count, parse_errors) values (%s, %s, %s, %s, %s, 0, 0)",
+            [batch_id, source, rel, file_hash, len(data)],
+        )
+        conn.execute(
+            "create temp table _stage (line_number integer, payload text, raw_text text, parse_error text)"
+            " on commit drop"
+        )
+        buffer = io.BytesIO()
+        frame.write_csv(buffer, include_header=False)
+        with conn.cursor().copy("copy _stage from stdin (format csv)") as copy:
+            copy.write(buffer.getvalue())
+        conn.execute(
+            sql.SQL(INSERT_FROM_STAGE).format(table=sql.Identifier(source)),
+            {"batch_id": batch_id, "source_file": rel},
+        )
+        rows, errors = conn.execute(
+            sql.SQL("select count(*), count(parse_error) from bronze.{} where batch_id = %s").format(
+                sql.Identifier(source)
+            ),
+            [batch_id],
+        ).fetchone()
+        conn.execute(
+            "update bronze.load_batches set row_count = %s, parse_errors = %s where batch_id = %s",
+            [rows, errors, batch_id],
+        )
+    return FileLoad(rel, rows, errors, False, time.perf_counter() - started)
+
+
+def load_source(postgres: PostgresResource, source: str, landing_dir: Path) -> list[FileLoad]:
+    # autocommit: each `conn.transaction()` below is then a real transaction, one per file.
+    with postgres.connect(autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.ddl'))")
+            ensure_tables(conn, source)
+        return [load_file(conn, source, path, landing_dir) for path in landing_files(landing_dir, source)]
+
+
+def _bronze_asset(source: str):
+    @asset(
+        key=AssetKey(["bronze", source]),
+        group_name="bronze",
+        description=f"Raw `{source}` records from `$ASSAY_HOME/landing/{source}/`, one row per line, "
+        "payload as JSONB; lines that do not parse are kept with `parse_error`.",
+        kinds={"python", "postgres"},
+        metadata={"table": f"bronze.{source}"},
+    )
+    def _load(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+        loads = load_source(postgres, source, get_settings().landing_dir)
+        new = [f for f in loads if not f.skipped]
+        rows = sum(f.rows for f in new)
+        seconds = sum(f.seconds for f in new)
+        for f in new:
+            context.log.info(f"{f.source_file}: {f.rows} rows, {f.parse_errors} parse errors")
+        with postgres.connect() as conn:
+            total = conn.execute(sql.SQL("select count(*) from bronze.{}").format(sql.Identifier(source)))
+            total_rows = total.fetchone()[0]
+        return MaterializeResult(
+            metadata={
+                "files_loaded": len(new),
+                "files_skipped": len(loads) - len(new),
+                "rows_loaded": rows,
+                "parse_errors": sum(f.parse_errors for f in new),
+                "rows_per_second": MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
+                "dagster/row_count": total_rows,
+                "files": MetadataValue.md(
+                    "\n".join(f"- `{f.source_file}`: {f.rows} rows" for f in new) or "no new files"
+                ),
+            }
+        )
+
+    return _load
+
+
+bronze_assets = [_bronze_asset(source) for source in SOURCES]

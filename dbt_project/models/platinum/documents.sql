@@ -1,0 +1,98 @@
+-- One text document per transaction and per vendor: what embeddings and search work on.
+-- The content hash lets the embedding asset re-embed only documents whose text changed.
+with transactions as (
+
+    select * from {{ ref('transactions') }}
+
+),
+
+vendors as (
+
+    select * from {{ ref('vendors') }}
+
+),
+
+employees as (
+
+    select employee_id, department from {{ ref('employees') }}
+
+),
+
+transaction_docs as (
+
+    select
+        'transaction:' || transactions.transaction_id as doc_id,
+        'transaction' as doc_type,
+        transactions.transaction_id as source_id,
+        vendors.vendor_name || ', ' || transactions.amount_eur || ' EUR on ' || transactions.transaction_date
+            as title,
+        concat_ws(
+            ' ',
+            coalesce(transactions.description, '') || '.',
+            'Vendor: ' || vendors.vendor_name || '.',
+            'Department: ' || coalesce(employees.department, 'unknown') || '.',
+            'Amount: ' || transactions.amount_eur || ' EUR.',
+            'Date: ' || transactions.transaction_date || '.'
+        ) as body,
+        transactions.category,
+        employees.department,
+        transactions.vendor_id,
+        transactions.transaction_date as doc_date,
+        transactions.amount_eur
+
+    from transactions
+    inner join vendors on transactions.vendor_id = vendors.vendor_id
+    left join employees on transactions.employee_id = employees.employee_id
+
+),
+
+vendor_docs as (
+
+    select
+        'vendor:' || vendors.vendor_id as doc_id,
+        'vendor' as doc_type,
+        vendors.vendor_id as source_id,
+        vendors.vendor_name as title,
+        concat_ws(
+            ' ',
+            vendors.vendor_name || coalesce(' (' || vendors.country || ').', '.'),
+            'Usual category: ' || coalesce(vendors.default_category, 'unknown') || '.'
+        ) as body,
+        vendors.default_category as category,
+        null::text as department,
+        vendors.vendor_id,
+        null::date as doc_date,
+        null::numeric as amount_eur
+
+    from vendors
+
+),
+
+unioned as (
+
+    select * from transaction_docs
+    union all
+    select * from vendor_docs
+
+),
+
+final as (
+
+    select
+        doc_id,
+        doc_type,
+        source_id,
+        title,
+        body,
+        category,
+        department,
+        vendor_id,
+        doc_date,
+        amount_eur::numeric(14, 2) as amount_eur,
+        md5(concat_ws('|', title, body, category, department, vendor_id, doc_date, amount_eur)) as content_hash
+
+    from unioned
+
+)
+
+select * from final

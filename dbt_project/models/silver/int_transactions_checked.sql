@@ -1,0 +1,85 @@
+-- Every bronze transaction row with its typed values and, if it cannot go to silver, the reason.
+-- silver.transactions keeps the rows without a reason; silver.rejects keeps the others.
+{{ config(materialized='view') }}
+
+with bronze as (
+
+    select * from {{ source('bronze', 'transactions') }}
+
+),
+
+fields as (
+
+    select
+        bronze_id,
+        source_file,
+        line_number,
+        loaded_at,
+        parse_error,
+        -- ids
+        nullif(trim(record ->> 'id'), '') as transaction_id,
+        nullif(trim(record ->> 'employee_id'), '') as employee_id,
+        nullif(trim(record ->> 'vendor_id'), '') as vendor_id,
+        -- amounts
+        nullif(trim(record ->> 'amount'), '') as amount_text,
+        upper(nullif(trim(record ->> 'currency'), '')) as currency,
+        -- dates
+        nullif(trim(record ->> 'date'), '') as date_text,
+        -- text
+        nullif(regexp_replace(trim(record ->> 'description'), '\s+', ' ', 'g'), '') as description,
+        lower(nullif(trim(record ->> 'category'), '')) as category
+
+    from bronze
+
+),
+
+typed as (
+
+    select
+        *,
+        {{ try_cast('amount_text', 'numeric') }} as amount,
+        {{ try_cast('date_text', 'date') }} as transaction_date,
+        -- the first occurrence of an id wins; later copies are duplicates
+        row_number() over (partition by transaction_id order by bronze_id) as id_occurrence
+
+    from fields
+
+),
+
+checked as (
+
+    select
+        typed.*,
+        rates.rate_to_eur,
+        case
+            when typed.parse_error is not null then 'parse_error'
+            when typed.transaction_id is null then 'missing_field:id'
+            when typed.employee_id is null then 'missing_field:employee_id'
+            when typed.vendor_id is null then 'missing_field:vendor_id'
+            when typed.amount_text is null then 'missing_field:amount'
+            when typed.currency is null then 'missing_field:currency'
+            when typed.date_text is null then 'missing_field:date'
+            when typed.amount is null then 'invalid_type:amount'
+            when typed.transaction_date is null then 'invalid_type:date'
+            when typed.id_occurrence > 1 then 'duplicate'
+            when typed.amount <= 0 then 'non_positive_amount'
+            when typed.transaction_date > current_date then 'future_date'
+            when rates.currency is null then 'unknown_currency'
+            when typed.category is not null and categories.category is null then 'unknown_category'
+            when vendors.vendor_id is null then 'orphan_vendor'
+        end as reject_reason
+
+    from typed
+    left join {{ ref('currency_rates') }} as rates on typed.currency = rates.currency
+    left join {{ ref('categories') }} as categories on typed.category = categories.category
+    left join {{ ref('vendors') }} as vendors on typed.vendor_id = vendors.vendor_id
+
+),
+
+final as (
+
+    select * from checked
+
+)
+
+select * from final

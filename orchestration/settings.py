@@ -1,0 +1,48 @@
+"""Every setting assay reads from the environment, in one place.
+
+Settings are read when `get_settings()` is called, never at import time, so tests and the CLI can
+point `ASSAY_HOME` somewhere else before anything touches the database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    home: Path = Path(".assay")
+    """Data folder: embedded Postgres, landing files, ground truth, Dagster instance."""
+    database_url: str | None = None
+    """Any Postgres 16+ with pgvector. Unset: the embedded server under `home`."""
+    reader_password: str | None = None
+    """Password of the read-only role `assay_reader` on an external server."""
+    llm_backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    llm_model: str | None = None
+    embedding_model: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home_dir / "landing"
+
+    @property
+    def truth_dir(self) -> Path:
+        # Ground truth of the sample generator: tests and evaluation read it, the pipeline never does.
+        return self.home_dir / "ground_truth"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+
+def get_settings() -> Settings:
+    return Settings()

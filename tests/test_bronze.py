@@ -1,0 +1,89 @@
+"""Bronze ingestion on hand-made files: parsing rules, idempotency and all-or-nothing loads."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from assets import bronze
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_jsonl_keeps_every_line_with_errors_as_data(tmp_path):
+    path = _write(
+        tmp_path / "t" / "a.jsonl",
+        b'{"id": "T1"}\n{"id": "T2",\n\n\xff\xfe latin\n{"id": "nul\x00"}\r\n{"id": "T3"}',
+    )
+    frame = bronze.stage_frame(path)
+    assert frame["line_number"].to_list() == [1, 2, 4, 5, 6]  # the blank line 3 holds no record
+    errors = dict(zip(frame["line_number"], frame["parse_error"], strict=True))
+    assert errors[1] is None and errors[2] is None and errors[6] is None  # JSON validity is Postgres' call
+    assert "utf-8" in errors[4] and "NUL" in errors[5]
+    assert frame.filter(pl.col("line_number") == 6)["payload"].item() == '{"id": "T3"}'
+
+
+def test_csv_splits_quoted_fields_and_flags_wrong_field_counts(tmp_path):
+    path = _write(
+        tmp_path / "v" / "v.csv",
+        '\ufeffvendor_id,vendor_name,country\nV1,"Acme, Inc.",DE\nV2,Foo,DE,extra\nV3,Bar\r\nV4,"Quote ""x""",FR\n'.encode(),
+    )
+    frame = bronze.stage_frame(path)
+    rows = {r["line_number"]: r for r in frame.iter_rows(named=True)}
+    assert json.loads(rows[2]["payload"]) == {"vendor_id": "V1", "vendor_name": "Acme, Inc.", "country": "DE"}
+    assert rows[3]["parse_error"] == "expected 3 fields, found 4" and rows[3]["payload"] is None
+    assert rows[4]["parse_error"] == "expected 3 fields, found 2"
+    assert json.loads(rows[5]["payload"])["vendor_name"] == 'Quote "x"'
+    assert rows[3]["raw_text"] == "V2,Foo,DE,extra"
+
+
+def test_parquet_rows_become_json_objects(tmp_path):
+    path = tmp_path / "p" / "x.parquet"
+    path.parent.mkdir()
+    pl.DataFrame({"id": ["A", "B"], "amount": [1.5, None]}).write_parquet(path)
+    frame = bronze.stage_frame(path)
+    assert [json.loads(p) for p in frame["payload"]] == [{"id": "A", "amount": 1.5}, {"id": "B", "amount": None}]
+
+
+def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
+    landing = tmp_path / "landing"
+    path = _write(landing / "unit_jsonl" / "a.jsonl", b'{"id": 1}\n{"id": \n[1, 2]\n{"s": "\\u0000"}\n')
+    with postgres.connect(autocommit=True) as conn:
+        bronze.ensure_tables(conn, "unit_jsonl")
+        first = bronze.load_file(conn, "unit_jsonl", path, landing)
+        second = bronze.load_file(conn, "unit_jsonl", path, landing)
+        rows = conn.execute(
+            "select line_number, record, raw_text, parse_error from bronze.unit_jsonl order by line_number"
+        ).fetchall()
+    assert (first.rows, first.parse_errors, first.skipped) == (4, 3, False)
+    assert (second.rows, second.skipped) == (0, True)
+    assert rows[0][1] == {"id": 1} and rows[0][2] is None
+    assert rows[1][3].startswith("invalid JSON") and rows[1][2] == '{"id": '
+    assert rows[2][3] == "not a JSON object"
+    assert "Unicode escape" in rows[3][3]
+
+
+def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
+    landing = tmp_path / "landing"
+    path = _write(landing / "unit_atomic" / "a.jsonl", b'{"id": 1}\n{"id": 2}\n')
+    original = bronze.INSERT_FROM_STAGE
+    # Crash in the middle of the insert: line 1 is written, line 2 divides by zero.
+    crashing = original.replace("md5(s.raw_text)", "md5(s.raw_text) || (1 / (s.line_number - 2))::text")
+    assert crashing != original
+    monkeypatch.setattr(bronze, "INSERT_FROM_STAGE", crashing)
+    with postgres.connect(autocommit=True) as conn:
+        bronze.ensure_tables(conn, "unit_atomic")
+        with pytest.raises(Exception, match="division by zero"):
+            bronze.load_file(conn, "unit_atomic", path, landing)
+        assert conn.execute("select count(*) from bronze.unit_atomic").fetchone()[0] == 0
+        assert conn.execute(
+            "select count(*) from bronze.load_batches where source = 'unit_atomic'"
+        ).fetchone()[0] == 0
+        monkeypatch.setattr(bronze, "INSERT_FROM_STAGE", original)
+        retried = bronze.load_file(conn, "unit_atomic", path, landing)
+    assert (retried.rows, retried.skipped) == (2, False)

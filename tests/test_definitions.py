@@ -1,0 +1,52 @@
+"""The asset graph: keys, groups, lineage and checks. Accidental graph changes fail here."""
+
+from dagster import AssetKey
+
+from orchestration.definitions import defs
+
+
+def _graph():
+    return defs.resolve_asset_graph()
+
+
+def test_keys_and_groups_follow_layers():
+    graph = _graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys}
+    assert groups == {
+        "bronze/transactions": "bronze",
+        "bronze/events": "bronze",
+        "bronze/vendors": "bronze",
+        "bronze/employees": "bronze",
+        "silver/categories": "silver",
+        "silver/currency_rates": "silver",
+        "silver/int_transactions_checked": "silver",
+        "silver/int_events_checked": "silver",
+        "silver/int_vendors_checked": "silver",
+        "silver/int_employees_checked": "silver",
+        "silver/transactions": "silver",
+        "silver/events": "silver",
+        "silver/vendors": "silver",
+        "silver/employees": "silver",
+        "silver/rejects": "silver",
+        "gold/monthly_summary": "gold",
+        "gold/category_trends": "gold",
+        "gold/vendor_spend": "gold",
+        "platinum/documents": "platinum",
+    }
+
+
+def test_one_connected_graph_from_bronze_to_platinum():
+    graph = _graph()
+    # dbt sources are the bronze Python assets themselves, not separate external assets
+    assert not [k for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable]
+    upstream = graph.get_ancestor_asset_keys(AssetKey(["platinum", "documents"]))
+    assert {AssetKey(["bronze", "transactions"]), AssetKey(["bronze", "vendors"]), AssetKey(["bronze", "employees"])} <= upstream
+    rejects_parents = graph.get(AssetKey(["silver", "rejects"])).parent_keys
+    assert {AssetKey(["bronze", s]) for s in ("transactions", "events", "vendors", "employees")} <= rejects_parents
+
+
+def test_dbt_tests_are_asset_checks():
+    checks = {(c.asset_key.to_user_string(), c.name) for c in _graph().asset_check_keys}
+    assert ("silver/transactions", "unique_transactions_transaction_id") in checks
+    assert ("gold/vendor_spend", "unique_vendor_spend_spend_rank") in checks
+    assert any(key == "silver/rejects" and name.startswith("accepted_values") for key, name in checks)
