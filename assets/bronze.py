@@ -177,8 +177,12 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
             "error", pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String))
         ),
     )
-    return pl.concat([good, failed]).sort("line_number").select(
-        "line_number", "payload", pl.col("text").alias("raw_text"), pl.col("error").alias("parse_error")
+    return (
+        pl.concat([good, failed])
+        .sort("line_number")
+        .select(
+            "line_number", "payload", pl.col("text").alias("raw_text"), pl.col("error").alias("parse_error")
+        )
     )
 
 
@@ -193,7 +197,12 @@ def _parquet_rows(path: Path) -> pl.DataFrame:
     )
 
 
-_STAGE_SCHEMA = {"line_number": pl.Int32, "payload": pl.String, "raw_text": pl.String, "parse_error": pl.String}
+_STAGE_SCHEMA = {
+    "line_number": pl.Int32,
+    "payload": pl.String,
+    "raw_text": pl.String,
+    "parse_error": pl.String,
+}
 
 
 def ensure_tables(conn: psycopg.Connection, source: str) -> None:

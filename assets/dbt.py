@@ -9,7 +9,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetSpec
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from assets.dbt_project import DBT_PROJECT_DIR, dbt_project
 from orchestration.database import PostgresResource
@@ -24,15 +30,17 @@ if not dbt_project.manifest_path.exists():
 
 
 class AssayTranslator(DagsterDbtTranslator):
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         node = self.get_resource_props(manifest, unique_id)
         if node["resource_type"] == "source":
             return spec  # the key comes from meta.dagster.asset_key: the bronze asset itself
         layer = _layer(node)
-        return spec.replace_attributes(key=AssetKey([layer, node["name"]]), group_name=layer).merge_attributes(
-            kinds={"postgres"}
-        )
+        return spec.replace_attributes(
+            key=AssetKey([layer, node["name"]]), group_name=layer
+        ).merge_attributes(kinds={"postgres"})
 
 
 def _layer(node: Mapping[str, Any]) -> str:
@@ -44,7 +52,9 @@ def _layer(node: Mapping[str, Any]) -> str:
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    dagster_dbt_translator=AssayTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=False)),
+    dagster_dbt_translator=AssayTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_code_references=False)
+    ),
 )
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
     # dbt inherits this process's environment; profiles.yml reads the connection from it.

@@ -38,7 +38,7 @@ def main() -> None:
     type=click.Choice(["small", "default", "large"]),
     default="default",
     show_default=True,
-    help="Sample size generated when the landing folder is empty (small ~2k, default ~50k, large ~1M transactions).",
+    help="Sample made when the landing folder is empty: small ~2k, default ~50k, large ~1M transactions.",
 )
 def run(size: str) -> None:
     """Materialise every asset, bronze to platinum, and print a summary.
@@ -54,15 +54,25 @@ def run(size: str) -> None:
         click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
         _generate(size, seed=42, defect_rate="low")
     postgres = PostgresResource()
-    click.echo(f"Database: {'embedded PostgreSQL in ' + str(settings.home_dir / 'pgdata') if postgres.is_embedded else 'ASSAY_DATABASE_URL'}")
+    where = (
+        f"embedded PostgreSQL in {settings.home_dir / 'pgdata'}"
+        if postgres.is_embedded
+        else "ASSAY_DATABASE_URL"
+    )
+    click.echo(f"Database: {where}")
     click.echo("Running the pipeline (bronze -> silver -> gold -> platinum):")
-    outcome = run_pipeline(click.echo)
+    terminal = sys.stdout  # the run redirects stdout (dbt's log) to a file; progress stays here
+    outcome = run_pipeline(lambda line: click.echo(line, file=terminal))
 
     counts = table_counts(postgres)
     click.echo("")
     click.echo("Rows per layer:")
     for layer in ("bronze", "silver", "gold", "platinum"):
-        parts = [f"{name.split('.', 1)[1]} {n:,}" for name, n in counts.items() if name.startswith(layer + ".") and n is not None]
+        parts = [
+            f"{name.split('.', 1)[1]} {n:,}"
+            for name, n in counts.items()
+            if name.startswith(layer + ".") and n is not None
+        ]
         seconds = outcome.layer_seconds.get(layer)
         timing = f" (done at {seconds:.1f}s)" if seconds is not None else ""
         click.echo(f"  {layer:<9}{', '.join(parts) or '-'}{timing}")
@@ -79,7 +89,9 @@ def run(size: str) -> None:
         click.echo(f"failed: {failure}", err=True)
     for check in outcome.failed_checks:
         click.echo(f"failed check: {check}", err=True)
-    click.echo("The run did not complete; `assay ui` shows the full logs of this run.", err=True)
+    click.echo(
+        f"The run did not complete. dbt's log: {outcome.log_path}; `assay ui` shows the run.", err=True
+    )
     sys.exit(1)
 
 
@@ -100,11 +112,22 @@ def ui(port: int, host: str) -> None:
 
 
 @main.command()
-@click.option("--size", default="default", show_default=True,
-              help="small (~2k transactions), default (~50k), large (~1M), or a number of transactions.")
-@click.option("--seed", default=42, show_default=True, help="Random seed: the same seed gives the same files.")
-@click.option("--defect-rate", type=click.Choice(["low", "high"]), default="low", show_default=True,
-              help="low: ~0.5% of transactions per defect class; high: ~4% per class (trips quality gates).")
+@click.option(
+    "--size",
+    default="default",
+    show_default=True,
+    help="small (~2k transactions), default (~50k), large (~1M), or a number of transactions.",
+)
+@click.option(
+    "--seed", default=42, show_default=True, help="Random seed: the same seed gives the same files."
+)
+@click.option(
+    "--defect-rate",
+    type=click.Choice(["low", "high"]),
+    default="low",
+    show_default=True,
+    help="low: ~0.5% of transactions per defect class; high: ~4% per class (trips quality gates).",
+)
 def sample(size: str, seed: int, defect_rate: str) -> None:
     """Write deterministic sample landing files (vendors, employees, transactions, approval events).
 
@@ -121,12 +144,15 @@ def _generate(size: str, seed: int, defect_rate: str) -> None:
     size_arg: str | int = int(size) if size.isdigit() else size
     defects = DefectRates.high() if defect_rate == "high" else DefectRates.low()
     try:
-        summary = generate(settings.landing_dir, settings.truth_dir, size=size_arg, seed=seed, defects=defects)
+        summary = generate(
+            settings.landing_dir, settings.truth_dir, size=size_arg, seed=seed, defects=defects
+        )
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from exc
     click.echo(
-        f"Wrote {summary.transactions:,} transaction lines, {summary.events:,} events, {summary.vendors:,} vendors "
-        f"and {summary.employees:,} employees to {summary.landing_dir} (ground truth in {summary.truth_dir})."
+        f"Wrote {summary.transactions:,} transaction lines, {summary.events:,} events, "
+        f"{summary.vendors:,} vendors and {summary.employees:,} employees "
+        f"to {summary.landing_dir} (ground truth in {summary.truth_dir})."
     )
 
 

@@ -10,6 +10,7 @@ Everything else - assets, dbt, the API, tests - asks `PostgresResource` for a co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -171,7 +172,6 @@ class PostgresResource(ConfigurableResource):
 def _ensure_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
-            try:
+            # another process may win the race to create it
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process won the race

@@ -4,13 +4,16 @@ The run goes into the same Dagster instance as `assay ui` (`$ASSAY_HOME/dagster`
 in the UI's run history with all its metadata.
 """
 
+import contextlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, make_new_run_id
+from dagster import DagsterEventType, DagsterInstance
 
 from orchestration.database import PostgresResource
 from orchestration.settings import get_settings
@@ -30,6 +33,7 @@ class RunOutcome:
     success: bool
     seconds: float
     layer_seconds: dict[str, float] = field(default_factory=dict)
+    log_path: Path | None = None
     failures: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
 
@@ -43,25 +47,35 @@ def dagster_instance() -> DagsterInstance:
 
 
 def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
+    """Execute the `pipeline` job; `echo` gets one progress line per asset.
+
+    dbt's own output (which dagster-dbt writes to stdout for the UI's compute logs) goes to
+    `$ASSAY_HOME/logs/run-<id>.log` instead of the terminal.
+    """
     from orchestration.definitions import defs  # heavy import: only when a run is asked for
 
     instance = dagster_instance()
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())
+    log_path = get_settings().home_dir / "logs" / f"run-{run_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     watcher = _ProgressWatcher(instance, run_id, started, echo)
     watcher.start()
-    try:
-        result = defs.get_job_def("pipeline").execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
-            # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={"assay/launched_by": "assay run"},
-        )
-    finally:
-        watcher.stop()
-    outcome = RunOutcome(run_id, result.success, time.perf_counter() - started, watcher.layer_seconds)
+    with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
+        try:
+            result = defs.get_job_def("pipeline").execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                raise_on_error=False,
+                # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                tags={"assay/launched_by": "assay run"},
+            )
+        finally:
+            watcher.stop()
+    outcome = RunOutcome(
+        run_id, result.success, time.perf_counter() - started, watcher.layer_seconds, log_path
+    )
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
@@ -80,14 +94,14 @@ class _ProgressWatcher(threading.Thread):
         self.layer_seconds: dict[str, float] = {}
         self.failed_checks: list[str] = []
         self._seen = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._halt.wait(0.5):
             self._drain()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
         self._drain()
 
@@ -137,8 +151,7 @@ def table_counts(postgres: PostgresResource) -> dict[str, int | None]:
         existing = {
             f"{s}.{t}"
             for s, t in conn.execute(
-                "select table_schema, table_name from information_schema.tables"
-                " where table_schema = any(%s)",
+                "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
                 [list(SUMMARY_TABLES)],
             )
         }
@@ -157,6 +170,7 @@ def reject_reasons(postgres: PostgresResource, limit: int = 10) -> list[tuple[st
         if not conn.execute("select to_regclass('silver.rejects')").fetchone()[0]:
             return []
         return conn.execute(
-            "select source, reason, count(*) from silver.rejects group by 1, 2 order by 3 desc, 1, 2 limit %s",
+            "select source, reason, count(*) from silver.rejects"
+            " group by 1, 2 order by 3 desc, 1, 2 limit %s",
             [limit],
         ).fetchall()

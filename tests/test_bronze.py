@@ -31,7 +31,8 @@ def test_jsonl_keeps_every_line_with_errors_as_data(tmp_path):
 def test_csv_splits_quoted_fields_and_flags_wrong_field_counts(tmp_path):
     path = _write(
         tmp_path / "v" / "v.csv",
-        '\ufeffvendor_id,vendor_name,country\nV1,"Acme, Inc.",DE\nV2,Foo,DE,extra\nV3,Bar\r\nV4,"Quote ""x""",FR\n'.encode(),
+        b'\xef\xbb\xbfvendor_id,vendor_name,country\nV1,"Acme, Inc.",DE\n'
+        b'V2,Foo,DE,extra\nV3,Bar\r\nV4,"Quote ""x""",FR\n',
     )
     frame = bronze.stage_frame(path)
     rows = {r["line_number"]: r for r in frame.iter_rows(named=True)}
@@ -47,7 +48,10 @@ def test_parquet_rows_become_json_objects(tmp_path):
     path.parent.mkdir()
     pl.DataFrame({"id": ["A", "B"], "amount": [1.5, None]}).write_parquet(path)
     frame = bronze.stage_frame(path)
-    assert [json.loads(p) for p in frame["payload"]] == [{"id": "A", "amount": 1.5}, {"id": "B", "amount": None}]
+    assert [json.loads(p) for p in frame["payload"]] == [
+        {"id": "A", "amount": 1.5},
+        {"id": "B", "amount": None},
+    ]
 
 
 def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
@@ -81,9 +85,12 @@ def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
         with pytest.raises(Exception, match="division by zero"):
             bronze.load_file(conn, "unit_atomic", path, landing)
         assert conn.execute("select count(*) from bronze.unit_atomic").fetchone()[0] == 0
-        assert conn.execute(
-            "select count(*) from bronze.load_batches where source = 'unit_atomic'"
-        ).fetchone()[0] == 0
+        assert (
+            conn.execute("select count(*) from bronze.load_batches where source = 'unit_atomic'").fetchone()[
+                0
+            ]
+            == 0
+        )
         monkeypatch.setattr(bronze, "INSERT_FROM_STAGE", original)
         retried = bronze.load_file(conn, "unit_atomic", path, landing)
     assert (retried.rows, retried.skipped) == (2, False)

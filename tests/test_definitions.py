@@ -40,9 +40,15 @@ def test_one_connected_graph_from_bronze_to_platinum():
     # dbt sources are the bronze Python assets themselves, not separate external assets
     assert not [k for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable]
     upstream = graph.get_ancestor_asset_keys(AssetKey(["platinum", "documents"]))
-    assert {AssetKey(["bronze", "transactions"]), AssetKey(["bronze", "vendors"]), AssetKey(["bronze", "employees"])} <= upstream
+    assert {
+        AssetKey(["bronze", "transactions"]),
+        AssetKey(["bronze", "vendors"]),
+        AssetKey(["bronze", "employees"]),
+    } <= upstream
     rejects_parents = graph.get(AssetKey(["silver", "rejects"])).parent_keys
-    assert {AssetKey(["bronze", s]) for s in ("transactions", "events", "vendors", "employees")} <= rejects_parents
+    assert {
+        AssetKey(["bronze", s]) for s in ("transactions", "events", "vendors", "employees")
+    } <= rejects_parents
 
 
 def test_dbt_tests_are_asset_checks():
