@@ -5,6 +5,8 @@ schema, so keys do not change between environments. dbt tests arrive as asset ch
 """
 
 import os
+import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -63,4 +65,12 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: Po
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR))
+    return DbtCliResource(
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=_dbt_executable()
+    )
+
+
+def _dbt_executable() -> str:
+    # `.venv/bin/python -m pytest` does not put .venv/bin on PATH: use the dbt beside this interpreter.
+    beside = os.path.join(os.path.dirname(sys.executable), "dbt")
+    return beside if os.path.exists(beside) else shutil.which("dbt") or "dbt"

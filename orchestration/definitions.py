@@ -4,13 +4,20 @@ from dagster import Definitions, define_asset_job
 
 from assets.bronze import bronze_assets
 from assets.dbt import dbt_models, dbt_resource
+from assets.embeddings import embedding_checks, embeddings
 from orchestration.database import PostgresResource
+from orchestration.models import EmbeddingModelResource
 
 # The whole graph, in dependency order: what `assay run` executes.
 pipeline_job = define_asset_job("pipeline", selection="*", description="Every asset, bronze to platinum.")
 
 defs = Definitions(
-    assets=[*bronze_assets, dbt_models],
+    assets=[*bronze_assets, dbt_models, embeddings],
+    asset_checks=embedding_checks,
     jobs=[pipeline_job],
-    resources={"postgres": PostgresResource(), "dbt": dbt_resource()},
+    resources={
+        "postgres": PostgresResource(),
+        "dbt": dbt_resource(),
+        "embedding_model": EmbeddingModelResource(),
+    },
 )

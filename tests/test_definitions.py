@@ -32,6 +32,7 @@ def test_keys_and_groups_follow_layers():
         "gold/category_trends": "gold",
         "gold/vendor_spend": "gold",
         "platinum/documents": "platinum",
+        "platinum/embeddings": "platinum",
     }
 
 

@@ -1,0 +1,300 @@
+"""Search over the platinum corpus: vector kNN, Postgres full-text, and hybrid (reciprocal rank fusion).
+
+The one search library: the read API and the agents' search tool call `Searcher`; the embedding
+asset's quality checks call it too, so what they measure is what users get. It lives beside
+`assets/embeddings.py` because it reads exactly the tables that module writes (`platinum.embeddings`,
+`platinum.embedding_models`) and nothing else; it imports no Dagster and works on any connection,
+including the read-only `assay_reader` role.
+
+Every search runs in one repeatable-read transaction: the active model is read, the query is encoded
+with that model, and the candidates are fetched from that model's rows, all in one snapshot. A model
+switch committed meanwhile is therefore invisible until the next search: never a gap, never a mix.
+
+Filters (category, department, vendor, document type, date range) apply inside the index scans. With
+pgvector's iterative index scan (`hnsw.iterative_scan = relaxed_order`) the HNSW scan keeps going
+until k rows pass the filter; when even that comes back short (a filter matching only a handful of
+rows, beyond `hnsw.max_scan_tuples`), the same query is run exactly (btree filter indexes + sort),
+so a search returns k hits whenever k documents match. All values are bound parameters.
+"""
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from orchestration.models import EmbeddingModelResource, Encoder
+
+Mode = Literal["vector", "fulltext", "hybrid"]
+MODES: tuple[Mode, ...] = ("vector", "fulltext", "hybrid")
+_HIT_FIELDS = (
+    "doc_id",
+    "doc_type",
+    "title",
+    "body",
+    "category",
+    "department",
+    "vendor_id",
+    "doc_date",
+    "amount_eur",
+)
+# Full-text queries: every word of the query is a lexeme; a document matches any of them and ranks by
+# how many it covers and how close together (ts_rank_cd). An all-words (AND) query returns nothing for
+# most natural-language questions, which no caller wants.
+_TSQUERY = (
+    "(select string_agg(quote_literal(t.lexeme), ' | ')::tsquery"
+    " from unnest(to_tsvector('english'::regconfig, %(text)s)) as t)"
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict a search; a sequence means any of its values. Dates are inclusive."""
+
+    category: str | Sequence[str] | None = None
+    department: str | Sequence[str] | None = None
+    vendor_id: str | Sequence[str] | None = None
+    doc_type: str | Sequence[str] | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def is_empty(self) -> bool:
+        return self == Filters()
+
+    def where(self) -> tuple[sql.Composable, dict]:
+        """` and ...` conditions on the corpus alias `e`, with their parameters."""
+        parts: list[sql.Composable] = []
+        params: dict = {}
+        for name in ("category", "department", "vendor_id", "doc_type"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            values = [value] if isinstance(value, str) else list(value)
+            parts.append(
+                sql.SQL(" and e.{} = any(%({})s)").format(sql.Identifier(name), sql.SQL(f"f_{name}"))
+            )
+            params[f"f_{name}"] = values
+        if self.date_from is not None:
+            parts.append(sql.SQL(" and e.doc_date >= %(f_date_from)s"))
+            params["f_date_from"] = self.date_from
+        if self.date_to is not None:
+            parts.append(sql.SQL(" and e.doc_date <= %(f_date_to)s"))
+            params["f_date_to"] = self.date_to
+        return sql.Composed(parts), params
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    rank: int
+    score: float  # vector: cosine similarity; fulltext: ts_rank_cd; hybrid: RRF score
+    doc_type: str | None
+    title: str | None
+    body: str
+    category: str | None
+    department: str | None
+    vendor_id: str | None
+    doc_date: date | None
+    amount_eur: Decimal | None
+    vector_rank: int | None = None  # hybrid: the hit's rank in each list (None: not in that list)
+    text_rank: int | None = None
+
+
+@dataclass
+class SearchResult:
+    mode: Mode
+    query: str
+    k: int
+    model: str | None  # the active model the search used (None: no embeddings yet)
+    hits: list[Hit] = field(default_factory=list)
+    exact_fallback: bool = False  # the filter was too selective for the index scan
+    seconds: float = 0.0
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return [h.doc_id for h in self.hits]
+
+
+class Searcher:
+    """Searches one corpus (`<schema>.embeddings`) on a connection the caller owns.
+
+    `encoders` turns a model name into a loaded `Encoder` (default: `EmbeddingModelResource`
+    following ASSAY_DEVICE); search encodes each query with whichever model is active.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        encoders: Callable[[str], Encoder] | None = None,
+        *,
+        schema: str = "platinum",
+        ef_search: int = 100,
+        candidates: int = 60,
+        rrf_k: int = 60,
+        max_scan_tuples: int | None = None,
+    ):
+        self.conn = conn
+        self.encoders = encoders or EmbeddingModelResource().encoder_for
+        self.embeddings = sql.Identifier(schema, "embeddings")
+        self.models = sql.Identifier(schema, "embedding_models")
+        self.ef_search = ef_search
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self.max_scan_tuples = max_scan_tuples  # None: pgvector's default (20,000)
+        register_vector(conn)
+
+    # public API ---------------------------------------------------------------------------------
+    def search(
+        self, query: str, mode: Mode = "hybrid", k: int = 10, filters: Filters | None = None
+    ) -> SearchResult:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return getattr(self, mode)(query, k=k, filters=filters)
+
+    def vector(self, query: str | np.ndarray, k: int = 10, filters: Filters | None = None) -> SearchResult:
+        """k nearest documents by cosine distance; `query` is text, or a vector of the active model."""
+        text = query if isinstance(query, str) else "<vector>"
+        with self._snapshot("vector", text, k) as (result, dim):
+            if result.model:
+                vector = self._query_vector(result.model, query)
+                rows, result.exact_fallback = self._vector_rows(
+                    result.model, dim, vector, k, filters or Filters()
+                )
+                result.hits = [_hit(r, i) for i, r in enumerate(rows, 1)]
+        return result
+
+    def fulltext(self, query: str, k: int = 10, filters: Filters | None = None) -> SearchResult:
+        with self._snapshot("fulltext", query, k) as (result, _):
+            if result.model:
+                rows = self._text_rows(result.model, query, k, filters or Filters())
+                result.hits = [_hit(r, i) for i, r in enumerate(rows, 1)]
+        return result
+
+    def hybrid(self, query: str, k: int = 10, filters: Filters | None = None) -> SearchResult:
+        """Reciprocal rank fusion of the vector and full-text lists (each `candidates` deep)."""
+        filters = filters or Filters()
+        depth = max(k, self.candidates)
+        with self._snapshot("hybrid", query, k) as (result, dim):
+            if result.model:
+                vector = self._query_vector(result.model, query)
+                vec_rows, result.exact_fallback = self._vector_rows(result.model, dim, vector, depth, filters)
+                text_rows = self._text_rows(result.model, query, depth, filters)
+                result.hits = fuse(vec_rows, text_rows, k, self.rrf_k)
+        return result
+
+    # internals ----------------------------------------------------------------------------------
+    @contextmanager
+    def _snapshot(self, mode: Mode, query: str, k: int) -> Iterator[tuple[SearchResult, int]]:
+        """One read-only repeatable-read transaction: the active model and its rows, one snapshot."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if self.conn.info.transaction_status != TransactionStatus.IDLE:
+            raise RuntimeError("Searcher needs an idle connection: each search is its own transaction")
+        started = time.perf_counter()
+        with self.conn.transaction():
+            self.conn.execute("set transaction isolation level repeatable read, read only")
+            self.conn.execute(
+                "select set_config('hnsw.ef_search', %s, true),"
+                " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                # the per-model partial HNSW index is usable only when the plan sees the model name
+                " set_config('plan_cache_mode', 'force_custom_plan', true)",
+                [str(self.ef_search)],
+            )
+            if self.max_scan_tuples is not None:
+                self.conn.execute(
+                    "select set_config('hnsw.max_scan_tuples', %s, true)", [str(self.max_scan_tuples)]
+                )
+            row = self.conn.execute(
+                sql.SQL("select model, dimension from {} where active").format(self.models)
+            ).fetchone()
+            result = SearchResult(mode, query, k, row[0] if row else None)
+            yield result, (row[1] if row else 0)
+        result.seconds = time.perf_counter() - started
+
+    def _query_vector(self, model: str, query: str | np.ndarray) -> np.ndarray:
+        if isinstance(query, str):
+            return self.encoders(model).encode_queries([query])[0]
+        return np.asarray(query, dtype=np.float32)
+
+    def _vector_rows(
+        self, model: str, dim: int, vector: np.ndarray, k: int, filters: Filters
+    ) -> tuple[list[tuple], bool]:
+        if vector.shape != (dim,):
+            raise ValueError(f"query vector has shape {vector.shape}, the active model has dimension {dim}")
+        where, params = filters.where()
+        params |= {"q": vector, "model": model, "k": k}
+        distance = sql.SQL("e.embedding::vector({dim}) <=> %(q)s::vector({dim})").format(dim=sql.Literal(dim))
+        query = sql.SQL(
+            "select {cols}, 1 - distance as score from ("
+            " select {ecols}, {distance} as distance from {emb} e"
+            " where e.model = %(model)s{where} order by {order} limit %(k)s"
+            ") r order by distance, doc_id"
+        )
+        cols = sql.SQL(", ").join(map(sql.Identifier, _HIT_FIELDS))
+        ecols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _HIT_FIELDS)
+        common = {"cols": cols, "ecols": ecols, "distance": distance, "emb": self.embeddings, "where": where}
+        # ordered by the indexed expression: the HNSW index (iterative scan) serves it
+        rows = self.conn.execute(query.format(order=distance, **common), params, prepare=False).fetchall()
+        if len(rows) >= k:
+            return rows, False
+        # Short: a filter rarer than the scan limit. An expression the index cannot order by makes
+        # Postgres compute it exactly over the filtered rows (via the btree filter indexes).
+        exact = sql.SQL("({}) + 0").format(distance)
+        rows = self.conn.execute(query.format(order=exact, **common), params, prepare=False).fetchall()
+        return rows, True
+
+    def _text_rows(self, model: str, query: str, k: int, filters: Filters) -> list[tuple]:
+        where, params = filters.where()
+        params |= {"text": query, "model": model, "k": k}
+        cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _HIT_FIELDS)
+        return self.conn.execute(
+            sql.SQL(
+                "select {cols}, ts_rank_cd(e.search_tsv, q.query) as score"
+                " from {emb} e, (select " + _TSQUERY + " as query) q"
+                " where e.model = %(model)s and e.search_tsv @@ q.query{where}"
+                " order by score desc, e.doc_id limit %(k)s"
+            ).format(cols=cols, emb=self.embeddings, where=where),
+            params,
+            prepare=False,
+        ).fetchall()
+
+
+def fuse(vector_rows: list[tuple], text_rows: list[tuple], k: int, rrf_k: int = 60) -> list[Hit]:
+    """Reciprocal rank fusion: score = sum over lists of 1 / (rrf_k + rank); ties by vector rank."""
+    scores: dict[str, float] = {}
+    rows: dict[str, tuple] = {}
+    vec_rank: dict[str, int] = {}
+    text_rank: dict[str, int] = {}
+    for ranks, source in ((vec_rank, vector_rows), (text_rank, text_rows)):
+        for rank, row in enumerate(source, 1):
+            doc_id = row[0]
+            ranks[doc_id] = rank
+            rows.setdefault(doc_id, row)
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (rrf_k + rank)
+    unranked = len(vector_rows) + len(text_rows) + 1
+    order = sorted(
+        scores,
+        key=lambda d: (-scores[d], vec_rank.get(d, unranked), text_rank.get(d, unranked), d),
+    )[:k]
+    return [
+        replace(
+            _hit(rows[d], i),
+            score=scores[d],
+            vector_rank=vec_rank.get(d),
+            text_rank=text_rank.get(d),
+        )
+        for i, d in enumerate(order, 1)
+    ]
+
+
+def _hit(row: tuple, rank: int) -> Hit:
+    values = dict(zip(_HIT_FIELDS, row, strict=False))
+    return Hit(rank=rank, score=float(row[len(_HIT_FIELDS)]), **values)
