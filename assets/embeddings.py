@@ -260,6 +260,9 @@ def sync_embeddings(
         if not _index_exists(conn, schema, stats.index_name):
             _build_index(conn, tables, encoder.name, encoder.dimension, stats.index_name, hnsw)
             stats.index_built = True
+        if stats.embedded or stats.removed:
+            # fresh statistics: the planner chooses between HNSW and exact filtered scans with them
+            conn.execute(sql.SQL("analyze {}").format(tables.embeddings))
         stats.seconds["index"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -569,15 +572,12 @@ RECALL_THRESHOLD = 0.95
     name="hnsw_recall_at_10",
     description=f"Recall@10 of the HNSW index against exact search (numpy) is at least {RECALL_THRESHOLD}.",
 )
-def hnsw_recall_check(
-    context: AssetCheckExecutionContext, postgres: PostgresResource, embedding_model: EmbeddingModelResource
-) -> AssetCheckResult:
-    from assets.search import Searcher
+def hnsw_recall_check(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
     from quality.search_relevance import hnsw_recall
 
     # The read-only role, as the API and agents search: the check also proves their grants.
     with postgres.connect(autocommit=True, reader=True) as conn:
-        report = hnsw_recall(Searcher(conn, embedding_model.encoder_for))
+        report = hnsw_recall(conn)
     passed = report.recall >= RECALL_THRESHOLD
     return AssetCheckResult(
         passed=passed,

@@ -130,16 +130,19 @@ class Searcher:
     following ASSAY_DEVICE); search encodes each query with whichever model is active.
     """
 
+    DEFAULT_EF_SEARCH = 100
+
     def __init__(
         self,
         conn: psycopg.Connection,
         encoders: Callable[[str], Encoder] | None = None,
         *,
         schema: str = "platinum",
-        ef_search: int = 100,
+        ef_search: int = DEFAULT_EF_SEARCH,
         candidates: int = 60,
         rrf_k: int = 60,
         max_scan_tuples: int | None = None,
+        force_index: bool = False,
     ):
         self.conn = conn
         self.encoders = encoders or EmbeddingModelResource().encoder_for
@@ -149,6 +152,9 @@ class Searcher:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.max_scan_tuples = max_scan_tuples  # None: pgvector's default (20,000)
+        # Postgres answers small or narrowly filtered corpora exactly (seq/btree scan + sort) because
+        # that is cheaper; forcing the HNSW index is for measuring the index itself (recall check).
+        self.force_index = force_index
         register_vector(conn)
 
     # public API ---------------------------------------------------------------------------------
@@ -208,6 +214,11 @@ class Searcher:
                 " set_config('plan_cache_mode', 'force_custom_plan', true)",
                 [str(self.ef_search)],
             )
+            if self.force_index:
+                self.conn.execute(
+                    "select set_config('enable_seqscan', 'off', true),"
+                    " set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)"
+                )
             if self.max_scan_tuples is not None:
                 self.conn.execute(
                     "select set_config('hnsw.max_scan_tuples', %s, true)", [str(self.max_scan_tuples)]

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from assets.search import MODES, Searcher
@@ -146,15 +145,20 @@ class RecallReport:
 
 
 def hnsw_recall(
-    searcher: Searcher, schema: str = "platinum", queries: int = 100, k: int = 10
+    conn: psycopg.Connection,
+    schema: str = "platinum",
+    queries: int = 100,
+    k: int = 10,
+    ef_search: int = Searcher.DEFAULT_EF_SEARCH,
 ) -> RecallReport:
-    """Recall@k of the index against exact search, over the vectors of `queries` sampled documents.
+    """Recall@k of the HNSW index against exact search, over the vectors of `queries` sampled documents.
 
     The exact answer is computed in numpy over every vector of the active model (cosine distance),
-    independently of Postgres' operators; the sample is fixed (ordered by md5 of the doc id).
+    independently of Postgres' operators; the sample is fixed (ordered by md5 of the doc id). The
+    search forces the index: on a small corpus Postgres rightly prefers an exact scan, and the
+    check would then measure nothing.
     """
-    conn = searcher.conn
-    register_vector(conn)
+    searcher = Searcher(conn, schema=schema, ef_search=ef_search, force_index=True)
     with conn.transaction():
         model = conn.execute(
             sql.SQL("select model from {} where active").format(sql.Identifier(schema, "embedding_models"))
