@@ -1,6 +1,9 @@
 # The two README commands: `make run` and `make test`. Both set everything up on a fresh machine.
 PYTHON ?= python3
 VENV   ?= .venv
+# Installed before the project: with the exact pin pip takes the CPU wheel (see ENVIRONMENT facts);
+# a bare `torch` requirement would resolve to the multi-GB CUDA build.
+TORCH_VERSION ?= 2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.assay-installed
 MANIFEST = dbt_project/target/manifest.json
@@ -12,12 +15,14 @@ setup: $(STAMP) $(MANIFEST)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 # Parse dbt once at build time so loading the Dagster definitions never parses dbt.
+# The preparer runs `dbt parse` and looks for `dbt` on PATH, which an unactivated venv does not provide.
 $(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v /target/)
-	$(BIN)/dagster-dbt project prepare-and-package --file assets/dbt_project.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file assets/dbt_project.py
 
 run: setup
 	$(BIN)/assay run
@@ -30,6 +35,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bronze_load.py
+	$(BIN)/python bench/embeddings.py
 
 ui: setup
 	$(BIN)/assay ui
