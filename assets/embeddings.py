@@ -59,6 +59,8 @@ EMBEDDINGS_KEY = AssetKey(["platinum", "embeddings"])
 DOCUMENTS_KEY = AssetKey(["platinum", "documents"])
 # Copied from platinum.documents into the search corpus; all of them feed the content hash there.
 DOC_FIELDS = ("doc_type", "title", "body", "category", "department", "vendor_id", "doc_date", "amount_eur")
+# More pending documents than this share of the model's stored rows: rebuild its index after the load.
+BULK_REBUILD_FRACTION = 0.25
 _STAGE_TYPES = ["text", "text", "text", *["text"] * 6, "date", "numeric", "vector"]
 # What the model reads: the body already names the item, vendor, department, amount and date.
 EMBED_TEXT = "body"
@@ -231,6 +233,13 @@ def sync_embeddings(
             [encoder.name],
         ).rowcount
         pending = _collect_pending(conn, tables, source_id, encoder.name, stats)
+        stats.index_name = hnsw_index_name(encoder.name, encoder.dimension, hnsw)
+        stored = stats.documents - stats.new  # this model's rows before the load
+        if pending > BULK_REBUILD_FRACTION * stored and _index_exists(conn, schema, stats.index_name):
+            # A bulk load into a live HNSW index inserts row by row, several times slower than a
+            # build: drop it and build after the load. Meanwhile Postgres answers vector search
+            # exactly (seq scan): slower, never wrong or empty.
+            _drop_index(conn, schema, stats.index_name)
         stats.seconds["diff"] = time.perf_counter() - tick
 
         encode_s = write_s = 0.0
@@ -255,7 +264,6 @@ def sync_embeddings(
         stats.seconds["write"] = write_s
 
         tick = time.perf_counter()
-        stats.index_name = hnsw_index_name(encoder.name, encoder.dimension, hnsw)
         # The name encodes model, dimension and parameters: an existing one is the right index.
         if not _index_exists(conn, schema, stats.index_name):
             _build_index(conn, tables, encoder.name, encoder.dimension, stats.index_name, hnsw)

@@ -117,6 +117,7 @@ class SearchResult:
     hits: list[Hit] = field(default_factory=list)
     exact_fallback: bool = False  # the filter was too selective for the index scan
     seconds: float = 0.0
+    encode_seconds: float = 0.0  # of which: encoding the query with the model
 
     @property
     def doc_ids(self) -> list[str]:
@@ -170,7 +171,7 @@ class Searcher:
         text = query if isinstance(query, str) else "<vector>"
         with self._snapshot("vector", text, k) as (result, dim):
             if result.model:
-                vector = self._query_vector(result.model, query)
+                vector = self._query_vector(result, query)
                 rows, result.exact_fallback = self._vector_rows(
                     result.model, dim, vector, k, filters or Filters()
                 )
@@ -190,7 +191,7 @@ class Searcher:
         depth = max(k, self.candidates)
         with self._snapshot("hybrid", query, k) as (result, dim):
             if result.model:
-                vector = self._query_vector(result.model, query)
+                vector = self._query_vector(result, query)
                 vec_rows, result.exact_fallback = self._vector_rows(result.model, dim, vector, depth, filters)
                 text_rows = self._text_rows(result.model, query, depth, filters)
                 result.hits = fuse(vec_rows, text_rows, k, self.rrf_k)
@@ -230,10 +231,13 @@ class Searcher:
             yield result, (row[1] if row else 0)
         result.seconds = time.perf_counter() - started
 
-    def _query_vector(self, model: str, query: str | np.ndarray) -> np.ndarray:
-        if isinstance(query, str):
-            return self.encoders(model).encode_queries([query])[0]
-        return np.asarray(query, dtype=np.float32)
+    def _query_vector(self, result: SearchResult, query: str | np.ndarray) -> np.ndarray:
+        if not isinstance(query, str):
+            return np.asarray(query, dtype=np.float32)
+        started = time.perf_counter()
+        vector = self.encoders(result.model).encode_queries([query])[0]
+        result.encode_seconds = time.perf_counter() - started
+        return vector
 
     def _vector_rows(
         self, model: str, dim: int, vector: np.ndarray, k: int, filters: Filters

@@ -1,0 +1,235 @@
+"""Embedding sync and search against their baselines, same texts, same model, same run.
+
+    python bench/embeddings.py [--size default] [--limit 10000] [--batch-size 128] [--device auto]
+
+1. Throughput: a bare `model.encode(texts, batch_size=B)` over the bodies of `--limit` documents of
+   the sample (all of them with --limit 0), then the embedding sync (`assets.embeddings.
+   sync_embeddings`, what the `platinum/embeddings` asset runs) over the same documents into an
+   empty corpus, then the bare encode again; the baseline is the mean of the two bare runs, so
+   load from other processes on a shared machine hits both sides alike. Reported: the sync's
+   encoding stage (its model calls, chunked and deduplicated) and the whole sync including diff,
+   binary COPY, upsert, HNSW build and switch, each as docs/s and as a ratio to the bare encode.
+2. Incremental: a rerun with nothing changed, and a rerun after changing the text of 1 % of the
+   documents, against the full sync's time.
+3. Search at the sample's full size (the corpus is grown to every document first, by an
+   incremental sync): p50/p95 latency of vector, full-text and hybrid search over a query mix
+   with and without filters, HNSW recall@10 against exact search, and nDCG@10 on the labelled set.
+
+Runs against its own ASSAY_HOME (default /tmp/assay-bench) and its own schema (`bench_emb`).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+# Measure the code of this checkout, even when another one is installed (editable) in the venv.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SCHEMA = "bench_emb"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="default", help="sample size: small, default, large or a number")
+    parser.add_argument(
+        "--limit", type=int, default=10_000, help="documents for the throughput part (0: all)"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--searches", type=int, default=300, help="timed searches per mode")
+    parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench"))
+    args = parser.parse_args()
+    os.environ["ASSAY_HOME"] = args.home
+
+    from assets.embeddings import sync_embeddings
+    from orchestration.database import PostgresResource
+    from orchestration.models import EmbeddingModelResource
+
+    home = Path(args.home)
+    postgres = PostgresResource()
+    _prepare_documents(home, args.size, postgres)
+    resource = EmbeddingModelResource(device=args.device, batch_size=args.batch_size)
+    encoder = resource.encoder()
+    print(f"model {encoder.name} on {encoder.device}, batch size {encoder.batch_size}", flush=True)
+
+    with postgres.connect(autocommit=True) as conn:
+        total_docs = conn.execute("select count(*) from platinum.documents").fetchone()[0]
+        limit = args.limit or total_docs
+        conn.execute(f"drop schema if exists {SCHEMA} cascade")
+        conn.execute(f"create schema {SCHEMA}")
+        # a fixed pseudo-random subset, so it covers every category, month and vendor
+        conn.execute(
+            f"create table {SCHEMA}.documents as"
+            " select * from platinum.documents order by md5(doc_id) limit %s",
+            [limit],
+        )
+        texts = [r[0] for r in conn.execute(f"select body from {SCHEMA}.documents order by doc_id")]
+        print(f"{len(texts):,} documents of {total_docs:,} for the throughput part", flush=True)
+        encoder.encode_documents(texts[:256])  # warm-up: first calls allocate
+
+        bare = [_bare_encode(encoder, texts)]
+        print(f"  bare encode:  {len(texts) / bare[-1]:7.1f} docs/s ({bare[-1]:.1f}s)", flush=True)
+        full = sync_embeddings(conn, encoder, schema=SCHEMA, source=(SCHEMA, "documents"))
+        print(f"  sync:         {full.docs_per_second:7.1f} docs/s ({full.total_seconds:.1f}s)", flush=True)
+        bare.append(_bare_encode(encoder, texts))
+        print(f"  bare encode:  {len(texts) / bare[-1]:7.1f} docs/s ({bare[-1]:.1f}s)", flush=True)
+        bare_rate = len(texts) / statistics.mean(bare)
+
+        unchanged = sync_embeddings(conn, encoder, schema=SCHEMA, source=(SCHEMA, "documents"))
+        changed_n = max(1, len(texts) // 100)
+        conn.execute(
+            f"update {SCHEMA}.documents"
+            " set body = body || ' (amended)', content_hash = md5(content_hash || 'a')"
+            f" where doc_id in (select doc_id from {SCHEMA}.documents order by md5(doc_id || 'x') limit %s)",
+            [changed_n],
+        )
+        one_percent = sync_embeddings(conn, encoder, schema=SCHEMA, source=(SCHEMA, "documents"))
+
+        grow = None
+        if limit < total_docs:
+            conn.execute(
+                f"insert into {SCHEMA}.documents select * from platinum.documents d"
+                f" where not exists (select 1 from {SCHEMA}.documents b where b.doc_id = d.doc_id)"
+            )
+            print(f"growing the corpus to {total_docs:,} documents for the search part ...", flush=True)
+            grow = sync_embeddings(conn, encoder, schema=SCHEMA, source=(SCHEMA, "documents"))
+        search = _search_latency(conn, resource, args.searches)
+        quality = _quality(conn, resource, home)
+
+    s = full.seconds
+    load = os.getloadavg()
+    encode_rate = full.encode_texts_per_second
+    print()
+    print(f"## Embedding throughput ({len(texts):,} documents, {encoder.device}, batch {encoder.batch_size})")
+    print(f"(load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"bare model.encode():            {bare_rate:7.1f} docs/s (mean of {len(bare)} runs)")
+    print(
+        f"sync, encoding stage:           {encode_rate:7.1f} docs/s  "
+        f"ratio {encode_rate / bare_rate:.2f} (>= 0.9)"
+    )
+    print(
+        f"sync, whole (incl. DB + index): {full.docs_per_second:7.1f} docs/s  "
+        f"ratio {full.docs_per_second / bare_rate:.2f} (>= 0.8)"
+    )
+    print(
+        "  sync seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s.items())
+        + f"; texts encoded {full.texts_encoded:,}"
+    )
+    print("## Incremental")
+    print(f"rerun, nothing changed:  {unchanged.total_seconds:6.2f}s, embedded {unchanged.embedded}")
+    print(
+        f"rerun, 1 % changed ({one_percent.changed} docs): {one_percent.total_seconds:6.2f}s = "
+        f"{100 * one_percent.total_seconds / full.total_seconds:.2f} % of the full sync (<= 3 %)"
+    )
+    print("  1 % rerun seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in one_percent.seconds.items()))
+    if grow:
+        print(
+            f"growing to {total_docs:,}: {grow.new:,} new in {grow.total_seconds:.1f}s "
+            f"({grow.docs_per_second:.1f} docs/s, index {'rebuilt' if grow.index_built else 'kept'})"
+        )
+    print(f"## Search over {total_docs:,} documents ({args.searches} searches per mode and filter set)")
+    for line in search:
+        print(line)
+    for line in quality:
+        print(line)
+
+
+def _prepare_documents(home: Path, size: str, postgres) -> None:
+    """Sample + bronze + dbt, once per home: platinum.documents is what the benchmark reads."""
+    from dagster import materialize
+
+    from assets.bronze import bronze_assets
+    from assets.dbt import dbt_models, dbt_resource
+    from assets.sample import generate
+
+    size_arg = int(size) if size.isdigit() else size
+    marker = home / f".documents-{size}"
+    if marker.exists():
+        return
+    print(f"generating the {size} sample and running bronze + dbt in {home} ...", flush=True)
+    generate(home / "landing", home / "ground_truth", size=size_arg, seed=42)
+    result = materialize(
+        [*bronze_assets, dbt_models], resources={"postgres": postgres, "dbt": dbt_resource()}
+    )
+    if not result.success:
+        raise SystemExit("the pipeline up to platinum.documents failed")
+    marker.touch()
+
+
+def _bare_encode(encoder, texts: list[str]) -> float:
+    started = time.perf_counter()
+    encoder.model.encode(texts, batch_size=encoder.batch_size, show_progress_bar=False)
+    return time.perf_counter() - started
+
+
+def _search_latency(conn, resource, n: int) -> list[str]:
+    from assets.search import Filters, Searcher
+    from quality.search_relevance import RELEVANCE_QUERIES
+
+    searcher = Searcher(conn, resource.encoder_for, schema=SCHEMA)
+    queries = [q.text for q in RELEVANCE_QUERIES] + [
+        "taxi London",
+        "annual software renewal",
+        "dinner with candidate",
+        "monitor for the office",
+    ]
+    vendor = conn.execute(
+        f"select vendor_id from {SCHEMA}.documents group by 1 order by count(*), 1 limit 1 offset 10"
+    ).fetchone()[0]
+    filter_sets = {
+        "none": Filters(),
+        "category": Filters(category="travel"),
+        "dept+quarter": Filters(department="Sales", date_from=date(2025, 4, 1), date_to=date(2025, 6, 30)),
+        "vendor (rare)": Filters(vendor_id=vendor),
+    }
+    searcher.search(queries[0], "hybrid")  # warm-up: model load and caches
+    lines = [
+        "| filter | mode | p50 ms | p95 ms | mean hits | exact fallback |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, filters in filter_sets.items():
+        for mode in ("vector", "fulltext", "hybrid"):
+            times, hits, fallbacks = [], [], 0
+            for i in range(n):
+                started = time.perf_counter()
+                result = searcher.search(queries[i % len(queries)], mode, k=10, filters=filters)
+                times.append(1000 * (time.perf_counter() - started))
+                hits.append(len(result.hits))
+                fallbacks += result.exact_fallback
+            p50, p95 = statistics.quantiles(times, n=20)[9], statistics.quantiles(times, n=20)[18]
+            lines.append(
+                f"| {name} | {mode} | {p50:.1f} | {p95:.1f} | {statistics.mean(hits):.1f} | {fallbacks}/{n} |"
+            )
+    return lines
+
+
+def _quality(conn, resource, home: Path) -> list[str]:
+    from assets.search import Searcher
+    from quality.search_relevance import evaluate_relevance, graded_relevance, hnsw_recall
+
+    recall = hnsw_recall(conn, schema=SCHEMA, queries=200)
+    lines = [
+        f"HNSW recall@10 vs exact: {recall.recall:.4f} "
+        f"(min {recall.min_recall:.2f}, {recall.queries} queries)"
+    ]
+    truth = home / "ground_truth" / "transactions.csv"
+    graded = graded_relevance(conn, truth, schema=SCHEMA)
+    report = evaluate_relevance(Searcher(conn, resource.encoder_for, schema=SCHEMA), graded)
+    m = report.mean_ndcg
+    lines.append(
+        f"nDCG@10 (labelled set, {len(graded)} queries): vector {m['vector']:.3f}, "
+        f"full-text {m['fulltext']:.3f}, hybrid {m['hybrid']:.3f}"
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    main()
