@@ -140,7 +140,7 @@ SUMMARY_TABLES = {
     "bronze": ("transactions", "events", "vendors", "employees"),
     "silver": ("transactions", "events", "vendors", "employees", "rejects"),
     "gold": ("monthly_summary", "category_trends", "vendor_spend"),
-    "platinum": ("documents",),
+    "platinum": ("documents", "embeddings"),
 }
 
 
