@@ -2,13 +2,20 @@
 
 Asset keys are `[layer, model]` and groups are the layer (the model's folder), never the physical
 schema, so keys do not change between environments. dbt tests arrive as asset checks.
+
+Each layer is its own `@dbt_assets` step (its own `dbt build --select path:models/<layer>`), so
+Dagster's blocking checks sit *between* layers: a failing silver test or quality gate
+(`quality/checks.py`) stops gold, and a failing gold one stops platinum. Inside one `dbt build`,
+dbt itself skips the children of a failed test.
 """
 
 import os
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec
+from dagster import AssetCheckResult, AssetExecutionContext, AssetKey, AssetsDefinition, AssetSpec
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -19,8 +26,16 @@ from dagster_dbt import (
 
 from assets.dbt_project import DBT_PROJECT_DIR, dbt_project
 from orchestration.database import PostgresResource
+from quality.freshness import freshness_policy
+from quality.store import CheckRecorder
 
 LAYERS = ("silver", "gold", "platinum")
+# dbt selection per layer; seeds are reference data that silver validates against.
+LAYER_SELECT = {
+    "silver": "path:models/silver path:seeds",
+    "gold": "path:models/gold",
+    "platinum": "path:models/platinum",
+}
 
 if not dbt_project.manifest_path.exists():
     raise FileNotFoundError(
@@ -39,7 +54,9 @@ class AssayTranslator(DagsterDbtTranslator):
             return spec  # the key comes from meta.dagster.asset_key: the bronze asset itself
         layer = _layer(node)
         return spec.replace_attributes(
-            key=AssetKey([layer, node["name"]]), group_name=layer
+            key=AssetKey([layer, node["name"]]),
+            group_name=layer,
+            freshness_policy=freshness_policy(layer),
         ).merge_attributes(kinds={"postgres"})
 
 
@@ -49,18 +66,39 @@ def _layer(node: Mapping[str, Any]) -> str:
     return folder if folder in LAYERS else "silver"
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=AssayTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_code_references=False)
-    ),
-)
-def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
-    # dbt inherits this process's environment; profiles.yml reads the connection from it.
-    os.environ.update(postgres.dbt_env())
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+def _layer_assets(layer: str) -> AssetsDefinition:
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=LAYER_SELECT[layer],
+        name=f"dbt_{layer}",
+        dagster_dbt_translator=AssayTranslator(
+            settings=DagsterDbtTranslatorSettings(enable_code_references=False)
+        ),
+    )
+    def _models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
+        # dbt inherits this process's environment; profiles.yml reads the connection from it.
+        os.environ.update(postgres.dbt_env())
+        # every dbt test result also goes to quality.check_results, which `assay quality` reads
+        with CheckRecorder(postgres, context.run_id) as recorder:
+            for event in dbt.cli(["build"], context=context).stream().fetch_row_counts():
+                if isinstance(event, AssetCheckResult):
+                    recorder.add(event)
+                yield event
+
+    return _models
+
+
+dbt_models = [_layer_assets(layer) for layer in LAYERS]
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR))
+    return DbtCliResource(
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=_dbt_executable()
+    )
+
+
+def _dbt_executable() -> str:
+    # The dbt installed beside this interpreter, so a venv works without being activated.
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"

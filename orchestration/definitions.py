@@ -1,16 +1,18 @@
-"""The one Dagster `Definitions` of assay: bronze -> silver -> gold -> platinum."""
+"""The one Dagster `Definitions` of assay: bronze -> silver -> gold -> platinum, with quality gates."""
 
 from dagster import Definitions, define_asset_job
 
 from assets.bronze import bronze_assets
 from assets.dbt import dbt_models, dbt_resource
 from orchestration.database import PostgresResource
+from quality.checks import quality_checks
 
 # The whole graph, in dependency order: what `assay run` executes.
 pipeline_job = define_asset_job("pipeline", selection="*", description="Every asset, bronze to platinum.")
 
 defs = Definitions(
-    assets=[*bronze_assets, dbt_models],
+    assets=[*bronze_assets, *dbt_models],
+    asset_checks=quality_checks,
     jobs=[pipeline_job],
     resources={"postgres": PostgresResource(), "dbt": dbt_resource()},
 )
