@@ -17,11 +17,14 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from psycopg import sql
 
 from orchestration.database import PostgresResource
 from orchestration.settings import get_settings
+from quality.drift import batch_drift, expected_fields
+from quality.freshness import freshness_policy
+from quality.store import CheckRecorder
 
 SOURCES = ("vendors", "employees", "transactions", "events")
 FILE_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -85,6 +88,7 @@ class FileLoad:
     parse_errors: int
     skipped: bool
     seconds: float
+    batch_id: uuid.UUID | None = None
 
 
 def landing_files(landing_dir: Path, source: str) -> list[Path]:
@@ -256,7 +260,7 @@ def load_file(conn: psycopg.Connection, source: str, path: Path, landing_dir: Pa
             "update bronze.load_batches set row_count = %s, parse_errors = %s where batch_id = %s",
             [rows, errors, batch_id],
         )
-    return FileLoad(rel, rows, errors, False, time.perf_counter() - started)
+    return FileLoad(rel, rows, errors, False, time.perf_counter() - started, batch_id)
 
 
 def load_source(postgres: PostgresResource, source: str, landing_dir: Path) -> list[FileLoad]:
@@ -269,13 +273,25 @@ def load_source(postgres: PostgresResource, source: str, landing_dir: Path) -> l
 
 
 def _bronze_asset(source: str):
+    key = AssetKey(["bronze", source])
+
     @asset(
-        key=AssetKey(["bronze", source]),
+        key=key,
         group_name="bronze",
         description=f"Raw `{source}` records from `$ASSAY_HOME/landing/{source}/`, one row per line, "
         "payload as JSONB; lines that do not parse are kept with `parse_error`.",
         kinds={"python", "postgres"},
         metadata={"table": f"bronze.{source}"},
+        freshness_policy=freshness_policy("bronze"),
+        check_specs=[
+            AssetCheckSpec(
+                "schema_drift",
+                asset=key,
+                description="Fields of the files loaded in this run against the expected fields "
+                f"({', '.join(expected_fields(source))}): extra, missing, probably renamed. WARN only: "
+                "drifting files still load in full (quality/drift.py).",
+            )
+        ],
     )
     def _load(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
         loads = load_source(postgres, source, get_settings().landing_dir)
@@ -287,6 +303,9 @@ def _bronze_asset(source: str):
         with postgres.connect() as conn:
             total = conn.execute(sql.SQL("select count(*) from bronze.{}").format(sql.Identifier(source)))
             total_rows = total.fetchone()[0]
+            drift = batch_drift(conn, source, [f.batch_id for f in new if f.batch_id])
+        with CheckRecorder(postgres, context.run_id) as recorder:
+            drift_result = recorder.add(drift.check_result(key))
         return MaterializeResult(
             metadata={
                 "files_loaded": len(new),
@@ -298,7 +317,8 @@ def _bronze_asset(source: str):
                 "files": MetadataValue.md(
                     "\n".join(f"- `{f.source_file}`: {f.rows} rows" for f in new) or "no new files"
                 ),
-            }
+            },
+            check_results=[drift_result],
         )
 
     return _load

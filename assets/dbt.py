@@ -10,6 +10,7 @@ dbt itself skips the children of a failed test.
 """
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -79,14 +80,41 @@ def _layer_assets(layer: str) -> AssetsDefinition:
     def _models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
         # dbt inherits this process's environment; profiles.yml reads the connection from it.
         os.environ.update(postgres.dbt_env())
+        # a test runs in the layer where all its parents are built (a gold test that reads silver runs
+        # with gold, not before it); dagster-dbt still overrides this when it subsets checks
+        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
         # every dbt test result also goes to quality.check_results, which `assay quality` reads
-        with CheckRecorder(postgres, context.run_id) as recorder:
-            for event in dbt.cli(["build"], context=context).stream().fetch_row_counts():
-                if isinstance(event, AssetCheckResult):
-                    recorder.add(event)
-                yield event
+        invocation = dbt.cli(["build"], context=context)
+        try:
+            with CheckRecorder(postgres, context.run_id) as recorder:
+                for event in invocation.stream().fetch_row_counts():
+                    if isinstance(event, AssetCheckResult):
+                        recorder.add(event)
+                    yield event
+        finally:
+            _keep_partial_parse(invocation.target_path)
 
     return _models
+
+
+def _keep_partial_parse(invocation_target: Path) -> None:
+    """Let the next layer's dbt call reuse this call's parse (a full parse costs seconds).
+
+    The prepared `partial_parse.msgpack` was made with the default connection settings; dbt throws
+    it away when the profile differs (it does: the real host is known only at run time), so each
+    layer would parse the whole project again. Replaced atomically; a read-only project just
+    parses again.
+    """
+    source = invocation_target / "partial_parse.msgpack"
+    target = dbt_project.project_dir / dbt_project.target_path / "partial_parse.msgpack"
+    if not source.exists():
+        return
+    try:
+        staging = target.with_name(f".partial_parse.{os.getpid()}.tmp")
+        shutil.copyfile(source, staging)
+        os.replace(staging, target)
+    except OSError:
+        pass
 
 
 dbt_models = [_layer_assets(layer) for layer in LAYERS]

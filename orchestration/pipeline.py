@@ -38,10 +38,17 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
 
 
+# Freshness policies (quality/freshness.py) are only evaluated where the instance enables them.
+INSTANCE_YAML = "freshness:\n  enabled: true\n"
+
+
 def dagster_instance() -> DagsterInstance:
     """The persistent instance shared with `assay ui` (created on first use)."""
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
     os.environ.setdefault("DAGSTER_HOME", str(home))
     return DagsterInstance.get()
 
@@ -128,8 +135,9 @@ class _ProgressWatcher(threading.Thread):
             evaluation = event.event_specific_data
             if not evaluation.passed:
                 name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-                self.failed_checks.append(name)
-                self.echo(f"  [{elapsed:6.1f}s] check failed: {name}")
+                severity = evaluation.severity.value if evaluation.severity else "ERROR"
+                self.failed_checks.append(f"{name} ({severity}): {evaluation.description or ''}".rstrip(": "))
+                self.echo(f"  [{elapsed:6.1f}s] check failed ({severity}): {name}")
         elif event.event_type == DagsterEventType.STEP_START:
             self.echo(f"  [{elapsed:6.1f}s] running {event.step_key}")
         elif event.event_type == DagsterEventType.STEP_FAILURE:
