@@ -75,7 +75,7 @@ def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
                 run_id=run_id,
                 raise_on_error=False,
                 # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
                 tags={"assay/launched_by": "assay run"},
             )
         finally:

@@ -84,7 +84,7 @@ def high() -> RunFacts:
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=DefectRates.high())
         drift = home / "landing" / DRIFT_FILE
         drift.write_text("".join(json.dumps(DRIFT_RECORD | {"id": f"D{i}"}) + "\n" for i in range(3)))
-        facts = _facts(defs.get_job_def("pipeline").execute_in_process(raise_on_error=False))
+        facts = _facts(defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False))
         with PostgresResource().connect(autocommit=True) as conn:
             facts.extra["drift_bronze_rows"] = conn.execute(
                 "select count(*) from bronze.transactions where source_file = %s", [DRIFT_FILE]
@@ -354,7 +354,25 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
     gate = facts.checks[("gold/monthly_summary", "dq_score")]
     assert not gate.passed and gate.severity == AssetCheckSeverity.ERROR
     assert "gold.monthly_summary" in gate.description and "validity" in gate.description
+    assert "| 0 |" in gate.metadata["failing_rows"].value  # the corrupted row, with what it fails
+    expectations = facts.checks[("gold/monthly_summary", "gx_rules")]
+    assert not expectations.passed and expectations.blocking
+    failures = expectations.metadata["failures"].value
+    assert "expect_column_values_to_be_between" in failures and "expect_column_sum_to_be_between" in failures
+    assert str(key[0]) in expectations.metadata["failing_rows"].value
     assert facts.checks[("gold/vendor_spend", "dq_score")].passed
+
+
+def test_row_count_change_against_the_previous_run_is_a_warning(clean, postgres, conn):
+    from quality.expectations import read_facts, run_suite
+
+    rows = conn.execute("select count(*) from silver.transactions").fetchone()[0]
+    steady = run_suite(postgres, "silver.transactions", "gx_profile", read_facts(conn, rows, 0.5), 3)
+    assert steady.passed, steady.failures
+    jump = run_suite(postgres, "silver.transactions", "gx_profile", read_facts(conn, rows * 3, 0.5), 3)
+    assert not jump.passed
+    assert [f["expectation"] for f in jump.failures] == ["expect_table_row_count_to_be_between"]
+    assert f"observed {rows}" in jump.failures[0]["observed"]
 
 
 # -- the high-defect sample ---------------------------------------------------------------------
