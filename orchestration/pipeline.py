@@ -63,7 +63,7 @@ def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
     watcher.start()
     with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
         try:
-            result = defs.get_job_def("pipeline").execute_in_process(
+            result = defs.resolve_job_def("pipeline").execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,
