@@ -17,7 +17,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from assets.dbt_project import DBT_PROJECT_DIR, dbt_project
+from assets.dbt_project import DBT_PROJECT_DIR, dbt_executable, dbt_project
 from orchestration.database import PostgresResource
 
 LAYERS = ("silver", "gold", "platinum")
@@ -63,4 +63,6 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: Po
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR))
+    return DbtCliResource(
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
+    )

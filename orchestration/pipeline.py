@@ -42,6 +42,10 @@ def dagster_instance() -> DagsterInstance:
     """The persistent instance shared with `assay ui` (created on first use)."""
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Empty = Dagster's defaults: runs, events and schedules in SQLite under this folder.
+        config.write_text("# Dagster instance of assay; empty = local SQLite storage in this folder.\n")
     os.environ.setdefault("DAGSTER_HOME", str(home))
     return DagsterInstance.get()
 
