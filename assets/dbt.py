@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MetadataValue, Output
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -59,7 +59,26 @@ def _layer(node: Mapping[str, Any]) -> str:
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
     # dbt inherits this process's environment; profiles.yml reads the connection from it.
     os.environ.update(postgres.dbt_env())
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    for event in dbt.cli(["build"], context=context).stream().fetch_row_counts():
+        if isinstance(event, Output) and context.asset_key_for_output(event.output_name) == REJECTS:
+            event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
+        yield event
+
+
+REJECTS = AssetKey(["silver", "rejects"])
+
+
+def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
+    """Rejected rows by source and reason, so the UI shows why rows did not reach silver."""
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "select source, reason, count(*) from silver.rejects group by 1, 2 order by 1, 3 desc"
+        ).fetchall()
+    table = "\n".join(f"| {source} | `{reason}` | {n:,} |" for source, reason, n in rows)
+    return {
+        "rejects_by_reason": MetadataValue.md("| source | reason | rows |\n| --- | --- | ---: |\n" + table),
+        **{f"rejects/{source}/{reason}": MetadataValue.int(n) for source, reason, n in rows},
+    }
 
 
 def dbt_resource() -> DbtCliResource:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterEventType
+from dagster import AssetKey, DagsterEventType
 
+REJECTS = AssetKey(["silver", "rejects"])
 SOURCES = ("transactions", "events", "vendors", "employees")
 # dbt_project/seeds/currency_rates.csv
 RATES = {
@@ -83,6 +84,14 @@ def test_rejects_match_the_ground_truth_line_by_line(pipeline_run, conn, sample)
     )
     assert actual == expected
     by_reason = dict(truth.group_by("defect").len().iter_rows())
+    # the same counts are metadata of silver/rejects in the UI
+    rejects_meta = next(
+        e.step_materialization_data.materialization.metadata
+        for e in pipeline_run.all_events
+        if e.event_type == DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == REJECTS
+    )
+    shown = {k.split("/")[2]: v.value for k, v in rejects_meta.items() if k.startswith("rejects/")}
+    assert shown == by_reason
     assert by_reason == dict.fromkeys(
         [
             "duplicate",
