@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.assay-installed
 MANIFEST = dbt_project/target/manifest.json
+# Tools that recipes start (dbt under dagster-dbt, dagster) come from the venv, activated or not.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run test lint bench ui clean
 

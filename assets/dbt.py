@@ -11,12 +11,19 @@ dbt itself skips the children of a failed test.
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckResult, AssetExecutionContext, AssetKey, AssetsDefinition, AssetSpec
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    MetadataValue,
+    Output,
+)
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -25,7 +32,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from assets.dbt_project import DBT_PROJECT_DIR, dbt_project
+from assets.dbt_project import DBT_PROJECT_DIR, dbt_executable, dbt_project
 from orchestration.database import PostgresResource
 from quality.freshness import freshness_policy
 from quality.store import CheckRecorder
@@ -90,6 +97,11 @@ def _layer_assets(layer: str) -> AssetsDefinition:
                 for event in invocation.stream().fetch_row_counts():
                     if isinstance(event, AssetCheckResult):
                         recorder.add(event)
+                    elif (
+                        isinstance(event, Output)
+                        and context.asset_key_for_output(event.output_name) == REJECTS
+                    ):
+                        event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
                     yield event
         finally:
             _keep_partial_parse(invocation.target_path)
@@ -120,13 +132,23 @@ def _keep_partial_parse(invocation_target: Path) -> None:
 dbt_models = [_layer_assets(layer) for layer in LAYERS]
 
 
+REJECTS = AssetKey(["silver", "rejects"])
+
+
+def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
+    """Rejected rows by source and reason, so the UI shows why rows did not reach silver."""
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "select source, reason, count(*) from silver.rejects group by 1, 2 order by 1, 3 desc"
+        ).fetchall()
+    table = "\n".join(f"| {source} | `{reason}` | {n:,} |" for source, reason, n in rows)
+    return {
+        "rejects_by_reason": MetadataValue.md("| source | reason | rows |\n| --- | --- | ---: |\n" + table),
+        **{f"rejects/{source}/{reason}": MetadataValue.int(n) for source, reason, n in rows},
+    }
+
+
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(
-        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=_dbt_executable()
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
     )
-
-
-def _dbt_executable() -> str:
-    # The dbt installed beside this interpreter, so a venv works without being activated.
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else "dbt"

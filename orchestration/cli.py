@@ -30,6 +30,9 @@ def main() -> None:
     PostgreSQL 16+ server with pgvector instead of the embedded one.
     """
     _quiet()
+    # Tools installed beside assay (dagster, dbt) must be found by the processes it starts, even
+    # when the virtual environment is not activated.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @main.command()
@@ -111,7 +114,9 @@ def ui(port: int, host: str) -> None:
 
     dagster_instance()  # creates $ASSAY_HOME/dagster and sets DAGSTER_HOME
     os.environ.setdefault("ASSAY_HOME", str(get_settings().home_dir))
-    dagster = shutil.which("dagster")
+    # the dagster beside this interpreter first: the venv's bin need not be on PATH
+    beside = Path(sys.executable).parent / "dagster"
+    dagster = str(beside) if beside.exists() else shutil.which("dagster")
     if not dagster:
         raise click.ClickException("the `dagster` command is not installed in this environment")
     os.chdir(REPO_ROOT)

@@ -38,8 +38,10 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
 
 
-# Freshness policies (quality/freshness.py) are only evaluated where the instance enables them.
-INSTANCE_YAML = "freshness:\n  enabled: true\n"
+# Dagster's defaults (runs, events and schedules in SQLite under this folder), plus freshness:
+# policies (quality/freshness.py) are only evaluated where the instance enables them.
+FRESHNESS_YAML = "freshness:\n  enabled: true\n"
+INSTANCE_YAML = "# Dagster instance of assay: local SQLite storage in this folder.\n" + FRESHNESS_YAML
 
 
 def dagster_instance() -> DagsterInstance:
@@ -49,6 +51,10 @@ def dagster_instance() -> DagsterInstance:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(INSTANCE_YAML)
+    elif "freshness:" not in config.read_text():
+        # an instance made before freshness policies existed: turn them on, keep the rest
+        with config.open("a") as f:
+            f.write("\n" + FRESHNESS_YAML)
     os.environ.setdefault("DAGSTER_HOME", str(home))
     return DagsterInstance.get()
 
@@ -70,7 +76,7 @@ def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
     watcher.start()
     with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
         try:
-            result = defs.get_job_def("pipeline").execute_in_process(
+            result = defs.resolve_job_def("pipeline").execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,
