@@ -373,7 +373,6 @@ class SuiteOutcome:
     def summary(self) -> str:
         if self.passed:
             return f"GX suite {self.suite}: all {self.evaluated} expectations met."
-        # (every suite has at least one expectation, see build_suite)
         parts = [f"{f['expectation']}({f['column']}): {f['observed']}" for f in self.failures[:4]]
         more = f" and {len(self.failures) - 4} more" if len(self.failures) > 4 else ""
         return (
