@@ -276,7 +276,7 @@ def mine(events: pl.DataFrame, cases: pl.DataFrame, config: ProcessMiningConfig)
         ),
         "process_conformance": conformance,
         "process_variant_deviations": deviations,
-        "process_bottlenecks": process_stats.bottlenecks(events),
+        "process_bottlenecks": process_stats.bottlenecks(events, dfg),
         "process_case_durations": process_stats.case_durations(cases),
     }
     per_variant = by_variant.select(
