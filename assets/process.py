@@ -8,6 +8,7 @@ The conformance check (overall token-replay fitness against a threshold) lives w
 """
 
 import base64
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -315,16 +316,16 @@ def _schema(table: str) -> dict[str, pl.DataType]:
 
 
 def read_event_log(conn) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The event log tables written by `process_event_log`, events in case order."""
+    """The event log tables written by `process_event_log`, events in case order (no resources)."""
+    # resources are not mined (yet): leaving them out saves a fifth of the bytes copied
     events = read_frame(
         conn,
-        f"select case_id, event_index, activity, event_ts, resource from {EVENT_LOG_TABLE}",
+        f"select case_id, event_index, activity, event_ts from {EVENT_LOG_TABLE}",
         {
             "case_id": pl.String,
             "event_index": pl.Int32,
             "activity": pl.String,
             "event_ts": pl.Datetime("us", "UTC"),
-            "resource": pl.String,
         },
     ).sort("case_id", "event_index")
     cases = read_frame(
@@ -396,11 +397,17 @@ def _image_md(png: bytes, alt: str) -> MetadataValue:
     can_subset=False,
 )
 def process_mining(context: AssetExecutionContext, config: ProcessMiningConfig, postgres: PostgresResource):
+    timings = {}
     with postgres.connect(autocommit=True) as conn:
+        started = time.perf_counter()
         events, cases = read_event_log(conn)
+        timings["read"] = time.perf_counter() - started
         result = mine(events, cases, config)
+        timings["mine"] = time.perf_counter() - started - timings["read"]
         for name, frame in result.tables.items():
             replace_table(conn, f"gold.{name}", TABLES[name], frame, primary_key=PRIMARY_KEYS.get(name, ()))
+    timings["write"] = time.perf_counter() - started - timings["read"] - timings["mine"]
+    context.log.info(", ".join(f"{step} {seconds:.1f}s" for step, seconds in timings.items()))
     maps_md = {}
     if config.process_maps and events.height:
         folder = get_settings().home_dir / "process"
@@ -412,6 +419,7 @@ def process_mining(context: AssetExecutionContext, config: ProcessMiningConfig, 
             maps_md[f"process_map_{view}_file"] = MetadataValue.path(str(path))
     extra = {
         "process_dfg": {
+            **{f"seconds_{step}": MetadataValue.float(round(sec, 2)) for step, sec in timings.items()},
             "edges": result.tables["process_dfg"].filter(pl.col("edge_kind") == "follows").height,
             "activities": len(result.activity_counts),
             **maps_md,

@@ -13,12 +13,21 @@ The asset writes them to `gold.process_event_log` and `gold.process_cases`; the 
 """
 
 import glob
+import time
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 import psycopg
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, Config, MaterializeResult, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 from pydantic import Field
 
 from assets.tables import read_frame, replace_table, table_schema
@@ -306,11 +315,28 @@ _SILVER_INPUTS = [AssetKey(["silver", name]) for name in ("events", "transaction
     can_subset=False,
 )
 def process_event_log(context: AssetExecutionContext, config: EventLogConfig, postgres: PostgresResource):
-    with postgres.connect(autocommit=True) as conn:
-        events, cases, dropped = load_event_log(conn, config)
-        replace_table(conn, EVENT_LOG_TABLE, EVENT_COLUMNS, events, primary_key=("case_id", "event_index"))
-        replace_table(conn, CASES_TABLE, CASE_COLUMNS, cases, primary_key=("case_id",))
     source = config.source if config.source == "silver" else f"{config.source}: {config.path}"
+    with postgres.connect(autocommit=True) as conn:
+        started = time.perf_counter()
+        events, cases, dropped = load_event_log(conn, config)
+        read_s = time.perf_counter() - started
+        replace_table(
+            conn,
+            EVENT_LOG_TABLE,
+            EVENT_COLUMNS,
+            events,
+            primary_key=("case_id", "event_index"),
+            comment=f"Event log being mined (source: {source}); one row per event, numbered per case.",
+        )
+        replace_table(
+            conn,
+            CASES_TABLE,
+            CASE_COLUMNS,
+            cases,
+            primary_key=("case_id",),
+            comment="One row per case of gold.process_event_log with its attributes and duration.",
+        )
+        write_s = time.perf_counter() - started - read_s
     context.log.info(
         f"event log from {source}: {events.height} events, {cases.height} cases, {dropped} dropped"
     )
@@ -323,6 +349,8 @@ def process_event_log(context: AssetExecutionContext, config: EventLogConfig, po
             "cases": cases.height,
             "activities": events["activity"].n_unique(),
             "events_dropped_incomplete": dropped,
+            "seconds_read_and_normalise": MetadataValue.float(round(read_s, 2)),
+            "seconds_write": MetadataValue.float(round(write_s, 2)),
             "first_event": str(span["first"][0]),
             "last_event": str(span["last"][0]),
         },

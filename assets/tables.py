@@ -20,12 +20,19 @@ def read_frame(
 ) -> pl.DataFrame:
     """Run `query` through `COPY ... TO STDOUT (FORMAT csv)` and parse it with polars.
 
-    `schema` names the query's columns in order. Timestamps come back in UTC (the session time zone
-    is set for the copy), so `pl.Datetime("us", "UTC")` columns parse without guessing.
+    `schema` names the query's columns in order. Timestamp columns (`pl.Datetime`) travel as
+    integer microseconds since the epoch, which parse far faster than timestamp text.
     """
-    conn.execute("set local timezone = 'UTC'" if not conn.autocommit else "set timezone = 'UTC'")
-    copy_sql = sql.SQL("copy ({}) to stdout (format csv)").format(
-        sql.SQL(query) if isinstance(query, str) else query
+    inner = sql.SQL(query) if isinstance(query, str) else query
+    columns = [
+        sql.SQL("(extract(epoch from q.{0}) * 1000000)::int8").format(sql.Identifier(name))
+        if _is_datetime(dtype)
+        else sql.SQL("q.{}").format(sql.Identifier(name))
+        for name, dtype in schema.items()
+    ]
+    aliases = sql.SQL(", ").join(map(sql.Identifier, schema))
+    copy_sql = sql.SQL("copy (select {} from ({}) as q ({})) to stdout (format csv)").format(
+        sql.SQL(", ").join(columns), inner, aliases
     )
     buffer = io.BytesIO()
     with conn.cursor().copy(copy_sql) as copy:
@@ -34,11 +41,10 @@ def read_frame(
     if buffer.tell() == 0:
         return pl.DataFrame(schema=schema)
     buffer.seek(0)
-    text_schema = {name: (pl.String if _is_datetime(dtype) else dtype) for name, dtype in schema.items()}
-    frame = pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=text_schema)
-    # eager on the Series: polars only infers an offset-carrying format there, not in an expression
+    wire = {name: (pl.Int64 if _is_datetime(dtype) else dtype) for name, dtype in schema.items()}
+    frame = pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=wire)
     return frame.with_columns(
-        frame[name].str.to_datetime(time_unit="us").dt.convert_time_zone("UTC")
+        pl.from_epoch(name, time_unit="us").dt.replace_time_zone(dtype.time_zone or None)
         for name, dtype in schema.items()
         if _is_datetime(dtype)
     )
@@ -77,15 +83,14 @@ def replace_table(
         if existing and [tuple(row) for row in existing] != wanted:
             conn.execute(sql.SQL("drop table {}").format(ident))
             existing = []
-        if not existing:
-            parts = [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(ddl)) for n, ddl in columns]
-            if primary_key:
-                parts.append(
-                    sql.SQL("primary key ({})").format(sql.SQL(", ").join(map(sql.Identifier, primary_key)))
-                )
-            conn.execute(sql.SQL("create table {} ({})").format(ident, sql.SQL(", ").join(parts)))
-        else:
+        if existing:
             conn.execute(sql.SQL("truncate {}").format(ident))
+        else:
+            parts = [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(ddl)) for n, ddl in columns]
+            conn.execute(sql.SQL("create table {} ({})").format(ident, sql.SQL(", ").join(parts)))
+        # the key is built after the COPY: one sort instead of an index insert per row
+        pkey = sql.Identifier(f"{table_name}_pkey")
+        conn.execute(sql.SQL("alter table {} drop constraint if exists {}").format(ident, pkey))
         if comment:
             conn.execute(sql.SQL("comment on table {} is {}").format(ident, sql.Literal(comment)))
         buffer = io.BytesIO()
@@ -95,6 +100,12 @@ def replace_table(
         )
         with conn.cursor().copy(copy_sql) as copy:
             copy.write(buffer.getbuffer())
+        if primary_key:
+            conn.execute(
+                sql.SQL("alter table {} add constraint {} primary key ({})").format(
+                    ident, pkey, sql.SQL(", ").join(map(sql.Identifier, primary_key))
+                )
+            )
     return frame.height
 
 
