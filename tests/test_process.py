@@ -271,6 +271,29 @@ def test_pnml_is_deterministic_and_readable_by_pm4py(tiny_result):
     ]
 
 
+def test_an_empty_log_mines_to_empty_tables():
+    empty = normalise(_raw({}))
+    result = process.mine(
+        empty,
+        case_table(empty, pl.DataFrame(schema=_case_attribute_schema())),
+        process.ProcessMiningConfig(),
+    )
+    assert result.cases == 0 and result.log_fitness == 1.0
+    assert result.tables["process_dfg"].is_empty() and result.tables["process_conformance"].is_empty()
+    assert result.tables["process_model"]["model"].to_list() == ["discovered", "reference"]
+
+
+def _case_attribute_schema() -> dict[str, pl.DataType]:
+    return {
+        "case_id": pl.String,
+        "amount": pl.Float64,
+        "category": pl.String,
+        "department": pl.String,
+        "vendor_id": pl.String,
+        "vendor_name": pl.String,
+    }
+
+
 def test_reference_model_file_is_versioned():
     reference = process_models.load_reference_model()
     assert reference.version.startswith("1 (sha256:")
