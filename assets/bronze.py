@@ -23,7 +23,6 @@ from psycopg import sql
 from orchestration.database import PostgresResource
 from orchestration.settings import get_settings
 from quality.drift import batch_drift, expected_fields
-from quality.freshness import freshness_policy
 from quality.store import CheckRecorder
 
 SOURCES = ("vendors", "employees", "transactions", "events")
@@ -366,7 +365,6 @@ def _bronze_asset(source: str):
         "payload as JSONB; lines that do not parse are kept with `parse_error`.",
         kinds={"python", "postgres"},
         metadata={"table": f"bronze.{source}"},
-        freshness_policy=freshness_policy("bronze"),
         check_specs=[
             AssetCheckSpec(
                 "schema_drift",

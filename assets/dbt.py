@@ -34,7 +34,6 @@ from dagster_dbt import (
 
 from assets.dbt_project import DBT_PROJECT_DIR, dbt_executable, dbt_project
 from orchestration.database import PostgresResource
-from quality.freshness import freshness_policy
 from quality.store import CheckRecorder
 
 LAYERS = ("silver", "gold", "platinum")
@@ -62,9 +61,7 @@ class AssayTranslator(DagsterDbtTranslator):
             return spec  # the key comes from meta.dagster.asset_key: the bronze asset itself
         layer = _layer(node)
         return spec.replace_attributes(
-            key=AssetKey([layer, node["name"]]),
-            group_name=layer,
-            freshness_policy=freshness_policy(layer),
+            key=AssetKey([layer, node["name"]]), group_name=layer
         ).merge_attributes(kinds={"postgres"})
 
 

@@ -153,7 +153,14 @@ class _ProgressWatcher(threading.Thread):
 SUMMARY_TABLES = {
     "bronze": ("transactions", "events", "vendors", "employees"),
     "silver": ("transactions", "events", "vendors", "employees", "rejects"),
-    "gold": ("monthly_summary", "category_trends", "vendor_spend"),
+    "gold": (
+        "monthly_summary",
+        "category_trends",
+        "vendor_spend",
+        "process_event_log",
+        "process_variants",
+        "process_conformance",
+    ),
     "platinum": ("documents",),
 }
 

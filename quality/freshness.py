@@ -1,7 +1,8 @@
 """Freshness policies per layer: how old an asset's latest materialisation may get.
 
 assay is a daily batch pipeline: an asset last built more than a day ago is worth a look (WARN) and
-one older than two days has missed a run (FAIL). The Dagster UI shows each asset's freshness state
+one older than two days has missed a run (FAIL). `orchestration/definitions.py` gives every asset the
+policy of its layer (its group). The Dagster UI shows each asset's freshness state
 once the instance has `freshness: enabled: true` in its `dagster.yaml` (`assay run` and `assay ui`
 write that file under `$ASSAY_HOME/dagster`).
 """
