@@ -7,6 +7,8 @@ TORCH_VERSION ?= 2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.assay-installed
 MANIFEST = dbt_project/target/manifest.json
+# Tools that recipes start (dbt under dagster-dbt, dagster) come from the venv, activated or not.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run test lint bench ui clean
 
@@ -20,9 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Parse dbt once at build time so loading the Dagster definitions never parses dbt.
-# The preparer runs `dbt parse` and looks for `dbt` on PATH, which an unactivated venv does not provide.
 $(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v /target/)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file assets/dbt_project.py
+	$(BIN)/dagster-dbt project prepare-and-package --file assets/dbt_project.py
 
 run: setup
 	$(BIN)/assay run

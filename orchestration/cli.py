@@ -30,6 +30,9 @@ def main() -> None:
     PostgreSQL 16+ server with pgvector instead of the embedded one.
     """
     _quiet()
+    # Tools installed beside assay (dagster, dbt) must be found by the processes it starts, even
+    # when the virtual environment is not activated.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @main.command()
@@ -83,14 +86,21 @@ def run(size: str) -> None:
             click.echo(f"  {source:<13}{reason:<28}{n:>8,}")
     click.echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
     if outcome.success:
-        click.echo("Next: `assay ui` to browse the asset graph, `assay db url` to query gold.* with psql.")
+        for check in outcome.failed_checks:  # only WARN checks fail in a successful run
+            click.echo(f"warning: {check}")
+        click.echo(
+            "Next: `assay ui` to browse the asset graph, `assay quality` for data-quality scores, "
+            "`assay db url` to query gold.* with psql."
+        )
         return
     for failure in outcome.failures:
         click.echo(f"failed: {failure}", err=True)
     for check in outcome.failed_checks:
         click.echo(f"failed check: {check}", err=True)
     click.echo(
-        f"The run did not complete. dbt's log: {outcome.log_path}; `assay ui` shows the run.", err=True
+        f"The run did not complete. `assay quality` explains failed quality gates; dbt's log: "
+        f"{outcome.log_path}; `assay ui` shows the run.",
+        err=True,
     )
     sys.exit(1)
 
@@ -104,7 +114,9 @@ def ui(port: int, host: str) -> None:
 
     dagster_instance()  # creates $ASSAY_HOME/dagster and sets DAGSTER_HOME
     os.environ.setdefault("ASSAY_HOME", str(get_settings().home_dir))
-    dagster = shutil.which("dagster")
+    # the dagster beside this interpreter first: the venv's bin need not be on PATH
+    beside = Path(sys.executable).parent / "dagster"
+    dagster = str(beside) if beside.exists() else shutil.which("dagster")
     if not dagster:
         raise click.ClickException("the `dagster` command is not installed in this environment")
     os.chdir(REPO_ROOT)
@@ -154,6 +166,35 @@ def _generate(size: str, seed: int, defect_rate: str) -> None:
         f"{summary.vendors:,} vendors and {summary.employees:,} employees "
         f"to {summary.landing_dir} (ground truth in {summary.truth_dir})."
     )
+
+
+@main.command()
+@click.option("--reasons", default=10, show_default=True, help="How many reject reasons to list.")
+@click.option("--examples", default=2, show_default=True, help="Example rows per reject reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+def quality(reasons: int, examples: int, as_json: bool) -> None:
+    """Explain data quality: latest DQ scores per table, failing checks, top reject reasons.
+
+    Scores (completeness, uniqueness, validity, timeliness, overall) come from quality.dq_scores,
+    check results (dbt tests, quality gates, Great Expectations suites, schema drift) from
+    quality.check_results, and rejected rows with their reasons from silver.rejects.
+    """
+    from quality.report import build_report, render
+
+    postgres = PostgresResource()
+    try:
+        with postgres.connect(autocommit=True) as conn:
+            report = build_report(conn, reasons=reasons, examples=examples)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+        return
+    for line in render(report):
+        click.echo(line)
 
 
 @main.group()

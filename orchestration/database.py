@@ -172,6 +172,7 @@ class PostgresResource(ConfigurableResource):
 def _ensure_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
-            # another process may win the race to create it
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            # another process may win the race to create it; when both pass the catalog check at once,
+            # the loser gets a unique violation on pg_database instead of DuplicateDatabase
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))

@@ -38,10 +38,23 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
 
 
+# Dagster's defaults (runs, events and schedules in SQLite under this folder), plus freshness:
+# policies (quality/freshness.py) are only evaluated where the instance enables them.
+FRESHNESS_YAML = "freshness:\n  enabled: true\n"
+INSTANCE_YAML = "# Dagster instance of assay: local SQLite storage in this folder.\n" + FRESHNESS_YAML
+
+
 def dagster_instance() -> DagsterInstance:
     """The persistent instance shared with `assay ui` (created on first use)."""
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    elif "freshness:" not in config.read_text():
+        # an instance made before freshness policies existed: turn them on, keep the rest
+        with config.open("a") as f:
+            f.write("\n" + FRESHNESS_YAML)
     os.environ.setdefault("DAGSTER_HOME", str(home))
     return DagsterInstance.get()
 
@@ -63,12 +76,12 @@ def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
     watcher.start()
     with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
         try:
-            result = defs.get_job_def("pipeline").execute_in_process(
+            result = defs.resolve_job_def("pipeline").execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,
                 # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
                 tags={"assay/launched_by": "assay run"},
             )
         finally:
@@ -128,8 +141,9 @@ class _ProgressWatcher(threading.Thread):
             evaluation = event.event_specific_data
             if not evaluation.passed:
                 name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-                self.failed_checks.append(name)
-                self.echo(f"  [{elapsed:6.1f}s] check failed: {name}")
+                severity = evaluation.severity.value if evaluation.severity else "ERROR"
+                self.failed_checks.append(f"{name} ({severity}): {evaluation.description or ''}".rstrip(": "))
+                self.echo(f"  [{elapsed:6.1f}s] check failed ({severity}): {name}")
         elif event.event_type == DagsterEventType.STEP_START:
             self.echo(f"  [{elapsed:6.1f}s] running {event.step_key}")
         elif event.event_type == DagsterEventType.STEP_FAILURE:
@@ -139,7 +153,14 @@ class _ProgressWatcher(threading.Thread):
 SUMMARY_TABLES = {
     "bronze": ("transactions", "events", "vendors", "employees"),
     "silver": ("transactions", "events", "vendors", "employees", "rejects"),
-    "gold": ("monthly_summary", "category_trends", "vendor_spend"),
+    "gold": (
+        "monthly_summary",
+        "category_trends",
+        "vendor_spend",
+        "process_event_log",
+        "process_variants",
+        "process_conformance",
+    ),
     "platinum": ("documents", "embeddings"),
 }
 

@@ -48,7 +48,7 @@ def postgres(assay_home: Path):
 def pipeline_run(sample, postgres):
     from orchestration.definitions import defs
 
-    result = defs.get_job_def("pipeline").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False)
     return result
 
 

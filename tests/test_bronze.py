@@ -74,15 +74,16 @@ def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
 
 def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
     landing = tmp_path / "landing"
-    path = _write(landing / "unit_atomic" / "a.jsonl", b'{"id": 1}\n{"id": 2}\n')
-    original = bronze.INSERT_FROM_STAGE
-    # Crash in the middle of the insert: line 1 is written, line 2 divides by zero.
-    crashing = original.replace("md5(s.raw_text)", "md5(s.raw_text) || (1 / (s.line_number - 2))::text")
-    assert crashing != original
-    monkeypatch.setattr(bronze, "INSERT_FROM_STAGE", crashing)
+    path = _write(landing / "unit_atomic" / "a.jsonl", b'{"id": 1}\n{"id": 2}\nnot json\n')
+    original = bronze._insert_staged
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash after the good lines were copied")
+
+    monkeypatch.setattr(bronze, "_insert_staged", crash)
     with postgres.connect(autocommit=True) as conn:
         bronze.ensure_tables(conn, "unit_atomic")
-        with pytest.raises(Exception, match="division by zero"):
+        with pytest.raises(RuntimeError, match="crash"):
             bronze.load_file(conn, "unit_atomic", path, landing)
         assert conn.execute("select count(*) from bronze.unit_atomic").fetchone()[0] == 0
         assert (
@@ -91,6 +92,24 @@ def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
             ]
             == 0
         )
-        monkeypatch.setattr(bronze, "INSERT_FROM_STAGE", original)
+        monkeypatch.setattr(bronze, "_insert_staged", original)
         retried = bronze.load_file(conn, "unit_atomic", path, landing)
-    assert (retried.rows, retried.skipped) == (2, False)
+    assert (retried.rows, retried.parse_errors, retried.skipped) == (3, 1, False)
+
+
+def test_payloads_postgres_refuses_fall_back_to_its_judgement(tmp_path, postgres):
+    """polars accepts a \\u0000 escape, JSONB does not: the whole file goes the staged way."""
+    landing = tmp_path / "landing"
+    path = _write(
+        landing / "unit_nul" / "a.jsonl", b'{"id": 1}\n{"s": "a\\u0000b"}\n{"id": 3}\n{"shaped": }\n'
+    )
+    with postgres.connect(autocommit=True) as conn:
+        bronze.ensure_tables(conn, "unit_nul")
+        loaded = bronze.load_file(conn, "unit_nul", path, landing)
+        rows = conn.execute(
+            "select line_number, record is not null, parse_error from bronze.unit_nul order by line_number"
+        ).fetchall()
+    assert (loaded.rows, loaded.parse_errors) == (4, 2)
+    assert [r[:2] for r in rows] == [(1, True), (2, False), (3, True), (4, False)]
+    assert "Unicode escape" in rows[1][2]
+    assert rows[3][2].startswith("invalid JSON")

@@ -32,6 +32,16 @@ def test_keys_and_groups_follow_layers():
         "gold/category_trends": "gold",
         "gold/vendor_spend": "gold",
         "platinum/documents": "platinum",
+        "gold/process_event_log": "gold",
+        "gold/process_cases": "gold",
+        "gold/process_dfg": "gold",
+        "gold/process_variants": "gold",
+        "gold/process_model": "gold",
+        "gold/process_model_arcs": "gold",
+        "gold/process_conformance": "gold",
+        "gold/process_variant_deviations": "gold",
+        "gold/process_bottlenecks": "gold",
+        "gold/process_case_durations": "gold",
         "platinum/embeddings": "platinum",
     }
 
@@ -57,3 +67,15 @@ def test_dbt_tests_are_asset_checks():
     assert ("silver/transactions", "unique_transactions_transaction_id") in checks
     assert ("gold/vendor_spend", "unique_vendor_spend_spend_rank") in checks
     assert any(key == "silver/rejects" and name.startswith("accepted_values") for key, name in checks)
+
+
+def test_process_mining_reads_silver_through_the_event_log():
+    graph = _graph()
+    log = AssetKey(["gold", "process_event_log"])
+    assert {AssetKey(["silver", "events"]), AssetKey(["silver", "transactions"])} <= graph.get(
+        log
+    ).parent_keys
+    for table in ("process_dfg", "process_conformance", "process_variant_deviations"):
+        assert graph.get(AssetKey(["gold", table])).parent_keys == {log, AssetKey(["gold", "process_cases"])}
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert ("gold/process_conformance", "conformance_fitness") in checks

@@ -1,5 +1,8 @@
 -- One text document per transaction and per vendor: what embeddings and search work on.
 -- The content hash lets the embedding asset re-embed only documents whose text changed.
+-- Platinum builds only on a gold layer that passed its quality gates (quality/checks.py), so it
+-- depends on every gold mart even though its text comes from silver:
+-- depends_on: {{ ref('monthly_summary') }}, {{ ref('category_trends') }}, {{ ref('vendor_spend') }}
 with transactions as (
 
     select * from {{ ref('transactions') }}

@@ -1,0 +1,364 @@
+"""The event log that the process-mining assets mine: from silver by default, or any CSV / XES log.
+
+One normalised shape whatever the source (polars):
+
+- events: `case_id`, `event_index` (0-based position in the case), `activity`, `event_ts` (UTC),
+  `resource`; sorted by case and position. Events with the same timestamp keep their source order
+  (silver: load order, CSV/XES: file order), so the order inside a case is deterministic.
+- cases: `case_id` and the case attributes `amount`, `category`, `department`, `vendor_id`,
+  `vendor_name` (null where the source has none), plus first/last timestamp, event count, duration.
+
+The asset writes them to `gold.process_event_log` and `gold.process_cases`; the analyses in
+`assets/process.py` read only those two tables, so they mine whatever log was loaded last.
+"""
+
+import glob
+import time
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import psycopg
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from pydantic import Field
+
+from assets.tables import read_frame, replace_table, table_schema
+from orchestration.database import PostgresResource
+
+EVENT_LOG_TABLE = "gold.process_event_log"
+CASES_TABLE = "gold.process_cases"
+CASE_ATTRIBUTES = ("amount", "category", "department", "vendor_id", "vendor_name")
+
+EVENT_COLUMNS = (
+    ("case_id", "text not null"),
+    ("event_index", "integer not null"),
+    ("activity", "text not null"),
+    ("event_ts", "timestamp with time zone not null"),
+    ("resource", "text"),
+)
+CASE_COLUMNS = (
+    ("case_id", "text not null"),
+    ("amount", "double precision"),
+    ("category", "text"),
+    ("department", "text"),
+    ("vendor_id", "text"),
+    ("vendor_name", "text"),
+    ("events", "integer not null"),
+    ("started_at", "timestamp with time zone not null"),
+    ("ended_at", "timestamp with time zone not null"),
+    ("duration_hours", "double precision not null"),
+)
+_EVENT_SCHEMA = {
+    "case_id": pl.String,
+    "activity": pl.String,
+    "event_ts": pl.Datetime("us", "UTC"),
+    "resource": pl.String,
+}
+_CASE_SCHEMA = {
+    "case_id": pl.String,
+    "amount": pl.Float64,
+    "category": pl.String,
+    "department": pl.String,
+    "vendor_id": pl.String,
+    "vendor_name": pl.String,
+}
+_CSV_DEFAULTS = {
+    "case_id": "case_id",
+    "activity": "activity",
+    "timestamp": "timestamp",
+    "resource": "resource",
+}
+# XES standard attribute keys, as pm4py names the columns it reads.
+_XES_DEFAULTS = {
+    "case_id": "case:concept:name",
+    "activity": "concept:name",
+    "timestamp": "time:timestamp",
+    "resource": "org:resource",
+}
+
+
+class EventLogConfig(Config):
+    """Where the event log comes from. The default mines the approval events in silver."""
+
+    source: Literal["silver", "csv", "xes"] = Field(
+        default="silver", description="`silver` (silver.events + transactions), `csv` or `xes`."
+    )
+    path: str | None = Field(
+        default=None,
+        description="csv: a file, a folder of .csv files or a glob; xes: a .xes or .xes.gz file.",
+    )
+    case_id_column: str | None = Field(default=None, description="Default `case_id` (csv), XES key (xes).")
+    activity_column: str | None = Field(default=None, description="Default `activity` / `concept:name`.")
+    timestamp_column: str | None = Field(default=None, description="Default `timestamp` / `time:timestamp`.")
+    resource_column: str | None = Field(
+        default=None, description="Default `resource` / `org:resource`; used only when the column exists."
+    )
+    timestamp_format: str | None = Field(
+        default=None, description="strftime format of the timestamp column; unset = ISO 8601 (inferred)."
+    )
+    timestamp_time_zone: str = Field(
+        default="UTC", description="Time zone of timestamps written without an offset."
+    )
+    case_attribute_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Case attribute -> source column, for any of amount, category, department, "
+        "vendor_id, vendor_name (per case, the first non-null value wins).",
+    )
+
+
+class EventLogError(ValueError):
+    """The configured log cannot be read as an event log; the message says why."""
+
+
+def from_silver(conn: psycopg.Connection) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The approval event log and its case attributes, joined in polars from the silver tables."""
+    events = read_frame(
+        conn,
+        "select case_id, activity, event_ts, resource, bronze_id from silver.events",
+        {**_EVENT_SCHEMA, "bronze_id": pl.Int64},
+    )
+    transactions = read_frame(
+        conn,
+        "select transaction_id, amount_eur::float8, category, employee_id, vendor_id"
+        " from silver.transactions",
+        {
+            "case_id": pl.String,
+            "amount": pl.Float64,
+            "category": pl.String,
+            "employee_id": pl.String,
+            "vendor_id": pl.String,
+        },
+    )
+    employees = read_frame(
+        conn,
+        "select employee_id, department from silver.employees",
+        {"employee_id": pl.String, "department": pl.String},
+    )
+    vendors = read_frame(
+        conn,
+        "select vendor_id, vendor_name from silver.vendors",
+        {"vendor_id": pl.String, "vendor_name": pl.String},
+    )
+    cases = (
+        transactions.join(employees, on="employee_id", how="left")
+        .join(vendors, on="vendor_id", how="left")
+        .select(list(_CASE_SCHEMA))
+    )
+    # bronze_id follows the landing files' line order: the tie-break for equal timestamps
+    return events.rename({"bronze_id": "source_order"}), cases
+
+
+# Readers return raw events (with `source_order`, possibly incomplete rows) and case attributes.
+
+
+def from_csv(config: EventLogConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    paths = _csv_paths(config.path)
+    frame = pl.concat(
+        [pl.read_csv(p, infer_schema=False) for p in paths], how="diagonal_relaxed"
+    )  # all text: the mapping decides what each column means
+    return _mapped(frame, config, defaults=_CSV_DEFAULTS)
+
+
+def from_xes(config: EventLogConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    import pm4py  # heavy; only when an XES log is configured
+
+    if not config.path or not Path(config.path).is_file():
+        raise EventLogError(f"XES file not found: {config.path!r}")
+    frame = pl.from_pandas(pm4py.read_xes(config.path, return_legacy_log_object=False))
+    # pm4py already parsed the timestamps; text for the rest keeps the mapping uniform
+    frame = frame.with_columns(pl.exclude(pl.Datetime).cast(pl.String))
+    return _mapped(frame, config, defaults=_XES_DEFAULTS)
+
+
+def _csv_paths(path: str | None) -> list[Path]:
+    if not path:
+        raise EventLogError("source `csv` needs `path` (a file, a folder or a glob)")
+    target = Path(path)
+    if target.is_dir():
+        found = sorted(target.glob("*.csv"))
+    elif target.is_file():
+        found = [target]
+    else:
+        found = [Path(p) for p in sorted(glob.glob(path))]
+    if not found:
+        raise EventLogError(f"no CSV files at {path!r}")
+    return found
+
+
+def _mapped(
+    frame: pl.DataFrame, config: EventLogConfig, defaults: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Apply the column mapping: rename to the normalised names, parse timestamps, split off cases."""
+    mapping = {
+        "case_id": config.case_id_column or defaults["case_id"],
+        "activity": config.activity_column or defaults["activity"],
+        "event_ts": config.timestamp_column or defaults["timestamp"],
+    }
+    missing = [col for col in mapping.values() if col not in frame.columns]
+    unknown = sorted(set(config.case_attribute_columns) - set(CASE_ATTRIBUTES))
+    if unknown:
+        raise EventLogError(f"unknown case attributes {unknown}; use any of {list(CASE_ATTRIBUTES)}")
+    missing += [c for c in config.case_attribute_columns.values() if c not in frame.columns]
+    if missing:
+        raise EventLogError(f"columns {missing} not in the log; it has {frame.columns}")
+    resource = config.resource_column or defaults["resource"]
+    frame = frame.with_row_index("source_order")
+    ts = frame[mapping["event_ts"]]
+    if ts.dtype == pl.String:
+        # eager on the Series: polars infers formats with an offset ("...Z", "+02:00") only there
+        ts = ts.str.to_datetime(format=config.timestamp_format, time_unit="us", strict=False)
+    if ts.dtype.time_zone:  # type: ignore[union-attr]
+        ts = ts.dt.convert_time_zone("UTC")
+    else:
+        ts = ts.dt.replace_time_zone(config.timestamp_time_zone).dt.convert_time_zone("UTC")
+    events = frame.select(
+        "source_order",
+        case_id=pl.col(mapping["case_id"]).cast(pl.String),
+        activity=pl.col(mapping["activity"]).cast(pl.String),
+        event_ts=ts.dt.cast_time_unit("us"),
+        resource=pl.col(resource).cast(pl.String) if resource in frame.columns else pl.lit(None, pl.String),
+    )
+    cases = pl.DataFrame(schema=_CASE_SCHEMA)
+    if config.case_attribute_columns:
+        attrs = frame.group_by(pl.col(mapping["case_id"]).cast(pl.String).alias("case_id")).agg(
+            pl.col(col).drop_nulls().first().alias(name)
+            for name, col in config.case_attribute_columns.items()
+        )
+        cases = attrs.select(
+            pl.col(name).cast(dtype, strict=False)
+            if name in attrs.columns
+            else pl.lit(None, dtype).alias(name)
+            for name, dtype in _CASE_SCHEMA.items()
+        )
+    return events, cases
+
+
+def normalise(events: pl.DataFrame) -> pl.DataFrame:
+    """Sort into case order and number the events; rows without case, activity or time are dropped.
+
+    `events` has `case_id`, `activity`, `event_ts`, `resource` and `source_order` (the tie-break
+    for equal timestamps); `load_event_log` reports how many rows were dropped.
+    """
+    return (
+        events.drop_nulls(["case_id", "activity", "event_ts"])
+        .sort("case_id", "event_ts", "source_order")
+        .with_columns(event_index=pl.int_range(pl.len(), dtype=pl.Int32).over("case_id"))
+        .select("case_id", "event_index", "activity", "event_ts", "resource")
+    )
+
+
+def case_table(events: pl.DataFrame, attributes: pl.DataFrame) -> pl.DataFrame:
+    """One row per case of the log: attributes (null when unknown) and first/last event."""
+    spans = events.group_by("case_id").agg(
+        events=pl.len().cast(pl.Int32),
+        started_at=pl.col("event_ts").min(),
+        ended_at=pl.col("event_ts").max(),
+    )
+    return (
+        spans.join(attributes, on="case_id", how="left")
+        .with_columns(
+            duration_hours=(pl.col("ended_at") - pl.col("started_at")).dt.total_microseconds() / 3.6e9
+        )
+        .select(name for name, _ in CASE_COLUMNS)
+        .sort("case_id")
+    )
+
+
+def load_event_log(
+    conn: psycopg.Connection, config: EventLogConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(events, cases, rows dropped for a missing case id, activity or timestamp) from the source."""
+    readers = {
+        "silver": lambda: from_silver(conn),
+        "csv": lambda: from_csv(config),
+        "xes": lambda: from_xes(config),
+    }
+    raw, attributes = readers[config.source]()
+    events = normalise(raw)
+    return events, case_table(events, attributes), raw.height - events.height
+
+
+EVENT_LOG_KEY = AssetKey(["gold", "process_event_log"])
+CASES_KEY = AssetKey(["gold", "process_cases"])
+_SILVER_INPUTS = [AssetKey(["silver", name]) for name in ("events", "transactions", "employees", "vendors")]
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            EVENT_LOG_KEY,
+            deps=_SILVER_INPUTS,
+            group_name="gold",
+            kinds={"python", "polars", "postgres"},
+            description="The event log being mined: one row per event, numbered per case "
+            "(silver approval events by default; a CSV or XES log when configured).",
+            metadata={"table": EVENT_LOG_TABLE, "dagster/column_schema": table_schema(EVENT_COLUMNS)},
+        ),
+        AssetSpec(
+            CASES_KEY,
+            deps=_SILVER_INPUTS,
+            group_name="gold",
+            kinds={"python", "polars", "postgres"},
+            description="One row per case of the event log: amount, category, department, vendor, "
+            "first and last event, duration.",
+            metadata={"table": CASES_TABLE, "dagster/column_schema": table_schema(CASE_COLUMNS)},
+        ),
+    ],
+    can_subset=False,
+)
+def process_event_log(context: AssetExecutionContext, config: EventLogConfig, postgres: PostgresResource):
+    source = config.source if config.source == "silver" else f"{config.source}: {config.path}"
+    with postgres.connect(autocommit=True) as conn:
+        started = time.perf_counter()
+        events, cases, dropped = load_event_log(conn, config)
+        read_s = time.perf_counter() - started
+        replace_table(
+            conn,
+            EVENT_LOG_TABLE,
+            EVENT_COLUMNS,
+            events,
+            primary_key=("case_id", "event_index"),
+            comment=f"Event log being mined (source: {source}); one row per event, numbered per case.",
+        )
+        replace_table(
+            conn,
+            CASES_TABLE,
+            CASE_COLUMNS,
+            cases,
+            primary_key=("case_id",),
+            comment="One row per case of gold.process_event_log with its attributes and duration.",
+        )
+        write_s = time.perf_counter() - started - read_s
+    context.log.info(
+        f"event log from {source}: {events.height} events, {cases.height} cases, {dropped} dropped"
+    )
+    span = events.select(pl.col("event_ts").min().alias("first"), pl.col("event_ts").max().alias("last"))
+    yield MaterializeResult(
+        asset_key=EVENT_LOG_KEY,
+        metadata={
+            "source": source,
+            "dagster/row_count": events.height,
+            "cases": cases.height,
+            "activities": events["activity"].n_unique(),
+            "events_dropped_incomplete": dropped,
+            "seconds_read_and_normalise": MetadataValue.float(round(read_s, 2)),
+            "seconds_write": MetadataValue.float(round(write_s, 2)),
+            "first_event": str(span["first"][0]),
+            "last_event": str(span["last"][0]),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=CASES_KEY,
+        metadata={
+            "dagster/row_count": cases.height,
+            "cases_with_attributes": cases.filter(pl.col("amount").is_not_null()).height,
+        },
+    )

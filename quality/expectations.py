@@ -1,0 +1,545 @@
+"""Great Expectations suites over silver and gold, defined in code and run on an ephemeral context.
+
+Two suites per table, each one Dagster asset check (`quality/checks.py`):
+
+- `gx_rules` (ERROR, blocking): schema, types, not-null, uniqueness, ranges, allowed value sets and,
+  for gold, reconciliation with silver (counts and sums). A failure means the table is wrong.
+- `gx_profile` (WARN): distribution bounds (amount quantiles, share of each category, anomaly share,
+  top vendor share) and the row-count change against the previous run. A failure means the data
+  looks unusual and is worth a look, not that it is wrong.
+
+Nothing is written to disk: no GX project folder, no stored results. The context talks to the same
+database as everything else, through SQLAlchemy's psycopg (3) dialect, with the URL that
+`PostgresResource` gives (a unix-socket directory goes into the `host` query parameter, which GX's
+`add_postgres` would refuse, hence the generic `add_sql`).
+"""
+
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from dagster import AssetCheckSeverity
+from psycopg.conninfo import conninfo_to_dict
+
+from orchestration.database import PostgresResource
+
+ACTIVITIES = (
+    "Submit",
+    "Manager Approval",
+    "Finance Review",
+    "Request Changes",
+    "Resubmit",
+    "Reject",
+    "Approve",
+    "Pay",
+)
+# Index columns that identify a failing row in the check's metadata.
+ROW_ID = {
+    "silver.transactions": ["transaction_id"],
+    "silver.events": ["bronze_id"],
+    "silver.vendors": ["vendor_id"],
+    "silver.employees": ["employee_id"],
+    "gold.monthly_summary": ["month", "category", "department"],
+    "gold.category_trends": ["week_start", "category"],
+    "gold.vendor_spend": ["vendor_id"],
+}
+
+
+@dataclass(frozen=True)
+class SuiteKind:
+    check_name: str
+    severity: AssetCheckSeverity
+    blocking: bool
+    description: str
+
+
+SUITE_KINDS = (
+    SuiteKind(
+        "gx_rules",
+        AssetCheckSeverity.ERROR,
+        True,
+        "Great Expectations: schema, types, not-null, uniqueness, ranges, allowed values"
+        " (and reconciliation with silver for gold).",
+    ),
+    SuiteKind(
+        "gx_profile",
+        AssetCheckSeverity.WARN,
+        False,
+        "Great Expectations: distribution bounds and row-count change against the previous run.",
+    ),
+)
+
+
+@dataclass
+class Facts:
+    """What the suites compare against, read from the database when the check runs."""
+
+    today: date
+    currencies: list[str]
+    categories: list[str]
+    silver_transactions: int
+    silver_amount_eur: Decimal
+    previous_rows: int | None
+    max_row_count_change: float
+
+
+def read_facts(conn: psycopg.Connection, previous_rows: int | None, max_row_count_change: float) -> Facts:
+    today = conn.execute("select current_date").fetchone()[0]
+    currencies = [r[0] for r in conn.execute("select currency from silver.currency_rates order by 1")]
+    categories = [r[0] for r in conn.execute("select category from silver.categories order by 1")]
+    n, total = conn.execute(
+        "select count(*), coalesce(sum(amount_eur), 0) from silver.transactions"
+    ).fetchone()
+    return Facts(today, currencies, categories, n, total, previous_rows, max_row_count_change)
+
+
+def build_suite(table: str, check_name: str, facts: Facts) -> list:
+    """The expectations of one suite (`gx_rules` or `gx_profile`) for `schema.table`."""
+    import great_expectations.expectations as gxe
+
+    builders: dict[tuple[str, str], Callable[[Any, Facts], list]] = {
+        ("silver.transactions", "gx_rules"): _transactions_rules,
+        ("silver.transactions", "gx_profile"): _transactions_profile,
+        ("silver.events", "gx_rules"): _events_rules,
+        ("silver.events", "gx_profile"): _events_profile,
+        ("silver.vendors", "gx_rules"): _vendors_rules,
+        ("silver.vendors", "gx_profile"): _vendors_profile,
+        ("silver.employees", "gx_rules"): _employees_rules,
+        ("silver.employees", "gx_profile"): _employees_profile,
+        ("gold.monthly_summary", "gx_rules"): _monthly_summary_rules,
+        ("gold.monthly_summary", "gx_profile"): _monthly_summary_profile,
+        ("gold.category_trends", "gx_rules"): _category_trends_rules,
+        ("gold.category_trends", "gx_profile"): _category_trends_profile,
+        ("gold.vendor_spend", "gx_rules"): _vendor_spend_rules,
+        ("gold.vendor_spend", "gx_profile"): _vendor_spend_profile,
+    }
+    expectations = builders.get((table, check_name), lambda _gxe, _facts: [])(gxe, facts)
+    if check_name == "gx_profile" and facts.previous_rows:
+        change = facts.max_row_count_change
+        expectations.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=int(facts.previous_rows * (1 - change)) if change < 1 else 0,
+                max_value=int(facts.previous_rows * (1 + change)) + 1,
+                description=f"row count within ±{change:.0%} of the previous run ({facts.previous_rows:,})",
+            )
+        )
+    return expectations
+
+
+# -- silver ----------------------------------------------------------------------------------
+
+
+def _transactions_rules(gxe, facts: Facts) -> list:
+    return [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "transaction_id",
+                "employee_id",
+                "vendor_id",
+                "amount",
+                "currency",
+                "amount_eur",
+                "transaction_date",
+                "description",
+                "category",
+                "bronze_id",
+                "source_file",
+                "loaded_at",
+            ],
+            exact_match=True,
+        ),
+        gxe.ExpectColumnValuesToBeOfType(column="amount", type_="NUMERIC(14, 2)"),
+        gxe.ExpectColumnValuesToBeOfType(column="amount_eur", type_="NUMERIC(14, 2)"),
+        gxe.ExpectColumnValuesToBeOfType(column="transaction_date", type_="DATE"),
+        gxe.ExpectColumnValuesToBeOfType(column="loaded_at", type_="TIMESTAMP WITH TIME ZONE"),
+        *_not_null(gxe, "transaction_id", "employee_id", "vendor_id", "amount", "currency", "amount_eur"),
+        *_not_null(gxe, "transaction_date", "bronze_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="transaction_id"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="amount", min_value=0, strict_min=True, max_value=10_000_000
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="amount_eur", min_value=0, strict_min=True, max_value=10_000_000
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="transaction_date", min_value="2000-01-01", max_value=facts.today.isoformat()
+        ),
+        gxe.ExpectColumnValuesToBeInSet(column="currency", value_set=facts.currencies),
+        gxe.ExpectColumnValuesToBeInSet(column="category", value_set=facts.categories),
+    ]
+
+
+def _transactions_profile(gxe, facts: Facts) -> list:
+    return [
+        # the reporting amounts of expense claims: most between a coffee and a consulting day
+        gxe.ExpectColumnQuantileValuesToBeBetween(
+            column="amount_eur",
+            quantile_ranges={
+                "quantiles": [0.05, 0.5, 0.95],
+                "value_ranges": [[1, 500], [20, 2_000], [100, 25_000]],
+            },
+        ),
+        # at most a fifth of the transactions come without a category
+        gxe.ExpectColumnValuesToNotBeNull(column="category", mostly=0.8),
+        gxe.UnexpectedRowsExpectation(
+            description="no category takes more than 40 % of the categorised transactions",
+            unexpected_rows_query=(
+                "select * from (select category, count(*) as n,"
+                " round(100.0 * count(*) / sum(count(*)) over (), 2) as share_pct"
+                " from {batch} where category is not null group by category) shares"
+                " where share_pct > 40"
+            ),
+        ),
+    ]
+
+
+def _events_rules(gxe, facts: Facts) -> list:
+    return [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[
+                "case_id",
+                "activity",
+                "event_ts",
+                "resource",
+                "bronze_id",
+                "source_file",
+                "loaded_at",
+            ],
+            exact_match=True,
+        ),
+        gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="TIMESTAMP WITH TIME ZONE"),
+        *_not_null(gxe, "case_id", "activity", "event_ts", "bronze_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="activity", value_set=list(ACTIVITIES)),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["case_id", "activity", "event_ts"]),
+        # both bounds as timestamps: GX refuses to compare a date with a datetime
+        gxe.ExpectColumnValuesToBeBetween(
+            column="event_ts",
+            min_value="2000-01-01T00:00:00",
+            max_value=f"{(facts.today + timedelta(days=1)).isoformat()}T00:00:00",
+        ),
+    ]
+
+
+def _events_profile(gxe, facts: Facts) -> list:
+    return [
+        gxe.UnexpectedRowsExpectation(
+            description="every case has a Submit event",
+            unexpected_rows_query=(
+                "select case_id, count(*) as events from {batch} group by case_id"
+                " having count(*) filter (where activity = 'Submit') = 0"
+            ),
+        ),
+    ]
+
+
+def _vendors_rules(gxe, facts: Facts) -> list:
+    return [
+        *_not_null(gxe, "vendor_id", "vendor_name"),
+        gxe.ExpectColumnValuesToBeUnique(column="vendor_id"),
+        gxe.ExpectColumnValuesToMatchRegex(column="country", regex=r"^[A-Z]{2}$"),
+        gxe.ExpectColumnValuesToBeInSet(column="default_category", value_set=facts.categories),
+    ]
+
+
+def _vendors_profile(gxe, facts: Facts) -> list:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="country", mostly=0.95),
+        gxe.ExpectColumnValuesToNotBeNull(column="default_category", mostly=0.95),
+    ]
+
+
+def _employees_rules(gxe, facts: Facts) -> list:
+    return [
+        *_not_null(gxe, "employee_id", "department"),
+        gxe.ExpectColumnValuesToBeUnique(column="employee_id"),
+        gxe.ExpectColumnValuesToMatchRegex(column="cost_centre", regex=r"^[A-Z0-9][A-Z0-9-]*$"),
+    ]
+
+
+def _employees_profile(gxe, facts: Facts) -> list:
+    return [
+        # departments are a short list; hundreds of them means a free-text field slipped in
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column="department", min_value=1, max_value=50),
+    ]
+
+
+# -- gold ------------------------------------------------------------------------------------
+
+
+def _reconciles(gxe, facts: Facts) -> list:
+    """Every silver transaction is counted exactly once in the mart."""
+    n = facts.silver_transactions
+    return [
+        gxe.ExpectColumnSumToBeBetween(
+            column="transaction_count",
+            min_value=n,
+            max_value=n,
+            description=f"transaction_count adds up to the {n:,} rows of silver.transactions",
+        )
+    ]
+
+
+def _monthly_summary_rules(gxe, facts: Facts) -> list:
+    total = float(facts.silver_amount_eur)
+    return [
+        *_not_null(gxe, "month", "category", "department", "total_amount_eur", "transaction_count"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["month", "category", "department"]),
+        gxe.ExpectColumnValuesToBeBetween(column="transaction_count", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="total_amount_eur", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToBeBetween(column="mom_growth_pct", min_value=-100),
+        gxe.ExpectColumnValuesToBeBetween(column="yoy_growth_pct", min_value=-100),
+        gxe.ExpectColumnValuesToBeInSet(column="category", value_set=[*facts.categories, "uncategorised"]),
+        *_reconciles(gxe, facts),
+        gxe.ExpectColumnSumToBeBetween(
+            column="total_amount_eur",
+            min_value=total - 0.005,
+            max_value=total + 0.005,
+            description=f"total_amount_eur adds up to silver's {total:,.2f} EUR",
+        ),
+    ]
+
+
+def _monthly_summary_profile(gxe, facts: Facts) -> list:
+    return [
+        # a category that never appears in a year of spend is more likely a mapping bug than a fact
+        gxe.ExpectColumnDistinctValuesToContainSet(column="category", value_set=facts.categories),
+    ]
+
+
+def _category_trends_rules(gxe, facts: Facts) -> list:
+    return [
+        *_not_null(gxe, "week_start", "category", "total_amount_eur", "is_complete_week", "is_anomaly"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["week_start", "category"]),
+        gxe.ExpectColumnValuesToBeBetween(column="total_amount_eur", min_value=0),
+        *_reconciles(gxe, facts),
+        gxe.UnexpectedRowsExpectation(
+            description="anomalies only in complete weeks and only where |z| > 2",
+            unexpected_rows_query=(
+                "select week_start, category, z_score, is_complete_week from {batch}"
+                " where is_anomaly and (not is_complete_week or abs(z_score) <= 2)"
+            ),
+        ),
+    ]
+
+
+def _category_trends_profile(gxe, facts: Facts) -> list:
+    return [
+        # |z| > 2 is rare by construction; many flags mean the history is too short or too noisy
+        gxe.ExpectColumnValuesToBeInSet(column="is_anomaly", value_set=[False], mostly=0.9),
+    ]
+
+
+def _vendor_spend_rules(gxe, facts: Facts) -> list:
+    return [
+        *_not_null(gxe, "spend_rank", "vendor_id", "vendor_name", "total_amount_eur", "share_of_spend_pct"),
+        gxe.ExpectColumnValuesToBeUnique(column="vendor_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="spend_rank"),
+        gxe.ExpectColumnValuesToBeBetween(column="share_of_spend_pct", min_value=0, max_value=100),
+        gxe.ExpectColumnMinToBeBetween(column="spend_rank", min_value=1, max_value=1),
+        *_reconciles(gxe, facts),
+        # shares are rounded to 4 decimals: up to 2,000 vendors leave at most 0.1 points of slack
+        gxe.ExpectColumnSumToBeBetween(column="share_of_spend_pct", min_value=99.9, max_value=100.1),
+    ]
+
+
+def _vendor_spend_profile(gxe, facts: Facts) -> list:
+    return [
+        gxe.ExpectColumnMaxToBeBetween(
+            column="share_of_spend_pct", max_value=50, description="no vendor takes half of all spend"
+        ),
+    ]
+
+
+def _not_null(gxe, *columns: str) -> list:
+    return [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    passed: bool
+    evaluated: int
+    failures: list[dict] = field(default_factory=list)  # one per failed expectation
+    failing_rows: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"GX suite {self.suite}: all {self.evaluated} expectations met."
+        parts = [f"{f['expectation']}({f['column']}): {f['observed']}" for f in self.failures[:4]]
+        more = f" and {len(self.failures) - 4} more" if len(self.failures) > 4 else ""
+        return (
+            f"GX suite {self.suite}: {len(self.failures)} of {self.evaluated} expectations failed: "
+            + "; ".join(parts)
+            + more
+            + "."
+        )
+
+
+def gx_connection_string(postgres: PostgresResource) -> str:
+    """SQLAlchemy URL (psycopg 3 dialect) for the assay database, socket directories included."""
+    from sqlalchemy.engine import URL
+
+    params = conninfo_to_dict(postgres.url())
+    host, port = params.get("host"), params.get("port")
+    query: dict[str, str] = {}
+    if host and host.startswith("/"):
+        query["host"], host = host, None
+        if port:
+            query["port"], port = str(port), None
+    if params.get("sslmode"):
+        query["sslmode"] = params["sslmode"]
+    url = URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=params.get("password") or None,
+        host=host,
+        port=int(port) if port else None,
+        database=params.get("dbname"),
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+@functools.cache
+def _context(connection_string: str):
+    """One ephemeral GX context and SQL data source per process and database."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            analytics_enabled=False,  # nothing leaves the machine
+            progress_bars=ProgressBarsConfig(globally=False),
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+        ),
+    )
+    with warnings.catch_warnings():
+        # GX suggests its Postgres data source, which refuses socket directories (see above)
+        warnings.simplefilter("ignore")
+        source = context.data_sources.add_sql("assay", connection_string=connection_string)
+    return context, source
+
+
+def _batch(postgres: PostgresResource, table: str):
+    _, source = _context(gx_connection_string(postgres))
+    schema, name = table.split(".")
+    try:
+        asset = source.get_asset(table)
+    except LookupError:
+        asset = source.add_table_asset(table, table_name=name, schema_name=schema)
+    try:
+        definition = asset.get_batch_definition("whole table")
+    except (KeyError, LookupError):
+        definition = asset.add_batch_definition_whole_table("whole table")
+    return definition.get_batch()
+
+
+def run_suite(
+    postgres: PostgresResource, table: str, check_name: str, facts: Facts, sample_rows: int
+) -> SuiteOutcome:
+    """Validate one suite against the table; failing rows are sampled, never all fetched."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    name = f"{table}.{check_name.removeprefix('gx_')}"
+    expectations = build_suite(table, check_name, facts)
+    outcome = SuiteOutcome(name, True, len(expectations))
+    if not expectations:
+        return outcome
+    batch = _batch(postgres, table)
+    # Row-level expectations report a sample of failing rows (SUMMARY); unexpected-rows queries
+    # return only the offending groups, so they can be read in full (COMPLETE).
+    groups = [
+        ([e for e in expectations if not isinstance(e, gxe.UnexpectedRowsExpectation)], "SUMMARY"),
+        ([e for e in expectations if isinstance(e, gxe.UnexpectedRowsExpectation)], "COMPLETE"),
+    ]
+    for group, result_format in groups:
+        if not group:
+            continue
+        suite = gx.ExpectationSuite(name=name, expectations=group)
+        result = batch.validate(
+            suite,
+            result_format={
+                "result_format": result_format,
+                "partial_unexpected_count": sample_rows,
+                "unexpected_index_column_names": ROW_ID.get(table, []),
+                "return_unexpected_index_query": False,
+            },
+        )
+        for res in result.results:
+            if res.success:
+                continue
+            outcome.passed = False
+            outcome.failures.append(_failure(res))
+            outcome.failing_rows.extend(_rows(res, sample_rows))
+    outcome.failing_rows = outcome.failing_rows[: max(sample_rows, 1) * 4]
+    return outcome
+
+
+def _failure(res) -> dict:
+    config = res.expectation_config
+    kwargs = config.kwargs
+    result = res.result or {}
+    column = kwargs.get("column") or ", ".join(kwargs.get("column_list", []) or []) or "table"
+    error = _exception_message(res.exception_info)
+    if error:
+        observed = "error: " + error
+    elif "unexpected_count" in result:
+        observed = (
+            f"{result['unexpected_count']:,} unexpected ({result.get('unexpected_percent') or 0:.2f} %)"
+        )
+    else:
+        observed = f"observed {_short(result.get('observed_value'))}"
+    return {
+        "expectation": config.type,
+        "column": column,
+        "observed": observed,
+        "description": config.description or "",
+    }
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX nests exception info by metric; find the first raised one."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return (str(info.get("exception_message") or "exception").splitlines() or ["exception"])[0][:200]
+    for value in info.values():
+        found = _exception_message(value)
+        if found:
+            return found
+    return None
+
+
+def _rows(res, limit: int) -> list[dict]:
+    result = res.result or {}
+    rows = result.get("partial_unexpected_index_list") or (result.get("details") or {}).get("unexpected_rows")
+    if not rows:
+        values = result.get("partial_unexpected_list") or []
+        rows = [{"value": v} for v in values]
+    return [
+        {"expectation": res.expectation_config.type} | {k: _short(v) for k, v in dict(row).items()}
+        for row in rows[:limit]
+    ]
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -1,0 +1,140 @@
+"""What `assay quality` shows: latest DQ scores, failing checks, top reject reasons with examples.
+
+Everything comes from Postgres (`quality.dq_scores`, `quality.check_results`, `silver.rejects`), so
+it works the same for the CLI, the read API and tests, whichever Dagster instance ran the pipeline.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from quality.rules import DIMENSIONS
+
+
+@dataclass
+class QualityReport:
+    latest_run: str | None = None
+    scores: list[dict] = field(default_factory=list)
+    failing_checks: list[dict] = field(default_factory=list)
+    reject_reasons: list[dict] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.scores or self.failing_checks or self.reject_reasons)
+
+
+def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2) -> QualityReport:
+    report = QualityReport()
+    if _exists(conn, "quality.check_results"):
+        row = conn.execute(
+            "select run_id from quality.check_results order by evaluated_at desc, result_id desc limit 1"
+        ).fetchone()
+        report.latest_run = row[0] if row else None
+        report.failing_checks = _dicts(
+            conn.execute(
+                """
+                select asset_key, check_name, severity, description, run_id, evaluated_at
+                from (
+                    select distinct on (asset_key, check_name) *
+                    from quality.check_results
+                    order by asset_key, check_name, evaluated_at desc, result_id desc
+                ) latest
+                where not passed
+                order by severity = 'WARN', asset_key, check_name
+                """
+            )
+        )
+    if _exists(conn, "quality.dq_scores"):
+        report.scores = _dicts(
+            conn.execute(
+                f"""
+                select table_name, layer, {", ".join(DIMENSIONS)}, overall, threshold, passed, row_count,
+                       input_rows, run_id, measured_at
+                from (
+                    select distinct on (table_name) * from quality.dq_scores
+                    order by table_name, measured_at desc
+                ) latest
+                order by case layer when 'silver' then 1 when 'gold' then 2 else 3 end, table_name
+                """
+            )
+        )
+    if _exists(conn, "silver.rejects"):
+        report.reject_reasons = _dicts(
+            conn.execute(
+                "select source, reason, count(*) as n from silver.rejects group by 1, 2"
+                " order by 3 desc, 1, 2 limit %s",
+                [reasons],
+            )
+        )
+        for reason in report.reject_reasons:
+            reason["examples"] = _dicts(
+                conn.execute(
+                    "select source_file, line_number, left(payload, 140) as payload from silver.rejects"
+                    " where source = %s and reason = %s order by source_file, line_number limit %s",
+                    [reason["source"], reason["reason"], examples],
+                )
+            )
+    return report
+
+
+def render(report: QualityReport) -> list[str]:
+    """The report as terminal lines."""
+    if report.empty:
+        return ["No quality results yet: `assay run` builds the tables and runs the checks."]
+    lines = ["Data-quality scores (latest per table, history in quality.dq_scores):"]
+    header = f"  {'table':<24}{'overall':>9}" + "".join(f"{d:>14}" for d in DIMENSIONS)
+    lines.append(header + f"{'threshold':>11}  status")
+    for s in report.scores:
+        earlier = "" if s["run_id"] == report.latest_run else "  (earlier run: not rebuilt in the latest)"
+        lines.append(
+            f"  {s['table_name']:<24}{_pct(s['overall']):>9}"
+            + "".join(f"{_pct(s[d]):>14}" for d in DIMENSIONS)
+            + f"{_pct(s['threshold']):>11}  {'ok' if s['passed'] else 'FAIL'}{earlier}"
+        )
+    if not report.scores:
+        lines.append("  (none yet)")
+    lines.append("")
+    if report.failing_checks:
+        lines.append("Failing checks (latest result of each check):")
+        blocking = sorted({c["asset_key"] for c in report.failing_checks if c["severity"] == "ERROR"})
+        if blocking:
+            lines.append(
+                "  ERROR checks block: nothing built from "
+                + ", ".join(k.replace("/", ".") for k in blocking)
+                + " runs until they pass (gold waits for silver, platinum for gold)."
+            )
+        for c in report.failing_checks:
+            name = f"{c['asset_key']}:{c['check_name']}"
+            lines.append(f"  {c['severity']:<6}{name}  ({_when(c['evaluated_at'])})")
+            if c["description"]:
+                lines.append(f"        {c['description']}")
+    else:
+        lines.append("Failing checks: none (every check passed at its latest run).")
+    lines.append("")
+    if report.reject_reasons:
+        lines.append("Top reject reasons (silver.rejects):")
+        for r in report.reject_reasons:
+            lines.append(f"  {r['source']:<13}{r['reason']:<30}{r['n']:>8,}")
+            for e in r["examples"]:
+                lines.append(f"      {e['source_file']}:{e['line_number']}  {e['payload']}")
+    else:
+        lines.append("Rejected rows: none.")
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _when(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M")
+
+
+def _exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("select to_regclass(%s)", [name]).fetchone()[0] is not None
+
+
+def _dicts(cur: psycopg.Cursor) -> list[dict]:
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

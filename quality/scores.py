@@ -1,0 +1,124 @@
+"""DQ scores per table (see `quality/rules.py` for what each dimension means), set-based SQL only."""
+
+import psycopg
+from psycopg import sql
+
+from quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SOURCE_REASONS
+from quality.store import Score
+
+
+def silver_score(conn: psycopg.Connection, source: str) -> Score:
+    """Scores of `silver.<source>` from its bronze rows and their reject reasons."""
+    bronze_rows = _count(conn, "bronze", source)
+    silver_rows = _count(conn, "silver", source)
+    by_class = dict(
+        conn.execute(
+            "select reason_class, count(*) from silver.rejects where source = %s group by 1", [source]
+        ).fetchall()
+    )
+    rejected = sum(by_class.values())
+    # bronze rows that reached neither silver nor rejects were lost on the way: incomplete
+    unaccounted = max(bronze_rows - silver_rows - rejected, 0)
+    short = dict.fromkeys(DIMENSIONS, 0)
+    for reason_class, n in by_class.items():
+        short[REASON_DIMENSION.get(reason_class, "validity")] += n
+    short["completeness"] += unaccounted
+    share = (lambda n: 1 - n / bronze_rows) if bronze_rows else (lambda n: 1.0)
+    return Score(
+        table=f"silver.{source}",
+        layer="silver",
+        row_count=silver_rows,
+        input_rows=bronze_rows,
+        **{d: share(short[d]) for d in DIMENSIONS},
+        overall=silver_rows / bronze_rows if bronze_rows else 1.0,
+        details={
+            "rejected_by_class": {c: by_class.get(c, 0) for c in SOURCE_REASONS[source]},
+            "rejected_rows": rejected,
+            "unaccounted_rows": unaccounted,
+            "short_rows": short,
+        },
+    )
+
+
+def gold_score(conn: psycopg.Connection, table: str) -> Score:
+    """Scores of `gold.<table>` from its own rows and the table's `GoldRules`."""
+    query = sql.SQL(
+        """
+        {flagged}
+        select count(*),
+               count(*) filter (where _complete),
+               count(*) filter (where _first),
+               count(*) filter (where _valid),
+               count(*) filter (where _timely),
+               count(*) filter (where _complete and _first and _valid and _timely)
+        from flagged
+        """
+    ).format(flagged=_flagged(table))
+    n, *passing = conn.execute(query).fetchone()
+    shares = [p / n if n else 1.0 for p in passing]
+    return Score(
+        table=f"gold.{table}",
+        layer="gold",
+        row_count=n,
+        input_rows=n,
+        **dict(zip(DIMENSIONS, shares[:4], strict=True)),
+        overall=shares[4],
+        details={"short_rows": {d: n - p for d, p in zip(DIMENSIONS, passing[:4], strict=True)}},
+    )
+
+
+def gold_failing_rows(conn: psycopg.Connection, table: str, limit: int) -> list[dict]:
+    """Up to `limit` rows of `gold.<table>` that fail any dimension, with the dimensions they fail."""
+    query = sql.SQL(
+        "{flagged} select * from flagged where not (_complete and _first and _valid and _timely) limit %s"
+    ).format(flagged=_flagged(table))
+    cur = conn.execute(query, [limit])
+    names = [c.name for c in cur.description]
+    flags = dict(zip(("_complete", "_first", "_valid", "_timely"), DIMENSIONS, strict=True))
+    rows = []
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        failed = [dimension for flag, dimension in flags.items() if not row[flag]]
+        rows.append({k: v for k, v in row.items() if not k.startswith("_")} | {"fails": ", ".join(failed)})
+    return rows
+
+
+def _flagged(table: str) -> sql.Composed:
+    """A `flagged` CTE: every row of `gold.<table>` with one boolean per dimension."""
+    rules = GOLD_RULES[table]
+    key = sql.SQL(", ").join(sql.Identifier(c) for c in rules.key)
+    complete = sql.SQL(" and ").join(
+        sql.SQL("{} is not null").format(sql.Identifier(c)) for c in rules.required
+    )
+    # rule texts are constants in quality/rules.py, never user input
+    valid = sql.SQL(" and ").join(sql.SQL(f"coalesce(({rule}), false)") for rule in rules.valid)
+    timely = sql.SQL(f"coalesce(({rules.timely}), false)")
+    return sql.SQL(
+        """
+        with ranked as (
+            select *, row_number() over (partition by {key} order by {key}) as _occurrence from {table}
+        ),
+        flagged as (
+            select ranked.*, {complete} as _complete, _occurrence = 1 as _first, {valid} as _valid,
+                   {timely} as _timely
+            from ranked
+        )
+        """
+    ).format(key=key, table=sql.Identifier("gold", table), complete=complete, valid=valid, timely=timely)
+
+
+def reject_examples(conn: psycopg.Connection, source: str, reason_class: str, limit: int) -> list[dict]:
+    """The first rejected rows of one class, as `silver.rejects` holds them."""
+    cur = conn.execute(
+        "select source_file, line_number, reason, left(payload, 160) as payload from silver.rejects"
+        " where source = %s and reason_class = %s order by source_file, line_number limit %s",
+        [source, reason_class, limit],
+    )
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    return conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[
+        0
+    ]

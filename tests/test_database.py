@@ -1,0 +1,77 @@
+"""The embedded server is shared by processes and stops when the last one exits."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from orchestration.database import DATABASE, PostgresResource
+
+CONNECT = (
+    "from orchestration.database import PostgresResource; import psycopg;"
+    "c = psycopg.connect(PostgresResource().url()); print(c.execute('select pg_backend_pid()').fetchone()[0])"
+)
+
+
+def _in_subprocess(home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASSAY_HOME": str(home)}
+    env.pop("ASSAY_DATABASE_URL", None)
+    command = [sys.executable, "-c", CONNECT]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _postmaster_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_second_process_joins_and_leaves_the_server_running(postgres, assay_home):
+    url = postgres.url()  # this process holds the server
+    result = _in_subprocess(assay_home)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(url) as conn:  # still up after the other process exited
+        assert conn.execute("select current_database()").fetchone()[0] == DATABASE
+
+
+def test_the_last_process_stops_the_server():
+    home = Path(tempfile.mkdtemp(prefix="assay-stop-"))
+    try:
+        result = _in_subprocess(home)
+        assert result.returncode == 0, result.stderr
+        assert (home / "pgdata" / "PG_VERSION").exists()
+        assert not _postmaster_running(home / "pgdata")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_external_url_is_used_unchanged(postgres):
+    external = PostgresResource(database_url=postgres.url())
+    assert not external.is_embedded
+    with external.connect(autocommit=True) as conn:
+        schemas = {r[0] for r in conn.execute("select schema_name from information_schema.schemata")}
+    assert {"bronze", "silver", "gold", "platinum", "quality", "agents"} <= schemas
+
+
+def test_reader_role_cannot_write(postgres, pipeline_run):
+    with postgres.connect(reader=True, autocommit=True) as conn:
+        assert conn.execute("select count(*) > 0 from gold.vendor_spend").fetchone()[0]
+        for statement in (
+            "delete from gold.vendor_spend",
+            "create table gold.x (a int)",
+            "select count(*) from bronze.transactions",
+        ):
+            try:
+                conn.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            raise AssertionError(f"the read-only role could run: {statement}")
