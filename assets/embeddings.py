@@ -54,6 +54,7 @@ from assets.search import index_type, indexed_expression
 from orchestration.database import PostgresResource
 from orchestration.models import EmbeddingModelResource, Encoder
 from orchestration.settings import get_settings
+from quality.store import CheckRecorder
 
 log = logging.getLogger(__name__)
 
@@ -590,7 +591,9 @@ def hnsw_recall_check(context: AssetCheckExecutionContext, postgres: PostgresRes
     with postgres.connect(autocommit=True, reader=True) as conn:
         report = hnsw_recall(conn)
     passed = report.recall >= RECALL_THRESHOLD
-    return AssetCheckResult(
+    result = AssetCheckResult(
+        asset_key=EMBEDDINGS_KEY,
+        check_name="hnsw_recall_at_10",
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
         description=(
@@ -605,6 +608,7 @@ def hnsw_recall_check(context: AssetCheckExecutionContext, postgres: PostgresRes
             "threshold": RECALL_THRESHOLD,
         },
     )
+    return _recorded(postgres, context, result)
 
 
 @asset_check(
@@ -623,12 +627,15 @@ def search_relevance_check(
 
     truth = get_settings().truth_dir / "transactions.csv"
     if not truth.exists():
-        return AssetCheckResult(
+        result = AssetCheckResult(
+            asset_key=EMBEDDINGS_KEY,
+            check_name="search_relevance_ndcg",
             passed=True,
             severity=AssetCheckSeverity.WARN,
             description=f"not evaluated: no ground truth at {truth} (only generated samples have one)",
             metadata={"evaluated": False},
         )
+        return _recorded(postgres, context, result)
     with postgres.connect(autocommit=True, reader=True) as conn:
         graded = graded_relevance(conn, truth)
         report = evaluate_relevance(Searcher(conn, embedding_model.encoder_for), graded)
@@ -638,7 +645,9 @@ def search_relevance_check(
         for q, s in report.per_query.items()
     )
     summary = f"nDCG@10 vector {m['vector']:.3f}, full-text {m['fulltext']:.3f}, hybrid {m['hybrid']:.3f}"
-    return AssetCheckResult(
+    result = AssetCheckResult(
+        asset_key=EMBEDDINGS_KEY,
+        check_name="search_relevance_ndcg",
         passed=report.hybrid_not_worse,
         severity=AssetCheckSeverity.WARN,
         description=summary
@@ -652,6 +661,15 @@ def search_relevance_check(
             "per_query": MetadataValue.md(table),
         },
     )
+    return _recorded(postgres, context, result)
+
+
+def _recorded(
+    postgres: PostgresResource, context: AssetCheckExecutionContext, result: AssetCheckResult
+) -> AssetCheckResult:
+    # `assay quality` lists every check of a run from quality.check_results
+    with CheckRecorder(postgres, context.run.run_id) as recorder:
+        return recorder.add(result)
 
 
 embedding_checks = [hnsw_recall_check, search_relevance_check]

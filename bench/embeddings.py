@@ -191,7 +191,7 @@ def _prepare_documents(home: Path, size: str, postgres) -> None:
     print(f"generating the {size} sample and running bronze + dbt in {home} ...", flush=True)
     generate(home / "landing", home / "ground_truth", size=size_arg, seed=42)
     result = materialize(
-        [*bronze_assets, dbt_models], resources={"postgres": postgres, "dbt": dbt_resource()}
+        [*bronze_assets, *dbt_models], resources={"postgres": postgres, "dbt": dbt_resource()}
     )
     if not result.success:
         raise SystemExit("the pipeline up to platinum.documents failed")
