@@ -5,6 +5,7 @@ from dagster import AssetsDefinition, AssetSpec, Definitions, apply_freshness_po
 from assets.bronze import bronze_assets
 from assets.dbt import dbt_models, dbt_resource
 from assets.process import process_assets
+from orchestration.automation import landing_sensor, with_downstream_automation
 from orchestration.database import PostgresResource
 from quality.checks import quality_checks
 from quality.freshness import freshness_policy
@@ -19,13 +20,19 @@ def _layer_freshness(spec: AssetSpec) -> AssetSpec:
     return apply_freshness_policy(spec, policy, overwrite_existing=False) if policy else spec
 
 
-def _with_freshness(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
-    return [a.map_asset_specs(_layer_freshness) for a in assets]
+def _layer_policies(spec: AssetSpec) -> AssetSpec:
+    return with_downstream_automation(_layer_freshness(spec))
+
+
+def _with_policies(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
+    """Freshness per layer; automation above bronze (orchestration/automation.py)."""
+    return [a.map_asset_specs(_layer_policies) for a in assets]
 
 
 defs = Definitions(
-    assets=_with_freshness([*bronze_assets, *dbt_models, *process_assets]),
+    assets=_with_policies([*bronze_assets, *dbt_models, *process_assets]),
     asset_checks=quality_checks,
     jobs=[pipeline_job],
+    sensors=[landing_sensor],
     resources={"postgres": PostgresResource(), "dbt": dbt_resource()},
 )
