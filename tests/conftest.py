@@ -1,4 +1,8 @@
-"""Shared fixtures: a throwaway ASSAY_HOME with a real embedded Postgres and the small sample.
+"""Shared fixtures: a throwaway ASSAY_HOME with a real Postgres and the small sample.
+
+The database is the embedded server by default. With `--external-postgres` the session starts a
+separate server (`tests/external_pg.py`: TCP, password authentication, a non-superuser owner) and
+points `ASSAY_DATABASE_URL` at it; tests marked `embedded` are about the embedded server and skip.
 
 The full pipeline runs once per session (`pipeline_run`); tests read what it produced.
 """
@@ -13,6 +17,44 @@ import psycopg
 import pytest
 
 SEED = 7
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--external-postgres",
+        action="store_true",
+        help="run against a separate PostgreSQL server (TCP, password, non-superuser owner)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--external-postgres"):
+        return
+    skip = pytest.mark.skip(reason="about the embedded server; this session runs on an external one")
+    for item in items:
+        if item.get_closest_marker("embedded"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def external_postgres(request: pytest.FixtureRequest):
+    """The separate server of an `--external-postgres` session, else None."""
+    if not request.config.getoption("--external-postgres"):
+        yield None
+        return
+    from external_pg import ExternalPostgres
+
+    server = ExternalPostgres().start()
+    saved = {k: os.environ.get(k) for k in ("ASSAY_DATABASE_URL", "ASSAY_READER_PASSWORD")}
+    os.environ["ASSAY_DATABASE_URL"] = server.url()
+    os.environ["ASSAY_READER_PASSWORD"] = server.reader_password
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +80,7 @@ def sample(assay_home: Path):
 
 
 @pytest.fixture(scope="session")
-def postgres(assay_home: Path):
+def postgres(assay_home: Path, external_postgres):
     from orchestration.database import PostgresResource
 
     return PostgresResource()
