@@ -168,7 +168,8 @@ def test_alignments_report_the_deviating_moves(tiny_result):
     # Either Pay of "... Pay → Pay" can be the extra one: both alignments cost the same, and which
     # one pm4py's search returns first is not fixed.
     variant, move, activity, position, cases = rows[1]
-    assert (variant, move, activity, cases) == ("Submit → Manager Approval → Approve → Pay → Pay", "log", PAY, 1)
+    assert variant == "Submit → Manager Approval → Approve → Pay → Pay"
+    assert (move, activity, cases) == ("log", PAY, 1)
     assert position in (3, 4) and len(rows) == 2
     # one deviation each: 1 - cost / (trace length + shortest model path)
     assert deviations["alignment_fitness"].to_list() == pytest.approx([1 - 1 / 6, 1 - 1 / 8])
