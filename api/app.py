@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import REGISTRY
 
 from api.catalog import MANIFEST_PATH, load_catalog, load_mart_specs
 from api.db import Database
 from api.errors import error_responses, install_error_handlers
 from api.keys import KeyStore, ensure_key_table
-from api.middleware import GuardMiddleware, PoolCollector
+from api.middleware import POOLS, GuardMiddleware
 from api.ratelimit import RateLimiter
 from api.routers import health, marts, metrics
 from api.state import AppState
@@ -68,16 +66,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await db.open()
-        collector = None
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            collector = PoolCollector(db.stats)
-            REGISTRY.register(collector)
         try:
+            await db.open()
+            POOLS.sources[id(db)] = db.stats
             yield
         finally:
-            if collector is not None:
-                REGISTRY.unregister(collector)
+            POOLS.sources.pop(id(db), None)
             await db.close()
 
     app = FastAPI(

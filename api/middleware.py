@@ -125,19 +125,26 @@ class GuardMiddleware:
 
 
 class PoolCollector:
-    """Connection-pool gauges for this process (not exported in multi-worker mode)."""
+    """Gauges of the connection pools open in this process (one per app; not in multi-worker mode)."""
 
-    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
-        self.stats = stats
+    def __init__(self) -> None:
+        self.sources: dict[int, Callable[[], dict[str, int]]] = {}
 
     def collect(self):
-        stats = self.stats()
+        totals: dict[str, int] = {}
+        for stats in list(self.sources.values()):
+            for name, value in stats().items():
+                totals[name] = totals.get(name, 0) + value
         for name, help_text in (
             ("pool_size", "Connections the pool holds (in use or idle)."),
             ("pool_available", "Idle connections ready for a request."),
             ("requests_waiting", "Requests waiting for a connection."),
         ):
-            yield GaugeMetricFamily(f"assay_api_db_{name}", help_text, value=stats.get(name, 0))
+            yield GaugeMetricFamily(f"assay_api_db_{name}", help_text, value=totals.get(name, 0))
+
+
+POOLS = PoolCollector()
+REGISTRY.register(POOLS)
 
 
 def metrics_payload() -> tuple[bytes, str]:
