@@ -7,6 +7,7 @@ coming back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -15,14 +16,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.catalog import MANIFEST_PATH, load_catalog, load_mart_specs
+from api.cache import ResponseCache
+from api.catalog import MANIFEST_PATH, MART_SCHEMA, load_catalog, load_mart_specs
 from api.db import Database
 from api.errors import error_responses, install_error_handlers
 from api.keys import KeyStore, ensure_key_table
 from api.middleware import POOLS, GuardMiddleware
 from api.ratelimit import RateLimiter
 from api.routers import health, marts, metrics
-from api.state import AppState
+from api.state import SECURITY_SCHEMES, AppState
 from orchestration.database import DatabaseError, PostgresResource
 from orchestration.settings import ApiSettings, get_settings
 
@@ -59,6 +61,7 @@ def create_app(
         catalog=catalog,
         db=db,
         keys=KeyStore(db, settings.key_cache_seconds),
+        cache=ResponseCache(settings.cache_mb * 1024 * 1024, settings.cache_poll_seconds),
         limiter=RateLimiter(
             settings.rate_limit_per_minute, settings.rate_limit_burst, share=1.0 / settings.workers
         ),
@@ -66,11 +69,19 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        poller = None
         try:
             await db.open()
             POOLS.sources[id(db)] = db.stats
+            if state.cache.enabled:
+                tables = {m.table: m.name for m in catalog.marts.values()}
+                poller = asyncio.create_task(state.cache.poll(db, MART_SCHEMA, tables), name="cache-poll")
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
             POOLS.sources.pop(id(db), None)
             await db.close()
 
@@ -85,10 +96,13 @@ def create_app(
         responses=error_responses(413, 414),  # GuardMiddleware's answers, on any path
     )
     app.state.assay = state
+    _document_security(app)
     install_error_handlers(app)
-    app.include_router(health.build_router())
-    app.include_router(metrics.build_router(public=settings.metrics_public))
-    app.include_router(marts.build_router(state))
+    # Routes go straight onto the app (not include_router, whose nested matching costs more than
+    # the rest of a cached request); the busiest first.
+    marts.install(app, state)
+    health.install(app)
+    metrics.install(app, public=settings.metrics_public)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -102,3 +116,16 @@ def create_app(
         GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
     )
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the key schemes to the generated OpenAPI document (routes refer to them via `SECURED`)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

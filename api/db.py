@@ -79,6 +79,7 @@ class Database:
                 psycopg.errors.UndefinedTable,
                 psycopg.errors.UndefinedColumn,
                 psycopg.errors.InsufficientPrivilege,
+                psycopg.errors.FeatureNotSupported,  # "cached plan must not change result type"
             ) as exc:
                 # the pipeline dropped or rebuilt a table differently than at start-up
                 log.error("query failed on the database's side: %s", exc)

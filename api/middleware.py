@@ -92,8 +92,10 @@ class GuardMiddleware:
                 for message in _problem(413, "Content Too Large", self._body_detail()):
                     await send_wrapper(message)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # FastAPI routes leave themselves in the scope; plain Starlette routes only their endpoint
+            template = getattr(scope.get("route"), "path", None) or getattr(
+                scope.get("endpoint"), "route_path", "unmatched"
+            )
             REQUESTS.labels(scope["method"], template, str(status)).inc()
             LATENCY.labels(template).observe(time.perf_counter() - started)
 

