@@ -319,7 +319,14 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
         sql.SQL("{} {} nulls last").format(_col(c), sql.SQL("desc" if desc else "asc"))
         for c, desc in request.order
     )
-    template = "select {payload}, {order_values} from {table} as t{where} order by {order_by} limit %s"
+    # Rows are chosen in the inner query and rendered in the outer one: rendering in the inner query
+    # would turn every row of the mart into JSON before the sort picks a page (5x slower here). The
+    # outer ORDER BY repeats the inner one; Postgres sees the rows already in that order and skips it.
+    template = (
+        "select {payload}, {order_values} from"
+        " (select * from {table} as t{where} order by {order_by} limit %s) as t"
+        " order by {order_by}"
+    )
     query = sql.SQL(template).format(
         payload=payload,
         order_values=order_values,

@@ -1,20 +1,22 @@
 """Read API latency and throughput against a bare FastAPI endpoint, same machine, same run.
 
-    python bench/api.py [--size default] [--connections 50] [--seconds 5] [--rounds 2] [--workers 1]
+    python bench/api.py [--size default] [--connections 50] [--seconds 5] [--rounds 3] [--workers 1]
 
-Three servers' endpoints are loaded in turn, each round in the same order, by a keep-alive HTTP/1.1
-load generator written on raw asyncio streams (so that the client, which shares the CPU, costs as little
-as possible): `--connections` connections, each sending its next request when the previous answer has
-arrived (closed loop), for `--seconds` after a one-second warm-up.
-- "bare": a FastAPI app with one `GET /bare` returning a small JSON object (no database, no auth);
-- "mart page": `GET /v1/marts/monthly_summary/rows?limit=100` on the real API (key check, rate
-  limit, metrics, a keyset page of 100 rows rendered by Postgres);
-- "point lookup": `GET /v1/marts/vendor_spend/lookup?spend_rank=<n>` cycling through every rank.
-Both servers run under uvicorn (uvloop, httptools) with the same worker count and no access log.
-Reported per endpoint: requests/s, p50/p95/p99 latency, and the ratio of requests/s to the bare one.
-With a closed loop, latency = connections / throughput (Little's law): at saturation p95 measures the
-queue as much as the service time. `--rate` adds an open-loop phase at a fixed total request rate,
-where latency is counted from each request's scheduled send time (no coordinated omission).
+Three uvicorn servers (uvloop, httptools, no access log, the same worker count) run side by side:
+a bare FastAPI app, the read API, and the read API with its response cache off. A keep-alive HTTP/1.1
+load generator on raw asyncio protocols (the client shares the CPU, so it must cost little) opens
+`--connections` connections per endpoint; each sends its next request as soon as the previous answer
+is complete (closed loop), for `--seconds` after a one-second warm-up. Endpoints, in this order:
+- "bare": `GET /bare` returning a small JSON object (no database, no auth, no middleware);
+- "mart page": `GET /v1/marts/monthly_summary/rows?limit=100` (key check, rate limit, metrics; after
+  the first request the page comes from the response cache, which holds until the mart changes);
+- "point lookup": `GET /v1/marts/vendor_spend/lookup?spend_rank=<n>` cycling through every rank;
+- "page, no cache" and "lookup, no cache": the same on the server without cache: every request reads
+  Postgres (keyset page of 100 rows rendered as JSON by Postgres; primary-key lookup).
+Reported per endpoint: requests/s, p50/p95/p99 latency and requests/s relative to bare, per round and
+as the median over rounds. With a closed loop at saturation, latency = connections / throughput
+(Little's law), so p95 measures the queue as much as the service time. `--rate` adds an open-loop phase
+at a fixed total request rate, with latency counted from each request's scheduled send time.
 
 Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
 pipeline there on first use.
@@ -63,6 +65,8 @@ def _serve(kind: str, port: int, workers: int) -> None:
 
     os.environ["ASSAY_API_ACCESS_LOG"] = "false"
     os.environ["ASSAY_API_WORKERS"] = str(workers)
+    if kind == "api-nocache":
+        os.environ["ASSAY_API_CACHE_MB"] = "0"
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
     uvicorn.run(
         target,
@@ -107,42 +111,71 @@ async def _exchange(reader, writer, request: bytes) -> int:
     return status
 
 
+class _Client(asyncio.Protocol):
+    """One keep-alive connection of the closed loop: sends the next request as an answer completes.
+
+    A protocol rather than streams: the load generator shares the CPU with the server, and reading a
+    25 kB page through StreamReader costs the client more than the server spends serving it cached.
+    """
+
+    def __init__(self, requests: list[bytes], offset: int, run: dict) -> None:
+        self.requests, self.i, self.run = requests, offset, run
+        self.buffer = bytearray()
+        self.need = -1  # bytes of the current response (headers + body); -1 until headers are in
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.started = time.perf_counter()
+        self.transport.write(self.requests[self.i % len(self.requests)])
+        self.i += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.need < 0:
+            end = self.buffer.find(b"\r\n\r\n", 0, 8192)
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower() + b"\r\n"
+            at = head.find(b"\r\ncontent-length:")
+            self.status = int(head[9:12])
+            self.need = end + 4 + int(head[at + 17 : head.find(b"\r\n", at + 2)])
+        if len(self.buffer) < self.need:
+            return
+        del self.buffer[: self.need]
+        self.need = -1
+        run = self.run
+        if run["record"]:
+            run["latencies"].append(time.perf_counter() - self.started)
+            run["errors"] += self.status != 200
+        if not run["stop"]:
+            self._send()
+        else:
+            self.transport.close()
+
+
 async def _closed_loop(
     port: int, requests: list[bytes], connections: int, seconds: float, name: str
 ) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    record = False
-
-    async def worker(offset: int) -> int:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        done, i = 0, offset
-        try:
-            while not stop.is_set():
-                started = time.perf_counter()
-                status = await _exchange(reader, writer, requests[i % len(requests)])
-                i += 1
-                if record:
-                    latencies.append(time.perf_counter() - started)
-                    done += 1
-                    if status != 200:
-                        errors += 1
-        finally:
-            writer.close()
-        return done
-
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker(k * 7)) for k in range(connections)]
+    loop = asyncio.get_running_loop()
+    run = {"record": False, "stop": False, "latencies": [], "errors": 0}
+    clients = [
+        await loop.create_connection(lambda k=k: _Client(requests, k * 7, run), "127.0.0.1", port)
+        for k in range(connections)
+    ]
     await asyncio.sleep(1.0)  # warm-up: connections open, pools fill, statements get prepared
-    record = True
+    run["record"] = True
     began = time.perf_counter()
     await asyncio.sleep(seconds)
-    record = False
+    run["record"] = False
     elapsed = time.perf_counter() - began
-    stop.set()
-    done = sum(await asyncio.gather(*tasks))
-    return Result(name, done, errors, elapsed, latencies)
+    run["stop"] = True
+    await asyncio.sleep(0.2)
+    for transport, _ in clients:
+        transport.close()
+    return Result(name, len(run["latencies"]), run["errors"], elapsed, run["latencies"])
 
 
 async def _open_loop(
@@ -202,6 +235,7 @@ def _start(kind: str, workers: int) -> tuple[subprocess.Popen, int]:
             return process, port
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
                 raise SystemExit(f"the {kind} server did not start") from None
             time.sleep(0.2)
 
@@ -246,7 +280,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
     parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
-    parser.add_argument("--serve", choices=["bare", "api"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "api", "api-nocache"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["ASSAY_HOME"] = args.home
@@ -271,33 +305,39 @@ def main() -> None:
         f"vendor_spend {len(ranks):,} rows",
         flush=True,
     )
-    cases = {
-        "bare": [_request("/bare", None)],
-        "mart page": [_request(MART_PAGE, token)],
-        "point lookup": [_request(f"/v1/marts/vendor_spend/lookup?spend_rank={r}", token) for r in ranks],
+    page = [_request(MART_PAGE, token)]
+    lookups = [_request(f"/v1/marts/vendor_spend/lookup?spend_rank={r}", token) for r in ranks]
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    cases = {  # name -> (server, requests)
+        "bare": ("bare", [_request("/bare", None)]),
+        "mart page": ("api", page),
+        "point lookup": ("api", lookups),
+        "page, no cache": ("api-nocache", page),
+        "lookup, no cache": ("api-nocache", lookups),
     }
-    bare_server, bare_port = _start("bare", args.workers)
-    api_server, api_port = _start("api", args.workers)
-    ports = {"bare": bare_port, "mart page": api_port, "point lookup": api_port}
     results: dict[str, list[Result]] = {name: [] for name in cases}
     try:
+        for kind in ("bare", "api", "api-nocache"):
+            servers[kind] = _start(kind, args.workers)
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
-            for name, requests in cases.items():
-                result = uvloop.run(_closed_loop(ports[name], requests, args.connections, args.seconds, name))
+            for name, (server, requests) in cases.items():
+                port = servers[server][1]
+                result = uvloop.run(_closed_loop(port, requests, args.connections, args.seconds, name))
                 results[name].append(result)
                 print(_show(result, results["bare"][-1] if name != "bare" else None), flush=True)
         if args.rate:
             print(f"open loop at {args.rate:,.0f} req/s offered:", flush=True)
-            for name, requests in cases.items():
+            for name, (server, requests) in cases.items():
+                port = servers[server][1]
                 result = uvloop.run(
-                    _open_loop(ports[name], requests, args.connections, args.seconds, args.rate, name)
+                    _open_loop(port, requests, args.connections, args.seconds, args.rate, name)
                 )
                 print(_show(result, None), flush=True)
     finally:
-        for server in (bare_server, api_server):
-            server.terminate()
-            server.wait(10)
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(10)
 
     print("median over rounds:")
     medians = {}
