@@ -290,12 +290,12 @@ def main() -> None:
 
     import uvloop
 
-    from api.keys import create_key
+    from api.keys import create_key, revoke_key
     from orchestration.database import PostgresResource
 
     _prepare(args.size)
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers
-    _, token = create_key(postgres, "bench", scopes=["marts"], rate_limit_per_minute=1_000_000_000)
+    key, token = create_key(postgres, "bench", scopes=["marts"], rate_limit_per_minute=1_000_000_000)
     with postgres.connect(autocommit=True) as conn:
         ranks = [r[0] for r in conn.execute("select spend_rank from gold.vendor_spend order by 1")]
         (month_rows,) = conn.execute("select count(*) from gold.monthly_summary").fetchone()
@@ -338,6 +338,7 @@ def main() -> None:
         for process, _ in servers.values():
             process.terminate()
             process.wait(10)
+        revoke_key(postgres, key.id)
 
     print("median over rounds:")
     medians = {}

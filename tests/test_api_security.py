@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -265,3 +266,43 @@ def test_unexpected_errors_answer_500_without_details(api_settings, postgres, ap
         response = client.get("/boom")
     _assert_problem(response, 500, "internal error (reference")
     assert "secret" not in response.text and "RuntimeError" not in response.text
+
+
+def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path):
+    """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent  # this checkout's code, whatever the cwd is now
+    env = {**os.environ, "ASSAY_API_ACCESS_LOG": "false", "PYTHONPATH": str(repo)}
+    log = (tmp_path / "serve.log").open("w")
+    command = [sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        headers = _bearer(api_keys["admin"])
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            assert client.get("/health/ready").json()["database"] == "ok"
+            for _ in range(6):  # new connections: spread over both workers
+                assert httpx.get(f"{base}{ROWS}?limit=1", headers=headers).status_code == 200
+            metrics = client.get("/metrics").text
+        line = next(m for m in metrics.splitlines() if m.startswith("assay_api_requests_total") and ROWS in m)
+        assert float(line.rsplit(" ", 1)[1]) == 6  # summed over the workers
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
