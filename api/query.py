@@ -264,32 +264,29 @@ def _col(column: Column) -> sql.Composable:
 
 
 def _after(request: PageRequest, params: list[Any]) -> sql.Composable:
-    """Rows strictly after the cursor row in (sort..., key...) order, nulls last in every column."""
+    """Rows strictly after the cursor row in (sort..., key...) order, nulls last in every column.
+
+    `(c1 after v1) or (c1 = v1 and c2 after v2) or ...`, where "after" includes null (nulls sort last)
+    and a null cursor value has nothing after it but the rows equal to it (null) on that column.
+    """
     assert request.after is not None
     terms: list[sql.Composable] = []
     prefix: list[sql.Composable] = []
+    prefix_values: list[Any] = []
     for (column, desc), value in zip(request.order, request.after, strict=True):
         if value is not None:
-            # a later row has a greater (smaller, descending) value here, or a null (nulls sort last)
             after = sql.SQL("{} {} %s").format(_col(column), sql.SQL("<" if desc else ">"))
             if column.nullable:
                 after = sql.SQL("({} or {} is null)").format(after, _col(column))
-            term_params = [*_prefix_params(request, len(prefix)), value]
             terms.append(sql.SQL(" and ").join([*prefix, after]))
-            params.extend(term_params)
-        prefix.append(
-            sql.SQL("{} is null").format(_col(column))
-            if value is None
-            else sql.SQL("{} = %s").format(_col(column))
-        )
+            params.extend([*prefix_values, value])
+            prefix.append(sql.SQL("{} = %s").format(_col(column)))
+            prefix_values.append(value)
+        else:
+            prefix.append(sql.SQL("{} is null").format(_col(column)))
     if not terms:
         return sql.SQL("false")
     return sql.SQL("({})").format(sql.SQL(" or ").join(sql.SQL("({})").format(t) for t in terms))
-
-
-def _prefix_params(request: PageRequest, n: int) -> list[Any]:
-    assert request.after is not None
-    return [v for v in request.after[:n] if v is not None]
 
 
 def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, list[Any]]:

@@ -7,7 +7,10 @@ a bare FastAPI app, the read API, and the read API with its response cache off. 
 load generator on raw asyncio protocols (the client shares the CPU, so it must cost little) opens
 `--connections` connections per endpoint; each sends its next request as soon as the previous answer
 is complete (closed loop), for `--seconds` after a one-second warm-up. Endpoints, in this order:
-- "bare": `GET /bare` returning a small JSON object (no database, no auth, no middleware);
+- "bare": `GET /bare` returning a small JSON object (no database, no auth, no middleware): the
+  baseline of the targets;
+- "bare, page bytes": `GET /bare/page` on the bare app, returning the mart page's exact bytes: what
+  moving a page of that size costs here without any of the API's work;
 - "mart page": `GET /v1/marts/monthly_summary/rows?limit=100` (key check, rate limit, metrics; after
   the first request the page comes from the response cache, which holds until the mart changes);
 - "point lookup": `GET /v1/marts/vendor_spend/lookup?spend_rank=<n>` cycling through every rank;
@@ -44,12 +47,20 @@ MART_PAGE = "/v1/marts/monthly_summary/rows?limit=100"
 
 def bare_app():
     from fastapi import FastAPI
+    from starlette.responses import Response
 
     app = FastAPI()
 
     @app.get("/bare")
     async def bare() -> dict:
         return {"status": "ok", "service": "bare"}
+
+    # the bytes of the mart page, served as they are: what moving a page costs without the API
+    page = Path(os.environ["BENCH_PAGE_FILE"]).read_bytes() if os.environ.get("BENCH_PAGE_FILE") else b"{}"
+
+    @app.get("/bare/page")
+    async def bare_page() -> Response:
+        return Response(page, media_type="application/json")
 
     return app
 
@@ -216,6 +227,14 @@ def _request(path: str, token: str | None) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: application/json\r\n\r\n".encode()
 
 
+def _fetch(port: int, path: str, token: str) -> bytes:
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    response.raise_for_status()
+    return response.content
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -310,6 +329,7 @@ def main() -> None:
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     cases = {  # name -> (server, requests)
         "bare": ("bare", [_request("/bare", None)]),
+        "bare, page bytes": ("bare", [_request("/bare/page", None)]),
         "mart page": ("api", page),
         "point lookup": ("api", lookups),
         "page, no cache": ("api-nocache", page),
@@ -317,8 +337,12 @@ def main() -> None:
     }
     results: dict[str, list[Result]] = {name: [] for name in cases}
     try:
-        for kind in ("bare", "api", "api-nocache"):
+        for kind in ("api", "api-nocache"):
             servers[kind] = _start(kind, args.workers)
+        page_file = Path(args.home) / "bench-page.json"
+        page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
+        os.environ["BENCH_PAGE_FILE"] = str(page_file)
+        servers["bare"] = _start("bare", args.workers)
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
             for name, (server, requests) in cases.items():
