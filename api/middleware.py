@@ -34,6 +34,7 @@ LATENCY = Histogram(
 RATE_LIMITED = Counter("assay_api_rate_limited", "Requests refused with 429, by key id.", ["key"])
 DB_UNAVAILABLE = Counter("assay_api_database_unavailable", "Requests answered 503 for want of the database.")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
@@ -96,7 +97,8 @@ class GuardMiddleware:
             template = getattr(scope.get("route"), "path", None) or getattr(
                 scope.get("endpoint"), "route_path", "unmatched"
             )
-            REQUESTS.labels(scope["method"], template, str(status)).inc()
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # bounded labels
+            REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(template).observe(time.perf_counter() - started)
 
     def _body_detail(self) -> str:
