@@ -122,7 +122,9 @@ _sorts = st.lists(st.sampled_from(["x", "-x", "y", "-y", "d", "-d", "n", "-n"]),
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=_rows, sort=_sorts, limit=st.integers(1, 7))
 def test_keyset_pages_return_every_row_once_in_order(conn, rows, sort, limit):
     conn.execute(
