@@ -202,7 +202,10 @@ def api_key_revoke(key_id: str) -> None:
 
     if not revoke_key(PostgresResource(), key_id):
         raise click.ClickException(f"no active key {key_id!r}")
-    click.echo(f"revoked {key_id}; running servers refuse it within ASSAY_API_KEY_CACHE_SECONDS (5 s).")
+    seconds = get_settings().api.key_cache_seconds
+    click.echo(
+        f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS)."
+    )
 
 
 @main.command()
