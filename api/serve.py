@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 import tempfile
 
 from orchestration.database import PostgresResource
@@ -19,7 +21,13 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
             os.environ[f"ASSAY_API_{name}"] = str(value)
     settings = get_settings().api
     # Start (or join) the embedded server in this process: it stays up as long as `assay serve` runs.
-    PostgresResource().url()
+    # The workers get its URL as if it were external: worker processes end without running exit
+    # handlers, so had they joined the embedded server themselves, it would count them as users
+    # forever and never stop.
+    os.environ["ASSAY_DATABASE_URL"] = PostgresResource().url()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; by default that kills the process before
+    # exit handlers run, and the embedded server would keep this process on its list of users.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     metrics_dir = None
     if settings.workers > 1:
         # one exposition across the worker processes (prometheus-client's multiprocess mode)
@@ -41,3 +49,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)

@@ -28,6 +28,7 @@ pipeline there on first use.
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -78,6 +79,8 @@ def _serve(kind: str, port: int, workers: int) -> None:
     os.environ["ASSAY_API_WORKERS"] = str(workers)
     if kind == "api-nocache":
         os.environ["ASSAY_API_CACHE_MB"] = "0"
+    # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
     uvicorn.run(
         target,

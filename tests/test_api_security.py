@@ -268,7 +268,7 @@ def test_unexpected_errors_answer_500_without_details(api_settings, postgres, ap
     assert "secret" not in response.text and "RuntimeError" not in response.text
 
 
-def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path):
+def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_home):
     """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition."""
     import os
     import socket
@@ -306,3 +306,6 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path):
         server.terminate()
         server.wait(timeout=20)
         log.close()
+    # it left the embedded server's list of users (or the server would never stop)
+    users = json.loads((assay_home / "pgdata" / ".handle_pids.json").read_text())
+    assert server.pid not in users and os.getpid() in users
