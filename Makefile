@@ -40,6 +40,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bronze_load.py
+	$(BIN)/python bench/api.py
 
 ui: setup
 	$(BIN)/assay ui

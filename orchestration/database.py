@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 DATABASE = "assay"
 READER_ROLE = "assay_reader"
-SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents")
-READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents")
+# `api` holds the read API's key table (hashes only): written by `assay api-key`, read by the API.
+SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents", "api")
+READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents", "api")
 MIN_SERVER_VERSION = 160000  # pg_input_is_valid() is used to keep bad values as rejects
 
 
