@@ -28,8 +28,16 @@ $(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o
 run: setup
 	$(BIN)/assay run
 
+# The whole suite on the embedded server, then the integration tests again on a separate server
+# (tests/external_pg.py: the wheel's PostgreSQL on TCP, password authentication, a non-superuser
+# owner) through ASSAY_DATABASE_URL. The external pass leaves out the two rerun scenarios of
+# test_pipeline.py, which test bronze's ledger, not the server, and would double its time.
+EXTERNAL_TESTS = tests/test_pipeline.py tests/test_database.py tests/test_external.py tests/test_deploy.py
+EXTERNAL_SKIP  = not test_a_second_run_changes_nothing and not test_a_garbage_file_does_not_fail_the_run
+
 test: setup
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --external-postgres $(EXTERNAL_TESTS) -k "$(EXTERNAL_SKIP)"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -37,6 +45,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bronze_load.py
 	$(BIN)/python bench/embeddings.py
+	$(BIN)/python bench/api.py
 
 ui: setup
 	$(BIN)/assay ui

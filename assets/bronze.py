@@ -21,6 +21,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, Materialize
 from psycopg import sql
 
 from orchestration.database import PostgresResource
+from orchestration.retries import retry_transient
 from orchestration.settings import get_settings
 from quality.drift import batch_drift, expected_fields
 from quality.store import CheckRecorder
@@ -375,6 +376,7 @@ def _bronze_asset(source: str):
             )
         ],
     )
+    @retry_transient
     def _load(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
         loads = load_source(postgres, source, get_settings().landing_dir)
         new = [f for f in loads if not f.skipped]

@@ -191,7 +191,10 @@ def ensure_tables(conn: psycopg.Connection, schema: str = "platinum") -> None:
     tables = _Tables(schema)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"assay.embeddings.ddl.{schema}"])
-        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        # Only when missing: CREATE SCHEMA checks the database-level CREATE privilege even with IF NOT
+        # EXISTS, which a non-superuser owner on an external server need not have (platinum exists).
+        if not conn.execute("select 1 from pg_namespace where nspname = %s", [schema]).fetchone():
+            conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
         conn.execute(tables.ddl())
 
 

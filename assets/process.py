@@ -31,6 +31,7 @@ from assets import process_map, process_models, process_stats
 from assets.process_log import CASES_KEY, CASES_TABLE, EVENT_LOG_KEY, EVENT_LOG_TABLE, process_event_log
 from assets.tables import read_frame, replace_table, table_schema
 from orchestration.database import PostgresResource
+from orchestration.retries import retry_transient
 from orchestration.settings import get_settings
 from quality.store import CheckRecorder
 
@@ -397,6 +398,7 @@ def _image_md(png: bytes, alt: str) -> MetadataValue:
     ],
     can_subset=False,
 )
+@retry_transient
 def process_mining(context: AssetExecutionContext, config: ProcessMiningConfig, postgres: PostgresResource):
     timings = {}
     with postgres.connect(autocommit=True) as conn:

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from assets.tables import read_frame, replace_table, table_schema
 from orchestration.database import PostgresResource
+from orchestration.retries import retry_transient
 
 EVENT_LOG_TABLE = "gold.process_event_log"
 CASES_TABLE = "gold.process_cases"
@@ -314,6 +315,7 @@ _SILVER_INPUTS = [AssetKey(["silver", name]) for name in ("events", "transaction
     ],
     can_subset=False,
 )
+@retry_transient
 def process_event_log(context: AssetExecutionContext, config: EventLogConfig, postgres: PostgresResource):
     source = config.source if config.source == "silver" else f"{config.source}: {config.path}"
     with postgres.connect(autocommit=True) as conn:

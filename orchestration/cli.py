@@ -124,6 +124,98 @@ def ui(port: int, host: str) -> None:
 
 
 @main.command()
+@click.option("--host", default=None, help="Interface to listen on [default: ASSAY_API_HOST or 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: ASSAY_API_PORT or 8000].")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes [default: 1].")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the read-only HTTP API over the gold marts (docs on /docs).
+
+    Every /v1 request needs an API key (`assay api-key create`). Settings: ASSAY_API_* (README).
+    """
+    from api.serve import serve as run_server
+
+    try:
+        run_server(host=host, port=port, workers=workers)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group("api-key")
+def api_key() -> None:
+    """Create, list and revoke keys of the read API (stored hashed in api.keys)."""
+
+
+@api_key.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Endpoint group the key may use; repeat for several: marts, metrics, or * [default: marts].",
+)
+@click.option("--mart", "marts", multiple=True, help="Mart the key may read; repeat [default: all].")
+@click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute for this key.")
+def api_key_create(
+    name: str, scopes: tuple[str, ...], marts: tuple[str, ...], rate_limit: int | None
+) -> None:
+    """Create a key called NAME and print it (once: only its hash is stored)."""
+    from api.catalog import load_mart_specs
+    from api.keys import ALL, DEFAULT_SCOPES, create_key
+
+    try:
+        info, token = create_key(
+            PostgresResource(),
+            name,
+            scopes=scopes or DEFAULT_SCOPES,
+            marts=marts or (ALL,),
+            rate_limit_per_minute=rate_limit,
+            known_marts=load_mart_specs(),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except (DatabaseError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+    click.echo(
+        f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}; marts {', '.join(info.marts)}"
+        + (f"; {info.rate_limit_per_minute}/min" if info.rate_limit_per_minute else "")
+        + ". Keep it now: it cannot be shown again.",
+        err=True,
+    )
+
+
+@api_key.command("list")
+def api_key_list() -> None:
+    """List keys (ids, names, scopes, marts; never secrets)."""
+    from api.keys import list_keys
+
+    keys = list_keys(PostgresResource())
+    if not keys:
+        click.echo("No API keys. Create one with `assay api-key create NAME`.")
+        return
+    click.echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
+    for k in keys:
+        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        limit = str(k.rate_limit_per_minute or "default")
+        marts = ",".join(k.marts)[:31]
+        click.echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")
+
+
+@api_key.command("revoke")
+@click.argument("key_id")
+def api_key_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID (its id from `list`, or the key itself)."""
+    from api.keys import revoke_key
+
+    if not revoke_key(PostgresResource(), key_id):
+        raise click.ClickException(f"no active key {key_id!r}")
+    seconds = get_settings().api.key_cache_seconds
+    click.echo(
+        f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS)."
+    )
+
+
+@main.command()
 @click.option(
     "--size",
     default="default",

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 DATABASE = "assay"
 READER_ROLE = "assay_reader"
-SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents")
-READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents")
+# `api` holds the read API's key table (hashes only): written by `assay api-key`, read by the API.
+SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents", "api")
+READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents", "api")
 MIN_SERVER_VERSION = 160000  # pg_input_is_valid() is used to keep bad values as rejects
 
 
@@ -54,7 +55,13 @@ def _embedded_server_uri(pgdata: Path) -> str:
 
 @functools.cache
 def _bootstrapped(url: str) -> bool:
-    """Create the database objects every layer relies on, once per process and URL."""
+    """Create the database objects every layer relies on, once per process and URL.
+
+    On the embedded server assay is superuser and creates everything. On an external server the
+    owner role may be an ordinary one: what already exists is left alone, and what the role may not
+    create itself (the `vector` extension needs a superuser, the reader role needs CREATEROLE) stops
+    here with the exact statement for the DBA.
+    """
     with psycopg.connect(url, autocommit=True) as conn:
         version = conn.info.server_version
         if version < MIN_SERVER_VERSION:
@@ -64,33 +71,94 @@ def _bootstrapped(url: str) -> bool:
         with conn.transaction():
             # Several processes (dagster run workers, tests) may bootstrap at once.
             conn.execute("select pg_advisory_xact_lock(hashtext('assay.bootstrap'))")
-            try:
-                conn.execute("create extension if not exists vector")
-            except psycopg.errors.FeatureNotSupported as exc:
-                raise DatabaseError("the server has no pgvector extension installed") from exc
-            for schema in SCHEMAS:
-                conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-            exists = conn.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("create role {} login").format(sql.Identifier(READER_ROLE)))
-            password = get_settings().reader_password
-            if password:
-                conn.execute(
-                    sql.SQL("alter role {} password {}").format(
-                        sql.Identifier(READER_ROLE), sql.Literal(password)
-                    )
-                )
-            reader = sql.Identifier(READER_ROLE)
-            for schema in READABLE_SCHEMAS:
-                ident = sql.Identifier(schema)
-                conn.execute(sql.SQL("grant usage on schema {} to {}").format(ident, reader))
-                conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(ident, reader))
-                conn.execute(
-                    sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(
-                        ident, reader
-                    )
-                )
+            _ensure_vector(conn)
+            _ensure_schemas(conn)
+            _ensure_reader(conn)
     return True
+
+
+def _for_the_dba(conn: psycopg.Connection, statement: str, why: str) -> DatabaseError:
+    database, user = conn.execute("select current_database(), current_user").fetchone()
+    return DatabaseError(
+        f"{why}. Role {user!r} may not do this itself; ask a DBA to run, in database {database!r}:\n"
+        f"    {statement}"
+    )
+
+
+def _ensure_vector(conn: psycopg.Connection) -> None:
+    if conn.execute("select 1 from pg_extension where extname = 'vector'").fetchone():
+        return
+    try:
+        with conn.transaction():
+            conn.execute("create extension if not exists vector")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise _for_the_dba(
+            conn, "create extension vector;", "the pgvector extension is not created in this database"
+        ) from exc
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFile) as exc:
+        raise DatabaseError(
+            "the server has no pgvector extension installed (its control file is missing): "
+            "install pgvector on the server, then run `create extension vector;`"
+        ) from exc
+
+
+def _ensure_schemas(conn: psycopg.Connection) -> None:
+    existing = {r[0] for r in conn.execute("select nspname from pg_namespace")}
+    for schema in SCHEMAS:
+        if schema in existing:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            database, user = conn.execute("select current_database(), current_user").fetchone()
+            raise _for_the_dba(
+                conn,
+                f"grant create on database {database} to {user};",
+                f"schema {schema!r} is missing and cannot be created",
+            ) from exc
+
+
+def _ensure_reader(conn: psycopg.Connection) -> None:
+    reader = sql.Identifier(READER_ROLE)
+    password = get_settings().reader_password
+    exists = conn.execute("select 1 from pg_roles where rolname = %s", [READER_ROLE]).fetchone()
+    if not exists:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("create role {} login").format(reader))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise _for_the_dba(
+                conn,
+                f"create role {READER_ROLE} login password '<ASSAY_READER_PASSWORD>';",
+                f"the read-only role {READER_ROLE!r} does not exist",
+            ) from exc
+    if password:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("alter role {} password {}").format(reader, sql.Literal(password)))
+        except psycopg.errors.InsufficientPrivilege:
+            # without CREATEROLE the DBA set the reader's password; ASSAY_READER_PASSWORD must match it
+            log.debug("cannot set %s's password; leaving it to the DBA", READER_ROLE)
+    for schema in READABLE_SCHEMAS:
+        ident = sql.Identifier(schema)
+        statements = (
+            sql.SQL("grant usage on schema {} to {}").format(ident, reader),
+            sql.SQL("grant select on all tables in schema {} to {}").format(ident, reader),
+            sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(
+                ident, reader
+            ),
+        )
+        for statement in statements:
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise _for_the_dba(
+                    conn,
+                    statement.as_string(conn) + ";",
+                    f"schema {schema!r} belongs to another role, so its read grants cannot be set",
+                ) from exc
 
 
 class PostgresResource(ConfigurableResource):

@@ -1,12 +1,16 @@
 """The one Dagster `Definitions` of assay: bronze -> silver -> gold -> platinum, with quality gates."""
 
+import importlib.util
+
 from dagster import AssetsDefinition, AssetSpec, Definitions, apply_freshness_policy, define_asset_job
 
 from assets.bronze import bronze_assets
 from assets.dbt import dbt_models, dbt_resource
 from assets.embeddings import embedding_checks, embeddings
 from assets.process import process_assets
+from orchestration.automation import landing_sensor, with_downstream_automation
 from orchestration.database import PostgresResource
+from orchestration.failures import record_run_failures
 from orchestration.models import EmbeddingModelResource
 from quality.checks import quality_checks
 from quality.freshness import freshness_policy
@@ -15,20 +19,41 @@ from quality.freshness import freshness_policy
 pipeline_job = define_asset_job("pipeline", selection="*", description="Every asset, bronze to platinum.")
 
 
+def _scale_out_jobs() -> list:
+    """`pipeline_celery`: the same graph, each step a task on Celery workers (deploy/celery/), where
+    the `deploy` extra (dagster-celery) is installed."""
+    if importlib.util.find_spec("dagster_celery") is None:
+        return []
+    from dagster_celery import celery_executor
+
+    description = "Every asset, each step a Celery task (run config: deploy/celery/run_config.yaml)."
+    return [
+        define_asset_job(
+            "pipeline_celery", selection="*", executor_def=celery_executor, description=description
+        )
+    ]
+
+
 def _layer_freshness(spec: AssetSpec) -> AssetSpec:
     """Every asset gets its layer's freshness policy (the group is the layer), unless it has one."""
     policy = freshness_policy(spec.group_name or "")
     return apply_freshness_policy(spec, policy, overwrite_existing=False) if policy else spec
 
 
-def _with_freshness(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
-    return [a.map_asset_specs(_layer_freshness) for a in assets]
+def _layer_policies(spec: AssetSpec) -> AssetSpec:
+    return with_downstream_automation(_layer_freshness(spec))
+
+
+def _with_policies(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
+    """Freshness per layer; automation above bronze (orchestration/automation.py)."""
+    return [a.map_asset_specs(_layer_policies) for a in assets]
 
 
 defs = Definitions(
-    assets=_with_freshness([*bronze_assets, *dbt_models, *process_assets, embeddings]),
+    assets=_with_policies([*bronze_assets, *dbt_models, *process_assets, embeddings]),
     asset_checks=[*quality_checks, *embedding_checks],
-    jobs=[pipeline_job],
+    jobs=[pipeline_job, *_scale_out_jobs()],
+    sensors=[landing_sensor, record_run_failures],
     resources={
         "postgres": PostgresResource(),
         "dbt": dbt_resource(),

@@ -7,9 +7,58 @@ point `ASSAY_HOME` somewhere else before anything touches the database.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """The read API (`assay serve`), read from `ASSAY_API_*`."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    access_log: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Origins allowed by CORS (comma-separated). Empty: no CORS headers at all."""
+    docs: bool = True
+    """Serve `/docs` and `/openapi.json`."""
+    metrics_public: bool = False
+    """`/metrics` without an API key; otherwise a key with the `metrics` scope is needed."""
+    rate_limit_per_minute: int = Field(600, ge=1)
+    """Requests per key and minute (a key may carry its own); shared out over the workers."""
+    rate_limit_burst: int = Field(60, ge=1)
+    page_size_default: int = Field(100, ge=1)
+    page_size_max: int = Field(1000, ge=1)
+    max_in_values: int = Field(100, ge=1)
+    """Values one `<column>__in` filter may list."""
+    max_query_bytes: int = Field(4096, ge=256)
+    """Longest query string accepted (414 beyond)."""
+    max_body_bytes: int = Field(65536, ge=0)
+    """Largest request body accepted (413 beyond)."""
+    statement_timeout_ms: int = Field(5000, ge=1)
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+    pool_timeout_s: float = Field(2.0, gt=0)
+    """How long a request waits for a database connection before it answers 503."""
+    cache_mb: int = Field(64, ge=0)
+    """Memory per worker for rendered mart responses, served until the mart changes (0: no cache)."""
+    cache_poll_seconds: float = Field(1.0, gt=0)
+    """How often the marts' versions are checked: a rebuilt mart is served fresh within this long."""
+    key_cache_seconds: float = Field(5.0, ge=0)
+    """How long a checked key is trusted without asking the database: a revocation takes this long."""
+    max_concurrency: int | None = None
+    """Connections + tasks uvicorn serves at once before answering 503 (unset: no limit)."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
 
 class Settings(BaseSettings):
@@ -25,6 +74,10 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     embedding_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def api(self) -> ApiSettings:
+        return ApiSettings()
 
     @property
     def home_dir(self) -> Path:

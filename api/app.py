@@ -1,0 +1,131 @@
+"""The FastAPI app: `create_app()` (uvicorn's factory for `assay serve`).
+
+Start-up needs the database once: the catalog reads each mart's columns as the read-only role, and
+the key table is created if missing. Afterwards the app survives the database going away (503) and
+coming back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.cache import ResponseCache
+from api.catalog import MANIFEST_PATH, MART_SCHEMA, load_catalog, load_mart_specs
+from api.db import Database
+from api.errors import error_responses, install_error_handlers
+from api.keys import KeyStore, ensure_key_table
+from api.middleware import POOLS, GuardMiddleware
+from api.ratelimit import RateLimiter
+from api.routers import health, marts, metrics
+from api.state import SECURITY_SCHEMES, AppState
+from orchestration.database import DatabaseError, PostgresResource
+from orchestration.settings import ApiSettings, get_settings
+
+log = logging.getLogger("assay.api")
+
+DESCRIPTION = """Read-only access to assay's gold marts.
+
+Every `/v1` endpoint needs an API key (`assay api-key create`), sent as `Authorization: Bearer <key>`
+or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key (429 with
+`Retry-After`); while the database is unavailable the API answers 503 with `Retry-After`.
+"""
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    postgres: PostgresResource | None = None,
+    manifest_path: Path = MANIFEST_PATH,
+) -> FastAPI:
+    settings = settings or get_settings().api
+    postgres = postgres or PostgresResource()
+    specs = load_mart_specs(manifest_path)
+    try:
+        ensure_key_table(postgres)
+        with postgres.connect(autocommit=True, reader=True) as conn:
+            catalog = load_catalog(conn, specs)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - say what the API needed, not only the driver's words
+        raise DatabaseError(f"the API could not read the mart catalog from the database: {exc}") from exc
+
+    db = Database(postgres.reader_url(), settings)
+    state = AppState(
+        settings=settings,
+        catalog=catalog,
+        db=db,
+        keys=KeyStore(db, settings.key_cache_seconds),
+        cache=ResponseCache(settings.cache_mb * 1024 * 1024, settings.cache_poll_seconds),
+        limiter=RateLimiter(
+            settings.rate_limit_per_minute, settings.rate_limit_burst, share=1.0 / settings.workers
+        ),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        poller = None
+        try:
+            await db.open()
+            POOLS.sources[id(db)] = db.stats
+            if state.cache.enabled:
+                tables = {m.table: m.name for m in catalog.marts.values()}
+                poller = asyncio.create_task(state.cache.poll(db, MART_SCHEMA, tables), name="cache-poll")
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            POOLS.sources.pop(id(db), None)
+            await db.close()
+
+    app = FastAPI(
+        title="assay read API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+        responses=error_responses(413, 414),  # GuardMiddleware's answers, on any path
+    )
+    app.state.assay = state
+    _document_security(app)
+    install_error_handlers(app)
+    # Routes go straight onto the app (not include_router, whose nested matching costs more than
+    # the rest of a cached request); the busiest first.
+    marts.install(app, state)
+    health.install(app)
+    metrics.install(app, public=settings.metrics_public)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key"],
+            expose_headers=["Retry-After", "X-Next-Cursor"],
+            max_age=600,
+        )
+    app.add_middleware(
+        GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
+    )
+    return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the key schemes to the generated OpenAPI document (routes refer to them via `SECURED`)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,215 @@
+"""API keys: made, revoked and listed by the CLI as the owner; checked by the API as the reader.
+
+A key is `assay_<id>_<secret>`: a 12-hex-digit public id and 256 random bits. Only the SHA-256 of the
+whole key is stored (`api.keys.secret_sha256`), so the table - readable by the read-only role - never
+holds a usable key; a random 256-bit secret needs no salt or slow hash against guessing. Each key is
+scoped to endpoint groups (`SCOPES`) and to marts (`*` = all).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from api.errors import ApiError
+from orchestration.database import PostgresResource
+
+if TYPE_CHECKING:
+    from api.db import Database
+
+SCHEMA = "api"
+TABLE = "keys"
+ALL = "*"
+# Endpoint groups a key can be scoped to. A new router adds its group here (see README "Read API").
+SCOPES = ("marts", "metrics")
+DEFAULT_SCOPES = ("marts",)
+
+_TOKEN = re.compile(r"assay_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+
+_DDL = sql.SQL("""
+create table if not exists {table} (
+    id text primary key,
+    name text not null,
+    secret_sha256 bytea not null,
+    scopes text[] not null,
+    marts text[] not null,
+    rate_limit_per_minute integer check (rate_limit_per_minute > 0),
+    created_at timestamptz not null default now(),
+    revoked_at timestamptz
+)
+""").format(table=sql.Identifier(SCHEMA, TABLE))
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    marts: tuple[str, ...]
+    rate_limit_per_minute: int | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def ensure_key_table(postgres: PostgresResource) -> None:
+    """Create `api.keys` (as the owner; the reader's SELECT comes from the schema's default grant)."""
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute(_DDL)
+
+
+def create_key(
+    postgres: PostgresResource,
+    name: str,
+    *,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    marts: Iterable[str] = (ALL,),
+    rate_limit_per_minute: int | None = None,
+    known_marts: Iterable[str] | None = None,
+) -> tuple[KeyInfo, str]:
+    """Store a new key and return it with its token (shown once; only the hash is kept)."""
+    scopes, marts = tuple(dict.fromkeys(scopes)), tuple(dict.fromkeys(marts))
+    if not name.strip():
+        raise ValueError("a key needs a name")
+    bad = [s for s in scopes if s not in (*SCOPES, ALL)]
+    if bad or not scopes:
+        raise ValueError(f"unknown scope {bad[0] if bad else ''!r}; choose from {', '.join(SCOPES)} or *")
+    if known_marts is not None:
+        allowed = set(known_marts)
+        unknown = [m for m in marts if m != ALL and m not in allowed]
+        if unknown:
+            raise ValueError(f"unknown mart {unknown[0]!r}; marts are {', '.join(sorted(allowed))}")
+    if not marts:
+        raise ValueError("a key needs at least one mart (or *)")
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValueError("the rate limit must be at least 1 request per minute")
+    key_id = secrets.token_hex(6)
+    token = f"assay_{key_id}_{secrets.token_urlsafe(32)}"
+    ensure_key_table(postgres)
+    with postgres.connect(autocommit=True) as conn:
+        row = conn.execute(
+            sql.SQL(
+                "insert into {} (id, name, secret_sha256, scopes, marts, rate_limit_per_minute)"
+                " values (%s, %s, %s, %s, %s, %s) returning created_at"
+            ).format(sql.Identifier(SCHEMA, TABLE)),
+            [key_id, name, digest(token), list(scopes), list(marts), rate_limit_per_minute],
+        ).fetchone()
+    assert row is not None
+    return KeyInfo(key_id, name, scopes, marts, rate_limit_per_minute, row[0], None), token
+
+
+def revoke_key(postgres: PostgresResource, key_id: str) -> bool:
+    """Revoke a key by its id (or the whole token); False when no active key has that id."""
+    match = _TOKEN.fullmatch(key_id)
+    key_id = match.group(1) if match else key_id
+    ensure_key_table(postgres)
+    with postgres.connect(autocommit=True) as conn:
+        cursor = conn.execute(
+            sql.SQL("update {} set revoked_at = now() where id = %s and revoked_at is null").format(
+                sql.Identifier(SCHEMA, TABLE)
+            ),
+            [key_id],
+        )
+        return cursor.rowcount == 1
+
+
+def list_keys(postgres: PostgresResource) -> list[KeyInfo]:
+    ensure_key_table(postgres)
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at"
+                " from {} order by created_at, id"
+            ).format(sql.Identifier(SCHEMA, TABLE))
+        ).fetchall()
+    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller behind a valid key."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    marts: frozenset[str]
+    rate_limit_per_minute: int | None
+
+    def may_use(self, scope: str) -> bool:
+        return ALL in self.scopes or scope in self.scopes
+
+    def may_read(self, mart: str) -> bool:
+        return ALL in self.marts or mart in self.marts
+
+    def require(self, scope: str, mart: str | None = None) -> None:
+        if not self.may_use(scope):
+            raise ApiError(403, f"this API key is not allowed to use the {scope!r} endpoints")
+        if mart is not None and not self.may_read(mart):
+            raise ApiError(403, f"this API key is not allowed to read mart {mart!r}")
+
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="assay"'}
+
+
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, detail, UNAUTHORIZED_HEADERS)
+
+
+class KeyStore:
+    """Checks tokens against `api.keys`, trusting an answer for `cache_seconds`."""
+
+    LOOKUP = sql.SQL(
+        "select secret_sha256, name, scopes, marts, rate_limit_per_minute, revoked_at is not null"
+        " from {} where id = %s"
+    ).format(sql.Identifier(SCHEMA, TABLE))
+    MAX_CACHED = 10_000
+
+    def __init__(self, db: Database, cache_seconds: float) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+                "(create one with `assay api-key create`)"
+            )
+        match = _TOKEN.fullmatch(token)
+        if not match:
+            raise unauthorized("malformed API key: expected assay_<id>_<secret>")
+        hashed = digest(token)
+        now = time.monotonic()
+        cached = self._cache.get(hashed)
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+        else:
+            principal = await self._lookup(match.group(1), hashed)
+            if self.cache_seconds > 0:
+                if len(self._cache) >= self.MAX_CACHED:
+                    self._cache.clear()
+                self._cache[hashed] = (now + self.cache_seconds, principal)
+        if principal is None:
+            raise unauthorized("invalid or revoked API key")
+        return principal
+
+    async def _lookup(self, key_id: str, hashed: bytes) -> Principal | None:
+        rows = await self.db.fetch(self.LOOKUP, [key_id])
+        if not rows:
+            return None
+        secret_sha256, name, scopes, marts, rate_limit, revoked = rows[0]
+        if revoked or not hmac.compare_digest(bytes(secret_sha256), hashed):
+            return None
+        return Principal(key_id, name, frozenset(scopes), frozenset(marts), rate_limit)

@@ -1,0 +1,66 @@
+"""What every request handler needs, built once per app, and the dependency that admits a caller."""
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from api.cache import ResponseCache
+from api.catalog import Catalog
+from api.db import Database
+from api.errors import ApiError
+from api.keys import KeyStore, Principal, unauthorized
+from api.middleware import RATE_LIMITED
+from api.ratelimit import RateLimiter
+from orchestration.settings import ApiSettings
+
+
+@dataclass
+class AppState:
+    settings: ApiSettings
+    catalog: Catalog
+    db: Database
+    keys: KeyStore
+    limiter: RateLimiter
+    cache: ResponseCache
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.assay
+
+
+# OpenAPI: the two ways to send a key (/docs shows an "Authorize" button); routes that need a key
+# declare `SECURED`. Checked by `authenticate`, called first thing in each handler: a plain call rather
+# than a FastAPI dependency, which costs more than the rest of a cached request together.
+SECURITY_SCHEMES = {
+    "bearerKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer assay_<id>_<secret>`",
+    },
+    "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "`X-API-Key: <key>`"},
+}
+SECURED = {"security": [{"bearerKey": []}, {"headerKey": []}]}
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's key, checked and charged one request against its rate limit."""
+    headers = request.headers
+    token = headers.get("x-api-key")
+    if token is None:
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not credentials.strip():
+                raise unauthorized("the Authorization header must be 'Bearer <key>'")
+            token = credentials.strip()
+    state: AppState = request.app.state.assay
+    principal = await state.keys.authenticate(token)
+    wait = state.limiter.check(principal.key_id, principal.rate_limit_per_minute)
+    if wait is not None:
+        RATE_LIMITED.labels(principal.key_id).inc()
+        raise ApiError(
+            429,
+            f"rate limit of this API key exceeded; retry in {RateLimiter.retry_after(wait)} s",
+            {"Retry-After": RateLimiter.retry_after(wait)},
+        )
+    return principal

@@ -1,0 +1,392 @@
+"""Read API latency and throughput against a bare FastAPI endpoint, same machine, same run.
+
+    python bench/api.py [--size default] [--connections 50] [--seconds 5] [--rounds 3] [--workers 1]
+
+Three uvicorn servers (uvloop, httptools, no access log, the same worker count) run side by side:
+a bare FastAPI app, the read API, and the read API with its response cache off. A keep-alive HTTP/1.1
+load generator on raw asyncio protocols (the client shares the CPU, so it must cost little) opens
+`--connections` connections per endpoint; each sends its next request as soon as the previous answer
+is complete (closed loop), for `--seconds` after a one-second warm-up. Endpoints, in this order:
+- "bare": `GET /bare` returning a small JSON object (no database, no auth, no middleware): the
+  baseline of the targets;
+- "bare, page bytes": `GET /bare/page` on the bare app, returning the mart page's exact bytes: what
+  moving a page of that size costs here without any of the API's work;
+- "mart page": `GET /v1/marts/monthly_summary/rows?limit=100` (key check, rate limit, metrics; after
+  the first request the page comes from the response cache, which holds until the mart changes);
+- "point lookup": `GET /v1/marts/vendor_spend/lookup?spend_rank=<n>` cycling through every rank;
+- "page, no cache" and "lookup, no cache": the same on the server without cache: every request reads
+  Postgres (keyset page of 100 rows rendered as JSON by Postgres; primary-key lookup).
+Reported per endpoint: requests/s, p50/p95/p99 latency and requests/s relative to bare, per round and
+as the median over rounds. With a closed loop at saturation, latency = connections / throughput
+(Little's law), so p95 measures the queue as much as the service time. `--rate` adds an open-loop phase
+at a fixed total request rate, with latency counted from each request's scheduled send time.
+
+Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
+pipeline there on first use.
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as `python bench/api.py`, this folder would come first on sys.path and this very file would
+# shadow the `api` package: put the repository there instead.
+if sys.path and Path(sys.path[0]).resolve() == REPO / "bench":
+    sys.path[0] = str(REPO)
+MART_PAGE = "/v1/marts/monthly_summary/rows?limit=100"
+
+
+def bare_app():
+    from fastapi import FastAPI
+    from starlette.responses import Response
+
+    app = FastAPI()
+
+    @app.get("/bare")
+    async def bare() -> dict:
+        return {"status": "ok", "service": "bare"}
+
+    # the bytes of the mart page, served as they are: what moving a page costs without the API
+    page = Path(os.environ["BENCH_PAGE_FILE"]).read_bytes() if os.environ.get("BENCH_PAGE_FILE") else b"{}"
+
+    @app.get("/bare/page")
+    async def bare_page() -> Response:
+        return Response(page, media_type="application/json")
+
+    return app
+
+
+def api_app():
+    from api.app import create_app
+
+    return create_app()
+
+
+def _serve(kind: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ["ASSAY_API_ACCESS_LOG"] = "false"
+    os.environ["ASSAY_API_WORKERS"] = str(workers)
+    if kind == "api-nocache":
+        os.environ["ASSAY_API_CACHE_MB"] = "0"
+    # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
+    uvicorn.run(
+        target,
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _exchange(reader, writer, request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    at = lower.find(b"\r\ncontent-length:")
+    if at < 0:
+        raise RuntimeError(f"no content-length in {head[:200]!r}")
+    end = lower.find(b"\r\n", at + 2)
+    await reader.readexactly(int(lower[at + 17 : end]))
+    return status
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection of the closed loop: sends the next request as an answer completes.
+
+    A protocol rather than streams: the load generator shares the CPU with the server, and reading a
+    25 kB page through StreamReader costs the client more than the server spends serving it cached.
+    """
+
+    def __init__(self, requests: list[bytes], offset: int, run: dict) -> None:
+        self.requests, self.i, self.run = requests, offset, run
+        self.buffer = bytearray()
+        self.need = -1  # bytes of the current response (headers + body); -1 until headers are in
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.started = time.perf_counter()
+        self.transport.write(self.requests[self.i % len(self.requests)])
+        self.i += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.need < 0:
+            end = self.buffer.find(b"\r\n\r\n", 0, 8192)
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower() + b"\r\n"
+            at = head.find(b"\r\ncontent-length:")
+            self.status = int(head[9:12])
+            self.need = end + 4 + int(head[at + 17 : head.find(b"\r\n", at + 2)])
+        if len(self.buffer) < self.need:
+            return
+        del self.buffer[: self.need]
+        self.need = -1
+        run = self.run
+        if run["record"]:
+            run["latencies"].append(time.perf_counter() - self.started)
+            run["errors"] += self.status != 200
+        if not run["stop"]:
+            self._send()
+        else:
+            self.transport.close()
+
+
+async def _closed_loop(
+    port: int, requests: list[bytes], connections: int, seconds: float, name: str
+) -> Result:
+    loop = asyncio.get_running_loop()
+    run = {"record": False, "stop": False, "latencies": [], "errors": 0}
+    clients = [
+        await loop.create_connection(lambda k=k: _Client(requests, k * 7, run), "127.0.0.1", port)
+        for k in range(connections)
+    ]
+    await asyncio.sleep(1.0)  # warm-up: connections open, pools fill, statements get prepared
+    run["record"] = True
+    began = time.perf_counter()
+    await asyncio.sleep(seconds)
+    run["record"] = False
+    elapsed = time.perf_counter() - began
+    run["stop"] = True
+    await asyncio.sleep(0.2)
+    for transport, _ in clients:
+        transport.close()
+    return Result(name, len(run["latencies"]), run["errors"], elapsed, run["latencies"])
+
+
+async def _open_loop(
+    port: int, requests: list[bytes], connections: int, seconds: float, rate: float, name: str
+):
+    """Each connection sends on a fixed schedule (rate / connections per second); latency from schedule."""
+    latencies: list[float] = []
+    errors = 0
+    interval = connections / rate
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        start = time.perf_counter() + k * interval / connections
+        n = 0
+        try:
+            while True:
+                due = start + n * interval
+                if due - start > seconds:
+                    return
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                status = await _exchange(reader, writer, requests[(k + n) % len(requests)])
+                latencies.append(time.perf_counter() - due)
+                errors += status != 200
+                n += 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    return Result(name, len(latencies), errors, time.perf_counter() - began, latencies)
+
+
+def _request(path: str, token: str | None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: application/json\r\n\r\n".encode()
+
+
+def _fetch(port: int, path: str, token: str) -> bytes:
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    response.raise_for_status()
+    return response.content
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(kind: str, workers: int) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, "--port", str(port), "--workers", str(workers)], env=env
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit(f"the {kind} server did not start") from None
+            time.sleep(0.2)
+
+
+def _prepare(size: str) -> None:
+    from orchestration.database import PostgresResource
+    from orchestration.settings import get_settings
+
+    marker = get_settings().home_dir / f".bench-api-{size}"
+    if marker.exists():
+        return
+    from assets.sample import generate
+    from orchestration.pipeline import run_pipeline
+
+    settings = get_settings()
+    print(f"generating the {size} sample and running the pipeline in {settings.home_dir} ...", flush=True)
+    generate(settings.landing_dir, settings.truth_dir, size=int(size) if size.isdigit() else size, seed=42)
+    outcome = run_pipeline(lambda line: None)
+    if not outcome.success:
+        raise SystemExit(f"the pipeline failed: {outcome.failures}")
+    PostgresResource().url()
+    marker.touch()
+
+
+def _show(result: Result, bare: Result | None) -> str:
+    ratio = f"{result.rps / bare.rps:6.2f}" if bare else "     -"
+    return (
+        f"  {result.name:<14}{result.rps:>9,.0f} req/s  p50 {result.pct(0.5):6.1f} ms  "
+        f"p95 {result.pct(0.95):6.1f} ms  p99 {result.pct(0.99):6.1f} ms  vs bare {ratio}"
+        + (f"  ({result.errors} non-200)" if result.errors else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="default", help="sample size: small, default, large or a number")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per endpoint and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
+    parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
+    parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
+    parser.add_argument("--serve", choices=["bare", "api", "api-nocache"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ["ASSAY_HOME"] = args.home
+    if args.serve:
+        _serve(args.serve, args.port, args.workers)
+        return
+
+    import uvloop
+
+    from api.keys import create_key, revoke_key
+    from orchestration.database import PostgresResource
+
+    _prepare(args.size)
+    postgres = PostgresResource()  # this process keeps the embedded server up for the servers
+    key, token = create_key(postgres, "bench", scopes=["marts"], rate_limit_per_minute=1_000_000_000)
+    with postgres.connect(autocommit=True) as conn:
+        ranks = [r[0] for r in conn.execute("select spend_rank from gold.vendor_spend order by 1")]
+        (month_rows,) = conn.execute("select count(*) from gold.monthly_summary").fetchone()
+    print(
+        f"{args.connections} connections, {args.seconds:.0f}s per endpoint, {args.rounds} rounds, "
+        f"{args.workers} worker(s) per server, {os.cpu_count()} CPUs; monthly_summary {month_rows:,} rows, "
+        f"vendor_spend {len(ranks):,} rows",
+        flush=True,
+    )
+    page = [_request(MART_PAGE, token)]
+    lookups = [_request(f"/v1/marts/vendor_spend/lookup?spend_rank={r}", token) for r in ranks]
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    cases = {  # name -> (server, requests)
+        "bare": ("bare", [_request("/bare", None)]),
+        "bare, page bytes": ("bare", [_request("/bare/page", None)]),
+        "mart page": ("api", page),
+        "point lookup": ("api", lookups),
+        "page, no cache": ("api-nocache", page),
+        "lookup, no cache": ("api-nocache", lookups),
+    }
+    results: dict[str, list[Result]] = {name: [] for name in cases}
+    try:
+        for kind in ("api", "api-nocache"):
+            servers[kind] = _start(kind, args.workers)
+        page_file = Path(args.home) / "bench-page.json"
+        page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
+        os.environ["BENCH_PAGE_FILE"] = str(page_file)
+        servers["bare"] = _start("bare", args.workers)
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}:", flush=True)
+            for name, (server, requests) in cases.items():
+                port = servers[server][1]
+                result = uvloop.run(_closed_loop(port, requests, args.connections, args.seconds, name))
+                results[name].append(result)
+                print(_show(result, results["bare"][-1] if name != "bare" else None), flush=True)
+        if args.rate:
+            print(f"open loop at {args.rate:,.0f} req/s offered:", flush=True)
+            for name, (server, requests) in cases.items():
+                port = servers[server][1]
+                result = uvloop.run(
+                    _open_loop(port, requests, args.connections, args.seconds, args.rate, name)
+                )
+                print(_show(result, None), flush=True)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(10)
+        revoke_key(postgres, key.id)
+
+    print("median over rounds:")
+    medians = {}
+    for name, runs in results.items():
+        merged = Result(name, sum(r.requests for r in runs), sum(r.errors for r in runs), 0, [])
+        merged.seconds = sum(r.seconds for r in runs)
+        merged.latencies = [x for r in runs for x in r.latencies]
+        medians[name] = (statistics.median(r.rps for r in runs), merged)
+    bare_rps = medians["bare"][0]
+    for name, (rps, merged) in medians.items():
+        ratio = f"{rps / bare_rps:.2f}" if name != "bare" else "-"
+        print(
+            f"  {name:<14}{rps:>9,.0f} req/s  p50 {merged.pct(0.5):6.1f} ms  p95 {merged.pct(0.95):6.1f} ms"
+            f"  p99 {merged.pct(0.99):6.1f} ms  vs bare {ratio}"
+        )
+    page_rps, page = medians["mart page"]
+    print(
+        f"targets: mart page p95 {page.pct(0.95):.1f} ms (<= 15 ms), "
+        f"requests/s {page_rps / bare_rps:.2f} of bare (>= 0.50)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The landing sensor asks for bronze only where files are new or changed; the layers above follow
+by declarative automation and stop at a failed blocking check."""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
+
+from orchestration.automation import landing_sensor
+from orchestration.definitions import defs
+
+
+@pytest.fixture
+def landing(monkeypatch) -> Path:
+    home = Path(tempfile.mkdtemp(prefix="assay-sensor-"))
+    monkeypatch.setenv("ASSAY_HOME", str(home))
+    return home / "landing"
+
+
+def _write(landing: Path, rel: str, text: str) -> None:
+    path = landing / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _tick(cursor: str | None):
+    with DagsterInstance.ephemeral() as instance:
+        return landing_sensor(build_sensor_context(instance=instance, cursor=cursor))
+
+
+def _requested(result: SensorResult) -> set[str]:
+    (request,) = result.run_requests
+    return {key.path[1] for key in request.asset_selection}
+
+
+def test_only_sources_with_new_or_changed_files_are_requested(landing):
+    assert isinstance(_tick(None), SkipReason)  # nothing landed yet
+    _write(landing, "transactions/2025-01.jsonl", '{"a": 1}\n')
+    _write(landing, "vendors/vendors.csv", "vendor_id\nV1\n")
+    first = _tick(None)
+    assert _requested(first) == {"transactions", "vendors"}
+
+    assert isinstance(_tick(first.cursor), SkipReason)  # nothing new since
+
+    _write(landing, "events/2025-01.jsonl", '{"e": 1}\n')  # a new source
+    changed = landing / "transactions/2025-01.jsonl"  # a changed file (same size, later mtime)
+    changed.write_text('{"a": 2}\n')
+    stamp = time.time() + 5
+    os.utime(changed, (stamp, stamp))
+    second = _tick(first.cursor)
+    assert _requested(second) == {"events", "transactions"}
+
+    _write(landing, "vendors/notes.txt", "not a landing format")  # ignored, as bronze ignores it
+    assert isinstance(_tick(second.cursor), SkipReason)
+
+
+def _automation_requests(instance: DagsterInstance, cursor=None):
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    return {key.to_user_string() for key in keys if result.get_num_requested(key)}, result.cursor
+
+
+def test_layers_follow_bronze_and_stop_at_a_failed_blocking_check():
+    graph = defs.resolve_asset_graph()
+    assert all(
+        graph.get(k).automation_condition is None for k in graph.get_all_asset_keys() if k.path[0] == "bronze"
+    )
+    with DagsterInstance.ephemeral() as instance:
+        for key in graph.get_all_asset_keys():  # everything exists and passed, as after a full run
+            instance.report_runless_asset_event(AssetMaterialization(key))
+        for check in graph.asset_check_keys:
+            instance.report_runless_asset_event(
+                AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name, passed=True)
+            )
+        requested, cursor = _automation_requests(instance)
+        assert requested == set()
+
+        # new transactions: one run of everything above them, nothing beside them
+        bronze = AssetKey(["bronze", "transactions"])
+        instance.report_runless_asset_event(AssetMaterialization(bronze))
+        requested, cursor = _automation_requests(instance, cursor)
+        above = {
+            k.to_user_string()
+            for k in graph.get_all_asset_keys()
+            if bronze in graph.get_ancestor_asset_keys(k)
+        }
+        assert {"silver/int_transactions_checked", "gold/monthly_summary", "platinum/documents"} <= requested
+        assert not requested & {"silver/int_vendors_checked", "silver/categories", "bronze/transactions"}
+        assert requested <= above
+
+        # silver transactions updates, but one of its blocking checks fails: gold stays put
+        silver = AssetKey(["silver", "transactions"])
+        blocking = next(
+            c for c in graph.asset_check_keys if c.asset_key == silver and graph.get_check_spec(c).blocking
+        )
+
+        def silver_run(passed: bool) -> set[str]:
+            instance.report_runless_asset_event(AssetMaterialization(silver))
+            instance.report_runless_asset_event(
+                AssetCheckEvaluation(
+                    asset_key=silver,
+                    check_name=blocking.name,
+                    passed=passed,
+                    severity=AssetCheckSeverity.ERROR,
+                )
+            )
+            nonlocal cursor
+            requested, cursor = _automation_requests(instance, cursor)
+            return requested
+
+        assert "gold/monthly_summary" not in silver_run(passed=False)
+        assert "gold/monthly_summary" in silver_run(passed=True)
