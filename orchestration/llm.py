@@ -15,8 +15,13 @@ class LLMResource(ConfigurableResource):
     model: str | None = None
     device: str | None = None
     batch_size: int | None = None
+    models_dir: str | None = None
 
     def get(self) -> Backend:
         return get_backend(
-            backend=self.backend, model=self.model, device=self.device, batch_size=self.batch_size
+            backend=self.backend,
+            model=self.model,
+            device=self.device,
+            batch_size=self.batch_size,
+            models_dir=self.models_dir,
         )

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     vllm_tensor_parallel_size: int = 1
     vllm_gpu_memory_utilization: float = 0.9
     vllm_max_num_seqs: int = 256
+    model_cache: Path | None = None
+    """Folder for converted model copies; unset: `$ASSAY_HOME/models`."""
     embedding_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         # Converted model copies (e.g. a GGUF dequantised once for transformers) live here.
-        return self.home_dir / "models"
+        return self.model_cache.expanduser().resolve() if self.model_cache else self.home_dir / "models"
 
     @property
     def dagster_home(self) -> Path:

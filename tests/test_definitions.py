@@ -32,6 +32,10 @@ def test_keys_and_groups_follow_layers():
         "gold/category_trends": "gold",
         "gold/vendor_spend": "gold",
         "platinum/documents": "platinum",
+        "agents/questions": "agents",
+        "agents/transaction_categories": "agents",
+        "agents/anomaly_explanations": "agents",
+        "agents/question_answers": "agents",
     }
 
 
