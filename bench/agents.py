@@ -134,8 +134,8 @@ def main() -> None:
 
     print(
         f"model {backend.model_name} on {backend.device}, torch threads {torch.get_num_threads()}, "
-        f"{args.runs} runs x {new_tokens} new tokens, prompts {min(map(len, prompts))}-{max(map(len, prompts))} "
-        "tokens",
+        f"{args.runs} runs x {new_tokens} new tokens, "
+        f"prompts {min(map(len, prompts))}-{max(map(len, prompts))} tokens",
         flush=True,
     )
     generate([prompts[0]])  # warm-up: first-call allocations are nobody's cost

@@ -214,7 +214,7 @@ def test_injected_instructions_in_descriptions_stay_data(backend, reader, conn):
     assert conn.execute("select count(*) from silver.transactions").fetchone()[0] == before
 
 
-def test_tools_use_a_role_that_cannot_write(reader, conn):
+def test_tools_use_a_role_that_cannot_write(reader, postgres):
     assert reader.query("select current_user").rows == [("assay_reader",)]
     assert reader.query("show default_transaction_read_only").rows == [("on",)]
     for statement in (
@@ -233,9 +233,11 @@ def test_tools_use_a_role_that_cannot_write(reader, conn):
     capped = reader.query("select generate_series(1, 100)")
     assert len(capped.rows) == 5 and capped.truncated
     # a direct connection as the role cannot write either, even outside a read-only transaction
-    with psycopg.connect(reader.conn.info.dsn, autocommit=True) as direct:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            direct.execute("delete from agents.questions")
+    with (
+        psycopg.connect(postgres.reader_url(), autocommit=True) as direct,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        direct.execute("delete from agents.questions")
 
 
 def test_tool_arguments_never_become_sql(reader, conn):
