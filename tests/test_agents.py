@@ -72,6 +72,7 @@ class MetricProbe(Task):
             "type": "object",
             "properties": {"answer": {"enum": run.scratch["values"]}},
             "required": ["answer"],
+            "additionalProperties": False,
         }
         return GenerationRequest(tuple(run.messages), 24, Constraint.json_schema(schema))
 
@@ -102,6 +103,7 @@ class RetryProbe(Task):
             "type": "object",
             "properties": {"colour": {"enum": run.input.data["allowed"]}},
             "required": ["colour"],
+            "additionalProperties": False,
         }
         return GenerationRequest(tuple(run.messages), 12, Constraint.json_schema(schema))
 
@@ -141,8 +143,9 @@ def test_lockstep_one_generate_per_step_and_failures_stay_isolated(backend, read
     runs = {run.key: run for run in report.runs}
 
     # all runs advance together: step 1 has 3 prompts in one call, step 2 the 2 survivors in one call
-    assert report.steps == 2 and backend.stats.generate_calls == 2
-    assert sizes == [3, 2]
+    traces = {run.key: run.trace for run in report.runs}
+    assert report.steps == 2 and backend.stats.generate_calls == 2, traces
+    assert sizes == [3, 2], traces
     assert runs["bad_prompt"].status == "failed" and runs["bad_prompt"].error.startswith("prompt: KeyError")
     assert runs["bad_tool"].status == "failed" and "cannot be grouped by 'category'" in runs["bad_tool"].error
     expected_count, expected_spend = conn.execute(
@@ -244,7 +247,7 @@ def test_tool_arguments_never_become_sql(reader, conn):
     tools = ToolBox(reader)
     with pytest.raises(ToolError, match="invalid arguments"):
         tools.call("metric", {"metric": "total_spend_eur; drop table gold.vendor_spend", "group_by": "none"})
-    hostile = "travel'; drop table gold.vendor_spend; --"
+    hostile = "x'; drop table gold.vendor_spend; --"
     result = tools.call(
         "metric", {"metric": "total_spend_eur", "group_by": "none", "filters": {"category": hostile}}
     )
