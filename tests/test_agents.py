@@ -340,3 +340,70 @@ def test_backends_are_chosen_by_configuration(monkeypatch):
     body = request_body("m", request)
     assert body["structured_outputs"] == {"choice": ["a", "b"]} and body["max_tokens"] == 7
     assert json.loads(json.dumps(body))["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_openai_backend_bounds_concurrency_and_retries():
+    """Against a stand-in OpenAI-compatible server on 127.0.0.1 (a test double: a real `vllm serve`
+    needs a GPU). It fails each prompt's first request with 503 and records how many are in flight."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agents.backends.openai import OpenAIBackend
+
+    state = {"in_flight": 0, "peak": 0, "seen": set(), "bodies": []}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][-1]["content"]
+            with lock:
+                state["in_flight"] += 1
+                state["peak"] = max(state["peak"], state["in_flight"])
+                first = prompt not in state["seen"]
+                state["seen"].add(prompt)
+                state["bodies"].append(body)
+            time.sleep(0.05)
+            with lock:
+                state["in_flight"] -= 1
+            if first:
+                self.send_response(503)
+                self.end_headers()
+                return
+            reply = {
+                "choices": [{"message": {"content": prompt.upper()}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+            }
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(
+            "served-model",
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+            max_concurrency=3,
+            backoff_s=0.01,
+        )
+        requests = [
+            GenerationRequest(({"role": "user", "content": f"p{i}"},), 4, Constraint.choice(["P0", "P1"]))
+            for i in range(8)
+        ]
+        results = backend.generate(requests)
+    finally:
+        server.shutdown()
+    assert [r.text for r in results] == [f"P{i}" for i in range(8)]  # in request order, after a retry each
+    assert all(r.error is None and r.tokens_out == 2 for r in results)
+    assert backend.stats.generate_calls == 1 and backend.stats.model_calls == 16
+    assert state["peak"] <= 3
+    assert state["bodies"][0]["structured_outputs"] == {"choice": ["P0", "P1"]}
+    assert state["bodies"][0]["temperature"] == 0.0
