@@ -76,10 +76,12 @@ def convert_gguf(gguf: Path, models_dir: Path) -> tuple[Path, str]:
 
     log.info("converting %s to %s (once)", gguf.name, target)
     folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, local_files_only=True
+    )
     # A GGUF-loaded model refuses save_pretrained; a fresh model from the same config accepts its weights.
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -130,11 +132,14 @@ def load_causal_lm(model: str | None, models_dir: str, device: str):
         source, name, fingerprint = str(folder), folder.name, f"dir:{_folder_fingerprint(folder)}"
     else:  # a hub id: only from the local cache, never downloaded here
         source, name, fingerprint = reference, reference, f"hub:{reference}"
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    # local_files_only everywhere: nothing is ever downloaded at run time
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32 if device == "cpu" else "auto")
+    lm = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float32 if device == "cpu" else "auto", local_files_only=True
+    )
     lm.to(device).eval()
     return lm, tokenizer, name, fingerprint
 
