@@ -407,3 +407,28 @@ def test_openai_backend_bounds_concurrency_and_retries():
     assert state["peak"] <= 3
     assert state["bodies"][0]["structured_outputs"] == {"choice": ["P0", "P1"]}
     assert state["bodies"][0]["temperature"] == 0.0
+
+
+def test_metric_catalogue_compiles_to_parameterised_sql(postgres, pipeline_run):
+    from agents.tools.metrics import compile_metric
+    from agents.tools.retrieval import any_terms
+
+    query, params = compile_metric("total_spend_eur", "month", {"category": "x' or 1=1 --"}, cap=7)
+    with postgres.connect() as conn:
+        text = query.as_string(conn)
+    assert text == (
+        "select to_char(month, 'YYYY-MM') as \"month\", round(sum(total_amount_eur), 2) as value"
+        ' from "gold"."monthly_summary" where category = %s group by 1 order by 2 desc nulls last, 1 limit 7'
+    )
+    assert params == ["x' or 1=1 --"]
+    for bad in (
+        ("nope", "none", None),
+        ("vendor_spend_eur", "category", None),
+        ("anomaly_weeks", "none", {"vendor": "a"}),
+    ):
+        with pytest.raises(ToolError):
+            compile_metric(*bad)
+    assert (
+        any_terms('Flight FRA-LHR \'; DROP TABLE x; -- "quoted"')
+        == "flight or fra or lhr or drop or table or quoted"
+    )
