@@ -255,11 +255,16 @@ def test_tool_arguments_never_become_sql(reader, conn):
     hits = tools.call("search", {"query": "'; delete from platinum.documents; -- Flight"})
     assert hits["rows"] and all(r["doc_type"] in ("transaction", "vendor") for r in hits["rows"])
     assert conn.execute("select count(*) from gold.vendor_spend").fetchone()[0] > 0
-    assert tools.call("process", {"lookup": "variants"}) == {
-        "lookup": "variants",
-        "available": False,
-        "message": "gold.process_variants not available",
-    }
+    variants = tools.call("process", {"lookup": "variants"})
+    if conn.execute("select to_regclass('gold.process_variants')").fetchone()[0] is None:
+        assert variants == {
+            "lookup": "variants",
+            "available": False,
+            "message": "gold.process_variants not available",
+        }
+    else:  # the process-mining assets are in the graph: the most frequent variants first
+        counts = [row["cases"] for row in variants["rows"]]
+        assert variants["available"] and counts == sorted(counts, reverse=True)
 
 
 def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn):
