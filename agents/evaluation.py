@@ -50,6 +50,7 @@ def categorisation_accuracy(outcome: TaskOutcome, truth_csv: Path) -> Evaluation
     llm = sum(answers.get(i.key, {}).get("category") == truth[i.key] for i in scored)
     baseline = sum(i.data.get("baseline") == truth[i.key] for i in scored)
     answered = sum(i.key in answers for i in scored)
+    agree = sum(answers.get(i.key, {}).get("category") == i.data.get("baseline") for i in scored)
     n = len(scored)
     metadata = {
         "evaluated": n,
@@ -57,6 +58,7 @@ def categorisation_accuracy(outcome: TaskOutcome, truth_csv: Path) -> Evaluation
         "llm_accuracy": round(llm / n, 4),
         "nn_baseline_accuracy": round(baseline / n, 4),
         "llm_minus_baseline": round((llm - baseline) / n, 4),
+        "llm_agrees_with_baseline": round(agree / n, 4),  # how often the model just echoes the examples
     }
     verdict = "beats or matches" if llm >= baseline else "is below"
     return Evaluation(
