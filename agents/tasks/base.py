@@ -85,7 +85,7 @@ class Task:
     reads: ClassVar[tuple[str, ...]] = ()  # upstream asset keys ("gold/category_trends"): the asset's deps
     tools: ClassVar[tuple[str, ...]] = ()
     max_steps: ClassVar[int] = 1  # generation steps a run may take, not counting its one retry
-    timeout_s: ClassVar[float] = 600.0
+    timeout_s: ClassVar[float] = 3600.0  # wall time of a run, checked before each of its steps
     system_prompt: ClassVar[str] = ""
     output_schema: ClassVar[dict[str, Any]] = {}
 
