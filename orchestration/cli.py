@@ -43,12 +43,19 @@ def main() -> None:
     show_default=True,
     help="Sample made when the landing folder is empty: small ~2k, default ~50k, large ~1M transactions.",
 )
-def run(size: str) -> None:
+@click.option(
+    "--agents",
+    is_flag=True,
+    help="Also run the LLM agent tasks (categorise, explain anomalies, answer questions) in the same run.",
+)
+def run(size: str, agents: bool) -> None:
     """Materialise every asset, bronze to platinum, and print a summary.
 
     New files in $ASSAY_HOME/landing/<source>/ are loaded; files already loaded are skipped. When the
     landing folder is empty, a sample of --size is generated first. The run is recorded in the same
-    Dagster instance that `assay ui` shows.
+    Dagster instance that `assay ui` shows. With --agents the LLM agent tasks run after platinum in
+    the same run (ASSAY_LLM_BACKEND / ASSAY_LLM_MODEL choose the model; on a CPU the default sample
+    takes minutes): answers land in agents.answers, every run in agents.runs.
     """
     from orchestration.pipeline import reject_reasons, run_pipeline, table_counts
 
@@ -63,14 +70,16 @@ def run(size: str) -> None:
         else "ASSAY_DATABASE_URL"
     )
     click.echo(f"Database: {where}")
-    click.echo("Running the pipeline (bronze -> silver -> gold -> platinum):")
+    layers = "bronze -> silver -> gold -> platinum" + (" -> agents" if agents else "")
+    click.echo(f"Running the pipeline ({layers}):")
     terminal = sys.stdout  # the run redirects stdout (dbt's log) to a file; progress stays here
-    outcome = run_pipeline(lambda line: click.echo(line, file=terminal))
+    job = "pipeline_and_agents" if agents else "pipeline"
+    outcome = run_pipeline(lambda line: click.echo(line, file=terminal), job=job)
 
     counts = table_counts(postgres)
     click.echo("")
     click.echo("Rows per layer:")
-    for layer in ("bronze", "silver", "gold", "platinum"):
+    for layer in ("bronze", "silver", "gold", "platinum", *(("agents",) if agents else ())):
         parts = [
             f"{name.split('.', 1)[1]} {n:,}"
             for name, n in counts.items()

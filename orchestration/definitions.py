@@ -1,9 +1,18 @@
-"""The one Dagster `Definitions` of assay: bronze -> silver -> gold -> platinum, with quality gates."""
+"""The one Dagster `Definitions` of assay: bronze -> silver -> gold -> platinum -> agents, gated."""
 
 import importlib.util
 
-from dagster import AssetsDefinition, AssetSpec, Definitions, apply_freshness_policy, define_asset_job
+from dagster import (
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    Definitions,
+    apply_freshness_policy,
+    define_asset_job,
+)
 
+from agents.assets import GROUP as AGENTS_GROUP
+from agents.assets import agent_assets
 from assets.bronze import bronze_assets
 from assets.dbt import dbt_models, dbt_resource
 from assets.embeddings import embedding_checks, embeddings
@@ -11,12 +20,24 @@ from assets.process import process_assets
 from orchestration.automation import landing_sensor, with_downstream_automation
 from orchestration.database import PostgresResource
 from orchestration.failures import record_run_failures
+from orchestration.llm import LLMResource
 from orchestration.models import EmbeddingModelResource
 from quality.checks import quality_checks
 from quality.freshness import freshness_policy
 
-# The whole graph, in dependency order: what `assay run` executes.
-pipeline_job = define_asset_job("pipeline", selection="*", description="Every asset, bronze to platinum.")
+# What `assay run` executes: every asset except the LLM agents, which run an LLM over every input
+# (minutes on a CPU) and so are asked for explicitly (`assay run --agents`, or the UI).
+pipeline_job = define_asset_job(
+    "pipeline",
+    selection=AssetSelection.all() - AssetSelection.groups(AGENTS_GROUP),
+    description="Every data asset, bronze to platinum (not the LLM agents).",
+)
+# The same plus the agents, in one run: an upstream blocking check that fails stops the agents.
+pipeline_and_agents_job = define_asset_job(
+    "pipeline_and_agents",
+    selection=AssetSelection.all(),
+    description="Every asset, bronze to platinum, then the LLM agent tasks.",
+)
 
 
 def _scale_out_jobs() -> list:
@@ -50,13 +71,15 @@ def _with_policies(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
 
 
 defs = Definitions(
-    assets=_with_policies([*bronze_assets, *dbt_models, *process_assets, embeddings]),
+    # The agents get no eager automation: an LLM pass is started on purpose, not by every new file.
+    assets=[*_with_policies([*bronze_assets, *dbt_models, *process_assets, embeddings]), *agent_assets],
     asset_checks=[*quality_checks, *embedding_checks],
-    jobs=[pipeline_job, *_scale_out_jobs()],
+    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs()],
     sensors=[landing_sensor, record_run_failures],
     resources={
         "postgres": PostgresResource(),
         "dbt": dbt_resource(),
         "embedding_model": EmbeddingModelResource(),
+        "llm": LLMResource(),
     },
 )

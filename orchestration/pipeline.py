@@ -18,7 +18,7 @@ from dagster import DagsterEventType, DagsterInstance
 from orchestration.database import PostgresResource
 from orchestration.settings import get_settings
 
-LAYERS = ("bronze", "silver", "gold", "platinum")
+LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {
     DagsterEventType.STEP_START,
     DagsterEventType.STEP_FAILURE,
@@ -59,8 +59,8 @@ def dagster_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
-def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
-    """Execute the `pipeline` job; `echo` gets one progress line per asset.
+def run_pipeline(echo: Callable[[str], None], job: str = "pipeline") -> RunOutcome:
+    """Execute the `pipeline` job (or `pipeline_and_agents`); `echo` gets one progress line per asset.
 
     dbt's own output (which dagster-dbt writes to stdout for the UI's compute logs) goes to
     `$ASSAY_HOME/logs/run-<id>.log` instead of the terminal.
@@ -76,7 +76,7 @@ def run_pipeline(echo: Callable[[str], None]) -> RunOutcome:
     watcher.start()
     with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
         try:
-            result = defs.resolve_job_def("pipeline").execute_in_process(
+            result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance,
                 run_id=run_id,
                 raise_on_error=False,
@@ -162,6 +162,7 @@ SUMMARY_TABLES = {
         "process_conformance",
     ),
     "platinum": ("documents", "embeddings"),
+    "agents": ("runs", "answers"),
 }
 
 

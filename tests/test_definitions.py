@@ -43,6 +43,10 @@ def test_keys_and_groups_follow_layers():
         "gold/process_bottlenecks": "gold",
         "gold/process_case_durations": "gold",
         "platinum/embeddings": "platinum",
+        "agents/questions": "agents",
+        "agents/transaction_categories": "agents",
+        "agents/anomaly_explanations": "agents",
+        "agents/question_answers": "agents",
     }
 
 

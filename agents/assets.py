@@ -1,0 +1,143 @@
+"""Agent tasks as Dagster assets (group `agents`): one asset per task, downstream of what it reads.
+
+Each asset runs its task's batch through the lockstep runner, stores runs and answers in the
+`agents` schema, and reports its evaluation as an asset check on itself. The assets share the
+concurrency pool `llm`, so two tasks never compete for the same CPU or GPU at once.
+"""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from agents.evaluation import Evaluation, categorisation_accuracy, citation_validity, question_accuracy
+from agents.runner import TaskOutcome, run_task
+from agents.store import AgentStore
+from agents.tasks import TASKS, Task
+from agents.tools import ReaderSession
+from orchestration.database import PostgresResource
+from orchestration.llm import LLMResource
+from orchestration.settings import get_settings
+
+GROUP = "agents"
+QUESTIONS = AssetKey([GROUP, "questions"])
+
+
+class AgentRunConfig(Config):
+    limit: int | None = Field(
+        default=None, description="Run at most this many inputs (the first by key); empty = all of them."
+    )
+
+
+# task name -> (check name, description, severity when it fails, blocking)
+CHECKS = {
+    "categorise": (
+        "categorisation_accuracy",
+        "Accuracy against the sample's ground truth, beside the nearest-neighbour baseline on the same "
+        "retrieval; warns when the model is below the baseline.",
+        AssetCheckSeverity.WARN,
+        False,
+    ),
+    "explain_anomalies": (
+        "citation_validity",
+        "Every cited transaction id exists and belongs to its anomaly's week and category (must be 100 %).",
+        AssetCheckSeverity.ERROR,
+        True,
+    ),
+    "answer_questions": (
+        "question_accuracy",
+        "Answers against each question's reference SQL run directly over gold; warns below 50 %.",
+        AssetCheckSeverity.WARN,
+        False,
+    ),
+}
+
+
+def _evaluate(task: Task, outcome: TaskOutcome, postgres: PostgresResource) -> Evaluation:
+    if task.name == "categorise":
+        return categorisation_accuracy(outcome, get_settings().truth_dir / "transactions.csv")
+    with ReaderSession(postgres.reader_url()) as session:
+        if task.name == "explain_anomalies":
+            return citation_validity(session, outcome)
+        return question_accuracy(session, outcome)
+
+
+def _metadata(values: dict) -> dict[str, MetadataValue]:
+    out: dict[str, MetadataValue] = {}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            out[name] = (
+                MetadataValue.md(value) if str(value).startswith("|") else MetadataValue.text(str(value))
+            )
+        elif isinstance(value, int):
+            out[name] = MetadataValue.int(value)
+        else:
+            out[name] = MetadataValue.float(float(value))
+    return out
+
+
+def task_asset(task_cls: type[Task]) -> AssetsDefinition:
+    task = task_cls()
+    key = AssetKey([GROUP, task.asset_name or task.name])
+    check = CHECKS.get(task.name)
+    specs = [AssetCheckSpec(check[0], asset=key, description=check[1], blocking=check[3])] if check else []
+
+    @asset(
+        key=key,
+        deps=[AssetKey(path.split("/")) for path in task.reads],
+        group_name=GROUP,
+        kinds={"python", "postgres"},
+        description=task.description or task_cls.__doc__,
+        check_specs=specs,
+        pool="llm",
+    )
+    def _run(
+        context: AssetExecutionContext, config: AgentRunConfig, postgres: PostgresResource, llm: LLMResource
+    ) -> MaterializeResult:
+        backend = llm.get()
+        outcome = run_task(task, backend, postgres, limit=config.limit)
+        summary = outcome.metadata()
+        context.log.info(f"{task.name}: {summary}")
+        failures = [f"{run.key}: {run.error}" for run in outcome.report.runs if run.status == "failed"]
+        if failures:
+            context.log.warning(f"{len(failures)} runs failed, e.g. {failures[:3]}")
+        checks = []
+        metadata = dict(summary)
+        if check:
+            evaluation = _evaluate(task, outcome, postgres)
+            metadata.update({k: v for k, v in evaluation.metadata.items() if not str(v).startswith("|")})
+            checks.append(
+                AssetCheckResult(
+                    check_name=check[0],
+                    passed=evaluation.passed,
+                    severity=check[2],
+                    description=evaluation.description,
+                    metadata=_metadata(evaluation.metadata),
+                )
+            )
+        return MaterializeResult(metadata=_metadata(metadata), check_results=checks)
+
+    return _run
+
+
+@asset(
+    key=QUESTIONS,
+    group_name=GROUP,
+    kinds={"postgres"},
+    description="Analyst questions the question-answering agent answers (seeded; add rows to ask more).",
+)
+def questions(postgres: PostgresResource) -> MaterializeResult:
+    count = AgentStore(postgres).seed_questions()
+    return MaterializeResult(metadata={"questions": MetadataValue.int(count)})
+
+
+agent_assets = [questions, *(task_asset(cls) for cls in TASKS.values())]

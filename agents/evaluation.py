@@ -1,0 +1,165 @@
+"""How good the agents' answers are, measured against references computed without the model.
+
+- categorise: accuracy against the sample generator's ground truth, side by side with the
+  nearest-neighbour baseline (majority label of the same retrieved examples);
+- explain_anomalies: citation validity, re-checked in SQL against platinum.documents;
+- answer_questions: accuracy against each question's `expected_sql`, run directly over gold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.runner import TaskOutcome
+from agents.tools import ReaderSession, ToolError
+
+
+@dataclass
+class Evaluation:
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+def categorisation_accuracy(outcome: TaskOutcome, truth_csv: Path) -> Evaluation:
+    """LLM accuracy vs the NN baseline over the inputs whose true category is known.
+
+    Fails (a warning: the asset is still built) when the model does worse than the baseline: that
+    says the few-shot examples alone would serve better, which a user should see.
+    """
+    if not truth_csv.exists():
+        return Evaluation(
+            True, {"ground_truth": "not found"}, f"no ground truth at {truth_csv}: not measured"
+        )
+    import polars as pl
+
+    truth = dict(
+        pl.read_csv(
+            truth_csv,
+            columns=["transaction_id", "true_category"],
+            schema_overrides={"true_category": pl.String},
+        ).iter_rows()
+    )
+    answers = outcome.answers()
+    scored = [i for i in outcome.inputs if truth.get(i.key)]
+    if not scored:
+        return Evaluation(True, {"evaluated": 0}, "no input has a known true category")
+    llm = sum(answers.get(i.key, {}).get("category") == truth[i.key] for i in scored)
+    baseline = sum(i.data.get("baseline") == truth[i.key] for i in scored)
+    answered = sum(i.key in answers for i in scored)
+    agree = sum(answers.get(i.key, {}).get("category") == i.data.get("baseline") for i in scored)
+    n = len(scored)
+    metadata = {
+        "evaluated": n,
+        "answered": answered,
+        "llm_accuracy": round(llm / n, 4),
+        "nn_baseline_accuracy": round(baseline / n, 4),
+        "llm_minus_baseline": round((llm - baseline) / n, 4),
+        "llm_agrees_with_baseline": round(agree / n, 4),  # how often the model just echoes the examples
+    }
+    verdict = "beats or matches" if llm >= baseline else "is below"
+    return Evaluation(
+        llm >= baseline,
+        metadata,
+        f"LLM {llm / n:.1%} {verdict} the nearest-neighbour baseline {baseline / n:.1%} on {n} transactions",
+    )
+
+
+CITATION_CHECK = """
+with cited as (
+    select answers.input_key, split_part(answers.input_key, ':', 1) as category,
+           split_part(answers.input_key, ':', 2)::date as week_start, unnest(answers.citations) as source_id
+    from agents.answers
+    where answers.task = 'explain_anomalies'
+)
+select count(*) as cited,
+       count(*) filter (
+           where documents.doc_id is not null
+             and documents.doc_date between cited.week_start and cited.week_start + 6
+             and coalesce(documents.category, 'uncategorised') = cited.category
+       ) as valid
+from cited
+left join platinum.documents
+    on documents.doc_type = 'transaction' and documents.source_id = cited.source_id
+"""
+
+
+def citation_validity(session: ReaderSession, outcome: TaskOutcome) -> Evaluation:
+    """Every cited id must exist and belong to the anomaly's week and category: 100 % or fail."""
+    cited, valid = session.bulk(CITATION_CHECK)[0]
+    answers = outcome.answers()
+    anomalies = len(outcome.inputs)
+    uncited = sum(
+        1
+        for i in outcome.inputs
+        if i.data["transactions"] and not answers.get(i.key, {}).get("cited_transaction_ids")
+    )
+    validity = valid / cited if cited else 1.0
+    metadata = {
+        "anomalies": anomalies,
+        "explained": sum(i.key in answers for i in outcome.inputs),
+        "citations": cited,
+        "valid_citations": valid,
+        "citation_validity": round(validity, 4),
+        "explained_without_citation": uncited,
+    }
+    return Evaluation(
+        cited == valid, metadata, f"{valid} of {cited} cited transaction ids belong to their anomaly"
+    )
+
+
+def _matches(answer: Any, expected: Any, answer_type: str) -> bool:
+    if answer is None or expected is None:
+        return False
+    if answer_type == "number":
+        try:
+            a, e = float(answer), float(expected)
+        except (TypeError, ValueError):
+            return False
+        return math.isclose(a, e, rel_tol=0.005, abs_tol=0.01)
+    return str(answer).strip().lower() == str(expected).strip().lower()
+
+
+def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluation:
+    """Answers vs each question's expected_sql (run as the reader); questions without one are unscored."""
+    references = {
+        qid: (sql_text, kind)
+        for qid, sql_text, kind in session.bulk(
+            "select question_id, expected_sql, answer_type from agents.questions"
+            " where expected_sql is not null"
+        )
+    }
+    answers = outcome.answers()
+    rows, unscored, correct = [], [], 0
+    for run_input in outcome.inputs:
+        if run_input.key not in references:
+            continue
+        sql_text, kind = references[run_input.key]
+        answer = answers.get(run_input.key, {}).get("answer")
+        try:
+            result = session.query(sql_text, cap=1)
+        except ToolError as exc:  # e.g. its tables are not built here: not scored, but shown
+            unscored.append(f"| {run_input.key} | {answer} | reference unavailable: {exc} | - |")
+            continue
+        expected = result.rows[0][0] if result.rows else None
+        ok = _matches(answer, expected, kind)
+        correct += ok
+        rows.append(f"| {run_input.key} | {answer} | {expected} | {'yes' if ok else 'no'} |")
+    scored = len(rows)
+    accuracy = correct / scored if scored else 1.0
+    table = "| question | answer | expected | correct |\n| --- | --- | --- | --- |\n" + "\n".join(
+        rows + unscored
+    )
+    metadata = {
+        "questions": len(outcome.inputs),
+        "scored": scored,
+        "correct": correct,
+        "question_accuracy": round(accuracy, 4),
+        "answers_vs_expected": table,
+    }
+    return Evaluation(
+        accuracy >= 0.5, metadata, f"{correct} of {scored} questions answered as the direct SQL answers them"
+    )
