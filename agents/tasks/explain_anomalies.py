@@ -18,11 +18,14 @@ from agents.tools import ReaderSession
 DRIVERS = 5  # largest transactions shown per anomaly
 MAX_CITED = 3
 EXPLANATION_CHARS = 200
+# Enough for the longest valid reply even at one character per token (digits are single tokens,
+# and a rambling model repeats dates): the grammar then always closes the JSON in time.
+MAX_NEW_TOKENS = EXPLANATION_CHARS + 16 * MAX_CITED + 32
 
 
 class ExplainAnomalies(Task):
     name = "explain_anomalies"
-    version = "1"
+    version = "2"
     asset_name = "anomaly_explanations"
     description = "An explanation per anomalous week and category, citing the transactions that drive it."
     reads = ("gold/category_trends", "platinum/documents")
@@ -133,7 +136,7 @@ class ExplainAnomalies(Task):
     def request(self, run: RunState) -> GenerationRequest:
         return GenerationRequest(
             tuple(run.messages),
-            max_new_tokens=128,
+            max_new_tokens=MAX_NEW_TOKENS,
             constraint=Constraint.json_schema(self.output_schema_for(self._candidates(run))),
         )
 
