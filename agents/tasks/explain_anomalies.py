@@ -19,13 +19,15 @@ DRIVERS = 5  # largest transactions shown per anomaly
 MAX_CITED = 3
 EXPLANATION_CHARS = 200
 # Enough for the longest valid reply even at one character per token (digits are single tokens,
-# and a rambling model repeats dates): the grammar then always closes the JSON in time.
+# and a rambling model repeats dates): the grammar then always closes the JSON in time. Greedy
+# decoding makes a longer limit change only replies that the shorter one cut off, so the cached
+# answers stay valid (no version bump).
 MAX_NEW_TOKENS = EXPLANATION_CHARS + 16 * MAX_CITED + 32
 
 
 class ExplainAnomalies(Task):
     name = "explain_anomalies"
-    version = "2"
+    version = "1"
     asset_name = "anomaly_explanations"
     description = "An explanation per anomalous week and category, citing the transactions that drive it."
     reads = ("gold/category_trends", "platinum/documents")
