@@ -18,6 +18,11 @@ from agents.tools import ReaderSession
 DRIVERS = 5  # largest transactions shown per anomaly
 MAX_CITED = 3
 EXPLANATION_CHARS = 200
+# Enough for the longest valid reply even at one character per token (digits are single tokens,
+# and a rambling model repeats dates): the grammar then always closes the JSON in time. Greedy
+# decoding makes a longer limit change only replies that the shorter one cut off, so the cached
+# answers stay valid (no version bump).
+MAX_NEW_TOKENS = EXPLANATION_CHARS + 16 * MAX_CITED + 32
 
 
 class ExplainAnomalies(Task):
@@ -133,7 +138,7 @@ class ExplainAnomalies(Task):
     def request(self, run: RunState) -> GenerationRequest:
         return GenerationRequest(
             tuple(run.messages),
-            max_new_tokens=128,
+            max_new_tokens=MAX_NEW_TOKENS,
             constraint=Constraint.json_schema(self.output_schema_for(self._candidates(run))),
         )
 
