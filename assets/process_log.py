@@ -292,25 +292,32 @@ CASES_KEY = AssetKey(["gold", "process_cases"])
 _SILVER_INPUTS = [AssetKey(["silver", name]) for name in ("events", "transactions", "employees", "vendors")]
 
 
+def _gold_table_spec(key: AssetKey, table: str, columns, description: str) -> AssetSpec:
+    return AssetSpec(
+        key,
+        deps=_SILVER_INPUTS,
+        group_name="gold",
+        kinds={"python", "polars", "postgres"},
+        description=description,
+        metadata={"table": table, "dagster/column_schema": table_schema(columns)},
+    )
+
+
 @multi_asset(
     specs=[
-        AssetSpec(
+        _gold_table_spec(
             EVENT_LOG_KEY,
-            deps=_SILVER_INPUTS,
-            group_name="gold",
-            kinds={"python", "polars", "postgres"},
-            description="The event log being mined: one row per event, numbered per case "
+            EVENT_LOG_TABLE,
+            EVENT_COLUMNS,
+            "The event log being mined: one row per event, numbered per case "
             "(silver approval events by default; a CSV or XES log when configured).",
-            metadata={"table": EVENT_LOG_TABLE, "dagster/column_schema": table_schema(EVENT_COLUMNS)},
         ),
-        AssetSpec(
+        _gold_table_spec(
             CASES_KEY,
-            deps=_SILVER_INPUTS,
-            group_name="gold",
-            kinds={"python", "polars", "postgres"},
-            description="One row per case of the event log: amount, category, department, vendor, "
+            CASES_TABLE,
+            CASE_COLUMNS,
+            "One row per case of the event log: amount, category, department, vendor, "
             "first and last event, duration.",
-            metadata={"table": CASES_TABLE, "dagster/column_schema": table_schema(CASE_COLUMNS)},
         ),
     ],
     can_subset=False,

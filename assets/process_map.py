@@ -154,38 +154,22 @@ def render(
     # nodes first: their boxes are the patches the arrows are clipped to
     boxes = {}
     for node, count in graph.nodes(data="count"):
-        x, y = pos[node]
-        if count is None:
-            boxes[node] = ax.text(
-                x,
-                y,
-                node,
-                ha="center",
-                va="center",
-                fontsize=9,
-                zorder=4,
-                bbox={"boxstyle": "circle,pad=0.35", "fc": "#eeeeee", "ec": "#777777"},
-            )
-            continue
-        if view == "frequency":
-            fill = colormaps["Blues"](0.15 + 0.7 * count_norm(count))
-            text = f"{node}\n{count:,}"
-            dark = count_norm(count) > 0.6
+        color, text = "black", node
+        if count is None:  # the start and end markers
+            bbox = {"boxstyle": "circle,pad=0.35", "fc": "#eeeeee", "ec": "#777777"}
         else:
-            wait = activity_waits.get(node)
-            fill = "#fff7e6"
-            text = f"{node}\nwait {format_hours(wait)}" if wait is not None else node
-            dark = False
+            if view == "frequency":
+                fill = colormaps["Blues"](0.15 + 0.7 * count_norm(count))
+                text = f"{node}\n{count:,}"
+                color = "white" if count_norm(count) > 0.6 else "black"
+            else:
+                wait = activity_waits.get(node)
+                fill = "#fff7e6"
+                text = f"{node}\nwait {format_hours(wait)}" if wait is not None else node
+            bbox = {"boxstyle": "round,pad=0.45", "fc": fill, "ec": "#44546a", "lw": 1.0}
+        x, y = pos[node]
         boxes[node] = ax.text(
-            x,
-            y,
-            text,
-            ha="center",
-            va="center",
-            fontsize=9,
-            zorder=4,
-            color="white" if dark else "black",
-            bbox={"boxstyle": "round,pad=0.45", "fc": fill, "ec": "#44546a", "lw": 1.0},
+            x, y, text, ha="center", va="center", fontsize=9, zorder=4, color=color, bbox=bbox
         )
     fig.canvas.draw()  # sizes the boxes
     extents = {n: t.get_bbox_patch().get_window_extent().padded(4) for n, t in boxes.items()}

@@ -54,7 +54,10 @@ def _gx_specs(key: AssetKey, deps: Sequence) -> list[AssetCheckSpec]:
 def _silver_gate(table: str):
     key = AssetKey(["silver", table])
     deps = [AssetKey(["silver", "rejects"]), AssetKey(["bronze", table])]
-    gx_deps = [*deps, AssetKey(["silver", "currency_rates"]), AssetKey(["silver", "categories"])]
+    gx_deps = [
+        *deps,
+        *(AssetKey(["silver", seed]) for seed in ("currency_rates", "categories", "activities")),
+    ]
     specs = [
         _spec(key, "dq_score", True, DQ_DESCRIPTION.replace("{LAYER}", "SILVER"), deps),
         *[
@@ -77,23 +80,25 @@ def _silver_gate(table: str):
         description=f"Quality gate of silver.{table}: DQ score, reject rates, GX suites.",
     )
     def _gate(context: AssetCheckExecutionContext, postgres: PostgresResource) -> Iterator:
-        settings = get_quality_settings()
-        run_id = context.run.run_id
-        with postgres.connect(autocommit=True) as conn, store.CheckRecorder(postgres, run_id) as recorder:
-            store.ensure_tables(conn)
-            score = silver_score(conn, table)
-            threshold = settings.min_score("silver")
-            passed = score.overall >= threshold - 1e-12
-            yield recorder.add(_dq_result(key, score, threshold, passed, _silver_hint(table)))
-            for reason_class in SOURCE_REASONS[table]:
-                examples = reject_examples(conn, table, reason_class, settings.sample_rows)
-                yield recorder.add(_reject_rate_result(key, table, reason_class, score, settings, examples))
-            facts = read_facts(
-                conn, store.previous_row_count(conn, score.table, run_id), settings.max_row_count_change
-            )
-            yield from _gx_results(key, postgres, score.table, facts, settings, recorder)
-            store.record_score(conn, run_id, score, threshold, passed)
-        yield _observation(key, score, threshold)
+        def results(conn, score, threshold, passed, settings: QualitySettings) -> list:
+            return [
+                _dq_result(key, score, threshold, passed, _silver_hint(table)),
+                *(
+                    _reject_rate_result(
+                        key,
+                        table,
+                        reason_class,
+                        score,
+                        settings,
+                        reject_examples(conn, table, reason_class, settings.sample_rows),
+                    )
+                    for reason_class in SOURCE_REASONS[table]
+                ),
+            ]
+
+        yield from _run_gate(
+            context, postgres, key, "silver", lambda conn: silver_score(conn, table), results
+        )
 
     return _gate
 
@@ -113,23 +118,38 @@ def _gold_gate(table: str):
         description=f"Quality gate of gold.{table}: DQ score and GX suites.",
     )
     def _gate(context: AssetCheckExecutionContext, postgres: PostgresResource) -> Iterator:
-        settings = get_quality_settings()
-        run_id = context.run.run_id
-        with postgres.connect(autocommit=True) as conn, store.CheckRecorder(postgres, run_id) as recorder:
-            store.ensure_tables(conn)
-            score = gold_score(conn, table)
-            threshold = settings.min_score("gold")
-            passed = score.overall >= threshold - 1e-12
+        def results(conn, score, threshold, passed, settings: QualitySettings) -> list:
             rows = [] if passed else gold_failing_rows(conn, table, settings.sample_rows)
-            yield recorder.add(_dq_result(key, score, threshold, passed, _gold_hint(table), rows))
-            facts = read_facts(
-                conn, store.previous_row_count(conn, score.table, run_id), settings.max_row_count_change
-            )
-            yield from _gx_results(key, postgres, score.table, facts, settings, recorder)
-            store.record_score(conn, run_id, score, threshold, passed)
-        yield _observation(key, score, threshold)
+            return [_dq_result(key, score, threshold, passed, _gold_hint(table), rows)]
+
+        yield from _run_gate(context, postgres, key, "gold", lambda conn: gold_score(conn, table), results)
 
     return _gate
+
+
+def _run_gate(
+    context, postgres: PostgresResource, key: AssetKey, layer: str, score_of, results_of
+) -> Iterator:
+    """The body both gates share: score the table, record each result, run the GX suites, keep the history.
+
+    `score_of(conn)` scores the table; `results_of(conn, score, threshold, passed, settings)` gives the
+    layer's own results (the DQ score, and silver's reject rates).
+    """
+    settings = get_quality_settings()
+    run_id = context.run.run_id
+    with postgres.connect(autocommit=True) as conn, store.CheckRecorder(postgres, run_id) as recorder:
+        store.ensure_tables(conn)
+        score = score_of(conn)
+        threshold = settings.min_score(layer)
+        passed = score.overall >= threshold - 1e-12
+        for result in results_of(conn, score, threshold, passed, settings):
+            yield recorder.add(result)
+        facts = read_facts(
+            conn, store.previous_row_count(conn, score.table, run_id), settings.max_row_count_change
+        )
+        yield from _gx_results(key, postgres, score.table, facts, settings, recorder)
+        store.record_score(conn, run_id, score, threshold, passed)
+    yield _observation(key, score, threshold)
 
 
 # -- results ---------------------------------------------------------------------------------

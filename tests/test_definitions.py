@@ -17,6 +17,7 @@ def test_keys_and_groups_follow_layers():
         "bronze/events": "bronze",
         "bronze/vendors": "bronze",
         "bronze/employees": "bronze",
+        "silver/activities": "silver",
         "silver/categories": "silver",
         "silver/currency_rates": "silver",
         "silver/int_transactions_checked": "silver",

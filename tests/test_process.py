@@ -13,18 +13,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from assets import process, process_models, process_stats
 from assets.process_log import EventLogConfig, EventLogError, case_table, load_event_log, normalise
+from assets.sample import ACTIVITIES
 
 T0 = dt.datetime(2025, 3, 3, 9, tzinfo=dt.UTC)
-S, MA, FR, RC, RS, RJ, AP, PAY = (
-    "Submit",
-    "Manager Approval",
-    "Finance Review",
-    "Request Changes",
-    "Resubmit",
-    "Reject",
-    "Approve",
-    "Pay",
-)
+S, MA, FR, RC, RS, RJ, AP, PAY = ACTIVITIES
 # case -> [(activity, hours after submit)]
 TINY = {
     "c1": [(S, 0), (MA, 2), (AP, 3), (PAY, 6)],
