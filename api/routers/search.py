@@ -5,9 +5,10 @@ search library (the agents' search tool and the embedding checks use it too). Th
 against blocking psycopg, so each search runs on a connection of the API's blocking pool in a worker
 thread (`Database.run_sync`): same read-only role and session settings, and the event loop keeps
 serving meanwhile. The embedding model loads once per process (`orchestration.models`), on the first
-search.
+search, before its transaction opens.
 """
 
+import asyncio
 import datetime as dt
 import threading
 from typing import Annotated, Any
@@ -28,12 +29,15 @@ MAX_QUERY_CHARS = 1000
 MAX_FILTER_CHARS = 200
 
 _load_lock = threading.Lock()
+_loaded: set[str] = set()
 
 
 def _encoder(name: str) -> Encoder:
     # One load per process even when the first searches arrive together (the loader is a plain cache).
     with _load_lock:
-        return EmbeddingModelResource().encoder_for(name)
+        encoder = EmbeddingModelResource().encoder_for(name)
+        _loaded.add(name)
+        return encoder
 
 
 FilterValues = list[Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS, pattern=r"^[^\x00]*$")]]
@@ -119,6 +123,7 @@ ERRORS = error_responses(400, 401, 403, 429, 503)
 def install(app: FastAPI, state: AppState) -> None:
     settings = state.settings
     Params = _params_model(settings.search_max_k, settings.max_in_values)
+    configured = EmbeddingModelResource().model_name()
 
     @app.get(
         "/v1/search",
@@ -139,6 +144,11 @@ def install(app: FastAPI, state: AppState) -> None:
             date_from=params.date_from,
             date_to=params.date_to,
         )
+
+        if configured not in _loaded:
+            # The first load (torch and the model: seconds to tens of seconds on a busy CPU) happens
+            # here, outside the search's transaction, which the server would end as idle after 10 s.
+            await asyncio.to_thread(_encoder, configured)
 
         def run(conn: psycopg.Connection):
             return Searcher(conn, _encoder).search(params.q, params.method, params.k, filters)
