@@ -328,7 +328,8 @@ def test_unexpected_errors_answer_500_without_details(api_settings, postgres, ap
 
 
 def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_home):
-    """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition."""
+    """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition;
+    a search in a worker that has not loaded the embedding model yet."""
     import os
     import socket
     import subprocess
@@ -358,6 +359,10 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_ho
             assert client.get("/health/ready").json()["database"] == "ok"
             for _ in range(6):  # new connections: spread over both workers
                 assert httpx.get(f"{base}{ROWS}?limit=1", headers=headers).status_code == 200
+            # a fresh worker's first search loads the embedding model (outside the search's transaction)
+            search = client.get("/v1/search", params={"q": "flight to London", "k": 3}, timeout=180)
+            assert search.status_code == 200, search.text
+            assert len(search.json()["hits"]) == 3
             metrics = client.get("/metrics").text
         line = next(m for m in metrics.splitlines() if m.startswith("assay_api_requests_total") and ROWS in m)
         assert float(line.rsplit(" ", 1)[1]) == 6  # summed over the workers
