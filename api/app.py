@@ -23,14 +23,15 @@ from api.errors import error_responses, install_error_handlers
 from api.keys import KeyStore, ensure_key_table
 from api.middleware import POOLS, GuardMiddleware
 from api.ratelimit import RateLimiter
-from api.routers import health, marts, metrics
+from api.routers import answers, health, marts, metrics, process, quality, search
 from api.state import SECURITY_SCHEMES, AppState
 from orchestration.database import DatabaseError, PostgresResource
 from orchestration.settings import ApiSettings, get_settings
 
 log = logging.getLogger("assay.api")
 
-DESCRIPTION = """Read-only access to assay's gold marts.
+DESCRIPTION = """Read-only access to assay: gold marts, agent answers, search over the platinum documents,
+process-mining results and data-quality scores.
 
 Every `/v1` endpoint needs an API key (`assay api-key create`), sent as `Authorization: Bearer <key>`
 or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key (429 with
@@ -101,6 +102,10 @@ def create_app(
     # Routes go straight onto the app (not include_router, whose nested matching costs more than
     # the rest of a cached request); the busiest first.
     marts.install(app, state)
+    answers.install(app, state)
+    search.install(app, state)
+    process.install(app, state)
+    quality.install(app, state)
     health.install(app)
     metrics.install(app, public=settings.metrics_public)
     if settings.cors_origins:

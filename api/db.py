@@ -8,12 +8,15 @@ keeps reconnecting in the background and the API recovers without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
 
 from api.errors import ApiError
 from orchestration.settings import ApiSettings
@@ -21,6 +24,7 @@ from orchestration.settings import ApiSettings
 log = logging.getLogger("assay.api")
 
 RETRY_AFTER_S = 2
+T = TypeVar("T")
 
 
 def unavailable(detail: str = "the database is unavailable; try again shortly") -> ApiError:
@@ -37,9 +41,39 @@ def session_options(settings: ApiSettings) -> str:
     )
 
 
+def not_built(table: str) -> ApiError:
+    return unavailable(f"{table} does not exist yet: the pipeline has not built it (run `assay run`)")
+
+
+def _refused(exc: Exception, table: str | None, timeout_ms: int) -> ApiError | None:
+    """The 503 for a failure on the database's side (None: not one of those)."""
+    if isinstance(exc, (PoolTimeout, TooManyRequests)):
+        return unavailable()
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return unavailable(f"the query ran longer than {timeout_ms} ms; narrow the filters")
+    if isinstance(exc, psycopg.errors.UndefinedTable) and table is not None:
+        return not_built(table)
+    if isinstance(
+        exc,
+        (
+            psycopg.errors.UndefinedTable,
+            psycopg.errors.UndefinedColumn,
+            psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.FeatureNotSupported,  # "cached plan must not change result type"
+        ),
+    ):
+        # the pipeline dropped or rebuilt a table differently than at start-up
+        log.error("query failed on the database's side: %s", exc)
+        return unavailable("this data is not readable right now; try again later")
+    return None
+
+
 class Database:
     def __init__(self, conninfo: str, settings: ApiSettings) -> None:
         self.settings = settings
+        self.conninfo = conninfo
+        self._sync_pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=settings.pool_min_size,
@@ -61,36 +95,79 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+        if self._sync_pool is not None:
+            await asyncio.to_thread(self._sync_pool.close)
+            self._sync_pool = None
 
-    async def fetch(self, query: sql.Composable | str, params: list[Any] | None = None) -> list[tuple]:
-        """Run one read and return its rows; 503 while the database is unreachable."""
+    async def fetch(
+        self,
+        query: sql.Composable | str,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        table: str | None = None,
+    ) -> list[tuple]:
+        """Run one read and return its rows; 503 while the database is unreachable, or when `table`
+        (the relation the query reads, named for the caller) does not exist yet."""
         for attempt in (1, 2):
             try:
                 async with self.pool.connection() as conn:
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall()
-            except (PoolTimeout, TooManyRequests):
-                raise unavailable() from None
-            except psycopg.errors.QueryCanceled:
-                raise unavailable(
-                    f"the query ran longer than {self.settings.statement_timeout_ms} ms; narrow the filters"
-                ) from None
-            except (
-                psycopg.errors.UndefinedTable,
-                psycopg.errors.UndefinedColumn,
-                psycopg.errors.InsufficientPrivilege,
-                psycopg.errors.FeatureNotSupported,  # "cached plan must not change result type"
-            ) as exc:
-                # the pipeline dropped or rebuilt a table differently than at start-up
-                log.error("query failed on the database's side: %s", exc)
-                raise unavailable("this data is not readable right now; try again later") from None
-            except psycopg.OperationalError as exc:
+            except Exception as exc:
+                refused = _refused(exc, table, self.settings.statement_timeout_ms)
+                if refused is not None:
+                    raise refused from None
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise
                 # A pooled connection died (server restarted): drop the dead ones, try once more.
                 log.warning("database connection failed (attempt %d): %s", attempt, exc)
                 if attempt == 2:
                     raise unavailable() from None
                 await self.pool.check()
         raise AssertionError("unreachable")
+
+    async def run_sync(self, work: Callable[[psycopg.Connection], T], *, table: str | None = None) -> T:
+        """Run `work` on a blocking connection (same role and session settings) in a worker thread.
+
+        For library code written against sync psycopg (`assets/search.py`): it gets a connection of
+        its own, and the event loop keeps serving other requests meanwhile. The blocking pool is
+        opened on first use, so an app that never needs it holds no extra connections.
+        """
+        pool = self._blocking_pool()
+
+        def call() -> T:
+            with pool.connection() as conn:
+                return work(conn)
+
+        try:
+            return await asyncio.to_thread(call)
+        except Exception as exc:
+            refused = _refused(exc, table, self.settings.statement_timeout_ms)
+            if refused is not None:
+                raise refused from None
+            if not isinstance(exc, psycopg.OperationalError):
+                raise
+            log.warning("database connection failed: %s", exc)
+            # drop dead connections (server restarted) so that the next request gets a fresh one
+            await asyncio.to_thread(pool.check)
+            raise unavailable() from None
+
+    def _blocking_pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._sync_pool is None:
+                self._sync_pool = ConnectionPool(
+                    self.conninfo,
+                    min_size=0,
+                    max_size=self.settings.blocking_pool_size,
+                    kwargs={"autocommit": True, "options": session_options(self.settings)},
+                    timeout=self.settings.pool_timeout_s,
+                    max_waiting=64,
+                    reconnect_timeout=5.0,
+                    open=False,
+                    name="assay-api-blocking",
+                )
+                self._sync_pool.open(wait=False)
+            return self._sync_pool
 
     def stats(self) -> dict[str, int]:
         return self.pool.get_stats()

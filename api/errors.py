@@ -48,11 +48,11 @@ _MEANINGS = {
     400: "A parameter is unknown or its value does not fit the column's type.",
     401: "No API key, or an invalid or revoked one.",
     403: "The key may not use these endpoints or read this mart.",
-    404: "No such mart (or, for a lookup, no row with that key).",
+    404: "No such mart or task, or no row with that key.",
     413: "The request body is larger than the API accepts.",
     414: "The query string is longer than the API accepts.",
     429: "The key's rate limit is exceeded; see Retry-After.",
-    503: "The database is unavailable; see Retry-After.",
+    503: "The database is unavailable, or the pipeline has not built this data yet; see Retry-After.",
 }
 
 

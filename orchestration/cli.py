@@ -160,7 +160,8 @@ def api_key() -> None:
     "--scope",
     "scopes",
     multiple=True,
-    help="Endpoint group the key may use; repeat for several: marts, metrics, or * [default: marts].",
+    help="Endpoint group the key may use; repeat for several: marts, answers, search, process,"
+    " quality, metrics, or * [default: marts].",
 )
 @click.option("--mart", "marts", multiple=True, help="Mart the key may read; repeat [default: all].")
 @click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute for this key.")

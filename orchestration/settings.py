@@ -44,6 +44,10 @@ class ApiSettings(BaseSettings):
     pool_max_size: int = Field(10, ge=1)
     pool_timeout_s: float = Field(2.0, gt=0)
     """How long a request waits for a database connection before it answers 503."""
+    blocking_pool_size: int = Field(4, ge=1)
+    """Connections per worker for search, which runs the (blocking) search library in threads."""
+    search_max_k: int = Field(50, ge=1)
+    """Most hits one search returns."""
     cache_mb: int = Field(64, ge=0)
     """Memory per worker for rendered mart responses, served until the mart changes (0: no cache)."""
     cache_poll_seconds: float = Field(1.0, gt=0)

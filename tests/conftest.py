@@ -165,3 +165,26 @@ def api_keys(postgres) -> dict[str, str]:
     info, tokens["revoked"] = create_key(postgres, "test revoked")
     revoke_key(postgres, info.id)
     return tokens
+
+
+@pytest.fixture(scope="session")
+def agent_answers(pipeline_run, postgres) -> str:
+    """Real answers in `agents.answers` for the read API: the `categorise` task run by the real
+    runner with the real default model (SmolLM2-135M, CPU) over six inputs, stored by the runner's own
+    store code. Returns the task's name.
+
+    Lazy like every session fixture, so in a whole-suite run it starts after tests/test_agents.py
+    (which counts the categorise runs it makes itself).
+    """
+    import tempfile
+
+    from agents.backends.transformers import TransformersBackend
+    from agents.runner import run_task
+    from agents.tasks.categorise import Categorise
+
+    # the same cache folder as tests/test_agents.py: the GGUF is dequantised once per machine
+    models = Path(tempfile.gettempdir()) / "assay-test-models"
+    backend = TransformersBackend(None, device="cpu", batch_size=8, models_dir=models)
+    outcome = run_task(Categorise(), backend, postgres, limit=6)
+    assert outcome.answers(), "the categorise runs produced no answer"
+    return Categorise.name

@@ -13,6 +13,20 @@ from click.testing import CliRunner
 from psycopg import sql
 
 ROWS = "/v1/marts/vendor_spend/rows"
+# one path per endpoint outside the marts, with the scope it needs
+SCOPED = {
+    "/v1/answers": "answers",
+    "/v1/answers/categorise": "answers",
+    "/v1/answers/categorise/some-key": "answers",
+    "/v1/search?q=flight": "search",
+    "/v1/process/variants": "process",
+    "/v1/process/dfg": "process",
+    "/v1/process/bottlenecks": "process",
+    "/v1/process/conformance": "process",
+    "/v1/process/conformance/cases": "process",
+    "/v1/quality/scores": "quality",
+    "/v1/quality/checks": "quality",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +80,23 @@ def test_scopes_limit_endpoints_and_marts_with_403(http, api_keys):
         _assert_problem(http.get(path, headers=headers), 403, "not allowed to read mart")
     _assert_problem(http.get("/metrics", headers=headers), 403, "'metrics'")
     _assert_problem(http.get("/metrics"), 401)
+
+
+def test_every_endpoint_needs_a_key_with_its_scope(http, postgres, api_keys, agent_answers):
+    from api.keys import SCOPES, create_key
+
+    assert set(SCOPED.values()) | {"marts", "metrics"} == set(SCOPES)
+    keys = {scope: create_key(postgres, f"only {scope}", scopes=[scope])[1] for scope in set(SCOPED.values())}
+    for path, scope in SCOPED.items():
+        _assert_problem(http.get(path), 401, "missing API key")
+        _assert_problem(http.get(path, headers=_bearer(api_keys["revoked"])), 401, "invalid or revoked")
+        _assert_problem(http.get(path, headers=_bearer(api_keys["vendors"])), 403, f"{scope!r}")
+        for other, token in keys.items():
+            response = http.get(path, headers=_bearer(token))
+            if other == scope:
+                assert response.status_code in (200, 404), (path, response.text)  # 404: no such key
+            else:
+                _assert_problem(response, 403, f"not allowed to use the {scope!r} endpoints")
 
 
 def test_keys_are_stored_hashed_and_the_reader_cannot_write_them(conn, postgres, api_keys):
@@ -162,7 +193,8 @@ def _fingerprint(conn) -> dict:
     ).fetchall()
     contents = {}
     for schema, table in conn.execute(
-        "select schemaname, relname from pg_stat_user_tables where schemaname in ('gold', 'api')"
+        "select schemaname, relname from pg_stat_user_tables"
+        " where schemaname in ('gold', 'api', 'agents', 'quality', 'platinum')"
     ).fetchall():
         digest = "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {} t"
         contents[f"{schema}.{table}"] = conn.execute(
@@ -170,7 +202,7 @@ def _fingerprint(conn) -> dict:
         ).fetchone()
     counters = conn.execute(
         "select sum(n_tup_ins + n_tup_upd + n_tup_del) from pg_stat_user_tables"
-        " where schemaname in ('gold', 'api')"
+        " where schemaname in ('gold', 'api', 'agents', 'quality', 'platinum')"
     ).fetchone()
     roles = conn.execute("select rolname, rolsuper, rolcanlogin from pg_roles order by 1").fetchall()
     return {"relations": relations, "contents": contents, "counters": counters, "roles": roles}
@@ -186,7 +218,7 @@ INJECTIONS = [
 ]
 
 
-def test_no_input_can_write(http, conn, api_keys):
+def test_no_input_can_write(http, conn, api_keys, agent_answers):
     headers = _bearer(api_keys["admin"])
     before = _fingerprint(conn)
     statuses = []
@@ -221,13 +253,40 @@ def test_no_input_can_write(http, conn, api_keys):
             params={"month": "2025-01-01", "category": value, "department": value},
         )
         send("GET", ROWS, headers={"X-API-Key": value})
+        # the other endpoint groups: every path segment, filter and cursor
+        cursor = base64.urlsafe_b64encode(json.dumps([value]).encode()).decode()
+        send("GET", f"/v1/answers/{value}")
+        send("GET", f"/v1/answers/categorise/{value}")
+        send("GET", f"/v1/answers/{value}/{value}")
+        send("GET", "/v1/answers/categorise", params={"cursor": cursor})
+        send("GET", "/v1/answers/categorise", params={"cursor": value, "limit": value})
+        send("GET", "/v1/search", params={"q": value})
+        for param in ("category", "department", "vendor_id", "doc_type", "method", "k", "date_from"):
+            send("GET", "/v1/search", params={"q": "flight", param: value})
+        send("GET", "/v1/search", params={"q": value, "method": "fulltext", value: value})
+        send("GET", "/v1/process/variants", params={"cursor": cursor})
+        pair = base64.urlsafe_b64encode(json.dumps([1, value]).encode()).decode()
+        send("GET", "/v1/process/variants", params={"cursor": pair})
+        send("GET", "/v1/process/dfg", params={"edge_kind": value})
+        send("GET", "/v1/process/bottlenecks", params={"kind": value})
+        for param in ("variant_id", "is_fit", "cursor"):
+            send("GET", "/v1/process/conformance/cases", params={param: value})
+        send("GET", "/v1/process/conformance/cases", params={"cursor": cursor})
+        for param in ("table", "layer", "history"):
+            send("GET", "/v1/quality/scores", params={param: value})
+        for param in ("asset_key", "check_name", "passed"):
+            send("GET", "/v1/quality/checks", params={param: value})
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         send(method, ROWS, json={"vendor_name": INJECTIONS[0]})
         send(method, "/v1/marts/vendor_spend/lookup?spend_rank=1")
+        send(method, "/v1/answers/categorise", json={"answer": INJECTIONS[0]})
+        send(method, "/v1/search?q=x")
     # string filters were bound values: a legitimate name with SQL characters simply matches nothing
     assert http.get(ROWS, params={"vendor_name": INJECTIONS[0]}, headers=headers).json()["rows"] == []
+    found = http.get("/v1/quality/checks", params={"asset_key": INJECTIONS[0]}, headers=headers).json()
+    assert found["checks"] == []
     assert set(statuses) <= {200, 400, 401, 404, 405}
-    assert statuses.count(405) == 8
+    assert statuses.count(405) == 16
     assert _fingerprint(conn) == before
 
 
@@ -269,7 +328,8 @@ def test_unexpected_errors_answer_500_without_details(api_settings, postgres, ap
 
 
 def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_home):
-    """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition."""
+    """`assay serve` as users start it: uvicorn workers share rate limits and one metrics exposition;
+    a search in a worker that has not loaded the embedding model yet."""
     import os
     import socket
     import subprocess
@@ -299,6 +359,10 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_ho
             assert client.get("/health/ready").json()["database"] == "ok"
             for _ in range(6):  # new connections: spread over both workers
                 assert httpx.get(f"{base}{ROWS}?limit=1", headers=headers).status_code == 200
+            # a fresh worker's first search loads the embedding model (outside the search's transaction)
+            search = client.get("/v1/search", params={"q": "flight to London", "k": 3}, timeout=180)
+            assert search.status_code == 200, search.text
+            assert len(search.json()["hits"]) == 3
             metrics = client.get("/metrics").text
         line = next(m for m in metrics.splitlines() if m.startswith("assay_api_requests_total") and ROWS in m)
         assert float(line.rsplit(" ", 1)[1]) == 6  # summed over the workers

@@ -96,6 +96,26 @@ def test_cursors_round_trip_and_refuse_tampering():
             decode_cursor(MART, page, bad)
 
 
+def test_fixed_endpoint_cursors_round_trip_and_refuse_wrong_types():
+    from api import pages
+
+    rows = [(f"k{i}", i) for i in range(5)]
+    page, cursor = pages.split(rows, 3, lambda r: (r[1], r[0]))
+    assert page == rows[:3] and pages.decode(cursor, (int, str)) == (2, "k2")
+    assert pages.split(rows, 5, lambda r: r) == (rows, None)
+    for bad in (
+        pages.encode(["k2", 2]),  # the types swapped: an int column never gets a string bound
+        pages.encode([2.0, "k2"]),
+        pages.encode([2]),
+        pages.encode([True, "k2"]),
+        "not base64!",
+        "x" * 3000,
+    ):
+        with pytest.raises(ApiError) as error:
+            pages.decode(bad, (int, str))
+        assert error.value.status == 400
+
+
 def test_rate_limiter_bursts_then_refuses_with_a_wait():
     limiter = RateLimiter(per_minute=60, burst=3)
     assert [limiter.check("k") for _ in range(3)] == [None, None, None]

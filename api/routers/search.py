@@ -1,0 +1,156 @@
+"""`/v1/search`: vector, full-text and hybrid search over the platinum corpus, with filters.
+
+Reads `platinum.embeddings` and `platinum.embedding_models` through `assets.search.Searcher`, the one
+search library (the agents' search tool and the embedding checks use it too). The library is written
+against blocking psycopg, so each search runs on a connection of the API's blocking pool in a worker
+thread (`Database.run_sync`): same read-only role and session settings, and the event loop keeps
+serving meanwhile. The embedding model loads once per process (`orchestration.models`), on the first
+search, before its transaction opens.
+"""
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from api.errors import error_responses
+from api.state import SECURED, AppState, authenticate
+from assets.search import Filters, Mode, Searcher
+from orchestration.models import EmbeddingModelResource, Encoder
+
+SCOPE = "search"
+TAG = "search"
+EMBEDDINGS = "platinum.embeddings"  # with platinum.embedding_models: the library reads only these
+MAX_QUERY_CHARS = 1000
+MAX_FILTER_CHARS = 200
+
+_load_lock = threading.Lock()
+_loaded: set[str] = set()
+
+
+def _encoder(name: str) -> Encoder:
+    # One load per process even when the first searches arrive together (the loader is a plain cache).
+    with _load_lock:
+        encoder = EmbeddingModelResource().encoder_for(name)
+        _loaded.add(name)
+        return encoder
+
+
+FilterValues = list[Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS, pattern=r"^[^\x00]*$")]]
+
+
+class SearchParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*$", description="What to look for"
+    )
+    method: Mode = Field(
+        "hybrid", description="vector (embeddings), fulltext (Postgres text search) or hybrid (both, fused)"
+    )
+    date_from: dt.date | None = Field(None, description="Documents dated on or after (inclusive)")
+    date_to: dt.date | None = Field(None, description="Documents dated on or before (inclusive)")
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "SearchParams":
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from is after date_to")
+        return self
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float = Field(description="vector: cosine similarity; fulltext: ts_rank_cd; hybrid: RRF score")
+    doc_id: str
+    doc_type: str | None
+    title: str | None
+    body: str
+    category: str | None
+    department: str | None
+    vendor_id: str | None
+    doc_date: dt.date | None
+    amount_eur: float | None
+    vector_rank: int | None = Field(None, description="hybrid: rank in the vector list")
+    text_rank: int | None = Field(None, description="hybrid: rank in the full-text list")
+
+
+class SearchResponse(BaseModel):
+    method: str
+    query: str
+    k: int
+    model: str | None = Field(description="The embedding model searched (null: no embeddings yet)")
+    exact_fallback: bool = Field(description="The filters were too selective for the index scan")
+    hits: list[Hit]
+
+
+def _params_model(max_k: int, max_values: int) -> type[SearchParams]:
+    listed = (FilterValues | None, Field(None, max_length=max_values, description="Any of these values"))
+    return create_model(
+        "SearchParamsModel",
+        __base__=SearchParams,
+        k=(int, Field(10, ge=1, le=max_k, description="Hits to return")),
+        category=listed,
+        department=listed,
+        vendor_id=listed,
+        doc_type=listed,
+    )
+
+
+def _response(result) -> dict[str, Any]:
+    return {
+        "method": result.mode,
+        "query": result.query,
+        "k": result.k,
+        "model": result.model,
+        "exact_fallback": result.exact_fallback,
+        "hits": [
+            {
+                **{name: getattr(hit, name) for name in Hit.model_fields},
+                "amount_eur": float(hit.amount_eur) if hit.amount_eur is not None else None,
+            }
+            for hit in result.hits
+        ],
+    }
+
+
+ERRORS = error_responses(400, 401, 403, 429, 503)
+
+
+def install(app: FastAPI, state: AppState) -> None:
+    settings = state.settings
+    Params = _params_model(settings.search_max_k, settings.max_in_values)
+    configured = EmbeddingModelResource().model_name()
+
+    @app.get(
+        "/v1/search",
+        tags=[TAG],
+        responses=ERRORS,
+        response_model=SearchResponse,
+        summary="Vector, full-text or hybrid search over the platinum documents",
+        openapi_extra=SECURED,
+    )
+    async def search(params: Annotated[Params, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+        principal = await authenticate(request)
+        principal.require(SCOPE)
+        filters = Filters(
+            category=params.category,
+            department=params.department,
+            vendor_id=params.vendor_id,
+            doc_type=params.doc_type,
+            date_from=params.date_from,
+            date_to=params.date_to,
+        )
+
+        if configured not in _loaded:
+            # The first load (torch and the model: seconds to tens of seconds on a busy CPU) happens
+            # here, outside the search's transaction, which the server would end as idle after 10 s.
+            await asyncio.to_thread(_encoder, configured)
+
+        def run(conn: psycopg.Connection):
+            return Searcher(conn, _encoder).search(params.q, params.method, params.k, filters)
+
+        return _response(await state.db.run_sync(run, table=EMBEDDINGS))
