@@ -269,7 +269,7 @@ def test_tool_arguments_never_become_sql(reader, conn):
 
 def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn):
     from agents.assets import agent_assets
-    from orchestration.llm import LLMResource
+    from orchestration.models import LLMResource
 
     result = materialize(
         agent_assets,
