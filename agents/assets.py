@@ -25,7 +25,7 @@ from agents.store import AgentStore
 from agents.tasks import TASKS, Task
 from agents.tools import ReaderSession
 from orchestration.database import PostgresResource
-from orchestration.llm import LLMResource
+from orchestration.models import EmbeddingModelResource, LLMResource
 from orchestration.settings import get_settings
 
 GROUP = "agents"
@@ -101,10 +101,15 @@ def task_asset(task_cls: type[Task]) -> AssetsDefinition:
         pool="llm",
     )
     def _run(
-        context: AssetExecutionContext, config: AgentRunConfig, postgres: PostgresResource, llm: LLMResource
+        context: AssetExecutionContext,
+        config: AgentRunConfig,
+        postgres: PostgresResource,
+        llm: LLMResource,
+        embedding_model: EmbeddingModelResource,
     ) -> MaterializeResult:
         backend = llm.get()
-        outcome = run_task(task, backend, postgres, limit=config.limit)
+        # the search tool and few-shot retrieval embed queries with the same model as the corpus
+        outcome = run_task(task, backend, postgres, limit=config.limit, encoders=embedding_model.encoder_for)
         summary = outcome.metadata()
         context.log.info(f"{task.name}: {summary}")
         failures = [f"{run.key}: {run.error}" for run in outcome.report.runs if run.status == "failed"]

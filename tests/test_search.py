@@ -182,3 +182,59 @@ def test_reader_role_searches_but_cannot_write(searcher):
     assert searcher.hybrid("hotel", k=5).hits
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         searcher.conn.execute("delete from platinum.embeddings")
+
+
+class _CountingEncoders:
+    """The real encoders, counting how many texts each `encode_queries` call gets."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, name: str):
+        encoder = EmbeddingModelResource().encoder_for(name)
+        calls = self.calls
+
+        class Counted:
+            def encode_queries(self, texts):
+                calls.append(len(texts))
+                return encoder.encode_queries(texts)
+
+        return Counted()
+
+
+def test_many_queries_equal_one_at_a_time_with_one_model_call(searcher, corpus, encoder, conn):
+    encoders = _CountingEncoders()
+    batched = Searcher(searcher.conn, encoders)
+    filters = Filters(category=["travel", "lodging", "hardware"])
+    results = batched.vector_many(QUERIES, k=10, filters=filters)
+    assert encoders.calls == [len(QUERIES)]
+    for query, result in zip(QUERIES, results, strict=True):
+        assert result.query == query and result.model == encoder.name and not result.exact_fallback
+        exact = _exact(
+            corpus, encoder.encode_queries([query])[0], 10, lambda f: f["category"] in filters.category
+        )
+        _assert_same_ranking(result, *exact)
+
+    # a filter too rare for the index scan: the chunk is answered exactly, still k hits each
+    vendor = conn.execute(
+        "select vendor_id from platinum.documents group by 1 having count(*) >= 10"
+        " order by count(*), 1 limit 1"
+    ).fetchone()[0]
+    tight = Searcher(searcher.conn, encoders, force_index=True, max_scan_tuples=50, ef_search=10)
+    rare = tight.vector_many(QUERIES[:2], k=10, filters=Filters(vendor_id=vendor), chunk=1)
+    assert all(r.exact_fallback and len(r.hits) == 10 for r in rare)
+    assert [r.doc_ids for r in rare] == [
+        searcher.vector(q, k=10, filters=Filters(vendor_id=vendor)).doc_ids for q in QUERIES[:2]
+    ]
+
+
+def test_prepared_queries_are_encoded_once(searcher):
+    encoders = _CountingEncoders()
+    prepared = Searcher(searcher.conn, encoders)
+    prepared.prepare(["hotel", "flight to London", "hotel"])
+    assert encoders.calls == [2]  # one call, each distinct text once
+    for query in ("hotel", "flight to London"):
+        assert prepared.hybrid(query, k=5).doc_ids == searcher.hybrid(query, k=5).doc_ids
+    assert encoders.calls == [2]
+    prepared.hybrid("legal advice", k=5)  # not prepared: encoded on its own
+    assert encoders.calls == [2, 1]

@@ -1,12 +1,14 @@
 """LLM backends behind one interface, chosen by `ASSAY_LLM_BACKEND` / `ASSAY_LLM_MODEL`.
 
-This package is the one place that loads language models (`transformers.py` loads weights; `vllm.py`
-hands the model name to vLLM; `openai.py` talks to a server that holds the model).
+Backends only generate: `transformers.py` gets its model from `orchestration.models` (the one place
+that loads models), `vllm.py` hands the model name to the vLLM engine, `openai.py` talks to a server
+that holds the model.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import TYPE_CHECKING
 
 from agents.backends.base import Backend, BackendStats, Constraint, Generation, GenerationRequest
@@ -46,33 +48,27 @@ def get_backend(settings: Settings | None = None, **overrides) -> Backend:
     return _cached_backend(**options)
 
 
+# backend -> (module, class, the options its constructor takes besides the model)
+_BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "transformers": (
+        "agents.backends.transformers",
+        "TransformersBackend",
+        ("device", "batch_size", "models_dir"),
+    ),
+    "vllm": (
+        "agents.backends.vllm",
+        "VLLMBackend",
+        ("tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs"),
+    ),
+    "openai": ("agents.backends.openai", "OpenAIBackend", ("base_url", "api_key", "max_concurrency")),
+}
+
+
 @functools.cache
 def _cached_backend(*, backend: str, **options) -> Backend:
-    if backend == "transformers":
-        from agents.backends.transformers import TransformersBackend
-
-        return TransformersBackend(
-            options["model"],
-            device=options["device"],
-            batch_size=options["batch_size"],
-            models_dir=options["models_dir"],
-        )
-    if backend == "vllm":
-        from agents.backends.vllm import VLLMBackend
-
-        return VLLMBackend(
-            options["model"],
-            tensor_parallel_size=options["tensor_parallel_size"],
-            gpu_memory_utilization=options["gpu_memory_utilization"],
-            max_num_seqs=options["max_num_seqs"],
-        )
-    if backend == "openai":
-        from agents.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(
-            options["model"],
-            base_url=options["base_url"],
-            api_key=options["api_key"],
-            max_concurrency=options["max_concurrency"],
-        )
-    raise ValueError(f"unknown LLM backend {backend!r}: use transformers, vllm or openai")
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown LLM backend {backend!r}: use {', '.join(_BACKENDS)}")
+    module, cls, accepted = _BACKENDS[backend]
+    # imported only when chosen: vLLM is a CUDA-only optional extra
+    factory = getattr(importlib.import_module(module), cls)
+    return factory(options["model"], **{name: options[name] for name in accepted})

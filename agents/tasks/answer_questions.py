@@ -25,6 +25,7 @@ from agents.tasks.base import (
 )
 from agents.tools import TOOLS, ReaderSession
 from agents.tools.metrics import METRICS
+from agents.tools.process import LOOKUP_TABLES
 
 NOT_AVAILABLE = "not available"
 MAX_CANDIDATES = 60
@@ -59,7 +60,7 @@ def _catalogue() -> str:
 
 class AnswerQuestions(Task):
     name = "answer_questions"
-    version = "1"
+    version = "2"  # 2: hybrid search, fixed process lookups (1: full-text search, whole tables)
     asset_name = "question_answers"
     description = "Answers to the analyst questions in agents.questions, from tools only."
     reads = (
@@ -68,6 +69,9 @@ class AnswerQuestions(Task):
         "gold/category_trends",
         "gold/vendor_spend",
         "platinum/documents",
+        "platinum/embeddings",
+        # the process tool's tables: the answers follow process mining (and its question is scored)
+        *(f"gold/{table}" for table in LOOKUP_TABLES),
     )
     tools = ("metric", "search", "process")
     max_steps = 2  # one tool call, then the answer

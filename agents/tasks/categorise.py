@@ -1,9 +1,10 @@
 """Categorise transactions whose category is missing.
 
-Few-shot: the labelled transactions most similar to each one (retrieval over platinum.documents)
-are shown with their categories, and the answer is constrained to the category set, so every
-answer is a real category. The nearest-neighbour baseline (majority label of the same examples) is
-computed from the same retrieval, so the two are measured on equal terms.
+Few-shot: the labelled transactions nearest to each one by vector (cosine over the embeddings of
+platinum, `agents/tools/retrieval.py`) are shown with their categories, and the answer is
+constrained to the category set, so every answer is a real category. The nearest-neighbour
+baseline (majority label of the same examples) is computed from the same retrieval, so the two are
+measured on equal terms.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ EXAMPLES = 5
 
 class Categorise(Task):
     name = "categorise"
-    version = "1"
+    version = "2"  # 2: few-shot examples by vector search (1: full-text)
     asset_name = "transaction_categories"
     description = (
         "Categories for transactions whose category is missing "
         "(LLM, few-shot from similar labelled transactions)."
     )
-    reads = ("platinum/documents",)
+    reads = ("platinum/documents", "platinum/embeddings")
     max_steps = 1
     system_prompt = (
         "You assign company expense transactions to exactly one category from this list: {categories}. "
@@ -57,9 +58,10 @@ class Categorise(Task):
             """,
             [limit],
         )
-        # "Vendor" is in every document: leave the word out of the query, keep the vendor's name
-        queries = {sid: text.replace(". Vendor: ", " ") for sid, _, text in rows}
-        examples = similar_labelled_transactions(session, queries, k=EXAMPLES)
+        # the description and vendor, as the examples' texts: department, amount and date say nothing
+        # about the category and would pull in neighbours for the wrong reason
+        queries = {sid: text for sid, _, text in rows}
+        examples = similar_labelled_transactions(session, queries, categories, k=EXAMPLES)
         return [
             RunInput(
                 source_id,

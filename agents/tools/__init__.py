@@ -8,6 +8,7 @@ statement timeout, and returns at most `row_cap` rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,9 @@ import jsonschema
 from agents.tools.db import ReaderSession, ToolError
 from agents.tools.metrics import METRIC_TOOL_SCHEMA, run_metric
 from agents.tools.process import PROCESS_TOOL_SCHEMA, run_process_lookup
-from agents.tools.retrieval import SEARCH_TOOL_SCHEMA, run_search
+from agents.tools.retrieval import SEARCH_TOOL_SCHEMA, prepare_search, run_search
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TOOLS", "Tool", "ToolBox", "ToolError", "ReaderSession"]
 
@@ -28,6 +31,8 @@ class Tool:
     description: str
     schema: dict[str, Any]  # JSON schema of the arguments (without the "tool" field)
     run: Callable[[ReaderSession, dict[str, Any]], dict[str, Any]]
+    # batched work for all of one step's calls of this tool, before they run (e.g. encode queries)
+    prepare: Callable[[ReaderSession, list[dict[str, Any]]], None] | None = None
 
 
 TOOLS: dict[str, Tool] = {
@@ -39,9 +44,10 @@ TOOLS: dict[str, Tool] = {
     ),
     "search": Tool(
         "search",
-        "full-text search over transaction and vendor documents (platinum.documents)",
+        "hybrid (vector + full-text) search over transaction and vendor documents (platinum)",
         SEARCH_TOOL_SCHEMA,
         run_search,
+        prepare_search,
     ),
     "process": Tool(
         "process",
@@ -59,6 +65,22 @@ class ToolBox:
         self.session = session
         self.tools = dict(allowed if allowed is not None else TOOLS)
 
+    def prepare(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        """Let each tool do its batched work for one step's calls (name, arguments) at once.
+
+        Only a speed-up: when it fails, each call still runs (and fails, if it must) on its own.
+        """
+        by_tool: dict[str, list[dict[str, Any]]] = {}
+        for name, arguments in calls:
+            tool = self.tools.get(name)
+            if tool is not None and tool.prepare is not None and _valid(arguments, tool.schema):
+                by_tool.setdefault(name, []).append(arguments)
+        for name, arguments in by_tool.items():
+            try:
+                self.tools[name].prepare(self.session, arguments)
+            except Exception:
+                log.warning("preparing %d %s calls failed; each runs on its own", len(arguments), name)
+
     def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         tool = self.tools.get(name)
         if tool is None:
@@ -68,3 +90,7 @@ class ToolBox:
         except jsonschema.ValidationError as exc:
             raise ToolError(f"invalid arguments for {name}: {exc.message}") from exc
         return tool.run(self.session, arguments)
+
+
+def _valid(arguments: dict[str, Any], schema: dict[str, Any]) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(arguments)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from assets.search import Searcher
+    from orchestration.models import Encoder
 
 STATEMENT_TIMEOUT_MS = 5_000
 ROW_CAP = 50
@@ -35,10 +41,16 @@ class ReaderSession:
     """
 
     def __init__(
-        self, reader_url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS, row_cap: int = ROW_CAP
+        self,
+        reader_url: str,
+        *,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+        row_cap: int = ROW_CAP,
+        encoders: Callable[[str], Encoder] | None = None,
     ):
         self.row_cap = row_cap
         self.statement_timeout_ms = statement_timeout_ms
+        self.encoders = encoders  # embedding models by name; None: EmbeddingModelResource's defaults
         options = f"-c statement_timeout={int(statement_timeout_ms)} -c default_transaction_read_only=on"
         self.conn = psycopg.connect(reader_url, autocommit=False, options=options)
 
@@ -50,16 +62,30 @@ class ReaderSession:
         cap: int | None = None,
     ) -> QueryResult:
         cap = self.row_cap if cap is None else cap
+        with self.errors(), self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(query, params)
+            columns = [c.name for c in cur.description or []]
+            rows = cur.fetchmany(cap + 1) if cur.description else []
+        return QueryResult(columns, rows[:cap], len(rows) > cap)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Database errors as ToolError: the run records one line, never a traceback."""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                cur.execute(query, params)
-                columns = [c.name for c in cur.description or []]
-                rows = cur.fetchmany(cap + 1) if cur.description else []
+            yield
         except psycopg.errors.QueryCanceled as exc:
             raise ToolError(f"query cancelled after {self.statement_timeout_ms} ms") from exc
         except psycopg.Error as exc:
             raise ToolError(f"query failed: {str(exc).strip().splitlines()[0]}") from exc
-        return QueryResult(columns, rows[:cap], len(rows) > cap)
+
+    @functools.cached_property
+    def searcher(self) -> Searcher:
+        """Vector, full-text and hybrid search over platinum (`assets/search.py`) on this connection:
+        the same role, read-only transactions, statement timeout."""
+        from assets.search import Searcher
+
+        with self.errors():
+            return Searcher(self.conn, self.encoders)
 
     def bulk(
         self, query: str | sql.Composable, params: Sequence[Any] | None = None, *, timeout_ms: int = 300_000
