@@ -172,6 +172,9 @@ def test_invalid_output_is_retried_once(backend):
 
 
 def test_rerun_with_nothing_changed_generates_nothing(backend, postgres, pipeline_run, conn, assay_home):
+    # start from an empty cache: other tests (the read API's agent_answers fixture) may have run it
+    for table in ("agents.answers", "agents.runs"):
+        conn.execute(f"delete from {table} where task = %s", (Categorise.name,))
     first = run_task(Categorise(), backend, postgres, limit=3)
     assert len(first.report.runs) == 3 and first.report.tokens_out > 0
     tokens, calls = backend.stats.tokens_out, backend.stats.generate_calls
