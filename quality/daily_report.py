@@ -54,9 +54,13 @@ class ReportConfig(Config):
     "reasons, written to quality.daily_reports and $ASSAY_HOME/reports/quality-<day>.md.",
     kinds={"postgres", "markdown"},
     # scheduled once a day: a report older than a day and a bit means a missed tick
-    freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)),
+    freshness_policy=FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)
+    ),
 )
-def daily_report(context: AssetExecutionContext, config: ReportConfig, postgres: PostgresResource) -> MaterializeResult:
+def daily_report(
+    context: AssetExecutionContext, config: ReportConfig, postgres: PostgresResource
+) -> MaterializeResult:
     day = date.fromisoformat(config.report_date) if config.report_date else datetime.now(UTC).date()
     with postgres.connect(autocommit=True) as conn:
         report = build_report(conn, reasons=config.reasons, examples=1)
@@ -74,7 +78,13 @@ def daily_report(context: AssetExecutionContext, config: ReportConfig, postgres:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown)
     context.log.info(f"quality report for {day}: {path}")
-    return MaterializeResult(metadata={"report": MetadataValue.md(markdown), "path": MetadataValue.path(str(path)), **headline(report, day)})
+    return MaterializeResult(
+        metadata={
+            "report": MetadataValue.md(markdown),
+            "path": MetadataValue.path(str(path)),
+            **headline(report, day),
+        }
+    )
 
 
 def headline(report: QualityReport, day: date) -> dict:
@@ -104,7 +114,7 @@ quality_report_job = define_asset_job(
     cron_schedule=CRON,
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Every day at 06:00 UTC: the quality report for that day (reads only; see quality/daily_report.py).",
+    description="Every day at 06:00 UTC: that day's quality report (reads only; quality/daily_report.py).",
 )
 def daily_report_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()

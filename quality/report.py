@@ -127,7 +127,9 @@ def render_markdown(report: QualityReport, title: str) -> str:
     """The report as markdown: the daily report's file and its metadata in the Dagster UI."""
     lines = [f"# {title}", ""]
     if report.empty:
-        return "\n".join([*lines, "No quality results yet: `assay run` builds the tables and runs the checks."])
+        return "\n".join(
+            [*lines, "No quality results yet: `assay run` builds the tables and runs the checks."]
+        )
     failing = [s["table_name"] for s in report.scores if not s["passed"]]
     lines += [
         f"Tables below their DQ threshold: **{len(failing)}** of {len(report.scores)}"
@@ -142,11 +144,15 @@ def render_markdown(report: QualityReport, title: str) -> str:
     for s in report.scores:
         dims = " | ".join(_pct(s[d]) for d in DIMENSIONS)
         status = "ok" if s["passed"] else "**FAIL**"
-        lines.append(f"| {s['table_name']} | {_pct(s['overall'])} | {dims} | {_pct(s['threshold'])} | {status} |")
+        lines.append(
+            f"| {s['table_name']} | {_pct(s['overall'])} | {dims} | {_pct(s['threshold'])} | {status} |"
+        )
     lines += ["", "## Failing checks (latest result of each)", ""]
     for c in report.failing_checks:
         about = f": {' '.join(c['description'].split())}" if c["description"] else ""
-        lines.append(f"- {c['severity']} `{c['asset_key']}:{c['check_name']}` ({_when(c['evaluated_at'])}){about}")
+        lines.append(
+            f"- {c['severity']} `{c['asset_key']}:{c['check_name']}` ({_when(c['evaluated_at'])}){about}"
+        )
     if not report.failing_checks:
         lines.append("None: every check passed at its latest run.")
     lines += ["", "## Top reject reasons (silver.rejects)", ""]

@@ -109,7 +109,13 @@ K8S_LAUNCHER_KEYS = {
     "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
     "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig",
 }  # fmt: skip
-RUN_K8S_CONFIG_KEYS = {"containerConfig", "podSpecConfig", "podTemplateSpecMetadata", "jobSpecConfig", "jobMetadata"}
+RUN_K8S_CONFIG_KEYS = {
+    "containerConfig",
+    "podSpecConfig",
+    "podTemplateSpecMetadata",
+    "jobSpecConfig",
+    "jobMetadata",
+}
 # What the chart fills in itself (its values.yaml defaults and its own names for a release `assay`)
 CHART_DEFAULTS = {"imagePullPolicy": "Always", "loadInclusterConfig": True}
 CHART_DAGSTER_HOME = "/opt/dagster/dagster_home"
@@ -125,7 +131,9 @@ def _helm_instance(values: dict) -> dict:
     unknown = set(launcher) - K8S_LAUNCHER_KEYS
     assert not unknown, f"deploy/helm/values.yaml: k8sRunLauncher has keys the chart does not know: {unknown}"
     run_k8s = launcher.get("runK8sConfig", {})
-    assert not set(run_k8s) - RUN_K8S_CONFIG_KEYS, f"unknown runK8sConfig keys: {set(run_k8s) - RUN_K8S_CONFIG_KEYS}"
+    assert not set(run_k8s) - RUN_K8S_CONFIG_KEYS, (
+        f"unknown runK8sConfig keys: {set(run_k8s) - RUN_K8S_CONFIG_KEYS}"
+    )
     pg = values["postgresql"]
     postgres_db = {
         "username": pg["postgresqlUsername"],
@@ -159,7 +167,11 @@ def _helm_instance(values: dict) -> dict:
     daemon = values["dagsterDaemon"]
     queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
     return {
-        "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": storage},
+        "run_storage": {
+            "module": "dagster_postgres.run_storage",
+            "class": "PostgresRunStorage",
+            "config": storage,
+        },
         "event_log_storage": {
             "module": "dagster_postgres.event_log",
             "class": "PostgresEventLogStorage",
@@ -216,11 +228,21 @@ def _run_worker_job(launcher_entry: dict, tmp_path: Path):
             }
         )
     )
-    launcher = K8sRunLauncher(**{**config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)})
-    context = K8sContainerContext.create_for_run(DagsterRun(job_name="pipeline"), launcher, include_run_tags=False)
-    job_config = context.get_k8s_job_config(job_image="registry.example.com/assay:0.1.0", run_launcher=launcher)
+    launcher = K8sRunLauncher(
+        **{**config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    )
+    context = K8sContainerContext.create_for_run(
+        DagsterRun(job_name="pipeline"), launcher, include_run_tags=False
+    )
+    job_config = context.get_k8s_job_config(
+        job_image="registry.example.com/assay:0.1.0", run_launcher=launcher
+    )
     job = construct_dagster_k8s_job(
-        job_config, ["dagster", "api", "execute_run"], "dagster-run-1", context.run_k8s_config, component="run_worker"
+        job_config,
+        ["dagster", "api", "execute_run"],
+        "dagster-run-1",
+        context.run_k8s_config,
+        component="run_worker",
     )
     return context.namespace, job
 
@@ -248,7 +270,7 @@ def test_helm_values_render_a_valid_instance(tmp_path, monkeypatch):
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
     config, _ = dagster_instance_config(str(tmp_path))  # the instance schema, as a pod loads it
     # run pods use assay's image (SQLAlchemy 2.1): the driver must be named, as in deploy/dagster.yaml
-    assert config["run_storage"]["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert config["run_storage"]["config"]["postgres_db"].get("scheme") == "postgresql+psycopg2"
     for block in ("run_storage", "event_log_storage", "schedule_storage", "run_coordinator"):
         _configurable(config[block])
     namespace, job = _run_worker_job(config["run_launcher"], tmp_path)

@@ -98,7 +98,9 @@ def running_ui(home: Path, log_path: Path) -> Iterator[str]:
     config.parent.mkdir(exist_ok=True)
     text = config.read_text() if config.exists() else ""
     if "run_coordinator:" in text:
-        raise SystemExit(f"{home / 'dagster' / 'dagster.yaml'} sets its own run_coordinator: check a home without")
+        raise SystemExit(
+            f"{home / 'dagster' / 'dagster.yaml'} sets its own run_coordinator: check a home without"
+        )
     config.write_text(text + NO_RUNS)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
@@ -107,7 +109,9 @@ def running_ui(home: Path, log_path: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "orchestration.cli", "ui", "--port", str(port)]
     with log_path.open("w") as log:
         # its own session: `dagster dev` starts a webserver, a daemon and a code server, stopped together
-        ui = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        ui = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_answering(url, ui, log_path)
@@ -164,9 +168,7 @@ def shown_in_groups(nodes: list[dict]) -> dict[str, list[str]]:
         inside = [
             n["text"]
             for n in nodes
-            if not n["group"]
-            and g["x"] <= n["x"] < g["x"] + g["w"]
-            and g["y"] <= n["y"] < g["y"] + g["h"]
+            if not n["group"] and g["x"] <= n["x"] < g["x"] + g["w"] and g["y"] <= n["y"] < g["y"] + g["h"]
         ]
         shown[re.sub(r"\d+ assets?.*$", "", g["text"]).strip()] = [label for label in inside if label]
     return shown
@@ -184,7 +186,11 @@ def missing_assets(shown: dict[str, list[str]], expected: dict[str, set[str]]) -
     return {
         layer: missing
         for layer, names in expected.items()
-        if (missing := {n for n in names if not any(label_matches(label, n) for label in shown.get(layer, []))})
+        if (
+            missing := {
+                n for n in names if not any(label_matches(label, n) for label in shown.get(layer, []))
+            }
+        )
     }
 
 
@@ -221,8 +227,12 @@ def check_asset_graph(base_url: str, screenshot: Path | None = None) -> dict[str
             assert set(LAYERS) <= set(shown), f"groups drawn: {sorted(shown)}; expected {LAYERS}"
             missing = missing_assets(shown, expected)
             assert not missing, f"assets not drawn in their group: {missing}; drawn: {shown}"
-            tops = [next(n["y"] for n in nodes if n["group"] and n["text"].startswith(layer)) for layer in LAYERS]
-            assert tops == sorted(tops), f"layers not drawn top to bottom: {dict(zip(LAYERS, tops, strict=True))}"
+            tops = [
+                next(n["y"] for n in nodes if n["group"] and n["text"].startswith(layer)) for layer in LAYERS
+            ]
+            assert tops == sorted(tops), (
+                f"layers not drawn top to bottom: {dict(zip(LAYERS, tops, strict=True))}"
+            )
             if screenshot:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), clip=_graph_clip(page))
@@ -269,19 +279,27 @@ def _fit_graph(page, margin: int = 40) -> None:
 def _graph_clip(page) -> dict:
     """The part of the page the graph's nodes cover, with a margin."""
     box = page.evaluate(
-        """() => { const r = Array.from(document.querySelectorAll('foreignObject')).map(f => f.getBoundingClientRect());
+        """() => {
+        const r = Array.from(document.querySelectorAll('foreignObject')).map(f => f.getBoundingClientRect());
         return {x: Math.min(...r.map(b => b.left)), y: Math.min(...r.map(b => b.top)),
                 r: Math.max(...r.map(b => b.right)), b: Math.max(...r.map(b => b.bottom))}; }"""
     )
     x, y = max(box["x"] - 24, 0), max(box["y"] - 24, 0)
-    return {"x": x, "y": y, "width": min(box["r"] + 24, VIEWPORT["width"]) - x, "height": min(box["b"] + 24, VIEWPORT["height"]) - y}
+    return {
+        "x": x,
+        "y": y,
+        "width": min(box["r"] + 24, VIEWPORT["width"]) - x,
+        "height": min(box["b"] + 24, VIEWPORT["height"]) - y,
+    }
 
 
 def build_home() -> Path:
     home = Path(tempfile.mkdtemp(prefix="assay-ui-"))
     env = {**os.environ, "ASSAY_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     print(f"building a small pipeline in {home} (assay run --size small) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "--size", "small"], cwd=REPO, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "--size", "small"], cwd=REPO, env=env, check=True
+    )
     return home
 
 
@@ -291,7 +309,9 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, help="save the asset graph as this PNG")
     args = parser.parse_args()
     if not CHROMIUM.exists():
-        raise SystemExit(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium (or `make ui-check`)")
+        raise SystemExit(
+            f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium (or `make ui-check`)"
+        )
     home = args.home.resolve() if args.home else build_home()
     log_path = Path(tempfile.mkdtemp(prefix="assay-ui-log-")) / "assay-ui.log"
     with running_ui(home, log_path) as url:
