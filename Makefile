@@ -10,7 +10,7 @@ MANIFEST = dbt_project/target/manifest.json
 # Tools that recipes start (dbt under dagster-dbt, dagster) come from the venv, activated or not.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint bench ui clean
+.PHONY: setup run test lint bench ui ui-check clean
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -53,6 +53,15 @@ bench: setup
 
 ui: setup
 	$(BIN)/assay ui
+
+# A real browser check of the UI (tests/ui_check.py): builds a small pipeline in a temporary home,
+# starts `assay ui`, reads the asset graph in headless Chromium (Debian's package; installed here
+# when missing) and saves the screenshot the README shows. UI_CHECK_ARGS="--home DIR" reuses a home.
+UI_CHECK_ARGS ?=
+APT ?= apt-get
+ui-check: setup
+	test -x /usr/bin/chromium || ($(APT) update && $(APT) install -y chromium)
+	$(BIN)/python tests/ui_check.py --screenshot docs/ui-asset-graph.png $(UI_CHECK_ARGS)
 
 clean:
 	rm -rf .assay dbt_project/target dbt_project/logs

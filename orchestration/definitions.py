@@ -22,19 +22,23 @@ from orchestration.database import PostgresResource
 from orchestration.failures import record_run_failures
 from orchestration.models import EmbeddingModelResource, LLMResource
 from quality.checks import quality_checks
+from quality.daily_report import GROUP as REPORT_GROUP
+from quality.daily_report import daily_report, daily_report_schedule, quality_report_job
 from quality.freshness import freshness_policy
 
+# The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
+_DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)
 # What `assay run` executes: every asset except the LLM agents, which run an LLM over every input
 # (minutes on a CPU) and so are asked for explicitly (`assay run --agents`, or the UI).
 pipeline_job = define_asset_job(
     "pipeline",
-    selection=AssetSelection.all() - AssetSelection.groups(AGENTS_GROUP),
+    selection=_DATA - AssetSelection.groups(AGENTS_GROUP),
     description="Every data asset, bronze to platinum (not the LLM agents).",
 )
 # The same plus the agents, in one run: an upstream blocking check that fails stops the agents.
 pipeline_and_agents_job = define_asset_job(
     "pipeline_and_agents",
-    selection=AssetSelection.all(),
+    selection=_DATA,
     description="Every asset, bronze to platinum, then the LLM agent tasks.",
 )
 
@@ -49,7 +53,7 @@ def _scale_out_jobs() -> list:
     description = "Every asset, each step a Celery task (run config: deploy/celery/run_config.yaml)."
     return [
         define_asset_job(
-            "pipeline_celery", selection="*", executor_def=celery_executor, description=description
+            "pipeline_celery", selection=_DATA, executor_def=celery_executor, description=description
         )
     ]
 
@@ -71,9 +75,14 @@ def _with_policies(assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
 
 defs = Definitions(
     # The agents get no eager automation: an LLM pass is started on purpose, not by every new file.
-    assets=[*_with_policies([*bronze_assets, *dbt_models, *process_assets, embeddings]), *agent_assets],
+    assets=[
+        *_with_policies([*bronze_assets, *dbt_models, *process_assets, embeddings]),
+        *agent_assets,
+        daily_report,
+    ],
     asset_checks=[*quality_checks, *embedding_checks],
-    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs()],
+    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs(), quality_report_job],
+    schedules=[daily_report_schedule],
     sensors=[landing_sensor, record_run_failures],
     resources={
         "postgres": PostgresResource(),

@@ -123,6 +123,50 @@ def render(report: QualityReport) -> list[str]:
     return lines
 
 
+def render_markdown(report: QualityReport, title: str) -> str:
+    """The report as markdown: the daily report's file and its metadata in the Dagster UI."""
+    lines = [f"# {title}", ""]
+    if report.empty:
+        return "\n".join(
+            [*lines, "No quality results yet: `assay run` builds the tables and runs the checks."]
+        )
+    failing = [s["table_name"] for s in report.scores if not s["passed"]]
+    lines += [
+        f"Tables below their DQ threshold: **{len(failing)}** of {len(report.scores)}"
+        + (f" ({', '.join(failing)})" if failing else ""),
+        f"Failing checks: **{len(report.failing_checks)}**; latest check run: `{report.latest_run}`",
+        "",
+        "## DQ scores (latest per table)",
+        "",
+        "| table | overall | " + " | ".join(DIMENSIONS) + " | threshold | status |",
+        "| --- | ---: | " + " | ".join("---:" for _ in DIMENSIONS) + " | ---: | --- |",
+    ]
+    for s in report.scores:
+        dims = " | ".join(_pct(s[d]) for d in DIMENSIONS)
+        status = "ok" if s["passed"] else "**FAIL**"
+        lines.append(
+            f"| {s['table_name']} | {_pct(s['overall'])} | {dims} | {_pct(s['threshold'])} | {status} |"
+        )
+    lines += ["", "## Failing checks (latest result of each)", ""]
+    for c in report.failing_checks:
+        about = f": {' '.join(c['description'].split())}" if c["description"] else ""
+        lines.append(
+            f"- {c['severity']} `{c['asset_key']}:{c['check_name']}` ({_when(c['evaluated_at'])}){about}"
+        )
+    if not report.failing_checks:
+        lines.append("None: every check passed at its latest run.")
+    lines += ["", "## Top reject reasons (silver.rejects)", ""]
+    if report.reject_reasons:
+        lines += ["| source | reason | rows | example |", "| --- | --- | ---: | --- |"]
+        for r in report.reject_reasons:
+            e = r["examples"][0] if r["examples"] else None
+            example = f"`{e['source_file']}:{e['line_number']}`" if e else ""
+            lines.append(f"| {r['source']} | {r['reason']} | {r['n']:,} | {example} |")
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 

@@ -3,6 +3,7 @@ API, via the read-only role) can explain a run without the Dagster instance.
 
 - `quality.dq_scores`: one row per table per run (appended; history is kept).
 - `quality.check_results`: one row per check evaluation: dbt tests, DQ gates, GX suites, drift.
+- `quality.daily_reports`: the daily quality report, one row per day (a rerun replaces the day's).
 """
 
 import json
@@ -49,6 +50,14 @@ DDL = (
     )""",
     "create index if not exists check_results_latest"
     " on quality.check_results (asset_key, check_name, evaluated_at desc)",
+    """
+    create table if not exists quality.daily_reports (
+        report_date  date primary key,
+        run_id       text not null,
+        report       jsonb not null,
+        markdown     text not null,
+        created_at   timestamptz not null default now()
+    )""",
 )
 
 

@@ -48,6 +48,7 @@ def test_keys_and_groups_follow_layers():
         "agents/transaction_categories": "agents",
         "agents/anomaly_explanations": "agents",
         "agents/question_answers": "agents",
+        "quality/daily_report": "quality",
     }
 
 

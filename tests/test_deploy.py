@@ -4,6 +4,7 @@ With `--external-postgres` it is instantiated against that server and stores a r
 """
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -93,3 +94,215 @@ def test_celery_run_config_validates_against_the_pipeline(monkeypatch):
     validate_run_config(job, run_config)
     with pytest.raises(Exception, match="broker"):
         validate_run_config(job, {"execution": {"config": {"broker": 42}}})
+
+
+# Dagster's Helm chart validates its values with a JSON schema that ships only inside the chart
+# (helm/dagster/values.schema.json, generated from the dagster repository's `schema` package; it is
+# in no pip package, and nothing is downloaded here). So the test renders, from deploy/helm/values.yaml,
+# the instance blocks the chart's templates would render (templates/helpers/instance/_run-launcher.tpl,
+# _run-coordinator.tpl, _postgresql.tpl) and checks those with Dagster's own config code, the way the
+# deployed instance would load them. Not checked: the chart's other values (webserver, daemon and
+# user-deployment pods) beyond what is listed below, and `helm template` itself.
+# The keys the chart reads from runLauncher.config.k8sRunLauncher (its schema forbids any other).
+K8S_LAUNCHER_KEYS = {
+    "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
+    "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
+    "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig",
+}  # fmt: skip
+RUN_K8S_CONFIG_KEYS = {
+    "containerConfig",
+    "podSpecConfig",
+    "podTemplateSpecMetadata",
+    "jobSpecConfig",
+    "jobMetadata",
+}
+# What the chart fills in itself (its values.yaml defaults and its own names for a release `assay`)
+CHART_DEFAULTS = {"imagePullPolicy": "Always", "loadInclusterConfig": True}
+CHART_DAGSTER_HOME = "/opt/dagster/dagster_home"
+
+
+def _helm_values() -> dict:
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def _helm_instance(values: dict) -> dict:
+    """The dagster.yaml the chart renders from these values (the parts assay sets)."""
+    launcher = {**CHART_DEFAULTS, **values["runLauncher"]["config"]["k8sRunLauncher"]}
+    unknown = set(launcher) - K8S_LAUNCHER_KEYS
+    assert not unknown, f"deploy/helm/values.yaml: k8sRunLauncher has keys the chart does not know: {unknown}"
+    run_k8s = launcher.get("runK8sConfig", {})
+    assert not set(run_k8s) - RUN_K8S_CONFIG_KEYS, (
+        f"unknown runK8sConfig keys: {set(run_k8s) - RUN_K8S_CONFIG_KEYS}"
+    )
+    pg = values["postgresql"]
+    postgres_db = {
+        "username": pg["postgresqlUsername"],
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": pg["postgresqlHost"],
+        "db_name": pg["postgresqlDatabase"],
+        "port": pg["service"]["port"],
+        "params": pg.get("postgresqlParams", {}),
+    }
+    if pg.get("postgresqlScheme"):
+        postgres_db["scheme"] = pg["postgresqlScheme"]
+    storage = {"postgres_db": postgres_db}
+    config = {
+        "load_incluster_config": launcher["loadInclusterConfig"],
+        "job_namespace": launcher.get("jobNamespace") or "assay",
+        "image_pull_policy": launcher["imagePullPolicy"],
+        "service_account_name": "assay-dagster",
+        "dagster_home": CHART_DAGSTER_HOME,
+        "instance_config_map": "assay-dagster-instance",
+        "postgres_password_secret": values["global"]["postgresqlSecretName"],
+        "env_config_maps": [e["name"] for e in launcher.get("envConfigMaps", [])] or None,
+        "env_secrets": [e["name"] for e in launcher.get("envSecrets", [])] or None,
+        "env_vars": launcher.get("envVars") or None,
+        "volume_mounts": launcher.get("volumeMounts") or None,
+        "volumes": launcher.get("volumes") or None,
+        "labels": launcher.get("labels") or None,
+        "resources": launcher.get("resources") or None,
+        "fail_pod_on_run_failure": True if launcher.get("failPodOnRunFailure") else None,
+        "run_k8s_config": {_snake(k): v for k, v in run_k8s.items()} or None,
+    }
+    daemon = values["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    return {
+        "run_storage": {
+            "module": "dagster_postgres.run_storage",
+            "class": "PostgresRunStorage",
+            "config": storage,
+        },
+        "event_log_storage": {
+            "module": "dagster_postgres.event_log",
+            "class": "PostgresEventLogStorage",
+            "config": storage,
+        },
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": storage,
+        },
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": values["runLauncher"]["type"],
+            "config": {k: v for k, v in config.items() if v is not None},
+        },
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": daemon["runCoordinator"]["type"],
+            "config": {"max_concurrent_runs": queued.get("maxConcurrentRuns", -1)},
+        },
+        "run_monitoring": {"enabled": daemon["runMonitoring"]["enabled"]},
+        "run_retries": {"enabled": True, "max_retries": daemon["runRetries"]["maxRetries"]},
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},
+    }
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _run_worker_job(launcher_entry: dict, tmp_path: Path):
+    """The Kubernetes Job that Dagster's K8sRunLauncher, configured by `launcher_entry`, would submit
+    for a run of `pipeline`: built by dagster-k8s' own code, which checks every Kubernetes field
+    (volumes, mounts, resources, container config) against the Kubernetes API models. Nothing is sent:
+    the launcher gets a kubeconfig for an address that is never contacted."""
+    from dagster import DagsterRun
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import construct_dagster_k8s_job
+
+    cls = _configurable(launcher_entry)
+    assert cls is K8sRunLauncher
+    config = process_config(cls.config_type(), launcher_entry["config"]).value
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "none", "user": {"token": "unused"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+                "current-context": "none",
+            }
+        )
+    )
+    launcher = K8sRunLauncher(
+        **{**config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    )
+    context = K8sContainerContext.create_for_run(
+        DagsterRun(job_name="pipeline"), launcher, include_run_tags=False
+    )
+    job_config = context.get_k8s_job_config(
+        job_image="registry.example.com/assay:0.1.0", run_launcher=launcher
+    )
+    job = construct_dagster_k8s_job(
+        job_config,
+        ["dagster", "api", "execute_run"],
+        "dagster-run-1",
+        context.run_k8s_config,
+        component="run_worker",
+    )
+    return context.namespace, job
+
+
+def _what_a_run_pod_gets(namespace: str, job) -> dict:
+    pod = job.spec.template.spec
+    (container,) = pod.containers
+    return {
+        "namespace": namespace,
+        "secrets": sorted(s.secret_ref.name for s in container.env_from or [] if s.secret_ref),
+        "env": {e.name: e.value for e in container.env if e.name.startswith(("ASSAY_", "HF_"))},
+        "mounts": sorted((m.name, m.mount_path) for m in container.volume_mounts),
+        "claims": sorted(
+            (v.name, v.persistent_volume_claim.claim_name) for v in pod.volumes if v.persistent_volume_claim
+        ),
+        "requests": container.resources.requests,
+        "limits": container.resources.limits,
+    }
+
+
+def test_helm_values_render_a_valid_instance(tmp_path, monkeypatch):
+    pytest.importorskip("dagster_k8s", reason='the "deploy" extra (dagster-k8s) is not installed')
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "x")
+    instance = _helm_instance(_helm_values())
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    config, _ = dagster_instance_config(str(tmp_path))  # the instance schema, as a pod loads it
+    # run pods use assay's image (SQLAlchemy 2.1): the driver must be named, as in deploy/dagster.yaml
+    assert config["run_storage"]["config"]["postgres_db"].get("scheme") == "postgresql+psycopg2"
+    for block in ("run_storage", "event_log_storage", "schedule_storage", "run_coordinator"):
+        _configurable(config[block])
+    namespace, job = _run_worker_job(config["run_launcher"], tmp_path)
+    pod = _what_a_run_pod_gets(namespace, job)
+    assert pod["namespace"] == "assay"
+    assert pod["env"] == {"ASSAY_HOME": "/data/assay", "HF_HUB_OFFLINE": "1"}
+    assert ("landing", "/data/assay/landing") in pod["mounts"]
+    assert pod["claims"] == [("landing", "assay-landing")]
+
+
+def test_helm_values_and_the_kubernetes_instance_launch_the_same_run_pods(tmp_path, monkeypatch):
+    """deploy/k8s/dagster.yaml is the Helm instance written by hand: a run pod gets the same."""
+    pytest.importorskip("dagster_k8s", reason='the "deploy" extra (dagster-k8s) is not installed')
+    _point_at(monkeypatch, "host=db port=5432 dbname=dagster user=assay_owner password=x")
+    monkeypatch.setenv("ASSAY_IMAGE", "registry.example.com/assay:0.1.0")
+    by_hand, _ = dagster_instance_config(str(DEPLOY / "k8s"))
+    helm = _helm_instance(_helm_values())
+    assert _what_a_run_pod_gets(*_run_worker_job(by_hand["run_launcher"], tmp_path)) == _what_a_run_pod_gets(
+        *_run_worker_job(helm["run_launcher"], tmp_path)
+    )
+    assert by_hand["run_coordinator"]["config"] == helm["run_coordinator"]["config"]
+    assert by_hand["run_retries"]["max_retries"] == helm["run_retries"]["max_retries"]
+
+
+def test_a_helm_values_typo_is_caught():
+    values = _helm_values()
+    values["runLauncher"]["config"]["k8sRunLauncher"]["jobNamepsace"] = "assay"
+    with pytest.raises(AssertionError, match="jobNamepsace"):
+        _helm_instance(values)
+    values = _helm_values()
+    volume = values["runLauncher"]["config"]["k8sRunLauncher"]["volumes"][0]
+    volume["persistentVolumeClaim"] = {"claim": "assay-landing"}  # the field is claimName
+    pytest.importorskip("dagster_k8s", reason='the "deploy" extra (dagster-k8s) is not installed')
+    with pytest.raises(Exception, match="claim"):
+        _run_worker_job(_helm_instance(values)["run_launcher"], Path(tempfile.mkdtemp()))
