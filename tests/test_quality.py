@@ -23,7 +23,8 @@ from quality.rules import DIMENSIONS, REASON_DIMENSION
 
 GOLD = ("monthly_summary", "category_trends", "vendor_spend")
 SILVER = ("transactions", "events", "vendors", "employees")
-DRIFT_FILE = "transactions/transactions-drift.jsonl"
+# dated like every landing file of a partitioned source (assets/partitions.py)
+DRIFT_FILE = "transactions/transactions-drift-2025-03-01.jsonl"
 # amount renamed to amt, an extra field `note`: the file must still load and silver must reject it
 DRIFT_RECORD = {
     "id": "D{}",
@@ -75,6 +76,7 @@ def high() -> RunFacts:
     """One pipeline run on a small high-defect sample plus a drifting file, in its own ASSAY_HOME."""
     from orchestration.database import PostgresResource
     from orchestration.definitions import defs
+    from orchestration.pipeline import full_range_tags
     from quality.report import build_report, render
 
     home = Path(tempfile.mkdtemp(prefix="assay-test-high-"))
@@ -84,7 +86,9 @@ def high() -> RunFacts:
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=DefectRates.high())
         drift = home / "landing" / DRIFT_FILE
         drift.write_text("".join(json.dumps(DRIFT_RECORD | {"id": f"D{i}"}) + "\n" for i in range(3)))
-        facts = _facts(defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False))
+        facts = _facts(
+            defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
+        )
         with PostgresResource().connect(autocommit=True) as conn:
             facts.extra["drift_bronze_rows"] = conn.execute(
                 "select count(*) from bronze.transactions where source_file = %s", [DRIFT_FILE]
