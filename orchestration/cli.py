@@ -53,6 +53,7 @@ def main() -> None:
     "--from",
     "first",
     type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
     default=None,
     help="First day (YYYY-MM-DD) of the daily partitions of transactions and events to run "
     "[default: the first day with landing files].",
@@ -61,6 +62,7 @@ def main() -> None:
     "--to",
     "last",
     type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
     default=None,
     help="Last day (YYYY-MM-DD, inclusive) of the daily partitions to run [default: the last day with "
     "landing files, or --from when only --from is given].",
