@@ -156,6 +156,7 @@ def test_gold_and_platinum_contracts_and_unit_tests():
         "category_trends_z_score_and_anomaly_flag": "category_trends",
         "category_trends_no_anomaly_in_partial_week": "category_trends",
         "transactions_deduplication_rule": "int_transactions_checked",
+        "transactions_deduplication_across_days": "int_transactions_checked",
     }
 
 
@@ -177,14 +178,23 @@ def test_quality_checks_severity_and_blocking():
 def test_layers_are_separate_steps_and_platinum_waits_for_gold():
     graph = _graph()
     nodes = {
-        graph.get(AssetKey([layer, name])).assets_def.node_def.name
+        (layer, name): graph.get(AssetKey([layer, name])).assets_def.node_def.name
         for layer, name in (
+            ("silver", "vendors"),
             ("silver", "transactions"),
+            ("silver", "rejects"),
             ("gold", "monthly_summary"),
             ("platinum", "documents"),
         )
     }
-    assert nodes == {"dbt_silver", "dbt_gold", "dbt_platinum"}
+    # silver: reference models, the daily partitioned models, then the rejects view over both
+    assert list(nodes.values()) == [
+        "dbt_silver",
+        "dbt_silver_daily",
+        "dbt_silver_rejects",
+        "dbt_gold",
+        "dbt_platinum",
+    ]
     parents = graph.get(AssetKey(["platinum", "documents"])).parent_keys
     assert {AssetKey(["gold", g]) for g in GOLD} <= parents
 
