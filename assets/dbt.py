@@ -170,6 +170,8 @@ def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
         ).fetchall()
     table = "\n".join(f"| {source} | `{reason}` | {n:,} |" for source, reason, n in rows)
     return {
+        # a view: dbt reports no row count for it, so count here
+        "dagster/row_count": MetadataValue.int(sum(n for _, _, n in rows)),
         "rejects_by_reason": MetadataValue.md("| source | reason | rows |\n| --- | --- | ---: |\n" + table),
         **{f"rejects/{source}/{reason}": MetadataValue.int(n) for source, reason, n in rows},
     }
