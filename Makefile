@@ -47,6 +47,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bronze_load.py
+	$(BIN)/python bench/incremental.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/agents.py

@@ -8,6 +8,7 @@ refuse becomes a row with `parse_error` set instead of failing the load.
 """
 
 import csv
+import datetime as dt
 import hashlib
 import time
 import uuid
@@ -20,6 +21,14 @@ import psycopg
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from psycopg import sql
 
+from assets.partitions import (
+    EXPECTED_NAME,
+    PARTITIONED_SOURCES,
+    daily_partitions,
+    file_day,
+    single_run,
+    window_days,
+)
 from orchestration.database import PostgresResource
 from orchestration.retries import retry_transient
 from orchestration.settings import get_settings
@@ -58,14 +67,24 @@ create table if not exists bronze.{table} (
     -- hash of the normalised payload, or of the raw line when it did not parse
     content_hash text not null generated always as (md5(coalesce(record::text, raw_text))) stored,
     loaded_at    timestamptz not null default now(),
+    -- the day in the file's name for the daily-partitioned sources (assets/partitions.py), else null:
+    -- silver selects its window by it without parsing business dates
+    partition_date date,
     check ((record is null) = (parse_error is not null))
 )"""
+
+# Tables made before partitions get the column; a BRIN index (a few pages, nearly free to keep up
+# on an append-only table whose rows arrive roughly in day order) lets silver read one window.
+PARTITION_DDL = """
+alter table bronze.{table} add column if not exists partition_date date;
+create index if not exists {index} on bronze.{table} using brin (partition_date) with (autosummarize = on)
+"""
 
 # Fast path: lines polars already parsed as JSON objects are copied straight into the table, so
 # Postgres parses each payload once (as JSONB input). Every other line goes through this staged
 # insert, where Postgres itself decides and explains: it is the authority on what JSONB accepts.
 INSERT_FROM_STAGE = """
-insert into bronze.{table} (batch_id, source_file, line_number, record, raw_text, parse_error)
+insert into bronze.{table} (batch_id, source_file, line_number, record, raw_text, parse_error, partition_date)
 select %(batch_id)s, %(source_file)s, s.line_number, r.record,
        case when r.record is null then s.raw_text end,
        case
@@ -73,7 +92,8 @@ select %(batch_id)s, %(source_file)s, s.line_number, r.record,
            when s.parse_error is not null then s.parse_error
            when p.json is null then 'invalid JSON: ' || (pg_input_error_info(s.payload, 'jsonb')).message
            else 'not a JSON object'
-       end
+       end,
+       %(partition_date)s
 from _stage s
 cross join lateral (
     select case when s.parse_error is null and pg_input_is_valid(s.payload, 'jsonb') then s.payload::jsonb end
@@ -214,7 +234,10 @@ _STAGE_SCHEMA = {
 
 def ensure_tables(conn: psycopg.Connection, source: str) -> None:
     conn.execute(LEDGER_DDL)
-    conn.execute(sql.SQL(TABLE_DDL).format(table=sql.Identifier(source)))
+    table = sql.Identifier(source)
+    conn.execute(sql.SQL(TABLE_DDL).format(table=table))
+    for statement in PARTITION_DDL.strip().split(";\n"):
+        conn.execute(sql.SQL(statement).format(table=table, index=sql.Identifier(f"{source}_partition_date")))
 
 
 @dataclass
@@ -224,15 +247,17 @@ class PreparedFile:
     file_hash: str
     size_bytes: int
     frame: pl.DataFrame | None  # None when the file was already loaded
+    day: dt.date | None  # the partition the rows belong to (partitioned sources only)
 
 
-def prepare_file(path: Path, landing_dir: Path, loaded_hashes: set[str]) -> PreparedFile:
+def prepare_file(path: Path, landing_dir: Path, loaded_hashes: set[str], source: str) -> PreparedFile:
     """The client-side half of a load: read, hash and parse (no database access)."""
     data = path.read_bytes()
     file_hash = hashlib.sha256(data).hexdigest()
     rel = path.relative_to(landing_dir).as_posix()
     frame = None if file_hash in loaded_hashes else stage_frame(path)
-    return PreparedFile(path, rel, file_hash, len(data), frame)
+    day = file_day(path) if source in PARTITIONED_SOURCES else None
+    return PreparedFile(path, rel, file_hash, len(data), frame, day)
 
 
 def load_files(conn: psycopg.Connection, source: str, paths: list[Path], landing_dir: Path) -> list[FileLoad]:
@@ -247,12 +272,12 @@ def load_files(conn: psycopg.Connection, source: str, paths: list[Path], landing
     }
     loads: list[FileLoad] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = pool.submit(prepare_file, paths[0], landing_dir, loaded) if paths else None
+        upcoming = pool.submit(prepare_file, paths[0], landing_dir, loaded, source) if paths else None
         for index in range(len(paths)):
             started = time.perf_counter()
             prepared = upcoming.result()
             if index + 1 < len(paths):
-                upcoming = pool.submit(prepare_file, paths[index + 1], landing_dir, loaded)
+                upcoming = pool.submit(prepare_file, paths[index + 1], landing_dir, loaded, source)
             loads.append(_write_file(conn, source, prepared, started))
     return loads
 
@@ -280,12 +305,12 @@ def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, s
             mask = frame.select(candidate).to_series()
             try:
                 with conn.transaction():
-                    _copy_direct(conn, table, frame.filter(mask), batch_id, rel)
+                    _copy_direct(conn, table, frame.filter(mask), batch_id, rel, prepared.day)
             except psycopg.DataError:
                 continue  # Postgres refused a line (e.g. a \u0000 escape): try a stricter filter
             rest = frame.filter(~mask)
             break
-        errors = _insert_staged(conn, table, rest, batch_id, rel)
+        errors = _insert_staged(conn, table, rest, batch_id, rel, prepared.day)
         conn.execute(
             "insert into bronze.load_batches (batch_id, source, source_file, file_hash, size_bytes,"
             " row_count, parse_errors) values (%s, %s, %s, %s, %s, %s, %s)",
@@ -314,15 +339,22 @@ def _direct_candidates(path: Path) -> list[pl.Expr]:
     return [shaped, shaped & text.str.json_path_match("$").is_not_null()]
 
 
-def _copy_direct(conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataFrame, batch_id, rel) -> None:
+def _copy_direct(
+    conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataFrame, batch_id, rel, day: dt.date | None
+) -> None:
     if rows.height == 0:
         return
     out = rows.select(
-        pl.lit(str(batch_id)).alias("batch_id"), pl.lit(rel).alias("source_file"), "line_number", "payload"
+        pl.lit(str(batch_id)).alias("batch_id"),
+        pl.lit(rel).alias("source_file"),
+        "line_number",
+        # an empty unquoted field is NULL in COPY's csv format
+        pl.lit(day.isoformat() if day else "").alias("partition_date"),
+        "payload",
     )
     # Unquoted fields with a delimiter that cannot occur: Postgres reads each payload verbatim.
     statement = sql.SQL(
-        "copy bronze.{} (batch_id, source_file, line_number, record)"
+        "copy bronze.{} (batch_id, source_file, line_number, partition_date, record)"
         " from stdin (format csv, delimiter e'\\x02', quote e'\\x01')"
     ).format(table)
     with conn.cursor().copy(statement) as copy:
@@ -330,7 +362,12 @@ def _copy_direct(conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataF
 
 
 def _insert_staged(
-    conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataFrame, batch_id, rel: str
+    conn: psycopg.Connection,
+    table: sql.Identifier,
+    rows: pl.DataFrame,
+    batch_id,
+    rel: str,
+    day: dt.date | None,
 ) -> int:
     """Insert rows that need Postgres' judgement; returns how many of them failed to parse."""
     if rows.height == 0:
@@ -343,29 +380,59 @@ def _insert_staged(
         copy.write(rows.select(list(_STAGE_SCHEMA)).write_csv(include_header=False))
     insert = sql.SQL(INSERT_FROM_STAGE).format(table=table)
     counted = sql.SQL("with inserted as ({} returning parse_error) select count(parse_error) from inserted")
-    failed = conn.execute(counted.format(insert), {"batch_id": batch_id, "source_file": rel})
+    failed = conn.execute(
+        counted.format(insert), {"batch_id": batch_id, "source_file": rel, "partition_date": day}
+    )
     return failed.fetchone()[0]
 
 
-def load_source(postgres: PostgresResource, source: str, landing_dir: Path) -> list[FileLoad]:
+def load_source(
+    postgres: PostgresResource, source: str, landing_dir: Path, days: tuple[dt.date, dt.date] | None = None
+) -> list[FileLoad]:
+    """Load a source's new files; for a partitioned source only the files of `days` (inclusive)."""
+    paths = landing_files(landing_dir, source)
+    if days is not None:
+        paths = [p for p in paths if (day := file_day(p)) is not None and days[0] <= day <= days[1]]
     # autocommit: each `conn.transaction()` below is then a real transaction, one per file.
     with postgres.connect(autocommit=True) as conn:
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.ddl'))")
             ensure_tables(conn, source)
-        return load_files(conn, source, landing_files(landing_dir, source), landing_dir)
+        return load_files(conn, source, paths, landing_dir)
+
+
+def files_without_partition(landing_dir: Path, first: dt.date) -> list[str]:
+    """Landing files of partitioned sources that no daily partition loads: no day in the name, or a
+    day before the first partition. Reported (run output, asset metadata, log), never skipped silently."""
+    return [
+        path.relative_to(landing_dir).as_posix()
+        for source in PARTITIONED_SOURCES
+        for path in landing_files(landing_dir, source)
+        if (day := file_day(path)) is None or day < first
+    ]
+
+
+def without_partition_message(rel: str) -> str:
+    return (
+        f"{rel}: not loaded: the file name has no day of a partition (from "
+        f"{daily_partitions.start.date()}); name it {EXPECTED_NAME}"
+    )
 
 
 def _bronze_asset(source: str):
     key = AssetKey(["bronze", source])
+    partitioned = source in PARTITIONED_SOURCES
+    what = "the files of the partition's day (`<name>-YYYY-MM-DD.<ext>`)" if partitioned else "new files"
 
     @asset(
         key=key,
         group_name="bronze",
-        description=f"Raw `{source}` records from `$ASSAY_HOME/landing/{source}/`, one row per line, "
-        "payload as JSONB; lines that do not parse are kept with `parse_error`.",
+        description=f"Raw `{source}` records from `$ASSAY_HOME/landing/{source}/` ({what}), one row per "
+        "line, payload as JSONB; lines that do not parse are kept with `parse_error`.",
         kinds={"python", "postgres"},
         metadata={"table": f"bronze.{source}"},
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=single_run if partitioned else None,
         check_specs=[
             AssetCheckSpec(
                 "schema_drift",
@@ -378,32 +445,52 @@ def _bronze_asset(source: str):
     )
     @retry_transient
     def _load(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
-        loads = load_source(postgres, source, get_settings().landing_dir)
+        landing_dir = get_settings().landing_dir
+        days = window_days(context.partition_time_window) if partitioned else None
+        loads = load_source(postgres, source, landing_dir, days)
         new = [f for f in loads if not f.skipped]
         rows = sum(f.rows for f in new)
         seconds = sum(f.seconds for f in new)
         for f in new:
             context.log.info(f"{f.source_file}: {f.rows} rows, {f.parse_errors} parse errors")
+        unplaced = [
+            rel
+            for rel in files_without_partition(landing_dir, daily_partitions.start.date())
+            if rel.startswith(f"{source}/")
+        ]
+        for rel in unplaced:
+            context.log.warning(without_partition_message(rel))
+        table = sql.Identifier(source)
         with postgres.connect() as conn:
-            total = conn.execute(sql.SQL("select count(*) from bronze.{}").format(sql.Identifier(source)))
-            total_rows = total.fetchone()[0]
+            if days is None:
+                count = conn.execute(sql.SQL("select count(*) from bronze.{}").format(table))
+            else:  # the rows of this run's window
+                count = conn.execute(
+                    sql.SQL("select count(*) from bronze.{} where partition_date between %s and %s").format(
+                        table
+                    ),
+                    list(days),
+                )
+            row_count = count.fetchone()[0]
             drift = batch_drift(conn, source, [f.batch_id for f in new if f.batch_id])
         with CheckRecorder(postgres, context.run_id) as recorder:
             drift_result = recorder.add(drift.check_result(key))
-        return MaterializeResult(
-            metadata={
-                "files_loaded": len(new),
-                "files_skipped": len(loads) - len(new),
-                "rows_loaded": rows,
-                "parse_errors": sum(f.parse_errors for f in new),
-                "rows_per_second": MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
-                "dagster/row_count": total_rows,
-                "files": MetadataValue.md(
-                    "\n".join(f"- `{f.source_file}`: {f.rows} rows" for f in new) or "no new files"
-                ),
-            },
-            check_results=[drift_result],
-        )
+        metadata = {
+            "files_loaded": len(new),
+            "files_skipped": len(loads) - len(new),
+            "rows_loaded": rows,
+            "parse_errors": sum(f.parse_errors for f in new),
+            "rows_per_second": MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
+            "dagster/row_count": row_count,
+            "files": MetadataValue.md(
+                "\n".join(f"- `{f.source_file}`: {f.rows} rows" for f in new) or "no new files"
+            ),
+        }
+        if partitioned:
+            metadata["files_without_partition"] = MetadataValue.md(
+                "\n".join(f"- {without_partition_message(rel)}" for rel in unplaced) or "none"
+            )
+        return MaterializeResult(metadata=metadata, check_results=[drift_result])
 
     return _load
 

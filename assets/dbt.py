@@ -7,8 +7,13 @@ Each layer is its own `@dbt_assets` step (its own `dbt build --select path:model
 Dagster's blocking checks sit *between* layers: a failing silver test or quality gate
 (`quality/checks.py`) stops gold, and a failing gold one stops platinum. Inside one `dbt build`,
 dbt itself skips the children of a failed test.
+
+Silver is three steps: the reference models (seeds, vendors, employees), the daily incremental
+models of transactions and events (partitioned like their bronze tables: the run's partition window
+goes to dbt as `--vars {min_date, max_date}`), and `rejects`, a view over both.
 """
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -33,15 +38,23 @@ from dagster_dbt import (
 )
 
 from assets.dbt_project import DBT_PROJECT_DIR, dbt_executable, dbt_project
+from assets.partitions import daily_partitions, single_run, window_days
 from orchestration.database import PostgresResource
 from quality.store import CheckRecorder
 
 LAYERS = ("silver", "gold", "platinum")
-# dbt selection per layer; seeds are reference data that silver validates against.
-LAYER_SELECT = {
-    "silver": "path:models/silver path:seeds",
-    "gold": "path:models/gold",
-    "platinum": "path:models/platinum",
+# The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
+DAILY_MODELS = ("int_transactions_checked", "transactions", "int_events_checked", "events")
+# dbt selection (select, exclude) per step, in graph order; seeds are reference data that silver
+# validates against. Silver steps take every test on their models (indirect selection "eager"), so
+# they exclude the layers above: a test that also reads gold runs with gold.
+ABOVE_SILVER = "path:models/gold path:models/platinum"
+STEPS = {
+    "silver": ("path:models/silver path:seeds", " ".join([*DAILY_MODELS, "rejects", ABOVE_SILVER])),
+    "silver_daily": (" ".join(DAILY_MODELS), ABOVE_SILVER),
+    "silver_rejects": ("rejects", ABOVE_SILVER),
+    "gold": ("path:models/gold", ""),
+    "platinum": ("path:models/platinum", ""),
 }
 
 if not dbt_project.manifest_path.exists():
@@ -71,12 +84,19 @@ def _layer(node: Mapping[str, Any]) -> str:
     return folder if folder in LAYERS else "silver"
 
 
-def _layer_assets(layer: str) -> AssetsDefinition:
+def _step_assets(step: str) -> AssetsDefinition:
+    select, exclude = STEPS[step]
+    partitioned = step == "silver_daily"
+
     @dbt_assets(
         manifest=dbt_project.manifest_path,
         project=dbt_project,
-        select=LAYER_SELECT[layer],
-        name=f"dbt_{layer}",
+        select=select,
+        exclude=exclude,
+        name=f"dbt_{step}",
+        partitions_def=daily_partitions if partitioned else None,
+        # a backfill over a range is one run and one dbt call over the whole window
+        backfill_policy=single_run if partitioned else None,
         dagster_dbt_translator=AssayTranslator(
             settings=DagsterDbtTranslatorSettings(enable_code_references=False)
         ),
@@ -84,11 +104,21 @@ def _layer_assets(layer: str) -> AssetsDefinition:
     def _models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
         # dbt inherits this process's environment; profiles.yml reads the connection from it.
         os.environ.update(postgres.dbt_env())
-        # a test runs in the layer where all its parents are built (a gold test that reads silver runs
-        # with gold, not before it); dagster-dbt still overrides this when it subsets checks
-        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
+        # Which tests run where (dagster-dbt still overrides this when it subsets checks): in gold and
+        # platinum, those whose parents are all built by then ("buildable": a gold test that reads
+        # silver runs with gold). Silver is split in three steps, and "buildable" would run a test of
+        # transactions whose other parent is vendors with vendors, before transactions exists; so
+        # silver steps run every test of their own models and none of the excluded ones ("eager"):
+        # a test of the daily models whose other parent is a reference model runs after both.
+        os.environ["DBT_INDIRECT_SELECTION"] = "eager" if step.startswith("silver") else "buildable"
+        args = ["build"]
+        if partitioned:
+            first, last = window_days(context.partition_time_window)
+            window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
+            context.log.info(f"daily models over {first} .. {last}")
+            args += ["--vars", json.dumps(window)]
         # every dbt test result also goes to quality.check_results, which `assay quality` reads
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(args, context=context)
         try:
             with CheckRecorder(postgres, context.run_id) as recorder:
                 for event in invocation.stream().fetch_row_counts():
@@ -126,7 +156,7 @@ def _keep_partial_parse(invocation_target: Path) -> None:
         pass
 
 
-dbt_models = [_layer_assets(layer) for layer in LAYERS]
+dbt_models = [_step_assets(step) for step in STEPS]
 
 
 REJECTS = AssetKey(["silver", "rejects"])
@@ -140,6 +170,8 @@ def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
         ).fetchall()
     table = "\n".join(f"| {source} | `{reason}` | {n:,} |" for source, reason, n in rows)
     return {
+        # a view: dbt reports no row count for it, so count here
+        "dagster/row_count": MetadataValue.int(sum(n for _, _, n in rows)),
         "rejects_by_reason": MetadataValue.md("| source | reason | rows |\n| --- | --- | ---: |\n" + table),
         **{f"rejects/{source}/{reason}": MetadataValue.int(n) for source, reason, n in rows},
     }

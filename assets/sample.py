@@ -9,6 +9,7 @@ produces ~1M transactions and ~5M events. All randomness comes from one seeded
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,7 @@ DEFECTS = (
 )
 
 YEAR_START = 20_089  # 2025-01-01 as days since 1970-01-01; it is a Wednesday
+DAYS = 365  # transactions fall on the days of 2025
 MEDIAN_EUR = (250, 40, 180, 400, 900, 60, 800, 1500, 3000, 80)  # per category, lognormal
 FX_PER_EUR = (1.0, 1.08, 0.85, 0.95, 11.5)  # aligned with CURRENCIES
 FINANCE_THRESHOLD_EUR = 1000.0
@@ -373,7 +375,7 @@ def _transactions(
     vcat, vccy = vendors["_cat"].to_numpy()[vend], vendors["_ccy"].to_numpy()[vend]
     # ~85 % follow the vendor's default category; the rest move to any other category
     cat = np.where(rng.random(n) < 0.85, vcat, (vcat + rng.integers(1, 10, n)) % 10)
-    day = rng.integers(0, 365, n)
+    day = rng.integers(0, DAYS, n)
     eur = np.exp(np.log(np.array(MEDIAN_EUR))[cat] + 0.6 * rng.standard_normal(n))
     monday = day - (day + 2) % 7
     for c, m in zip(*anomalies, strict=True):
@@ -506,29 +508,29 @@ def _lines(df: pl.DataFrame) -> pl.DataFrame:
     base = df.select(
         "id",
         "defect",
-        month=pl.col("date").dt.month().cast(pl.Int64),
+        day="day",
         is_dup=pl.lit(False),
-        pos=(pl.col("date").dt.day() - 1 + pl.col("pos_u")) / 31,
+        pos="pos_u",
         line=pl.when(pl.col("defect") == "parse_error").then(broken).otherwise(line),
         line_defect=pl.when(pl.col("defect") == "duplicate").then(pl.lit("")).otherwise(pl.col("defect")),
         dup_shift="dup_shift",
         dup_u="dup_u",
     )
-    # a duplicate lands later in the same file (after its original) or in one of the next 2 months
+    # a duplicate lands later in the same day's file (after its original) or in one of the next 2 days'
     dups = base.filter(pl.col("defect") == "duplicate").with_columns(
-        dup_month=(pl.col("month") + pl.col("dup_shift")).clip(upper_bound=12)
+        dup_day=(pl.col("day") + pl.col("dup_shift")).clip(upper_bound=DAYS - 1)
     )
     dups = dups.with_columns(
-        pos=pl.when(pl.col("dup_month") == pl.col("month"))
+        pos=pl.when(pl.col("dup_day") == pl.col("day"))
         .then(pl.col("pos") + (1 - pl.col("pos")) * pl.col("dup_u"))
         .otherwise(pl.col("dup_u")),
-        month="dup_month",
+        day="dup_day",
         is_dup=pl.lit(True),
         line_defect=pl.lit("duplicate"),
-    ).drop("dup_month")
-    out = pl.concat([base, dups]).sort("month", "pos", "is_dup", "id")
+    ).drop("dup_day")
+    out = pl.concat([base, dups]).sort("day", "pos", "is_dup", "id")
     return out.select(
-        "month", "id", "line", "line_defect", line_number=pl.int_range(1, pl.len() + 1).over("month")
+        "day", "id", "line", "line_defect", line_number=pl.int_range(1, pl.len() + 1).over("day")
     )
 
 
@@ -578,7 +580,7 @@ def _events(rng: np.random.Generator, df: pl.DataFrame) -> tuple[pl.DataFrame, p
     submit = (cases["day"].to_numpy() + YEAR_START) * 86_400 + 7 * 3600 + rng.integers(0, 11 * 60, nc) * 60
     attrs = cases.select(
         "id",
-        month=pl.col("date").dt.month().cast(pl.Int64),
+        "day",
         emp="employee_id",
         mgr="manager",
         fin=pl.lit("FIN") + pl.Series(rng.integers(1, 13, nc)).cast(pl.String).str.zfill(2),
@@ -587,8 +589,8 @@ def _events(rng: np.random.Generator, df: pl.DataFrame) -> tuple[pl.DataFrame, p
         act=pl.Series(act), pos=pl.Series(pos), ts=pl.Series(submit[case] + elapsed)
     )
     a = pl.col("act")
-    ev = ev.sort("month", "ts", "id", "pos").select(
-        "month",
+    ev = ev.sort("day", "ts", "id", "pos").select(
+        "day",
         case_id="id",
         activity=a.replace_strict(dict(enumerate(ACTIVITIES)), return_dtype=pl.String),
         timestamp=pl.from_epoch("ts", time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -602,6 +604,14 @@ def _events(rng: np.random.Generator, df: pl.DataFrame) -> tuple[pl.DataFrame, p
     )
     truth = pl.DataFrame({"case_id": cases["id"], "variant": pl.Series(VARIANTS).gather(variant)})
     return ev, truth
+
+
+def _day_date(column: str) -> pl.Expr:
+    return (pl.col(column) + YEAR_START).cast(pl.Int32).cast(pl.Date)
+
+
+def _iso(day: int) -> str:
+    return (dt.date(2025, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
 def _write(path: Path, data: str | pl.DataFrame, files: list[Path]) -> None:
@@ -633,17 +643,20 @@ def generate(
     files: list[Path] = []
     _write(landing_dir / "vendors" / "vendors.csv", vendors.select(pl.exclude("^_.*$")), files)
     _write(landing_dir / "employees" / "employees.csv", employees.select(pl.exclude("^_.*$")), files)
-    for month in range(1, 13):
-        text = "".join(s + "\n" for s in lines.filter(pl.col("month") == month)["line"])
-        _write(landing_dir / "transactions" / f"transactions-2025-{month:02d}.jsonl", text, files)
-    for month in range(1, 13):
-        part = events.filter(pl.col("month") == month).drop("month")
-        _write(landing_dir / "events" / f"events-2025-{month:02d}.csv", part, files)
+    # one file per source and day (the day in its name is its daily partition), empty days included
+    tx_by_day = lines.partition_by("day", as_dict=True)
+    ev_by_day = events.partition_by("day", as_dict=True)
+    for day in range(DAYS):
+        part = tx_by_day.get((day,))
+        text = "".join(s + "\n" for s in part["line"]) if part is not None else ""
+        _write(landing_dir / "transactions" / f"transactions-{_iso(day)}.jsonl", text, files)
+    for day in range(DAYS):
+        part = ev_by_day.get((day,), events.clear())
+        _write(landing_dir / "events" / f"events-{_iso(day)}.csv", part.drop("day"), files)
 
-    mm = pl.col("month").cast(pl.String).str.zfill(2)
     truth_lines = lines.select(
         source=pl.lit("transactions"),
-        file=pl.format("transactions/transactions-2025-{}.jsonl", mm),
+        file=pl.format("transactions/transactions-{}.jsonl", _day_date("day").dt.strftime("%Y-%m-%d")),
         line_number="line_number",
         transaction_id="id",
         defect="line_defect",

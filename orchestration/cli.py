@@ -1,5 +1,6 @@
 """`assay`: run the pipeline, open the Dagster UI, make sample data, reach the database."""
 
+import datetime as dt
 import logging
 import os
 import shutil
@@ -48,7 +49,25 @@ def main() -> None:
     is_flag=True,
     help="Also run the LLM agent tasks (categorise, explain anomalies, answer questions) in the same run.",
 )
-def run(size: str, agents: bool) -> None:
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    default=None,
+    help="First day (YYYY-MM-DD) of the daily partitions of transactions and events to run "
+    "[default: the first day with landing files].",
+)
+@click.option(
+    "--to",
+    "last",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    default=None,
+    help="Last day (YYYY-MM-DD, inclusive) of the daily partitions to run [default: the last day with "
+    "landing files, or --from when only --from is given].",
+)
+def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | None) -> None:
     """Materialise every asset, bronze to platinum, and print a summary.
 
     New files in $ASSAY_HOME/landing/<source>/ are loaded; files already loaded are skipped. When the
@@ -56,10 +75,16 @@ def run(size: str, agents: bool) -> None:
     Dagster instance that `assay ui` shows. With --agents the LLM agent tasks run after platinum in
     the same run (ASSAY_LLM_BACKEND / ASSAY_LLM_MODEL choose the model; on a CPU the default sample
     takes minutes): answers land in agents.answers, every run in agents.runs.
+
+    Transactions and events have daily partitions: a landing file carries its day in its name
+    (transactions-2025-03-14.jsonl). Without --from/--to one run covers every day that has files;
+    with them only that range of days is loaded and rebuilt in silver (one run, a single-run
+    backfill), and vendors, employees, gold and platinum are rebuilt from all days.
     """
-    from orchestration.pipeline import reject_reasons, run_pipeline, table_counts
+    from orchestration.pipeline import landing_days, reject_reasons, run_pipeline, table_counts
 
     settings = get_settings()
+    days = _day_range(first, last, settings.partitions_start)
     if not _has_landing_files(settings.landing_dir):
         click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
         _generate(size, seed=42, defect_rate="low")
@@ -70,11 +95,15 @@ def run(size: str, agents: bool) -> None:
         else "ASSAY_DATABASE_URL"
     )
     click.echo(f"Database: {where}")
+    _warn_files_without_partition(settings.landing_dir, settings.partitions_start)
+    if days is None:
+        days = landing_days(settings.landing_dir)
     layers = "bronze -> silver -> gold -> platinum" + (" -> agents" if agents else "")
-    click.echo(f"Running the pipeline ({layers}):")
+    window = f", daily partitions {days[0]} .. {days[1]}" if days else ""
+    click.echo(f"Running the pipeline ({layers}{window}):")
     terminal = sys.stdout  # the run redirects stdout (dbt's log) to a file; progress stays here
     job = "pipeline_and_agents" if agents else "pipeline"
-    outcome = run_pipeline(lambda line: click.echo(line, file=terminal), job=job)
+    outcome = run_pipeline(lambda line: click.echo(line, file=terminal), job=job, days=days)
 
     counts = table_counts(postgres)
     click.echo("")
@@ -341,6 +370,35 @@ def _embedded_psql() -> str | None:
 
     path = pgutils.POSTGRES_VERSIONS[pgutils.TARGET_POSTGRES_VERSION] / "psql"
     return str(path) if path.exists() else None
+
+
+def _day_range(
+    first: dt.datetime | None, last: dt.datetime | None, start: dt.date
+) -> tuple[dt.date, dt.date] | None:
+    """The --from/--to range as days, checked against the partitions; None when neither is given."""
+    if first is None and last is None:
+        return None
+    if first is None:
+        raise click.BadParameter("--to needs --from (the first day of the range)", param_hint="--from")
+    begin, end = first.date(), (last or first).date()
+    if end < begin:
+        raise click.BadParameter(f"--to {end} is before --from {begin}", param_hint="--to")
+    if begin < start:
+        raise click.BadParameter(
+            f"{begin} is before the first daily partition {start} (ASSAY_PARTITIONS_START)",
+            param_hint="--from",
+        )
+    latest = dt.datetime.now(dt.UTC).date()
+    if end > latest:
+        raise click.BadParameter(f"{end} is after today's partition {latest}", param_hint="--to")
+    return begin, end
+
+
+def _warn_files_without_partition(landing_dir: Path, start: dt.date) -> None:
+    from assets.bronze import files_without_partition, without_partition_message
+
+    for rel in files_without_partition(landing_dir, start):
+        click.echo(f"warning: {without_partition_message(rel)}", err=True)
 
 
 def _has_landing_files(landing_dir: Path) -> bool:

@@ -5,6 +5,7 @@ in the UI's run history with all its metadata.
 """
 
 import contextlib
+import datetime as dt
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.database import PostgresResource
 from orchestration.settings import get_settings
@@ -59,13 +61,49 @@ def dagster_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
-def run_pipeline(echo: Callable[[str], None], job: str = "pipeline") -> RunOutcome:
+def landing_days(landing_dir: Path) -> tuple[dt.date, dt.date] | None:
+    """First and last day that landing files of the daily-partitioned sources carry, if any."""
+    from assets.bronze import landing_files
+    from assets.partitions import PARTITIONED_SOURCES, file_day, first_day
+
+    days = [
+        day
+        for source in PARTITIONED_SOURCES
+        for path in landing_files(landing_dir, source)
+        if (day := file_day(path)) is not None and day >= first_day()
+    ]
+    return (min(days), max(days)) if days else None
+
+
+def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags that make one run cover the daily partitions first..last (a single-run backfill)."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+    }
+
+
+def full_range_tags() -> dict[str, str]:
+    """Every partition that has landing files (the first partition alone when none has)."""
+    from assets.partitions import first_day
+
+    first, last = landing_days(get_settings().landing_dir) or (first_day(), first_day())
+    return partition_range_tags(first, last)
+
+
+def run_pipeline(
+    echo: Callable[[str], None], job: str = "pipeline", days: tuple[dt.date, dt.date] | None = None
+) -> RunOutcome:
     """Execute the `pipeline` job (or `pipeline_and_agents`); `echo` gets one progress line per asset.
 
+    The daily partitions of transactions and events cover `days` (first, last), by default every day
+    with landing files, in one run; unpartitioned assets (vendors, employees, gold, ...) run once.
     dbt's own output (which dagster-dbt writes to stdout for the UI's compute logs) goes to
     `$ASSAY_HOME/logs/run-<id>.log` instead of the terminal.
     """
     from orchestration.definitions import defs  # heavy import: only when a run is asked for
+
+    window = partition_range_tags(*days) if days else full_range_tags()
 
     instance = dagster_instance()
     run_id = str(uuid.uuid4())
@@ -82,7 +120,7 @@ def run_pipeline(echo: Callable[[str], None], job: str = "pipeline") -> RunOutco
                 raise_on_error=False,
                 # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                tags={"assay/launched_by": "assay run"},
+                tags={"assay/launched_by": "assay run", **window},
             )
         finally:
             watcher.stop()
@@ -107,6 +145,7 @@ class _ProgressWatcher(threading.Thread):
         self.layer_seconds: dict[str, float] = {}
         self.failed_checks: list[str] = []
         self._seen = 0
+        self._shown: set[str] = set()  # a range run stores one materialization per partition
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -134,6 +173,9 @@ class _ProgressWatcher(threading.Thread):
             key = mat.asset_key.to_user_string()
             layer = mat.asset_key.path[0]
             self.layer_seconds[layer] = elapsed
+            if key in self._shown:
+                return
+            self._shown.add(key)
             rows = mat.metadata.get("dagster/row_count")
             rows_text = f"{rows.value:>10,} rows" if rows is not None else ""
             self.echo(f"  [{elapsed:6.1f}s] {key:<38} {rows_text}")

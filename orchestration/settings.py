@@ -6,6 +6,7 @@ point `ASSAY_HOME` somewhere else before anything touches the database.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -91,6 +92,8 @@ class Settings(BaseSettings):
     model_cache: Path | None = None
     """Folder for converted model copies; unset: `$ASSAY_HOME/models`."""
     embedding_model: str | None = None
+    partitions_start: dt.date = dt.date(2025, 1, 1)
+    """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @property

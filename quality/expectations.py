@@ -142,15 +142,17 @@ def _transactions_rules(gxe, facts: Facts) -> list:
                 "bronze_id",
                 "source_file",
                 "loaded_at",
+                "partition_date",  # the daily partition (day of the landing file) the row came in
             ],
             exact_match=True,
         ),
+        gxe.ExpectColumnValuesToBeOfType(column="partition_date", type_="DATE"),
         gxe.ExpectColumnValuesToBeOfType(column="amount", type_="NUMERIC(14, 2)"),
         gxe.ExpectColumnValuesToBeOfType(column="amount_eur", type_="NUMERIC(14, 2)"),
         gxe.ExpectColumnValuesToBeOfType(column="transaction_date", type_="DATE"),
         gxe.ExpectColumnValuesToBeOfType(column="loaded_at", type_="TIMESTAMP WITH TIME ZONE"),
         *_not_null(gxe, "transaction_id", "employee_id", "vendor_id", "amount", "currency", "amount_eur"),
-        *_not_null(gxe, "transaction_date", "bronze_id"),
+        *_not_null(gxe, "transaction_date", "bronze_id", "partition_date"),
         gxe.ExpectColumnValuesToBeUnique(column="transaction_id"),
         gxe.ExpectColumnValuesToBeBetween(
             column="amount", min_value=0, strict_min=True, max_value=10_000_000
@@ -201,11 +203,13 @@ def _events_rules(gxe, facts: Facts) -> list:
                 "bronze_id",
                 "source_file",
                 "loaded_at",
+                "partition_date",  # the daily partition (day of the landing file) the row came in
             ],
             exact_match=True,
         ),
+        gxe.ExpectColumnValuesToBeOfType(column="partition_date", type_="DATE"),
         gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="TIMESTAMP WITH TIME ZONE"),
-        *_not_null(gxe, "case_id", "activity", "event_ts", "bronze_id"),
+        *_not_null(gxe, "case_id", "activity", "event_ts", "bronze_id", "partition_date"),
         gxe.ExpectColumnValuesToBeInSet(column="activity", value_set=facts.activities),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["case_id", "activity", "event_ts"]),
         # both bounds as timestamps: GX refuses to compare a date with a datetime

@@ -89,8 +89,9 @@ def postgres(assay_home: Path, external_postgres):
 @pytest.fixture(scope="session")
 def pipeline_run(sample, postgres):
     from orchestration.definitions import defs
+    from orchestration.pipeline import full_range_tags
 
-    result = defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
     return result
 
 

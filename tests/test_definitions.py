@@ -62,10 +62,31 @@ def test_one_connected_graph_from_bronze_to_platinum():
         AssetKey(["bronze", "vendors"]),
         AssetKey(["bronze", "employees"]),
     } <= upstream
-    rejects_parents = graph.get(AssetKey(["silver", "rejects"])).parent_keys
+    # rejects accounts for every source (the daily ones through their incremental int_*_checked)
+    rejects_ancestors = graph.get_ancestor_asset_keys(AssetKey(["silver", "rejects"]))
     assert {
         AssetKey(["bronze", s]) for s in ("transactions", "events", "vendors", "employees")
-    } <= rejects_parents
+    } <= rejects_ancestors
+
+
+def test_transactions_and_events_are_daily_partitioned_from_bronze_to_silver():
+    graph = _graph()
+    daily = {
+        key.to_user_string()
+        for key in graph.materializable_asset_keys
+        if graph.get(key).partitions_def is not None
+    }
+    assert daily == {
+        "bronze/transactions",
+        "bronze/events",
+        "silver/int_transactions_checked",
+        "silver/transactions",
+        "silver/int_events_checked",
+        "silver/events",
+    }
+    # a backfill over a range is one run (one bronze pass, one dbt call over the window)
+    policies = {graph.get(AssetKey.from_user_string(key)).backfill_policy for key in daily}
+    assert {p.max_partitions_per_run for p in policies} == {None}
 
 
 def test_dbt_tests_are_asset_checks():

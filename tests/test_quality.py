@@ -23,7 +23,8 @@ from quality.rules import DIMENSIONS, REASON_DIMENSION
 
 GOLD = ("monthly_summary", "category_trends", "vendor_spend")
 SILVER = ("transactions", "events", "vendors", "employees")
-DRIFT_FILE = "transactions/transactions-drift.jsonl"
+# dated like every landing file of a partitioned source (assets/partitions.py)
+DRIFT_FILE = "transactions/transactions-drift-2025-03-01.jsonl"
 # amount renamed to amt, an extra field `note`: the file must still load and silver must reject it
 DRIFT_RECORD = {
     "id": "D{}",
@@ -75,6 +76,7 @@ def high() -> RunFacts:
     """One pipeline run on a small high-defect sample plus a drifting file, in its own ASSAY_HOME."""
     from orchestration.database import PostgresResource
     from orchestration.definitions import defs
+    from orchestration.pipeline import full_range_tags
     from quality.report import build_report, render
 
     home = Path(tempfile.mkdtemp(prefix="assay-test-high-"))
@@ -84,7 +86,9 @@ def high() -> RunFacts:
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=DefectRates.high())
         drift = home / "landing" / DRIFT_FILE
         drift.write_text("".join(json.dumps(DRIFT_RECORD | {"id": f"D{i}"}) + "\n" for i in range(3)))
-        facts = _facts(defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False))
+        facts = _facts(
+            defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
+        )
         with PostgresResource().connect(autocommit=True) as conn:
             facts.extra["drift_bronze_rows"] = conn.execute(
                 "select count(*) from bronze.transactions where source_file = %s", [DRIFT_FILE]
@@ -152,6 +156,7 @@ def test_gold_and_platinum_contracts_and_unit_tests():
         "category_trends_z_score_and_anomaly_flag": "category_trends",
         "category_trends_no_anomaly_in_partial_week": "category_trends",
         "transactions_deduplication_rule": "int_transactions_checked",
+        "transactions_deduplication_across_days": "int_transactions_checked",
     }
 
 
@@ -173,14 +178,23 @@ def test_quality_checks_severity_and_blocking():
 def test_layers_are_separate_steps_and_platinum_waits_for_gold():
     graph = _graph()
     nodes = {
-        graph.get(AssetKey([layer, name])).assets_def.node_def.name
+        (layer, name): graph.get(AssetKey([layer, name])).assets_def.node_def.name
         for layer, name in (
+            ("silver", "vendors"),
             ("silver", "transactions"),
+            ("silver", "rejects"),
             ("gold", "monthly_summary"),
             ("platinum", "documents"),
         )
     }
-    assert nodes == {"dbt_silver", "dbt_gold", "dbt_platinum"}
+    # silver: reference models, the daily partitioned models, then the rejects view over both
+    assert list(nodes.values()) == [
+        "dbt_silver",
+        "dbt_silver_daily",
+        "dbt_silver_rejects",
+        "dbt_gold",
+        "dbt_platinum",
+    ]
     parents = graph.get(AssetKey(["platinum", "documents"])).parent_keys
     assert {AssetKey(["gold", g]) for g in GOLD} <= parents
 

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from statistics import median
 
@@ -26,6 +26,7 @@ from assets.sample import (
 
 SEEDS = Path(__file__).parents[1] / "dbt_project" / "seeds"
 N = SIZES["small"]
+DAYS_2025 = [(date(2025, 1, 1) + timedelta(days=i)).isoformat() for i in range(365)]
 KEYS = ["id", "employee_id", "vendor_id", "amount", "currency", "date", "description", "category"]
 DEFECT_FIELDS = {
     "duplicate": "duplicate",
@@ -69,7 +70,7 @@ def joined_lines(summary: SampleSummary) -> list[dict]:
         raw = (summary.landing_dir / rel).read_bytes().split(b"\n")
         assert raw[-1] == b"" and len(raw) - 1 == len(rows), rel  # one truth row per line, "\n" ended
         for row, text in zip(rows, raw[:-1], strict=True):
-            out.append({**row, "raw": text, "month": int(rel[-8:-6])})
+            out.append({**row, "raw": text, "day": date.fromisoformat(rel[-16:-6])})
     return out
 
 
@@ -79,10 +80,10 @@ def test_files_and_summary(small: SampleSummary) -> None:
     )
     assert names == sorted(
         ["vendors/vendors.csv", "employees/employees.csv"]
-        + [f"transactions/transactions-2025-{m:02d}.jsonl" for m in range(1, 13)]
-        + [f"events/events-2025-{m:02d}.csv" for m in range(1, 13)]
+        + [f"transactions/transactions-{d}.jsonl" for d in DAYS_2025]
+        + [f"events/events-{d}.csv" for d in DAYS_2025]
     )
-    assert all(p.exists() for p in small.files) and len(small.files) == 26 + 5
+    assert all(p.exists() for p in small.files) and len(small.files) == 2 + 2 * 365 + 5
     assert (small.vendors, small.employees) == (50, 40)
     assert small.transactions == N + expected(0.005, N) == 2010
     summary = json.loads((small.truth_dir / "summary.json").read_text())
@@ -98,7 +99,7 @@ def test_determinism(tmp_path: Path) -> None:
     rel = [p.relative_to(tmp_path / "a") for p in a.files]
     assert rel == [p.relative_to(tmp_path / "b") for p in b.files]
     assert all((tmp_path / "a" / r).read_bytes() == (tmp_path / "b" / r).read_bytes() for r in rel)
-    tx = Path("landing/transactions/transactions-2025-06.jsonl")
+    tx = Path("landing/transactions/transactions-2025-06-11.jsonl")
     assert (tmp_path / "a" / tx).read_bytes() != (tmp_path / "c" / tx).read_bytes()
 
 
@@ -146,8 +147,8 @@ def test_lines_parse_or_fail_as_labelled(lines: list[dict], small: SampleSummary
         d, day = row["defect"], date.fromisoformat(rec["date"])
         assert (rec["amount"] <= 0) == (d == "non_positive_amount")
         assert (day.year == 2031) == (d == "future_date")
-        if d != "duplicate":  # copies may sit in a later month's file; every other line is in its own
-            assert day.month == row["month"]
+        if d != "duplicate":  # copies may sit in a later day's file; every other line is in its own
+            assert (day.month, day.day) == (row["day"].month, row["day"].day)  # future dates keep theirs
         assert (rec["currency"] not in CURRENCIES) == (d == "unknown_currency")
         assert (rec.get("category") not in (*CATEGORIES, None)) == (d == "unknown_category")
         assert (rec["vendor_id"] not in vendors) == (d == "orphan_vendor")
@@ -156,11 +157,11 @@ def test_lines_parse_or_fail_as_labelled(lines: list[dict], small: SampleSummary
 
 def test_duplicates_are_later_byte_copies(lines: list[dict]) -> None:
     first_seen: dict[str, int] = {}
-    for i, row in enumerate(lines):  # lines are in (month, line_number) order
+    for i, row in enumerate(lines):  # lines are in (day, line_number) order
         if row["defect"] == "duplicate":
             orig = lines[first_seen[row["transaction_id"]]]
             assert orig["raw"] == row["raw"] and orig["defect"] == ""
-            assert row["month"] - orig["month"] in (0, 1, 2)
+            assert (row["day"] - orig["day"]).days in (0, 1, 2)
         else:
             assert row["transaction_id"] not in first_seen  # each id has one non-duplicate line
             first_seen[row["transaction_id"]] = i
@@ -204,13 +205,13 @@ def test_events(small: SampleSummary) -> None:
     seq: dict[str, list[tuple[datetime, str, str]]] = defaultdict(list)
     file_of: dict[str, set[int]] = defaultdict(set)
     total = 0
-    for m in range(1, 13):
-        rows = read_csv(small.landing_dir / "events" / f"events-2025-{m:02d}.csv")
+    for d in DAYS_2025:
+        rows = read_csv(small.landing_dir / "events" / f"events-{d}.csv")
         total += len(rows)
         for r in rows:
             assert r["timestamp"].endswith("Z")
             seq[r["case_id"]].append((datetime.fromisoformat(r["timestamp"]), r["activity"], r["resource"]))
-            file_of[r["case_id"]].add(m)
+            file_of[r["case_id"]].add(d)
     assert total == small.events and set(seq) == set(cases)
     assert all(len(ms) == 1 for ms in file_of.values())
     for case_id, events in seq.items():

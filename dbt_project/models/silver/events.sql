@@ -1,8 +1,16 @@
--- The approval event log: one row per event, typed and deduplicated.
+-- The approval event log: one row per event, typed and deduplicated; incremental by daily partition.
+-- A run replaces exactly its window (delete its days, insert them again): reruns change nothing.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='partition_date',
+    indexes=[{'columns': ['partition_date']}],
+) }}
+
 with checked as (
 
     select * from {{ ref('int_events_checked') }}
-    where reject_reason is null
+    where {{ in_window('partition_date') }} and reject_reason is null
 
 ),
 
@@ -15,7 +23,8 @@ final as (
         resource,
         bronze_id,
         source_file,
-        loaded_at
+        loaded_at,
+        partition_date
 
     from checked
 

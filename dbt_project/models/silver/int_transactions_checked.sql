@@ -1,10 +1,18 @@
--- Every bronze transaction row with its typed values and, if it cannot go to silver, the reason.
--- silver.transactions keeps the rows without a reason; silver.rejects keeps the others.
-{{ config(materialized='view') }}
+-- Every bronze transaction row of the window (daily partitions min_date..max_date) with its typed
+-- values and, if it cannot go to silver, the reason. silver.transactions keeps the rows without a
+-- reason; silver.rejects shows the others. A run replaces exactly its window (delete its days,
+-- insert them again): rerunning a window changes nothing.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='partition_date',
+    indexes=[{'columns': ['partition_date']}, {'columns': ['transaction_id']}],
+) }}
 
 with bronze as (
 
     select * from {{ source('bronze', 'transactions') }}
+    where {{ in_window('partition_date') }}
 
 ),
 
@@ -12,10 +20,12 @@ fields as (
 
     select
         bronze_id,
+        partition_date,
         source_file,
         line_number,
         loaded_at,
         parse_error,
+        coalesce(record::text, raw_text) as payload,
         -- ids
         nullif(trim(record ->> 'id'), '') as transaction_id,
         nullif(trim(record ->> 'employee_id'), '') as employee_id,
@@ -36,11 +46,22 @@ fields as (
 typed as (
 
     select
-        *,
+        fields.*,
         {{ try_cast('amount_text', 'numeric') }} as amount,
         {{ try_cast('date_text', 'date') }} as transaction_date,
-        -- the first occurrence of an id wins; later copies are duplicates
-        row_number() over (partition by transaction_id order by bronze_id) as id_occurrence
+        -- the first occurrence of an id wins; later copies are duplicates: within the window ...
+        row_number() over (partition by transaction_id order by bronze_id) as id_occurrence,
+        -- ... and across days: an earlier copy already checked in another partition
+        {% if is_incremental() %}
+        exists (
+            select 1 from {{ this }} as earlier
+            where earlier.transaction_id = fields.transaction_id
+                and earlier.bronze_id < fields.bronze_id
+                and not {{ in_window('earlier.partition_date') }}
+        )
+        {% else %}
+        false
+        {% endif %} as seen_before
 
     from fields
 
@@ -61,7 +82,7 @@ checked as (
             when typed.date_text is null then 'missing_field:date'
             when typed.amount is null then 'invalid_type:amount'
             when typed.transaction_date is null then 'invalid_type:date'
-            when typed.id_occurrence > 1 then 'duplicate'
+            when typed.id_occurrence > 1 or typed.seen_before then 'duplicate'
             when typed.amount <= 0 then 'non_positive_amount'
             when typed.transaction_date > current_date then 'future_date'
             when rates.currency is null then 'unknown_currency'
@@ -72,13 +93,35 @@ checked as (
     from typed
     left join {{ ref('currency_rates') }} as rates on typed.currency = rates.currency
     left join {{ ref('categories') }} as categories on typed.category = categories.category
-    left join {{ ref('vendors') }} as vendors on typed.vendor_id = vendors.vendor_id
+    -- the accepted vendors (= silver.vendors), read from the unguarded int model: silver.vendors'
+    -- quality gate reads silver.rejects, which is built after this model
+    left join {{ ref('int_vendors_checked') }} as vendors
+        on typed.vendor_id = vendors.vendor_id and vendors.reject_reason is null
 
 ),
 
 final as (
 
-    select * from checked
+    select
+        bronze_id,
+        partition_date,
+        source_file,
+        line_number,
+        loaded_at,
+        transaction_id,
+        employee_id,
+        vendor_id,
+        amount,
+        currency,
+        rate_to_eur,
+        transaction_date,
+        description,
+        category,
+        reject_reason,
+        -- the record as loaded, kept for rejected rows only (silver.rejects shows it)
+        case when reject_reason is not null then payload end as payload
+
+    from checked
 
 )
 

@@ -1,28 +1,34 @@
 -- Every bronze row that did not reach silver, with the reason. Together with the silver tables
 -- this accounts for every bronze row exactly once.
-{% set checked = [
-    ('transactions', 'int_transactions_checked'),
-    ('events', 'int_events_checked'),
-    ('vendors', 'int_vendors_checked'),
-    ('employees', 'int_employees_checked'),
-] %}
+-- A view: the daily sources' rejects live in their incremental int_*_checked tables (a run
+-- replaces its window there), so this never has to be rebuilt when one day is added.
+{{ config(materialized='view') }}
 
-with bronze_payloads as (
+{% set daily = [('transactions', 'int_transactions_checked'), ('events', 'int_events_checked')] %}
+{% set reference = [('vendors', 'int_vendors_checked'), ('employees', 'int_employees_checked')] %}
 
-    {% for source_name, _ in checked %}
-    select '{{ source_name }}' as source, bronze_id, coalesce(record::text, raw_text) as payload
-    from {{ source('bronze', source_name) }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+with rejected as (
 
-),
-
-rejected as (
-
-    {% for source_name, model in checked %}
-    select '{{ source_name }}' as source, bronze_id, source_file, line_number, reject_reason, loaded_at
+    {% for source_name, model in daily %}
+    select
+        '{{ source_name }}' as source, bronze_id, source_file, line_number, reject_reason, payload, loaded_at
     from {{ ref(model) }}
     where reject_reason is not null
+    union all
+    {% endfor %}
+
+    {% for source_name, model in reference %}
+    select
+        '{{ source_name }}' as source,
+        checked.bronze_id,
+        checked.source_file,
+        checked.line_number,
+        checked.reject_reason,
+        coalesce(bronze.record::text, bronze.raw_text) as payload,
+        checked.loaded_at
+    from {{ ref(model) }} as checked
+    inner join {{ source('bronze', source_name) }} as bronze on checked.bronze_id = bronze.bronze_id
+    where checked.reject_reason is not null
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -31,19 +37,16 @@ rejected as (
 final as (
 
     select
-        rejected.source,
-        rejected.bronze_id,
-        rejected.source_file,
-        rejected.line_number,
-        rejected.reject_reason as reason,
-        split_part(rejected.reject_reason, ':', 1) as reason_class,
-        bronze_payloads.payload,
-        rejected.loaded_at
+        source,
+        bronze_id,
+        source_file,
+        line_number,
+        reject_reason as reason,
+        split_part(reject_reason, ':', 1) as reason_class,
+        payload,
+        loaded_at
 
     from rejected
-    inner join bronze_payloads
-        on rejected.source = bronze_payloads.source
-        and rejected.bronze_id = bronze_payloads.bronze_id
 
 )
 

@@ -1,8 +1,16 @@
--- Typed, validated, deduplicated expense transactions in EUR.
+-- Typed, validated, deduplicated expense transactions in EUR; incremental by daily partition.
+-- A run replaces exactly its window (delete its days, insert them again): reruns change nothing.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='partition_date',
+    indexes=[{'columns': ['partition_date']}],
+) }}
+
 with checked as (
 
     select * from {{ ref('int_transactions_checked') }}
-    where reject_reason is null
+    where {{ in_window('partition_date') }} and reject_reason is null
 
 ),
 
@@ -25,7 +33,8 @@ final as (
         -- lineage
         bronze_id,
         source_file,
-        loaded_at
+        loaded_at,
+        partition_date
 
     from checked
 
