@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -108,23 +108,13 @@ class Database:
     ) -> list[tuple]:
         """Run one read and return its rows; 503 while the database is unreachable, or when `table`
         (the relation the query reads, named for the caller) does not exist yet."""
-        for attempt in (1, 2):
-            try:
-                async with self.pool.connection() as conn:
-                    cursor = await conn.execute(query, params)
-                    return await cursor.fetchall()
-            except Exception as exc:
-                refused = _refused(exc, table, self.settings.statement_timeout_ms)
-                if refused is not None:
-                    raise refused from None
-                if not isinstance(exc, psycopg.OperationalError):
-                    raise
-                # A pooled connection died (server restarted): drop the dead ones, try once more.
-                log.warning("database connection failed (attempt %d): %s", attempt, exc)
-                if attempt == 2:
-                    raise unavailable() from None
-                await self.pool.check()
-        raise AssertionError("unreachable")
+
+        async def once() -> list[tuple]:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall()
+
+        return await self._retrying(once, self.pool.check, table)
 
     async def run_sync(self, work: Callable[[psycopg.Connection], T], *, table: str | None = None) -> T:
         """Run `work` on a blocking connection (same role and session settings) in a worker thread.
@@ -139,18 +129,30 @@ class Database:
             with pool.connection() as conn:
                 return work(conn)
 
-        try:
-            return await asyncio.to_thread(call)
-        except Exception as exc:
-            refused = _refused(exc, table, self.settings.statement_timeout_ms)
-            if refused is not None:
-                raise refused from None
-            if not isinstance(exc, psycopg.OperationalError):
-                raise
-            log.warning("database connection failed: %s", exc)
-            # drop dead connections (server restarted) so that the next request gets a fresh one
-            await asyncio.to_thread(pool.check)
-            raise unavailable() from None
+        return await self._retrying(
+            lambda: asyncio.to_thread(call), lambda: asyncio.to_thread(pool.check), table
+        )
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]], check: Callable[[], Awaitable[None]], table):
+        """Run a read; 503 while the database is unreachable, or when `table` does not exist yet.
+
+        A pooled connection that died (the server restarted) fails once: drop the dead ones and try
+        again, so the first request after a restart is answered, not refused. Reads only, so safe.
+        """
+        for attempt in (1, 2):
+            try:
+                return await once()
+            except Exception as exc:
+                refused = _refused(exc, table, self.settings.statement_timeout_ms)
+                if refused is not None:
+                    raise refused from None
+                if not isinstance(exc, psycopg.OperationalError):
+                    raise
+                log.warning("database connection failed (attempt %d): %s", attempt, exc)
+                if attempt == 2:
+                    raise unavailable() from None
+                await check()
+        raise AssertionError("unreachable")
 
     def _blocking_pool(self) -> ConnectionPool:
         with self._lock:

@@ -18,6 +18,7 @@ from dagster import AssetKey, materialize
 from agents.backends import Constraint, GenerationRequest
 from agents.backends.transformers import TransformersBackend
 from agents.runner import run_lockstep, run_task
+from agents.store import AgentStore
 from agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Task, ToolCall
 from agents.tasks.base import data_block, parse_json_object
 from agents.tasks.categorise import Categorise
@@ -174,7 +175,8 @@ def test_invalid_output_is_retried_once(backend):
 def test_rerun_with_nothing_changed_generates_nothing(backend, postgres, pipeline_run, conn, assay_home):
     # start from an empty cache: other tests (the read API's agent_answers fixture) may have run it
     for table in ("agents.answers", "agents.runs"):
-        conn.execute(f"delete from {table} where task = %s", (Categorise.name,))
+        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+            conn.execute(f"delete from {table} where task = %s", (Categorise.name,))
     first = run_task(Categorise(), backend, postgres, limit=3)
     assert len(first.report.runs) == 3 and first.report.tokens_out > 0
     tokens, calls = backend.stats.tokens_out, backend.stats.generate_calls
@@ -296,6 +298,7 @@ def test_search_tool_is_hybrid_search_with_one_model_call_per_step(reader, conn,
 
 
 def test_tools_use_a_role_that_cannot_write(reader, postgres):
+    AgentStore(postgres).ensure()  # the agents tables exist, so a refused write is about the role
     assert reader.query("select current_user").rows == [("assay_reader",)]
     assert reader.query("show default_transaction_read_only").rows == [("on",)]
     for statement in (

@@ -27,7 +27,11 @@ SILVER_LINES = (
 SELECTION = [
     *(AssetKey(["bronze", s]) for s in ("transactions", "events", "vendors", "employees")),
     *(AssetKey(["silver", m]) for m in (*DAILY, "vendors", "employees", "int_vendors_checked")),
-    *(AssetKey(["silver", m]) for m in ("int_employees_checked", "currency_rates", "categories", "rejects")),
+    *(
+        AssetKey(["silver", m])
+        for m in ("int_employees_checked", "currency_rates", "categories", "activities")
+    ),
+    AssetKey(["silver", "rejects"]),
 ]
 
 
