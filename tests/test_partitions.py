@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pytest
 from click.testing import CliRunner
 from dagster import AssetKey
@@ -171,3 +172,23 @@ def test_later_days_after_earlier_ones_equal_one_full_run(home, truth, boundary)
             " + (select count(*) from silver.rejects where source = 'transactions')"
         ).fetchone()
         assert accounted[0] == accounted[1] == truth.height
+
+
+def test_daily_tests_read_the_window_and_indexes_hold_every_day(home, boundary):
+    """A daily run's dbt tests read only its window (their cost follows the day's data); uniqueness
+    across all days does not rest on them: unique indexes on silver refuse a second copy."""
+    from assets.dbt_project import dbt_project
+    from orchestration.database import PostgresResource
+
+    day = boundary.isoformat()
+    _run(day, day)
+    # dagster-dbt gives each dbt call its own target folder: the newest is this run's
+    compiled = (dbt_project.project_dir / "target").glob(
+        "dbt_silver_daily-*/compiled/assay/models/silver/transactions.yml/unique_transactions_transaction_id.sql"
+    )
+    unique_sql = max(compiled, key=lambda p: p.stat().st_mtime).read_text()
+    assert f"partition_date between '{day}' and '{day}'" in unique_sql
+    with PostgresResource().connect(autocommit=True) as conn:
+        for table, columns in (("silver.transactions", "*"), ("silver.events", "*")):
+            with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+                conn.execute(f"insert into {table} select {columns} from {table} limit 1")

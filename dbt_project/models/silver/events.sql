@@ -1,10 +1,15 @@
 -- The approval event log: one row per event, typed and deduplicated; incremental by daily partition.
 -- A run replaces exactly its window (delete its days, insert them again): reruns change nothing.
+-- The unique index keeps an event in silver once across all days, whichever windows ran (the
+-- dbt tests read one window).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='partition_date',
-    indexes=[{'columns': ['partition_date']}],
+    indexes=[
+        {'columns': ['partition_date']},
+        {'columns': ['case_id', 'activity', 'event_ts'], 'unique': True},
+    ],
 ) }}
 
 with checked as (

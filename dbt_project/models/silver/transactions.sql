@@ -1,10 +1,12 @@
 -- Typed, validated, deduplicated expense transactions in EUR; incremental by daily partition.
 -- A run replaces exactly its window (delete its days, insert them again): reruns change nothing.
+-- The unique index keeps an id in silver once across all days, whichever windows ran (the
+-- dbt tests read one window).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='partition_date',
-    indexes=[{'columns': ['partition_date']}],
+    indexes=[{'columns': ['partition_date']}, {'columns': ['transaction_id'], 'unique': True}],
 ) }}
 
 with checked as (
