@@ -15,10 +15,16 @@
   hands the loaded model to a backend in `agents/backends/`, which only generates. vLLM and
   OpenAI-compatible servers load their weights themselves: for them only the model name passes through.
 
+- **Several embedding workers** (`ASSAY_EMBEDDING_DEVICES=cuda:0,cuda:1,...`): documents are encoded
+  by sentence-transformers' own multi-process pool, one worker process per device, each taking chunks
+  of every batch; results come back in input order. The pool starts on first use and lives as long as
+  the process. Queries stay in this process (a few texts; a round trip to a worker costs more).
+
 Nothing is downloaded at run time: hub ids work only when already in the local cache. Every model is
 loaded once per process (cached by source, device and precision).
 """
 
+import atexit
 import functools
 import hashlib
 import importlib.util
@@ -121,6 +127,32 @@ def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
     return model
 
 
+@functools.cache
+def _worker_pool(source: str, devices: tuple[str, ...]) -> dict:
+    """sentence-transformers' multi-process pool over `devices`, started once per process.
+
+    The pool moves the model it is given to the CPU to share it with its workers, so it gets a copy
+    of its own, not the cached model this process encodes queries with.
+    """
+    _offline()
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(source, device="cpu", local_files_only=True)
+    pool = model.start_multi_process_pool(list(devices))
+    log.info("embedding workers started on %s", ", ".join(devices))
+    atexit.register(SentenceTransformer.stop_multi_process_pool, pool)
+    return pool
+
+
+def parse_devices(value: str | None) -> tuple[str, ...]:
+    """`cuda:0,cuda:1` -> ("cuda:0", "cuda:1"); each must be cpu or cuda[:N]."""
+    devices = tuple(d.strip() for d in (value or "").split(",") if d.strip())
+    bad = [d for d in devices if d != "cpu" and not (d == "cuda" or d.startswith("cuda:"))]
+    if bad:
+        raise ValueError(f"ASSAY_EMBEDDING_DEVICES: {', '.join(bad)} is not cpu, cuda or cuda:N")
+    return devices
+
+
 @dataclass(frozen=True)
 class Encoder:
     """A loaded embedding model with the settings it encodes with."""
@@ -130,6 +162,8 @@ class Encoder:
     device: str
     batch_size: int
     fp16: bool
+    source: str = ""
+    workers: tuple[str, ...] = ()  # several devices: documents go to the multi-process pool
 
     @property
     def dimension(self) -> int:
@@ -140,7 +174,10 @@ class Encoder:
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dimension) float32, L2-normalised, in input order."""
-        return self._encode(texts, getattr(self.model, "encode_document", self.model.encode))
+        method = getattr(self.model, "encode_document", self.model.encode)
+        if len(self.workers) > 1 and texts:
+            method = functools.partial(method, pool=_worker_pool(self.source, self.workers))
+        return self._encode(texts, method)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         # Asymmetric models carry a "query" prompt; encode_query applies it, MiniLM has none.
@@ -179,6 +216,10 @@ class EmbeddingModelResource(ConfigurableResource):
         default=None, description="Texts per model call; unset: 128 on CPU, 512 on CUDA."
     )
     fp16: bool = Field(default=True, description="Half precision on a GPU (ignored on CPU).")
+    devices: str | None = Field(
+        default=None,
+        description="Embedding workers, one per device (`cuda:0,cuda:1`); unset: ASSAY_EMBEDDING_DEVICES.",
+    )
 
     def model_name(self) -> str:
         return canonical_model_name(self.model or get_settings().embedding_model or DEFAULT_EMBEDDING_MODEL)
@@ -195,8 +236,10 @@ class EmbeddingModelResource(ConfigurableResource):
         device = self.resolved_device()
         fp16 = half_precision(device, self.fp16)
         batch = self.batch_size or DEFAULT_BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
-        model = _load_sentence_transformer(model_source(name), device, fp16)
-        return Encoder(canonical_model_name(name), model, device, batch, fp16)
+        source = model_source(name)
+        model = _load_sentence_transformer(source, device, fp16)
+        workers = parse_devices(self.devices or get_settings().embedding_devices)
+        return Encoder(canonical_model_name(name), model, device, batch, fp16, source, workers)
 
 
 # -- language models (agents) ------------------------------------------------------------------------

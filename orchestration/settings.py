@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     model_cache: Path | None = None
     """Folder for converted model copies; unset: `$ASSAY_HOME/models`."""
     embedding_model: str | None = None
+    embedding_devices: str | None = None
+    """Several embedding workers, one process per device, e.g. `cuda:0,cuda:1` (sentence-transformers'
+    multi-process pool) for documents; unset: one process on ASSAY_DEVICE."""
     partitions_start: dt.date = dt.date(2025, 1, 1)
     """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -286,3 +286,21 @@ def test_asset_rerun_embeds_nothing(pipeline_run, postgres):
     meta = result.asset_materializations_for_node("platinum__embeddings")[0].metadata
     assert meta["embedded"].value == 0 and meta["texts_encoded"].value == 0
     assert meta["skipped"].value == meta["dagster/row_count"].value and not meta["index_built"].value
+
+
+def test_several_embedding_workers_give_the_same_vectors_in_order():
+    # ASSAY_EMBEDDING_DEVICES=cuda:0,cuda:1 on a GPU machine; two CPU workers exercise the same pool
+    texts = [f"Taxi to airport {i}" if i % 3 else f"Hotel stay {i} nights" for i in range(120)]
+    single = EmbeddingModelResource(device="cpu").encoder().encode_documents(texts)
+    pooled = EmbeddingModelResource(device="cpu", devices="cpu,cpu").encoder()
+    assert pooled.workers == ("cpu", "cpu")
+    np.testing.assert_allclose(pooled.encode_documents(texts), single, atol=1e-6)
+
+
+def test_embedding_devices_are_checked():
+    from orchestration.models import parse_devices
+
+    assert parse_devices(" cuda:0, cuda:1 ") == ("cuda:0", "cuda:1")
+    assert parse_devices(None) == ()
+    with pytest.raises(ValueError, match="gpu1 is not cpu, cuda or cuda:N"):
+        parse_devices("cuda:0,gpu1")
