@@ -7,6 +7,7 @@ point `ASSAY_HOME` somewhere else before anything touches the database.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -128,3 +129,15 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def _pin_home() -> None:
+    # A relative ASSAY_HOME (the default `.assay`) means "relative to where assay was started". Fix it
+    # now, at import: dbt's in-process adapter (dagster-dbt's row counts) moves the process into the
+    # dbt project folder, and a path resolved after that would start a second, empty server there.
+    home = Path(os.environ.get("ASSAY_HOME", ".assay")).expanduser()
+    if not home.is_absolute():
+        os.environ["ASSAY_HOME"] = str(home.resolve())
+
+
+_pin_home()

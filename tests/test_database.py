@@ -79,3 +79,18 @@ def test_reader_role_cannot_write(postgres, pipeline_run):
             except psycopg.errors.InsufficientPrivilege:
                 continue
             raise AssertionError(f"the read-only role could run: {statement}")
+
+
+def test_a_relative_home_stays_where_assay_started(tmp_path):
+    # dbt's in-process adapter changes the working directory; the default `.assay` must not follow it
+    script = (
+        "import os; from orchestration.settings import get_settings; os.chdir('/');"
+        "print(get_settings().home_dir)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ASSAY_HOME"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str((tmp_path / ".assay").resolve())
