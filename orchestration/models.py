@@ -81,6 +81,11 @@ def _offline() -> None:
     # Hub access is off before the hub library is first imported; local_files_only makes it certain.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # transformers draws a "Loading weights" bar on every load: noise in `assay run`'s progress lines
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def model_source(name: str) -> str:
