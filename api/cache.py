@@ -64,6 +64,14 @@ class ResponseCache:
         self.hits += 1
         return entry
 
+    def lookup(self, mart: str, key: Hashable) -> tuple[Cached | None, tuple | None]:
+        """(the cached response or None, the version to store a fresh one under or None).
+
+        With the cache off, or no version known for the mart yet, nothing is read or stored."""
+        if not self.enabled:
+            return None, None
+        return self.get(mart, key), self.versions.get(mart)
+
     def put(self, key: Hashable, entry: Cached) -> None:
         size = len(entry.body)
         if size > self.max_bytes // 8:

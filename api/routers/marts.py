@@ -258,15 +258,12 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
         accept = request.headers.get("accept", "")
-        key = version = None
-        if cache.enabled:
-            # the raw query string is the key: a request that was valid once is valid again
-            csv_by_accept = "text/csv" in accept and "application/json" not in accept
-            key = (mart.name, "rows", request.scope["query_string"], csv_by_accept)
-            hit = cache.get(mart.name, key)
-            if hit is not None:
-                return _response(hit)
-            version = cache.versions.get(mart.name)
+        # the raw query string is the key: a request that was valid once is valid again
+        csv_by_accept = "text/csv" in accept and "application/json" not in accept
+        key = (mart.name, "rows", request.scope["query_string"], csv_by_accept)
+        hit, version = cache.lookup(mart.name, key)
+        if hit is not None:
+            return _response(hit)
         page = parse_page_request(
             mart,
             request.query_params.multi_items(),
@@ -338,13 +335,10 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     async def lookup(request: Request) -> Response:
         principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
-        key = version = None
-        if cache.enabled:
-            key = (mart.name, "lookup", request.scope["query_string"])
-            hit = cache.get(mart.name, key)
-            if hit is not None:
-                return _response(hit)
-            version = cache.versions.get(mart.name)
+        key = (mart.name, "lookup", request.scope["query_string"])
+        hit, version = cache.lookup(mart.name, key)
+        if hit is not None:
+            return _response(hit)
         given = request.query_params
         unknown = [name for name in given if name not in mart.key]
         if unknown:
