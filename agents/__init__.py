@@ -1,1 +1,2 @@
-"""Batched LLM agent runs over gold and platinum data (tasks, runner, tools, backends)."""
+"""Batched LLM agent runs over gold and platinum data: tasks, the lockstep runner, tools, backends,
+evaluation."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.runner import TaskOutcome
-from agents.tools import ReaderSession, ToolError
+from assay.agents.runner import TaskOutcome
+from assay.agents.tools import ReaderSession, ToolError
 
 
 @dataclass
@@ -72,7 +72,7 @@ CITATION_CHECK = """
 with cited as (
     select answers.input_key, split_part(answers.input_key, ':', 1) as category,
            split_part(answers.input_key, ':', 2)::date as week_start, unnest(answers.citations) as source_id
-    from agents.answers
+    from assay.agents.answers
     where answers.task = 'explain_anomalies'
 )
 select count(*) as cited,

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agents.backends import Backend, GenerationRequest
-from agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall, stable_hash
-from agents.tools import TOOLS, ReaderSession, ToolBox, ToolError
-from agents.tools.db import ROW_CAP, STATEMENT_TIMEOUT_MS
+from assay.agents.backends import Backend, GenerationRequest
+from assay.agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall, stable_hash
+from assay.agents.tools import TOOLS, ReaderSession, ToolBox, ToolError
+from assay.agents.tools.db import ROW_CAP, STATEMENT_TIMEOUT_MS
 
 if TYPE_CHECKING:
-    from orchestration.models import Encoder
+    from assay.core.models import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def run_task(
     `encoders` gives the embedding model for search (default: `EmbeddingModelResource` following
     the settings); the model is loaded once per process and reused by every search of the run.
     """
-    from agents.store import AgentStore
+    from assay.agents.store import AgentStore
 
     store = AgentStore(postgres)
     store.ensure()

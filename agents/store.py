@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from orchestration.database import PostgresResource
+from assay.core.database import PostgresResource
 
 DDL = """
 create table if not exists agents.runs (
@@ -170,7 +170,7 @@ class AgentStore:
                     (task, input_key, answer, citations, cache_key, run_id, model, backend)
                 select distinct on (task, input_key)
                        task, input_key, answer, citations, cache_key, run_id, model, backend
-                from agents.runs
+                from assay.agents.runs
                 where batch_id = %s and status = 'succeeded'
                 order by task, input_key, run_id desc
                 on conflict (task, input_key) do update set

@@ -1,5 +1,2 @@
-"""The read-only HTTP API (FastAPI): gold marts, health, metrics; `create_app` is in `api.app`.
-
-Endpoint groups over other tables (agent answers, search, process results, quality) plug in as
-modules of `api.routers` (see README "Read API").
-"""
+"""The read-only HTTP API (FastAPI): gold marts, answers, search, process results, quality, health,
+metrics; `create_app` is in `assay.api.app`, each endpoint group a module of `assay.api.routers`."""

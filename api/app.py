@@ -13,20 +13,19 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from assay.api.cache import ResponseCache
+from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
+from assay.api.db import Database
+from assay.api.errors import error_responses, install_error_handlers
+from assay.api.keys import KeyStore, ensure_key_table
+from assay.api.middleware import POOLS, GuardMiddleware
+from assay.api.ratelimit import RateLimiter
+from assay.api.routers import answers, health, marts, metrics, process, quality, search
+from assay.api.state import SECURITY_SCHEMES, AppState
+from assay.core.database import DatabaseError, PostgresResource
+from assay.core.settings import ApiSettings, get_settings
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-
-from api.cache import ResponseCache
-from api.catalog import MANIFEST_PATH, MART_SCHEMA, load_catalog, load_mart_specs
-from api.db import Database
-from api.errors import error_responses, install_error_handlers
-from api.keys import KeyStore, ensure_key_table
-from api.middleware import POOLS, GuardMiddleware
-from api.ratelimit import RateLimiter
-from api.routers import answers, health, marts, metrics, process, quality, search
-from api.state import SECURITY_SCHEMES, AppState
-from orchestration.database import DatabaseError, PostgresResource
-from orchestration.settings import ApiSettings, get_settings
 
 log = logging.getLogger("assay.api")
 
@@ -42,7 +41,7 @@ or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited 
 def create_app(
     settings: ApiSettings | None = None,
     postgres: PostgresResource | None = None,
-    manifest_path: Path = MANIFEST_PATH,
+    manifest_path: Path | None = None,
 ) -> FastAPI:
     settings = settings or get_settings().api
     postgres = postgres or PostgresResource()

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from api.errors import ApiError
+from assay.api.errors import ApiError
 
 log = logging.getLogger("assay.api")
 

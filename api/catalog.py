@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import psycopg
+from assay.core import dbt as dbt_files
 
 log = logging.getLogger("assay.api")
 
-# Where `DbtProject(project_dir=dbt_project).manifest_path` points (assets/dbt_project.py); kept as a
-# plain path so the API starts without importing dagster-dbt. tests/test_api.py checks they agree.
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "dbt_project" / "target" / "manifest.json"
 MART_SCHEMA = "gold"
 
 Kind = Literal["integer", "number", "string", "date", "timestamp", "boolean", "other"]
@@ -100,8 +98,9 @@ class Catalog:
     """Gold models in the manifest whose table does not exist (not materialised yet)."""
 
 
-def load_mart_specs(manifest_path: Path = MANIFEST_PATH) -> dict[str, MartSpec]:
-    """Every gold model of the manifest, by name."""
+def load_mart_specs(manifest_path: Path | None = None) -> dict[str, MartSpec]:
+    """Every gold model of the manifest (default: the one the pipeline uses), by name."""
+    manifest_path = manifest_path or dbt_files.manifest_path()
     if not manifest_path.exists():
         raise FileNotFoundError(
             f"dbt manifest missing at {manifest_path}: run `make setup` "

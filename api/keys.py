@@ -18,13 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from assay.api.errors import ApiError
+from assay.core.database import PostgresResource
 from psycopg import sql
 
-from api.errors import ApiError
-from orchestration.database import PostgresResource
-
 if TYPE_CHECKING:
-    from api.db import Database
+    from assay.api.db import Database
 
 SCHEMA = "api"
 TABLE = "keys"

@@ -23,10 +23,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+from assay.api.catalog import Column, Kind, Mart
+from assay.api.errors import bad_request
 from psycopg import sql
-
-from api.catalog import Column, Kind, Mart
-from api.errors import bad_request
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 RESERVED = ("limit", "cursor", "sort", "format")

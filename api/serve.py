@@ -8,8 +8,8 @@ import signal
 import sys
 import tempfile
 
-from orchestration.database import PostgresResource
-from orchestration.settings import get_settings
+from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
@@ -35,7 +35,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            "api.app:create_app",
+            "assay.api.app:create_app",
             factory=True,
             host=settings.host,
             port=settings.port,

@@ -2,16 +2,15 @@
 
 from dataclasses import dataclass
 
+from assay.api.cache import ResponseCache
+from assay.api.catalog import Catalog
+from assay.api.db import Database
+from assay.api.errors import ApiError
+from assay.api.keys import KeyStore, Principal, unauthorized
+from assay.api.middleware import RATE_LIMITED
+from assay.api.ratelimit import RateLimiter
+from assay.core.settings import ApiSettings
 from fastapi import Request
-
-from api.cache import ResponseCache
-from api.catalog import Catalog
-from api.db import Database
-from api.errors import ApiError
-from api.keys import KeyStore, Principal, unauthorized
-from api.middleware import RATE_LIMITED
-from api.ratelimit import RateLimiter
-from orchestration.settings import ApiSettings
 
 
 @dataclass

@@ -1,1 +1,2 @@
-"""Python assets: sample data, bronze ingestion and the dbt assets."""
+"""Dagster wiring: the assets and asset checks of every layer (bronze, dbt, embeddings, process
+mining, agents, quality)."""

@@ -16,31 +16,35 @@ goes to dbt as `--vars {min_date, max_date}`), and `rejects`, a view over both.
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from assay.assets.dbt_project import runtime_project
+from assay.assets.partitions import daily_partitions, single_run, window_days
+from assay.core import dbt as dbt_files
+from assay.core.database import PostgresResource
+from assay.quality.store import CheckRecorder
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    ConfigurableResource,
     MetadataValue,
     Output,
 )
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
     DbtCliResource,
     DbtProject,
     dbt_assets,
 )
-
-from assets.dbt_project import DBT_PROJECT_DIR, dbt_executable, dbt_project
-from assets.partitions import daily_partitions, single_run, window_days
-from orchestration.database import PostgresResource
-from quality.store import CheckRecorder
+from psycopg.conninfo import conninfo_to_dict
 
 LAYERS = ("silver", "gold", "platinum")
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
@@ -57,11 +61,25 @@ STEPS = {
     "platinum": ("path:models/platinum", ""),
 }
 
-if not dbt_project.manifest_path.exists():
-    raise FileNotFoundError(
-        f"dbt manifest missing at {dbt_project.manifest_path}: run `make setup` "
-        "(it runs `dagster-dbt project prepare-and-package --file assets/dbt_project.py`)"
-    )
+dbt_project = runtime_project()
+
+
+class DbtResource(ConfigurableResource):
+    """dbt for assay's steps (resource key `dbt`): the shipped project, connected through a profile
+    generated from `postgres` for each call, artifacts in `$ASSAY_HOME/dbt/runs/<call>/`."""
+
+    postgres: PostgresResource
+    threads: int = 2
+
+    def cli(self, args: Sequence[str], *, context: AssetExecutionContext) -> DbtCliInvocation:
+        run = context.run.run_id[:8]
+        call = dbt_files.runs_dir() / f"{context.op_execution_context.op.name}-{run}-{uuid.uuid4().hex[:6]}"
+        profiles = dbt_files.write_profile(conninfo_to_dict(self.postgres.url()), call, self.threads)
+        dbt_files.prune_runs()
+        dbt = DbtCliResource(
+            project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable()
+        )
+        return dbt.cli(args, context=context, target_path=call)
 
 
 class AssayTranslator(DagsterDbtTranslator):
@@ -101,20 +119,18 @@ def _step_assets(step: str) -> AssetsDefinition:
             settings=DagsterDbtTranslatorSettings(enable_code_references=False)
         ),
     )
-    def _models(context: AssetExecutionContext, dbt: DbtCliResource, postgres: PostgresResource) -> Iterator:
-        # dbt inherits this process's environment; profiles.yml reads the connection from it.
-        os.environ.update(postgres.dbt_env())
-        # Which tests run where (dagster-dbt still overrides this when it subsets checks): in gold and
-        # platinum, those whose parents are all built by then ("buildable": a gold test that reads
-        # silver runs with gold). Silver is split in three steps, and "buildable" would run a test of
-        # transactions whose other parent is vendors with vendors, before transactions exists; so
-        # silver steps run every test of their own models and none of the excluded ones ("eager"):
-        # a test of the daily models whose other parent is a reference model runs after both.
-        # A subset (some models of a step, from the UI or a test) loses the step's exclusions, so
-        # "eager" would run a test of transactions in a reference-only subset: subsets use "buildable".
-        eager = step.startswith("silver") and not context.is_subset
-        os.environ["DBT_INDIRECT_SELECTION"] = "eager" if eager else "buildable"
+    def _models(context: AssetExecutionContext, dbt: DbtResource, postgres: PostgresResource) -> Iterator:
+        # Which tests run where: by default (dbt_project.yml's `indirect_selection: buildable`; dagster-dbt
+        # still overrides it when it subsets checks) those whose parents are all built by then, so a
+        # gold test that reads silver runs with gold. Silver is split in three steps, and "buildable"
+        # would run a test of transactions whose other parent is vendors with vendors, before
+        # transactions exists; so whole silver steps run every test of their own models and none of
+        # the excluded ones ("eager"): a test of the daily models whose other parent is a reference
+        # model runs after both. A subset (some models of a step, from the UI or a test) loses the
+        # step's exclusions, so "eager" would run a test of transactions in a reference-only subset.
         args = ["build"]
+        if step.startswith("silver") and not context.is_subset:
+            args += ["--indirect-selection", "eager"]
         if partitioned:
             first, last = window_days(context.partition_time_window)
             window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
@@ -180,7 +196,5 @@ def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
     }
 
 
-def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(
-        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
-    )
+def dbt_resource(postgres: PostgresResource | None = None) -> DbtResource:
+    return DbtResource(postgres=postgres or PostgresResource())

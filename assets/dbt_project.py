@@ -1,24 +1,28 @@
-"""The dbt project handle, built once.
+"""The shipped dbt project as dagster-dbt sees it, and the one the steps run with.
 
-Kept apart from the dbt assets so `dagster-dbt project prepare-and-package --file
-assets/dbt_project.py` (run by `make setup`) can import it before any manifest exists. Under
+`dbt_project` is what `dagster-dbt project prepare-and-package --file assets/dbt_project.py` (run
+by `make setup`) prepares: the manifest lands beside the project and ships in the package. Under
 `dagster dev` the manifest is re-parsed on load; elsewhere the prepared one is used as is.
+`runtime_project()` falls back to a manifest parsed once into the data folder when none was shipped.
 """
 
-import shutil
-import sys
-from pathlib import Path
+import functools
 
+from assay.core import dbt as dbt_files
 from dagster_dbt import DbtProject
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
-
-
-def dbt_executable() -> str:
-    """The dbt installed beside this interpreter (a venv need not be activated), else PATH's."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
-
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+_ROOT = dbt_files.project_dir()
+dbt_project = DbtProject(project_dir=_ROOT, profiles_dir=_ROOT)
 dbt_project.prepare_if_dev()
+
+
+@functools.cache
+def runtime_project() -> DbtProject:
+    """The shipped project, or (an install without a prepared manifest) the same project parsed once
+    into `$ASSAY_HOME/dbt/manifest-<content hash>/`."""
+    if dbt_project.manifest_path.exists():
+        return dbt_project
+    local = DbtProject(project_dir=_ROOT, profiles_dir=_ROOT, target_path=dbt_files.local_target())
+    if not local.manifest_path.exists():
+        local.preparer.prepare(local)
+    return local

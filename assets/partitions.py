@@ -7,33 +7,17 @@ days a run covers (dbt vars `min_date` / `max_date`). A range backfill is one ru
 """
 
 import datetime as dt
-import re
-from pathlib import Path
 
+from assay.landing.files import first_day
 from dagster import BackfillPolicy, DailyPartitionsDefinition, TimeWindow
 
-from orchestration.settings import get_settings
-
-PARTITIONED_SOURCES = ("transactions", "events")
-EXPECTED_NAME = "<name>-YYYY-MM-DD.<csv|jsonl|ndjson|parquet>, e.g. transactions-2025-03-14.jsonl"
-_DAY_IN_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?!.*\d{4}-\d{2}-\d{2})")  # the last date in the name
+# Dagster's documented run tags for a run over a range of partitions (a single-run backfill).
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # end_offset=1: today's partition exists, so files landing today load today.
-daily_partitions = DailyPartitionsDefinition(
-    start_date=get_settings().partitions_start.isoformat(), end_offset=1
-)
+daily_partitions = DailyPartitionsDefinition(start_date=first_day().isoformat(), end_offset=1)
 single_run = BackfillPolicy.single_run()
-
-
-def file_day(path: Path) -> dt.date | None:
-    """The day in a landing file's name, or None when it has no (valid) date."""
-    match = _DAY_IN_NAME.search(path.name)
-    if not match:
-        return None
-    try:
-        return dt.date(*(int(part) for part in match.groups()))
-    except ValueError:  # 2025-02-30
-        return None
 
 
 def window_days(window: TimeWindow) -> tuple[dt.date, dt.date]:
@@ -41,5 +25,6 @@ def window_days(window: TimeWindow) -> tuple[dt.date, dt.date]:
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
-def first_day() -> dt.date:
-    return get_settings().partitions_start
+def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags that make one run cover the daily partitions first..last (a single-run backfill)."""
+    return {PARTITION_RANGE_START_TAG: first.isoformat(), PARTITION_RANGE_END_TAG: last.isoformat()}

@@ -63,11 +63,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
-
-    from agents.backends import GenerationRequest
-    from agents.backends.transformers import TransformersBackend
-    from agents.runner import run_lockstep
-    from agents.tasks.base import Final, RunInput, RunState, Task
+    from assay.agents.backends import GenerationRequest
+    from assay.agents.backends.transformers import TransformersBackend
+    from assay.agents.runner import run_lockstep
+    from assay.agents.tasks.base import Final, RunInput, RunState, Task
 
     model = os.environ.get("ASSAY_LLM_MODEL") or None
     backend = TransformersBackend(model, device=args.device, batch_size=args.runs, models_dir=args.models_dir)

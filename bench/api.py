@@ -67,7 +67,7 @@ def bare_app():
 
 
 def api_app():
-    from api.app import create_app
+    from assay.api.app import create_app
 
     return create_app()
 
@@ -263,14 +263,14 @@ def _start(kind: str, workers: int) -> tuple[subprocess.Popen, int]:
 
 
 def _prepare(size: str) -> None:
-    from orchestration.database import PostgresResource
-    from orchestration.settings import get_settings
+    from assay.core.database import PostgresResource
+    from assay.core.settings import get_settings
 
     marker = get_settings().home_dir / f".bench-api-{size}"
     if marker.exists():
         return
-    from assets.sample import generate
-    from orchestration.pipeline import run_pipeline
+    from assay.landing.sample import generate
+    from assay.orchestration.pipeline import run_pipeline
 
     settings = get_settings()
     print(f"generating the {size} sample and running the pipeline in {settings.home_dir} ...", flush=True)
@@ -311,9 +311,8 @@ def main() -> None:
         return
 
     import uvloop
-
-    from api.keys import create_key, revoke_key
-    from orchestration.database import PostgresResource
+    from assay.api.keys import create_key, revoke_key
+    from assay.core.database import PostgresResource
 
     _prepare(args.size)
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers

@@ -85,9 +85,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["ASSAY_HOME"] = args.home
 
-    from assets.embeddings import sync_embeddings
-    from orchestration.database import PostgresResource
-    from orchestration.models import EmbeddingModelResource
+    from assay.core.database import PostgresResource
+    from assay.core.models import EmbeddingModelResource
+    from assay.search.index import sync_embeddings
 
     home = Path(args.home)
     postgres = PostgresResource()
@@ -178,11 +178,10 @@ def main() -> None:
 
 def _prepare_documents(home: Path, size: str, postgres) -> None:
     """Sample + bronze + dbt, once per home: platinum.documents is what the benchmark reads."""
+    from assay.assets.bronze import bronze_assets
+    from assay.assets.dbt import dbt_models, dbt_resource
+    from assay.landing.sample import generate
     from dagster import materialize
-
-    from assets.bronze import bronze_assets
-    from assets.dbt import dbt_models, dbt_resource
-    from assets.sample import generate
 
     size_arg = int(size) if size.isdigit() else size
     marker = home / f".documents-{size}"
@@ -199,8 +198,8 @@ def _prepare_documents(home: Path, size: str, postgres) -> None:
 
 
 def _search_latency(conn, resource, n: int) -> list[str]:
-    from assets.search import Filters, Searcher
-    from quality.search_relevance import RELEVANCE_QUERIES
+    from assay.search.relevance import RELEVANCE_QUERIES
+    from assay.search.searcher import Filters, Searcher
 
     searcher = Searcher(conn, resource.encoder_for, schema=SEARCH_SCHEMA)
     queries = [q.text for q in RELEVANCE_QUERIES] + [
@@ -240,8 +239,8 @@ def _search_latency(conn, resource, n: int) -> list[str]:
 
 
 def _quality(conn, resource, home: Path) -> list[str]:
-    from assets.search import Searcher
-    from quality.search_relevance import evaluate_relevance, graded_relevance, hnsw_recall
+    from assay.search.relevance import evaluate_relevance, graded_relevance, hnsw_recall
+    from assay.search.searcher import Searcher
 
     recall = hnsw_recall(conn, schema=SEARCH_SCHEMA, queries=200)
     lines = [

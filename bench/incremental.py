@@ -44,8 +44,8 @@ def main() -> None:
     os.environ["ASSAY_HOME"] = args.home
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from assets.sample import generate
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
+    from assay.landing.sample import generate
 
     home = Path(args.home)
     landing = home / "landing"
@@ -92,10 +92,9 @@ def main() -> None:
 
 
 def _run(first: dt.date, last: dt.date, daily_only: bool, show_steps: bool = False) -> float:
+    from assay.assets.partitions import partition_range_tags
+    from assay.orchestration.definitions import defs
     from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance
-
-    from orchestration.definitions import defs
-    from orchestration.pipeline import partition_range_tags
 
     # bronze and silver with their checks; gold and platinum read every day and are not incremental
     selection = AssetSelection.groups("bronze", "silver")

@@ -45,8 +45,7 @@ def _count_and_mean(events):
     """The DFG's hashed-key pass with only frequency and mean: shows what the exact median and p95
     cost on top (they need the values of each edge in order; count and mean do not)."""
     import polars as pl
-
-    from assets import process_stats
+    from assay.mining import stats as process_stats
 
     follows = pl.col("event_index") > 0
     h = pl.col("activity").hash(seed=11)
@@ -75,10 +74,9 @@ def main() -> None:
     os.environ["ASSAY_HOME"] = args.home
 
     import polars as pl
-
-    from assets import process_stats
-    from assets.process_log import EventLogConfig, load_event_log
-    from assets.sample import generate
+    from assay.landing.sample import generate
+    from assay.mining import stats as process_stats
+    from assay.mining.log import EventLogConfig, load_event_log
 
     home = Path(args.home)
     size = int(args.size) if args.size.isdigit() else args.size
@@ -120,10 +118,9 @@ def main() -> None:
 
     if args.skip_assets:
         return
+    from assay.assets.process import process_assets
+    from assay.core.database import PostgresResource
     from dagster import materialize
-
-    from assets.process import process_assets
-    from orchestration.database import PostgresResource
 
     run_config = {
         "ops": {

@@ -1,1 +1,1 @@
-"""The Dagster entry point, shared resources, settings and the `assay` command line."""
+"""The roof: the one Dagster `Definitions`, sensors and jobs, and the `assay` command line."""

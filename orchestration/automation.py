@@ -14,6 +14,17 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from assay.assets.partitions import partition_range_tags
+from assay.core.settings import get_settings
+from assay.landing.files import (
+    PARTITIONED_SOURCES,
+    SOURCES,
+    file_day,
+    files_without_partition,
+    first_day,
+    landing_files,
+    without_partition_message,
+)
 from dagster import (
     AssetKey,
     AssetSpec,
@@ -25,11 +36,6 @@ from dagster import (
     SkipReason,
     sensor,
 )
-
-from assets.bronze import SOURCES, files_without_partition, landing_files, without_partition_message
-from assets.partitions import PARTITIONED_SOURCES, file_day, first_day
-from orchestration.pipeline import partition_range_tags
-from orchestration.settings import get_settings
 
 UNDATED = "undated"
 

@@ -9,11 +9,8 @@ import warnings
 from pathlib import Path
 
 import click
-
-from orchestration.database import DatabaseError, PostgresResource
-from orchestration.settings import get_settings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from assay.core.database import DatabaseError, PostgresResource
+from assay.core.settings import get_settings
 
 
 def _quiet() -> None:
@@ -31,9 +28,6 @@ def main() -> None:
     PostgreSQL 16+ server with pgvector instead of the embedded one.
     """
     _quiet()
-    # Tools installed beside assay (dagster, dbt) must be found by the processes it starts, even
-    # when the virtual environment is not activated.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @main.command()
@@ -81,7 +75,7 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
     with them only that range of days is loaded and rebuilt in silver (one run, a single-run
     backfill), and vendors, employees, gold and platinum are rebuilt from all days.
     """
-    from orchestration.pipeline import landing_days, reject_reasons, run_pipeline, table_counts
+    from assay.orchestration.pipeline import landing_days, reject_reasons, run_pipeline, table_counts
 
     settings = get_settings()
     days = _day_range(first, last, settings.partitions_start)
@@ -147,18 +141,21 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster webserver.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 def ui(port: int, host: str) -> None:
-    """Open the Dagster UI (`dagster dev -w workspace.yaml`) on the same database and instance."""
-    from orchestration.pipeline import dagster_instance
+    """Open the Dagster UI (`dagster dev`) on the same database and Dagster instance as `assay run`."""
+    from assay.orchestration.pipeline import dagster_instance
 
-    dagster_instance()  # creates $ASSAY_HOME/dagster and sets DAGSTER_HOME
-    os.environ.setdefault("ASSAY_HOME", str(get_settings().home_dir))
+    settings = get_settings()
+    dagster_instance()  # creates $ASSAY_HOME/dagster with its dagster.yaml
     # the dagster beside this interpreter first: the venv's bin need not be on PATH
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else shutil.which("dagster")
     if not dagster:
         raise click.ClickException("the `dagster` command is not installed in this environment")
-    os.chdir(REPO_ROOT)
-    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "--port", str(port), "--host", host])
+    # `dagster dev` and the processes it starts find the instance and the data through these two
+    # (an absolute home: they may run from another folder)
+    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "ASSAY_HOME": str(settings.home_dir)}
+    command = [dagster, "dev", "-m", "assay.orchestration.definitions", "--port", str(port), "--host", host]
+    os.execve(dagster, command, env)
 
 
 @main.command()
@@ -170,7 +167,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     Every /v1 request needs an API key (`assay api-key create`). Settings: ASSAY_API_* (README).
     """
-    from api.serve import serve as run_server
+    from assay.api.serve import serve as run_server
 
     try:
         run_server(host=host, port=port, workers=workers)
@@ -198,8 +195,8 @@ def api_key_create(
     name: str, scopes: tuple[str, ...], marts: tuple[str, ...], rate_limit: int | None
 ) -> None:
     """Create a key called NAME and print it (once: only its hash is stored)."""
-    from api.catalog import load_mart_specs
-    from api.keys import ALL, DEFAULT_SCOPES, create_key
+    from assay.api.catalog import load_mart_specs
+    from assay.api.keys import ALL, DEFAULT_SCOPES, create_key
 
     try:
         info, token = create_key(
@@ -226,7 +223,7 @@ def api_key_create(
 @api_key.command("list")
 def api_key_list() -> None:
     """List keys (ids, names, scopes, marts; never secrets)."""
-    from api.keys import list_keys
+    from assay.api.keys import list_keys
 
     keys = list_keys(PostgresResource())
     if not keys:
@@ -244,7 +241,7 @@ def api_key_list() -> None:
 @click.argument("key_id")
 def api_key_revoke(key_id: str) -> None:
     """Revoke the key KEY_ID (its id from `list`, or the key itself)."""
-    from api.keys import revoke_key
+    from assay.api.keys import revoke_key
 
     if not revoke_key(PostgresResource(), key_id):
         raise click.ClickException(f"no active key {key_id!r}")
@@ -281,7 +278,7 @@ def sample(size: str, seed: int, defect_rate: str) -> None:
 
 
 def _generate(size: str, seed: int, defect_rate: str) -> None:
-    from assets.sample import DefectRates, generate
+    from assay.landing.sample import DefectRates, generate
 
     settings = get_settings()
     size_arg: str | int = int(size) if size.isdigit() else size
@@ -310,7 +307,7 @@ def quality(reasons: int, examples: int, as_json: bool) -> None:
     check results (dbt tests, quality gates, Great Expectations suites, schema drift) from
     quality.check_results, and rejected rows with their reasons from silver.rejects.
     """
-    from quality.report import build_report, render
+    from assay.quality.report import build_report, render
 
     postgres = PostgresResource()
     try:
@@ -395,7 +392,7 @@ def _day_range(
 
 
 def _warn_files_without_partition(landing_dir: Path, start: dt.date) -> None:
-    from assets.bronze import files_without_partition, without_partition_message
+    from assay.landing.files import files_without_partition, without_partition_message
 
     for rel in files_without_partition(landing_dir, start):
         click.echo(f"warning: {without_partition_message(rel)}", err=True)

@@ -2,6 +2,21 @@
 
 import importlib.util
 
+from assay.agents.backends import LLMResource
+from assay.assets.agents import GROUP as AGENTS_GROUP
+from assay.assets.agents import agent_assets
+from assay.assets.bronze import bronze_assets
+from assay.assets.daily_report import GROUP as REPORT_GROUP
+from assay.assets.daily_report import daily_report, daily_report_schedule, quality_report_job
+from assay.assets.dbt import dbt_models, dbt_resource
+from assay.assets.embeddings import embedding_checks, embeddings
+from assay.assets.freshness import freshness_policy
+from assay.assets.process import process_assets
+from assay.assets.quality import quality_checks
+from assay.core.database import PostgresResource
+from assay.core.models import EmbeddingModelResource
+from assay.orchestration.automation import landing_sensor, with_downstream_automation
+from assay.orchestration.failures import record_run_failures
 from dagster import (
     AssetsDefinition,
     AssetSelection,
@@ -10,21 +25,6 @@ from dagster import (
     apply_freshness_policy,
     define_asset_job,
 )
-
-from agents.assets import GROUP as AGENTS_GROUP
-from agents.assets import agent_assets
-from assets.bronze import bronze_assets
-from assets.dbt import dbt_models, dbt_resource
-from assets.embeddings import embedding_checks, embeddings
-from assets.process import process_assets
-from orchestration.automation import landing_sensor, with_downstream_automation
-from orchestration.database import PostgresResource
-from orchestration.failures import record_run_failures
-from orchestration.models import EmbeddingModelResource, LLMResource
-from quality.checks import quality_checks
-from quality.daily_report import GROUP as REPORT_GROUP
-from quality.daily_report import daily_report, daily_report_schedule, quality_report_job
-from quality.freshness import freshness_policy
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
 _DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)

@@ -6,7 +6,6 @@ in the UI's run history with all its metadata.
 
 import contextlib
 import datetime as dt
-import os
 import threading
 import time
 import uuid
@@ -14,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assay.assets.partitions import partition_range_tags
+from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
+from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
 from dagster import DagsterEventType, DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-from orchestration.database import PostgresResource
-from orchestration.settings import get_settings
 
 LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {
@@ -57,15 +56,11 @@ def dagster_instance() -> DagsterInstance:
         # an instance made before freshness policies existed: turn them on, keep the rest
         with config.open("a") as f:
             f.write("\n" + FRESHNESS_YAML)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    return DagsterInstance.get()
+    return DagsterInstance.from_config(str(home))
 
 
 def landing_days(landing_dir: Path) -> tuple[dt.date, dt.date] | None:
     """First and last day that landing files of the daily-partitioned sources carry, if any."""
-    from assets.bronze import landing_files
-    from assets.partitions import PARTITIONED_SOURCES, file_day, first_day
-
     days = [
         day
         for source in PARTITIONED_SOURCES
@@ -75,18 +70,8 @@ def landing_days(landing_dir: Path) -> tuple[dt.date, dt.date] | None:
     return (min(days), max(days)) if days else None
 
 
-def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
-    """Run tags that make one run cover the daily partitions first..last (a single-run backfill)."""
-    return {
-        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-    }
-
-
 def full_range_tags() -> dict[str, str]:
     """Every partition that has landing files (the first partition alone when none has)."""
-    from assets.partitions import first_day
-
     first, last = landing_days(get_settings().landing_dir) or (first_day(), first_day())
     return partition_range_tags(first, last)
 
@@ -101,7 +86,7 @@ def run_pipeline(
     dbt's own output (which dagster-dbt writes to stdout for the UI's compute logs) goes to
     `$ASSAY_HOME/logs/run-<id>.log` instead of the terminal.
     """
-    from orchestration.definitions import defs  # heavy import: only when a run is asked for
+    from assay.orchestration.definitions import defs  # heavy import: only when a run is asked for
 
     window = partition_range_tags(*days) if days else full_range_tags()
 

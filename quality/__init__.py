@@ -1,1 +1,2 @@
-"""Great Expectations suites, data-quality scoring and asset checks that are not dbt tests."""
+"""Data-quality scoring, drift and profile checks, Great Expectations suites and the quality store:
+what dbt tests cannot express."""

@@ -23,10 +23,9 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from assay.core.database import PostgresResource
 from dagster import AssetCheckSeverity
 from psycopg.conninfo import conninfo_to_dict
-
-from orchestration.database import PostgresResource
 
 # Index columns that identify a failing row in the check's metadata.
 ROW_ID = {

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
-
-from quality.rules import DIMENSIONS
+from assay.quality.rules import DIMENSIONS
 
 
 @dataclass
@@ -37,7 +36,7 @@ def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2)
                 select asset_key, check_name, severity, description, run_id, evaluated_at
                 from (
                     select distinct on (asset_key, check_name) *
-                    from quality.check_results
+                    from assay.quality.check_results
                     order by asset_key, check_name, evaluated_at desc, result_id desc
                 ) latest
                 where not passed

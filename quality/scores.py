@@ -1,10 +1,9 @@
 """DQ scores per table (see `quality/rules.py` for what each dimension means), set-based SQL only."""
 
 import psycopg
+from assay.quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SOURCE_REASONS
+from assay.quality.store import Score
 from psycopg import sql
-
-from quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SOURCE_REASONS
-from quality.store import Score
 
 
 def silver_score(conn: psycopg.Connection, source: str) -> Score:

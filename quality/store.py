@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from assay.core.database import PostgresResource
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
-
-from orchestration.database import PostgresResource
 
 DDL = (
     """

@@ -74,22 +74,22 @@ def assay_home() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def sample(assay_home: Path):
-    from assets.sample import generate
+    from assay.landing.sample import generate
 
     return generate(assay_home / "landing", assay_home / "ground_truth", size="small", seed=SEED)
 
 
 @pytest.fixture(scope="session")
 def postgres(assay_home: Path, external_postgres):
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
 
     return PostgresResource()
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(sample, postgres):
-    from orchestration.definitions import defs
-    from orchestration.pipeline import full_range_tags
+    from assay.orchestration.definitions import defs
+    from assay.orchestration.pipeline import full_range_tags
 
     result = defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
     return result
@@ -113,7 +113,7 @@ def _stop_embedded_server(home: Path) -> None:
 
 @pytest.fixture(scope="session")
 def api_settings():
-    from orchestration.settings import ApiSettings
+    from assay.core.settings import ApiSettings
 
     # Generous default limits (fuzzing sends hundreds of requests); tests that need tight ones make
     # their own key. A short key cache so revocations show quickly.
@@ -137,8 +137,7 @@ def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
     import time
 
     import uvicorn
-
-    from api.app import create_app
+    from assay.api.app import create_app
 
     app = create_app(api_settings, postgres)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -157,7 +156,7 @@ def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_keys(postgres) -> dict[str, str]:
     """Tokens by role: admin (everything), vendors (marts scope, vendor_spend only), revoked."""
-    from api.keys import create_key, revoke_key
+    from assay.api.keys import create_key, revoke_key
 
     tokens = {
         "admin": create_key(postgres, "test admin", scopes=["*"])[1],
@@ -179,9 +178,9 @@ def agent_answers(pipeline_run, postgres) -> str:
     """
     import tempfile
 
-    from agents.backends.transformers import TransformersBackend
-    from agents.runner import run_task
-    from agents.tasks.categorise import Categorise
+    from assay.agents.backends.transformers import TransformersBackend
+    from assay.agents.runner import run_task
+    from assay.agents.tasks.categorise import Categorise
 
     # the same cache folder as tests/test_agents.py: the GGUF is dequantised once per machine
     models = Path(tempfile.gettempdir()) / "assay-test-models"

@@ -13,17 +13,16 @@ from typing import Any
 
 import psycopg
 import pytest
+from assay.agents.backends import Constraint, GenerationRequest
+from assay.agents.backends.transformers import TransformersBackend
+from assay.agents.runner import run_lockstep, run_task
+from assay.agents.store import AgentStore
+from assay.agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Task, ToolCall
+from assay.agents.tasks.base import data_block, parse_json_object
+from assay.agents.tasks.categorise import Categorise
+from assay.agents.tools import ReaderSession, ToolBox, ToolError
+from assay.agents.tools.retrieval import similar_labelled_transactions
 from dagster import AssetKey, materialize
-
-from agents.backends import Constraint, GenerationRequest
-from agents.backends.transformers import TransformersBackend
-from agents.runner import run_lockstep, run_task
-from agents.store import AgentStore
-from agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Task, ToolCall
-from agents.tasks.base import data_block, parse_json_object
-from agents.tasks.categorise import Categorise
-from agents.tools import ReaderSession, ToolBox, ToolError
-from agents.tools.retrieval import similar_labelled_transactions
 
 # Converted once per machine, not per session: the GGUF is dequantised only the first time.
 MODEL_CACHE = Path(tempfile.gettempdir()) / "assay-test-models"
@@ -226,7 +225,7 @@ def test_injected_instructions_in_descriptions_stay_data(backend, reader, conn):
 @pytest.fixture
 def encode_calls(monkeypatch) -> list[int]:
     """How many texts each call of the real embedding model's `encode_queries` got."""
-    from orchestration.models import Encoder
+    from assay.core.models import Encoder
 
     calls: list[int] = []
     original = Encoder.encode_queries
@@ -241,9 +240,8 @@ def encode_calls(monkeypatch) -> list[int]:
 
 def test_few_shot_examples_are_the_nearest_labelled_neighbours_by_vector(reader, conn, encode_calls):
     import numpy as np
+    from assay.agents.tools.retrieval import majority_label
     from pgvector.psycopg import register_vector
-
-    from agents.tools.retrieval import majority_label
 
     inputs = Categorise().load_inputs(reader, limit=4)
     assert encode_calls == [4]  # every input's text in one model call
@@ -277,7 +275,7 @@ def test_few_shot_examples_are_the_nearest_labelled_neighbours_by_vector(reader,
 
 
 def test_search_tool_is_hybrid_search_with_one_model_call_per_step(reader, conn, encode_calls):
-    from assets.search import Filters, Searcher
+    from assay.search.searcher import Filters, Searcher
 
     tools = ToolBox(reader)
     step = [
@@ -350,7 +348,7 @@ def test_tool_arguments_never_become_sql(reader, conn):
         assert variants["available"] and counts == sorted(counts, reverse=True)
         top = conn.execute("select variant from gold.process_variants order by cases desc limit 1").fetchone()
         assert variants["rows"][0]["variant"] == top[0]
-        from agents.tools.process import LOOKUPS
+        from assay.agents.tools.process import LOOKUPS
 
         for lookup in LOOKUPS:  # every lookup reads its table's real columns
             found = tools.call("process", {"lookup": lookup})
@@ -358,8 +356,9 @@ def test_tool_arguments_never_become_sql(reader, conn):
 
 
 def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn):
-    from agents.assets import agent_assets
-    from orchestration.models import EmbeddingModelResource, LLMResource
+    from assay.agents.backends import LLMResource
+    from assay.assets.agents import agent_assets
+    from assay.core.models import EmbeddingModelResource
 
     result = materialize(
         agent_assets,
@@ -394,7 +393,7 @@ def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn
 
 
 def test_every_task_is_an_asset_downstream_of_what_it_reads():
-    from orchestration.definitions import defs
+    from assay.orchestration.definitions import defs
 
     graph = defs.resolve_asset_graph()
     for task in TASKS.values():
@@ -413,9 +412,9 @@ def test_every_task_is_an_asset_downstream_of_what_it_reads():
 
 
 def test_backends_are_chosen_by_configuration(monkeypatch):
-    from agents.backends import get_backend
-    from agents.backends.openai import request_body
-    from agents.backends.vllm import engine_arguments, sampling_arguments, structured_arguments
+    from assay.agents.backends import get_backend
+    from assay.agents.backends.openai import request_body
+    from assay.agents.backends.vllm import engine_arguments, sampling_arguments, structured_arguments
 
     with pytest.raises(ValueError, match="unknown LLM backend"):
         get_backend(backend="nope")
@@ -451,7 +450,7 @@ def test_openai_backend_bounds_concurrency_and_retries():
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from agents.backends.openai import OpenAIBackend
+    from assay.agents.backends.openai import OpenAIBackend
 
     state = {"in_flight": 0, "peak": 0, "seen": set(), "bodies": []}
     lock = threading.Lock()
@@ -512,7 +511,7 @@ def test_openai_backend_bounds_concurrency_and_retries():
 
 
 def test_metric_catalogue_compiles_to_parameterised_sql(postgres, pipeline_run):
-    from agents.tools.metrics import compile_metric
+    from assay.agents.tools.metrics import compile_metric
 
     query, params = compile_metric("total_spend_eur", "month", {"category": "x' or 1=1 --"}, cap=7)
     with postgres.connect() as conn:

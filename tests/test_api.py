@@ -50,11 +50,11 @@ def _page_all(client, mart: str, **params) -> tuple[list[dict], int]:
         assert response.headers["X-Next-Cursor"] == cursor
 
 
-def test_manifest_path_is_the_dbt_projects():
-    from api.catalog import MANIFEST_PATH
-    from assets.dbt_project import dbt_project
+def test_the_api_reads_the_manifest_the_pipeline_runs_with():
+    from assay.assets.dbt_project import runtime_project
+    from assay.core import dbt as dbt_files
 
-    assert Path(dbt_project.manifest_path).resolve() == MANIFEST_PATH
+    assert Path(runtime_project().manifest_path).resolve() == dbt_files.manifest_path().resolve()
 
 
 def test_health_live_and_ready_with_gold_age(client, conn):

@@ -45,7 +45,7 @@ def _same_time(api_text: str, db_value) -> bool:
 
 # answers ----------------------------------------------------------------------------------------
 def test_answer_tasks_with_their_counts(client, conn, agent_answers):
-    from agents.tasks import TASKS
+    from assay.agents.tasks import TASKS
 
     counts = dict(conn.execute("select task, count(*) from agents.answers group by task").fetchall())
     listed = {t["task"]: t for t in _ok(client.get("/v1/answers"))["tasks"]}
@@ -130,7 +130,7 @@ def _active_model(conn) -> str:
 
 
 def test_vector_search_returns_the_nearest_documents_by_direct_sql(client, conn):
-    from orchestration.models import EmbeddingModelResource
+    from assay.core.models import EmbeddingModelResource
 
     register_vector(conn)
     model = _active_model(conn)
@@ -194,8 +194,8 @@ def test_fulltext_search_matches_direct_sql(client, conn):
 
 
 def test_hybrid_search_is_the_search_librarys(client, postgres):
-    from assets.search import Filters, Searcher
-    from orchestration.models import EmbeddingModelResource
+    from assay.core.models import EmbeddingModelResource
+    from assay.search.searcher import Filters, Searcher
 
     with postgres.connect(autocommit=True) as owner:
         expected = Searcher(owner, EmbeddingModelResource().encoder_for).search(

@@ -83,7 +83,7 @@ def test_scopes_limit_endpoints_and_marts_with_403(http, api_keys):
 
 
 def test_every_endpoint_needs_a_key_with_its_scope(http, postgres, api_keys, agent_answers):
-    from api.keys import SCOPES, create_key
+    from assay.api.keys import SCOPES, create_key
 
     assert set(SCOPED.values()) | {"marts", "metrics"} == set(SCOPES)
     keys = {scope: create_key(postgres, f"only {scope}", scopes=[scope])[1] for scope in set(SCOPED.values())}
@@ -118,7 +118,7 @@ def test_keys_are_stored_hashed_and_the_reader_cannot_write_them(conn, postgres,
 
 
 def test_cli_creates_lists_and_revokes_keys(http):
-    from orchestration.cli import main
+    from assay.orchestration.cli import main
 
     runner = CliRunner()
     created = runner.invoke(main, ["api-key", "create", "cli test", "--mart", "vendor_spend"])
@@ -145,7 +145,7 @@ def test_cli_creates_lists_and_revokes_keys(http):
 
 
 def test_rate_limit_per_key_is_429_with_retry_after(http, postgres, api_keys):
-    from api.keys import create_key
+    from assay.api.keys import create_key
 
     _, slow = create_key(postgres, "two per minute", rate_limit_per_minute=2)
     assert [http.get(ROWS, headers=_bearer(slow)).status_code for _ in range(2)] == [200, 200]
@@ -166,9 +166,8 @@ def test_request_size_caps(http, api_keys):
 
 
 def test_cors_is_off_unless_configured(http, api_keys, api_settings, postgres):
+    from assay.api.app import create_app
     from starlette.testclient import TestClient
-
-    from api.app import create_app
 
     origin = {"Origin": "https://evil.example"}
     plain = http.get(ROWS, headers={**origin, **_bearer(api_keys["admin"])})
@@ -292,7 +291,7 @@ def test_no_input_can_write(http, conn, api_keys, agent_answers):
 
 def test_api_sessions_are_read_only_even_for_a_statement_it_would_never_send(postgres, api_settings):
     """Defence in depth under the allowlist: the API's role and session settings refuse writes."""
-    from api.db import session_options
+    from assay.api.db import session_options
 
     with psycopg.connect(postgres.reader_url(), autocommit=True, options=session_options(api_settings)) as c:
         assert c.execute("show default_transaction_read_only").fetchone() == ("on",)
@@ -311,9 +310,8 @@ def test_api_sessions_are_read_only_even_for_a_statement_it_would_never_send(pos
 
 
 def test_unexpected_errors_answer_500_without_details(api_settings, postgres, api_keys):
+    from assay.api.app import create_app
     from starlette.testclient import TestClient
-
-    from api.app import create_app
 
     app = create_app(api_settings, postgres)
 
@@ -341,7 +339,16 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_ho
     repo = Path(__file__).resolve().parent.parent  # this checkout's code, whatever the cwd is now
     env = {**os.environ, "ASSAY_API_ACCESS_LOG": "false", "PYTHONPATH": str(repo)}
     log = (tmp_path / "serve.log").open("w")
-    command = [sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "assay.orchestration.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
     server = subprocess.Popen(command, env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

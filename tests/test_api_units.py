@@ -8,12 +8,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from api.catalog import Column, Mart
-from api.errors import ApiError
-from api.query import (
+from assay.api.catalog import Column, Mart
+from assay.api.errors import ApiError
+from assay.api.query import (
     build_page_query,
     decode_cursor,
     encode_cursor,
@@ -21,7 +18,9 @@ from api.query import (
     parse_page_request,
     parse_value,
 )
-from api.ratelimit import RateLimiter
+from assay.api.ratelimit import RateLimiter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _column(name: str, kind: str, pg_type: str, nullable: bool = True) -> Column:
@@ -97,7 +96,7 @@ def test_cursors_round_trip_and_refuse_tampering():
 
 
 def test_fixed_endpoint_cursors_round_trip_and_refuse_wrong_types():
-    from api import pages
+    from assay.api import pages
 
     rows = [(f"k{i}", i) for i in range(5)]
     page, cursor = pages.split(rows, 3, lambda r: (r[1], r[0]))

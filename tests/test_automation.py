@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from assay.orchestration.automation import landing_sensor
+from assay.orchestration.definitions import defs
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -19,9 +21,6 @@ from dagster import (
     evaluate_automation_conditions,
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-from orchestration.automation import landing_sensor
-from orchestration.definitions import defs
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
-from assets import bronze
+from assay.landing import bronze
 
 
 def _write(path: Path, data: bytes) -> Path:

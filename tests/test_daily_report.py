@@ -3,6 +3,9 @@
 
 from datetime import UTC, datetime
 
+from assay.assets.daily_report import REPORT_KEY, daily_report_schedule
+from assay.core.settings import get_settings
+from assay.orchestration.definitions import defs
 from dagster import (
     DagsterInstance,
     DefaultScheduleStatus,
@@ -10,10 +13,6 @@ from dagster import (
     build_schedule_context,
     validate_run_config,
 )
-
-from orchestration.definitions import defs
-from orchestration.settings import get_settings
-from quality.daily_report import REPORT_KEY, daily_report_schedule
 
 DAY = "2026-11-25"
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from orchestration.database import DATABASE, PostgresResource
+from assay.core.database import DATABASE, PostgresResource
 
 CONNECT = (
     "from orchestration.database import PostgresResource; import psycopg;"

@@ -1,8 +1,7 @@
 """The asset graph: keys, groups, lineage and checks. Accidental graph changes fail here."""
 
+from assay.orchestration.definitions import defs
 from dagster import AssetKey
-
-from orchestration.definitions import defs
 
 
 def _graph():

@@ -84,7 +84,7 @@ def test_kubernetes_instance_validates(monkeypatch):
 
 def test_celery_run_config_validates_against_the_pipeline(monkeypatch):
     pytest.importorskip("dagster_celery", reason='the "deploy" extra (dagster-celery) is not installed')
-    from orchestration.definitions import defs
+    from assay.orchestration.definitions import defs
 
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://localhost:6379/0")
     monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://localhost:6379/1")

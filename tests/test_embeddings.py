@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from assay.assets.embeddings import embeddings
+from assay.core.models import EmbeddingModelResource
+from assay.search.index import HnswParams, sync_embeddings
+from assay.search.searcher import Filters, Searcher
 from dagster import materialize
 from pgvector.psycopg import register_vector
-
-from assets.embeddings import HnswParams, embeddings, sync_embeddings
-from assets.search import Filters, Searcher
-from orchestration.models import EmbeddingModelResource
 
 SCHEMA = "test_embed"
 SOURCE = (SCHEMA, "documents")
@@ -298,7 +298,7 @@ def test_several_embedding_workers_give_the_same_vectors_in_order():
 
 
 def test_embedding_devices_are_checked():
-    from orchestration.models import parse_devices
+    from assay.core.models import parse_devices
 
     assert parse_devices(" cuda:0, cuda:1 ") == ("cuda:0", "cuda:1")
     assert parse_devices(None) == ()

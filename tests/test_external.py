@@ -5,9 +5,8 @@ These need the separate server of an `--external-postgres` session (`make test` 
 
 import psycopg
 import pytest
-
-from orchestration import database
-from orchestration.database import DatabaseError, PostgresResource
+from assay.core import database
+from assay.core.database import DatabaseError, PostgresResource
 
 
 @pytest.fixture

@@ -2,6 +2,10 @@
 
 import psycopg
 import pytest
+from assay.core import retries
+from assay.core.database import DatabaseError
+from assay.core.retries import is_transient, retry_transient
+from assay.orchestration.failures import record_run_failures
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
@@ -15,11 +19,6 @@ from dagster import (
     materialize,
     multi_asset,
 )
-
-from orchestration import retries
-from orchestration.database import DatabaseError
-from orchestration.failures import record_run_failures
-from orchestration.retries import is_transient, retry_transient
 
 
 @pytest.fixture

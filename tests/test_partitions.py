@@ -14,10 +14,9 @@ from pathlib import Path
 import polars as pl
 import psycopg
 import pytest
+from assay.landing.files import file_day
 from click.testing import CliRunner
 from dagster import AssetKey
-
-from assets.partitions import file_day
 
 DAILY = ("int_transactions_checked", "transactions", "int_events_checked", "events")
 # the landing lines that reached silver.transactions
@@ -44,7 +43,7 @@ def test_the_day_comes_from_the_file_name():
 
 
 def test_bad_ranges_are_refused_before_anything_runs():
-    from orchestration.cli import main
+    from assay.orchestration.cli import main
 
     runner = CliRunner()
     bad_date = runner.invoke(main, ["run", "--from", "2025-13-01"])
@@ -58,7 +57,7 @@ def test_bad_ranges_are_refused_before_anything_runs():
 
 @pytest.fixture(scope="module")
 def home():
-    from assets.sample import DefectRates, generate
+    from assay.landing.sample import DefectRates, generate
 
     path = Path(tempfile.mkdtemp(prefix="assay-partitions-"))
     saved = {
@@ -82,8 +81,8 @@ def home():
 
 
 def _run(first: str, last: str) -> None:
-    from orchestration.definitions import defs
-    from orchestration.pipeline import partition_range_tags
+    from assay.assets.partitions import partition_range_tags
+    from assay.orchestration.definitions import defs
 
     result = defs.resolve_job_def("pipeline").execute_in_process(
         asset_selection=SELECTION,
@@ -128,7 +127,7 @@ def boundary(truth) -> dt.date:
 
 
 def test_a_range_run_loads_only_its_days(home, truth, boundary):
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
 
     first = dt.date(2025, 1, 1)
     _run(first.isoformat(), boundary.isoformat())
@@ -146,7 +145,7 @@ def test_a_range_run_loads_only_its_days(home, truth, boundary):
 
 
 def test_rerunning_a_range_changes_nothing(home, boundary):
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
 
     with PostgresResource().connect(autocommit=True) as conn:
         before = _snapshot(conn)
@@ -155,7 +154,7 @@ def test_rerunning_a_range_changes_nothing(home, boundary):
 
 
 def test_later_days_after_earlier_ones_equal_one_full_run(home, truth, boundary):
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
 
     _run((boundary + dt.timedelta(days=1)).isoformat(), "2025-12-31")
     with PostgresResource().connect(autocommit=True) as conn:
@@ -177,13 +176,13 @@ def test_later_days_after_earlier_ones_equal_one_full_run(home, truth, boundary)
 def test_daily_tests_read_the_window_and_indexes_hold_every_day(home, boundary):
     """A daily run's dbt tests read only its window (their cost follows the day's data); uniqueness
     across all days does not rest on them: unique indexes on silver refuse a second copy."""
-    from assets.dbt_project import dbt_project
-    from orchestration.database import PostgresResource
+    from assay.core import dbt as dbt_files
+    from assay.core.database import PostgresResource
 
     day = boundary.isoformat()
     _run(day, day)
-    # dagster-dbt gives each dbt call its own target folder: the newest is this run's
-    compiled = (dbt_project.project_dir / "target").glob(
+    # each dbt call has its own folder under $ASSAY_HOME/dbt/runs: the newest is this run's
+    compiled = dbt_files.runs_dir().glob(
         "dbt_silver_daily-*/compiled/assay/models/silver/transactions.yml/unique_transactions_transaction_id.sql"
     )
     unique_sql = max(compiled, key=lambda p: p.stat().st_mtime).read_text()

@@ -239,8 +239,8 @@ def test_platinum_has_one_document_per_transaction_and_vendor(pipeline_run, conn
 
 
 def test_a_second_run_changes_nothing(pipeline_run, conn):
-    from orchestration.definitions import defs
-    from orchestration.pipeline import full_range_tags
+    from assay.orchestration.definitions import defs
+    from assay.orchestration.pipeline import full_range_tags
 
     def snapshot():
         out = {}
@@ -278,10 +278,10 @@ def test_a_garbage_file_does_not_fail_the_run(monkeypatch, tmp_path_factory):
     """A separate ASSAY_HOME: binary bytes, truncated JSON and Latin-1 text next to a tiny sample."""
     import tempfile
 
-    from assets.sample import generate
-    from orchestration.database import PostgresResource
-    from orchestration.definitions import defs
-    from orchestration.pipeline import full_range_tags
+    from assay.core.database import PostgresResource
+    from assay.landing.sample import generate
+    from assay.orchestration.definitions import defs
+    from assay.orchestration.pipeline import full_range_tags
 
     home = Path(tempfile.mkdtemp(prefix="assay-garbage-"))
     monkeypatch.setenv("ASSAY_HOME", str(home))

@@ -8,12 +8,14 @@ import math
 import pandas as pd
 import polars as pl
 import pytest
+from assay.assets import process
+from assay.landing.sample import ACTIVITIES
+from assay.mining import mine as mining
+from assay.mining import models as process_models
+from assay.mining import stats as process_stats
+from assay.mining.log import EventLogConfig, EventLogError, case_table, load_event_log, normalise
 from dagster import AssetCheckSeverity, materialize
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from assets import process, process_models, process_stats
-from assets.process_log import EventLogConfig, EventLogError, case_table, load_event_log, normalise
-from assets.sample import ACTIVITIES
 
 T0 = dt.datetime(2025, 3, 3, 9, tzinfo=dt.UTC)
 S, MA, FR, RC, RS, RJ, AP, PAY = ACTIVITIES
@@ -68,7 +70,7 @@ def tiny_result(tiny_events):
             "vendor_name": ["Acme"] * 6,
         }
     )
-    return process.mine(tiny_events, case_table(tiny_events, attributes), process.ProcessMiningConfig())
+    return mining.mine(tiny_events, case_table(tiny_events, attributes), mining.ProcessMiningConfig())
 
 
 def _pm4py_frame(events: pl.DataFrame) -> pd.DataFrame:
@@ -269,10 +271,10 @@ def test_pnml_is_deterministic_and_readable_by_pm4py(tiny_result):
 
 def test_an_empty_log_mines_to_empty_tables():
     empty = normalise(_raw({}))
-    result = process.mine(
+    result = mining.mine(
         empty,
         case_table(empty, pl.DataFrame(schema=_case_attribute_schema())),
-        process.ProcessMiningConfig(),
+        mining.ProcessMiningConfig(),
     )
     assert result.cases == 0 and result.log_fitness == 1.0
     assert result.tables["process_dfg"].is_empty() and result.tables["process_conformance"].is_empty()
@@ -420,7 +422,7 @@ def test_variants_match_sql_over_silver(pipeline_run, conn):
 def test_polars_dfg_equals_pm4py_dfg_on_the_sample(pipeline_run, conn):
     import pm4py
 
-    events, _ = process.read_event_log(conn)
+    events, _ = mining.read_event_log(conn)
     _assert_same_dfg(events, pm4py)
 
 

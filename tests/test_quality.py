@@ -14,12 +14,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from assay.landing.sample import DEFECTS, DefectRates, generate
+from assay.quality.drift import _renames
+from assay.quality.rules import DIMENSIONS, REASON_DIMENSION
 from click.testing import CliRunner
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, DagsterEventType, materialize
-
-from assets.sample import DEFECTS, DefectRates, generate
-from quality.drift import _renames
-from quality.rules import DIMENSIONS, REASON_DIMENSION
 
 GOLD = ("monthly_summary", "category_trends", "vendor_spend")
 SILVER = ("transactions", "events", "vendors", "employees")
@@ -74,10 +73,10 @@ def clean(pipeline_run) -> RunFacts:
 @pytest.fixture(scope="module")
 def high() -> RunFacts:
     """One pipeline run on a small high-defect sample plus a drifting file, in its own ASSAY_HOME."""
-    from orchestration.database import PostgresResource
-    from orchestration.definitions import defs
-    from orchestration.pipeline import full_range_tags
-    from quality.report import build_report, render
+    from assay.core.database import PostgresResource
+    from assay.orchestration.definitions import defs
+    from assay.orchestration.pipeline import full_range_tags
+    from assay.quality.report import build_report, render
 
     home = Path(tempfile.mkdtemp(prefix="assay-test-high-"))
     previous = os.environ["ASSAY_HOME"]
@@ -114,14 +113,14 @@ def high() -> RunFacts:
 
 
 def _graph():
-    from orchestration.definitions import defs
+    from assay.orchestration.definitions import defs
 
     return defs.resolve_asset_graph()
 
 
 def _check_specs():
     """Checks of the assets the `pipeline` job runs (the LLM agents' checks run with the agents)."""
-    from orchestration.definitions import defs
+    from assay.orchestration.definitions import defs
 
     return {
         (spec.asset_key.to_user_string(), spec.name): spec
@@ -132,7 +131,7 @@ def _check_specs():
 
 
 def test_every_dbt_test_is_an_asset_check_on_its_model():
-    from assets.dbt_project import dbt_project
+    from assay.assets.dbt_project import dbt_project
 
     manifest = json.loads(dbt_project.manifest_path.read_text())
     tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
@@ -143,7 +142,7 @@ def test_every_dbt_test_is_an_asset_check_on_its_model():
 
 
 def test_gold_and_platinum_contracts_and_unit_tests():
-    from assets.dbt_project import dbt_project
+    from assay.assets.dbt_project import dbt_project
 
     manifest = json.loads(dbt_project.manifest_path.read_text())
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
@@ -208,7 +207,7 @@ def test_freshness_policies_on_every_layer():
 
 
 def test_reason_classes_match_the_rejects_model():
-    from assets.dbt_project import dbt_project
+    from assay.assets.dbt_project import dbt_project
 
     manifest = json.loads(dbt_project.manifest_path.read_text())
     accepted = next(
@@ -229,7 +228,7 @@ def test_rename_guess_pairs_close_names_only():
 
 
 def test_thresholds_come_from_the_environment(monkeypatch):
-    from quality.config import get_quality_settings
+    from assay.quality.config import get_quality_settings
 
     monkeypatch.setenv("ASSAY_DQ_SILVER_MIN_SCORE", "0.9")
     monkeypatch.setenv("ASSAY_DQ_REJECT_RATE_LIMITS", '{"duplicate": 0.05}')
@@ -326,8 +325,8 @@ def test_check_results_are_stored_for_assay_quality(clean, conn):
 
 
 def test_assay_quality_on_clean_data(clean, conn):
-    from orchestration.cli import main
-    from quality.report import build_report
+    from assay.orchestration.cli import main
+    from assay.quality.report import build_report
 
     result = CliRunner().invoke(main, ["quality", "--examples", "1"])
     assert result.exit_code == 0, result.output
@@ -341,10 +340,10 @@ def test_assay_quality_on_clean_data(clean, conn):
 
 def test_a_failing_gold_table_blocks_platinum(clean, conn):
     """Corrupt one gold row, run gold's quality checks with platinum: platinum must not build."""
-    from assets.bronze import bronze_assets
-    from assets.dbt import dbt_models, dbt_resource
-    from orchestration.database import PostgresResource
-    from quality.checks import quality_checks
+    from assay.assets.bronze import bronze_assets
+    from assay.assets.dbt import dbt_models, dbt_resource
+    from assay.assets.quality import quality_checks
+    from assay.core.database import PostgresResource
 
     key = conn.execute(
         "select month, category, department, transaction_count from gold.monthly_summary limit 1"
@@ -386,7 +385,7 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
 
 
 def test_row_count_change_against_the_previous_run_is_a_warning(clean, postgres, conn):
-    from quality.expectations import read_facts, run_suite
+    from assay.quality.expectations import read_facts, run_suite
 
     rows = conn.execute("select count(*) from silver.transactions").fetchone()[0]
     steady = run_suite(postgres, "silver.transactions", "gx_profile", read_facts(conn, rows, 0.5), 3)

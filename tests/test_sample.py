@@ -12,8 +12,7 @@ from pathlib import Path
 from statistics import median
 
 import pytest
-
-from assets.sample import (
+from assay.landing.sample import (
     ACTIVITIES,
     CATEGORIES,
     CURRENCIES,

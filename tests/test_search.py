@@ -10,10 +10,9 @@ from datetime import date
 import numpy as np
 import psycopg
 import pytest
+from assay.core.models import EmbeddingModelResource
+from assay.search.searcher import Filters, Searcher
 from pgvector.psycopg import register_vector
-
-from assets.search import Filters, Searcher
-from orchestration.models import EmbeddingModelResource
 
 QUERIES = ("flight to London", "hotel room for a conference", "toner for the office printer", "legal advice")
 

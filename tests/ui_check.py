@@ -62,7 +62,7 @@ run_coordinator:
 
 def expected_assets() -> dict[str, set[str]]:
     """Asset names per layer group, from the definitions the UI loads."""
-    from orchestration.definitions import defs
+    from assay.orchestration.definitions import defs
 
     graph = defs.resolve_asset_graph()
     groups: dict[str, set[str]] = {layer: set() for layer in LAYERS}
@@ -88,7 +88,7 @@ def running_ui(home: Path, log_path: Path) -> Iterator[str]:
     tick asks for every source with files) that rebuild the pipeline while the check reads the page.
     The copy's run queue starts nothing either, in case anything else asks for a run.
     """
-    from orchestration.database import PostgresResource
+    from assay.core.database import PostgresResource
 
     database_url = PostgresResource(home=str(home)).url()  # this process keeps an embedded server up
     view = Path(tempfile.mkdtemp(prefix="assay-ui-check-"))
@@ -106,7 +106,7 @@ def running_ui(home: Path, log_path: Path) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env |= {"ASSAY_HOME": str(view), "ASSAY_DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "orchestration.cli", "ui", "--port", str(port)]
+    command = [sys.executable, "-m", "assay.orchestration.cli", "ui", "--port", str(port)]
     with log_path.open("w") as log:
         # its own session: `dagster dev` starts a webserver, a daemon and a code server, stopped together
         ui = subprocess.Popen(
@@ -298,7 +298,10 @@ def build_home() -> Path:
     env = {**os.environ, "ASSAY_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     print(f"building a small pipeline in {home} (assay run --size small) ...", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "--size", "small"], cwd=REPO, env=env, check=True
+        [sys.executable, "-m", "assay.orchestration.cli", "run", "--size", "small"],
+        cwd=REPO,
+        env=env,
+        check=True,
     )
     return home
 

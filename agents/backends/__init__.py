@@ -1,6 +1,6 @@
 """LLM backends behind one interface, chosen by `ASSAY_LLM_BACKEND` / `ASSAY_LLM_MODEL`.
 
-Backends only generate: `transformers.py` gets its model from `orchestration.models` (the one place
+Backends only generate: `transformers.py` gets its model from `assay.core.models` (the one place
 that loads models), `vllm.py` hands the model name to the vLLM engine, `openai.py` talks to a server
 that holds the model.
 """
@@ -11,10 +11,11 @@ import functools
 import importlib
 from typing import TYPE_CHECKING
 
-from agents.backends.base import Backend, BackendStats, Constraint, Generation, GenerationRequest
+from assay.agents.backends.base import Backend, BackendStats, Constraint, Generation, GenerationRequest
+from dagster import ConfigurableResource
 
 if TYPE_CHECKING:
-    from orchestration.settings import Settings
+    from assay.core.settings import Settings
 
 __all__ = [
     "Backend",
@@ -22,13 +23,14 @@ __all__ = [
     "Constraint",
     "Generation",
     "GenerationRequest",
+    "LLMResource",
     "get_backend",
 ]
 
 
 def get_backend(settings: Settings | None = None, **overrides) -> Backend:
     """The backend the settings ask for; loaded once per process and configuration."""
-    from orchestration.settings import get_settings
+    from assay.core.settings import get_settings
 
     settings = settings or get_settings()
     options = {
@@ -51,16 +53,16 @@ def get_backend(settings: Settings | None = None, **overrides) -> Backend:
 # backend -> (module, class, the options its constructor takes besides the model)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "transformers": (
-        "agents.backends.transformers",
+        "assay.agents.backends.transformers",
         "TransformersBackend",
         ("device", "batch_size", "models_dir"),
     ),
     "vllm": (
-        "agents.backends.vllm",
+        "assay.agents.backends.vllm",
         "VLLMBackend",
         ("tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs"),
     ),
-    "openai": ("agents.backends.openai", "OpenAIBackend", ("base_url", "api_key", "max_concurrency")),
+    "openai": ("assay.agents.backends.openai", "OpenAIBackend", ("base_url", "api_key", "max_concurrency")),
 }
 
 
@@ -72,3 +74,26 @@ def _cached_backend(*, backend: str, **options) -> Backend:
     # imported only when chosen: vLLM is a CUDA-only optional extra
     factory = getattr(importlib.import_module(module), cls)
     return factory(options["model"], **{name: options[name] for name in accepted})
+
+
+class LLMResource(ConfigurableResource):
+    """The agents' LLM backend (resource key `llm`), loaded once per process and configuration.
+
+    Fields left empty follow the settings (`ASSAY_LLM_BACKEND`, `ASSAY_LLM_MODEL`, `ASSAY_DEVICE`,
+    `ASSAY_LLM_BATCH_SIZE`, `ASSAY_MODEL_CACHE`; see `assay.core.settings`).
+    """
+
+    backend: str | None = None
+    model: str | None = None
+    device: str | None = None
+    batch_size: int | None = None
+    models_dir: str | None = None
+
+    def get(self) -> Backend:
+        return get_backend(
+            backend=self.backend,
+            model=self.model,
+            device=self.device,
+            batch_size=self.batch_size,
+            models_dir=self.models_dir,
+        )

@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.backends.base import BackendStats, Constraint, Generation, GenerationRequest
-from orchestration.models import load_causal_lm
+from assay.agents.backends.base import BackendStats, Constraint, Generation, GenerationRequest
+from assay.core.models import load_causal_lm
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agents.backends.base import BackendStats, Constraint, Generation, GenerationRequest
+from assay.agents.backends.base import BackendStats, Constraint, Generation, GenerationRequest
 
 
 def _import_vllm():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall
+from assay.agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall
 
 
 def _discover() -> dict[str, type[Task]]:

@@ -12,8 +12,8 @@ import copy
 import json
 from typing import Any
 
-from agents.backends import Constraint, GenerationRequest
-from agents.tasks.base import (
+from assay.agents.backends import Constraint, GenerationRequest
+from assay.agents.tasks.base import (
     Final,
     OutputError,
     RunInput,
@@ -23,9 +23,9 @@ from agents.tasks.base import (
     data_block,
     parse_json_object,
 )
-from agents.tools import TOOLS, ReaderSession
-from agents.tools.metrics import METRICS
-from agents.tools.process import LOOKUP_TABLES
+from assay.agents.tools import TOOLS, ReaderSession
+from assay.agents.tools.metrics import METRICS
+from assay.agents.tools.process import LOOKUP_TABLES
 
 NOT_AVAILABLE = "not available"
 MAX_CANDIDATES = 60

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agents.backends import GenerationRequest
-from agents.tools import ReaderSession
+from assay.agents.backends import GenerationRequest
+from assay.agents.tools import ReaderSession
 
 
 class OutputError(ValueError):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.backends import Constraint, GenerationRequest
-from agents.tasks.base import Final, OutputError, RunInput, RunState, Task, data_block
-from agents.tools import ReaderSession
-from agents.tools.retrieval import majority_label, similar_labelled_transactions
+from assay.agents.backends import Constraint, GenerationRequest
+from assay.agents.tasks.base import Final, OutputError, RunInput, RunState, Task, data_block
+from assay.agents.tools import ReaderSession
+from assay.agents.tools.retrieval import majority_label, similar_labelled_transactions
 
 EXAMPLES = 5
 
@@ -80,7 +80,7 @@ class Categorise(Task):
 
     def input_hash(self, run_input: RunInput) -> str:
         # the baseline is derived from the examples and never reaches the prompt
-        from agents.tasks.base import stable_hash
+        from assay.agents.tasks.base import stable_hash
 
         return stable_hash({k: v for k, v in run_input.data.items() if k != "baseline"})
 

@@ -11,9 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agents.backends import Constraint, GenerationRequest
-from agents.tasks.base import Final, OutputError, RunInput, RunState, Task, data_block, parse_json_object
-from agents.tools import ReaderSession
+from assay.agents.backends import Constraint, GenerationRequest
+from assay.agents.tasks.base import (
+    Final,
+    OutputError,
+    RunInput,
+    RunState,
+    Task,
+    data_block,
+    parse_json_object,
+)
+from assay.agents.tools import ReaderSession
 
 DRIVERS = 5  # largest transactions shown per anomaly
 MAX_CITED = 3

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-
-from agents.tools.db import ReaderSession, ToolError
-from agents.tools.metrics import METRIC_TOOL_SCHEMA, run_metric
-from agents.tools.process import PROCESS_TOOL_SCHEMA, run_process_lookup
-from agents.tools.retrieval import SEARCH_TOOL_SCHEMA, prepare_search, run_search
+from assay.agents.tools.db import ReaderSession, ToolError
+from assay.agents.tools.metrics import METRIC_TOOL_SCHEMA, run_metric
+from assay.agents.tools.process import PROCESS_TOOL_SCHEMA, run_process_lookup
+from assay.agents.tools.retrieval import SEARCH_TOOL_SCHEMA, prepare_search, run_search
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import psycopg
 from psycopg import sql
 
 if TYPE_CHECKING:
-    from assets.search import Searcher
-    from orchestration.models import Encoder
+    from assay.core.models import Encoder
+    from assay.search.searcher import Searcher
 
 STATEMENT_TIMEOUT_MS = 5_000
 ROW_CAP = 50
@@ -82,7 +82,7 @@ class ReaderSession:
     def searcher(self) -> Searcher:
         """Vector, full-text and hybrid search over platinum (`assets/search.py`) on this connection:
         the same role, read-only transactions, statement timeout."""
-        from assets.search import Searcher
+        from assay.search.searcher import Searcher
 
         with self.errors():
             return Searcher(self.conn, self.encoders)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from assay.agents.tools.db import ReaderSession, ToolError
 from psycopg import sql
-
-from agents.tools.db import ReaderSession, ToolError
 
 
 @dataclass(frozen=True)

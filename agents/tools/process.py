@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from assay.agents.tools.db import ReaderSession
+from assay.agents.tools.metrics import _plain
 from psycopg import sql
-
-from agents.tools.db import ReaderSession
-from agents.tools.metrics import _plain
 
 PROCESS_ROWS = 10  # enough to answer from; more only lengthens the answer prompt
 

@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.tools.db import ReaderSession
-from assets.search import Filters, Hit
+from assay.agents.tools.db import ReaderSession
+from assay.search.searcher import Filters, Hit
 
 SEARCH_TOOL_SCHEMA: dict[str, Any] = {
     "type": "object",

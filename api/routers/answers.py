@@ -8,13 +8,12 @@ Reads `agents.answers` (the latest valid answer per task and input key), joined 
 import datetime as dt
 from typing import Annotated, Any
 
+from assay.agents.tasks import TASKS
+from assay.api import pages
+from assay.api.errors import ApiError, error_responses
+from assay.api.state import SECURED, AppState, authenticate
 from fastapi import FastAPI, Path, Query, Request
 from pydantic import BaseModel, Field
-
-from agents.tasks import TASKS
-from api import pages
-from api.errors import ApiError, error_responses
-from api.state import SECURED, AppState, authenticate
 
 SCOPE = "answers"
 TAG = "answers"

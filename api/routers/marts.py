@@ -10,14 +10,10 @@ import io
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Path, Request
-from pydantic import BaseModel, Field, create_model
-from starlette.responses import Response
-
-from api.cache import Cached
-from api.catalog import Column, Kind, Mart
-from api.errors import ApiError, bad_request, error_responses
-from api.query import (
+from assay.api.cache import Cached
+from assay.api.catalog import Column, Kind, Mart
+from assay.api.errors import ApiError, bad_request, error_responses
+from assay.api.query import (
     RANGE_OPS,
     build_lookup_query,
     build_page_query,
@@ -26,7 +22,10 @@ from api.query import (
     parse_page_request,
     parse_value,
 )
-from api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, authenticate
+from fastapi import FastAPI, Path, Request
+from pydantic import BaseModel, Field, create_model
+from starlette.responses import Response
 
 SCOPE = "marts"
 TAG = "marts"

@@ -1,11 +1,10 @@
 """`/metrics`: Prometheus exposition (needs a key with the `metrics` scope unless made public)."""
 
+from assay.api.errors import error_responses
+from assay.api.middleware import metrics_payload
+from assay.api.state import SECURED, authenticate
 from fastapi import FastAPI, Request
 from starlette.responses import Response
-
-from api.errors import error_responses
-from api.middleware import metrics_payload
-from api.state import SECURED, authenticate
 
 SCOPE = "metrics"
 

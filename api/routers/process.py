@@ -9,13 +9,12 @@ bound values. Until the pipeline has built a table its endpoint answers 503.
 
 from typing import Annotated, Any, Literal
 
+from assay.api import pages
+from assay.api.errors import error_responses
+from assay.api.state import SECURED, AppState, authenticate
 from fastapi import FastAPI, Query, Request
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
-
-from api import pages
-from api.errors import error_responses
-from api.state import SECURED, AppState, authenticate
 
 SCOPE = "process"
 TAG = "process"

@@ -5,7 +5,8 @@ runs from `$ASSAY_HOME/pgdata`. The wheel keeps a list of the processes using a 
 the server when the last of them exits, so the CLI, `dagster dev` (webserver, daemon, run workers),
 dbt and the tests can share it. With `ASSAY_DATABASE_URL` set, the same code talks to that server.
 
-Everything else - assets, dbt, the API, tests - asks `PostgresResource` for a connection or URL.
+Everything else - assets, dbt (through a generated profile), the API, tests - asks `PostgresResource`
+for a connection or URL.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+from assay.core.settings import get_settings
 from dagster import ConfigurableResource
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -222,18 +222,6 @@ class PostgresResource(ConfigurableResource):
             return f"postgresql://{user}{password}@/{db}?host={quote(host)}{port_q}"
         hostport = f"{host}:{port}" if port else host
         return f"postgresql://{user}{password}@{hostport}/{db}"
-
-    def dbt_env(self) -> dict[str, str]:
-        """Connection settings in the variables `dbt_project/profiles.yml` reads."""
-        params = conninfo_to_dict(self.url())
-        return {
-            "ASSAY_DBT_HOST": params.get("host", "localhost"),
-            "ASSAY_DBT_PORT": str(params.get("port") or 5432),
-            "ASSAY_DBT_USER": params.get("user", "postgres"),
-            "ASSAY_DBT_PASSWORD": params.get("password", ""),
-            "ASSAY_DBT_DBNAME": params.get("dbname", DATABASE),
-            "ASSAY_DBT_SSLMODE": params.get("sslmode", "prefer"),
-        }
 
 
 @functools.cache

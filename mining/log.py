@@ -8,31 +8,19 @@ One normalised shape whatever the source (polars):
 - cases: `case_id` and the case attributes `amount`, `category`, `department`, `vendor_id`,
   `vendor_name` (null where the source has none), plus first/last timestamp, event count, duration.
 
-The asset writes them to `gold.process_event_log` and `gold.process_cases`; the analyses in
-`assets/process.py` read only those two tables, so they mine whatever log was loaded last.
+The asset (`assay.assets.process`) writes them to `gold.process_event_log` and `gold.process_cases`;
+the analyses (`assay.mining.mine`) read only those two tables, so they mine whatever log was loaded last.
 """
 
 import glob
-import time
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 import psycopg
-from dagster import (
-    AssetExecutionContext,
-    AssetKey,
-    AssetSpec,
-    Config,
-    MaterializeResult,
-    MetadataValue,
-    multi_asset,
-)
+from assay.core.tables import read_frame
+from dagster import Config
 from pydantic import Field
-
-from assets.tables import read_frame, replace_table, table_schema
-from orchestration.database import PostgresResource
-from orchestration.retries import retry_transient
 
 EVENT_LOG_TABLE = "gold.process_event_log"
 CASES_TABLE = "gold.process_cases"
@@ -285,89 +273,3 @@ def load_event_log(
     raw, attributes = readers[config.source]()
     events = normalise(raw)
     return events, case_table(events, attributes), raw.height - events.height
-
-
-EVENT_LOG_KEY = AssetKey(["gold", "process_event_log"])
-CASES_KEY = AssetKey(["gold", "process_cases"])
-_SILVER_INPUTS = [AssetKey(["silver", name]) for name in ("events", "transactions", "employees", "vendors")]
-
-
-def _gold_table_spec(key: AssetKey, table: str, columns, description: str) -> AssetSpec:
-    return AssetSpec(
-        key,
-        deps=_SILVER_INPUTS,
-        group_name="gold",
-        kinds={"python", "polars", "postgres"},
-        description=description,
-        metadata={"table": table, "dagster/column_schema": table_schema(columns)},
-    )
-
-
-@multi_asset(
-    specs=[
-        _gold_table_spec(
-            EVENT_LOG_KEY,
-            EVENT_LOG_TABLE,
-            EVENT_COLUMNS,
-            "The event log being mined: one row per event, numbered per case "
-            "(silver approval events by default; a CSV or XES log when configured).",
-        ),
-        _gold_table_spec(
-            CASES_KEY,
-            CASES_TABLE,
-            CASE_COLUMNS,
-            "One row per case of the event log: amount, category, department, vendor, "
-            "first and last event, duration.",
-        ),
-    ],
-    can_subset=False,
-)
-@retry_transient
-def process_event_log(context: AssetExecutionContext, config: EventLogConfig, postgres: PostgresResource):
-    source = config.source if config.source == "silver" else f"{config.source}: {config.path}"
-    with postgres.connect(autocommit=True) as conn:
-        started = time.perf_counter()
-        events, cases, dropped = load_event_log(conn, config)
-        read_s = time.perf_counter() - started
-        replace_table(
-            conn,
-            EVENT_LOG_TABLE,
-            EVENT_COLUMNS,
-            events,
-            primary_key=("case_id", "event_index"),
-            comment=f"Event log being mined (source: {source}); one row per event, numbered per case.",
-        )
-        replace_table(
-            conn,
-            CASES_TABLE,
-            CASE_COLUMNS,
-            cases,
-            primary_key=("case_id",),
-            comment="One row per case of gold.process_event_log with its attributes and duration.",
-        )
-        write_s = time.perf_counter() - started - read_s
-    context.log.info(
-        f"event log from {source}: {events.height} events, {cases.height} cases, {dropped} dropped"
-    )
-    span = events.select(pl.col("event_ts").min().alias("first"), pl.col("event_ts").max().alias("last"))
-    yield MaterializeResult(
-        asset_key=EVENT_LOG_KEY,
-        metadata={
-            "source": source,
-            "dagster/row_count": events.height,
-            "cases": cases.height,
-            "activities": events["activity"].n_unique(),
-            "events_dropped_incomplete": dropped,
-            "seconds_read_and_normalise": MetadataValue.float(round(read_s, 2)),
-            "seconds_write": MetadataValue.float(round(write_s, 2)),
-            "first_event": str(span["first"][0]),
-            "last_event": str(span["last"][0]),
-        },
-    )
-    yield MaterializeResult(
-        asset_key=CASES_KEY,
-        metadata={
-            "dagster/row_count": cases.height,
-            "cases_with_attributes": cases.filter(pl.col("amount").is_not_null()).height,
-        },
-    )

@@ -14,6 +14,10 @@ import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 
+from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
+from assay.quality.report import QualityReport, build_report, render_markdown
+from assay.quality.store import ensure_tables
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -29,11 +33,6 @@ from dagster import (
     define_asset_job,
     schedule,
 )
-
-from orchestration.database import PostgresResource
-from orchestration.settings import get_settings
-from quality.report import QualityReport, build_report, render_markdown
-from quality.store import ensure_tables
 
 GROUP = "quality"
 REPORT_KEY = AssetKey([GROUP, "daily_report"])

@@ -17,6 +17,12 @@ a failing gold table. Each run appends the scores to `quality.dq_scores`, every 
 
 from collections.abc import Iterator, Sequence
 
+from assay.core.database import PostgresResource
+from assay.quality import store
+from assay.quality.config import QualitySettings, get_quality_settings
+from assay.quality.expectations import SUITE_KINDS, Facts, SuiteOutcome, read_facts, run_suite
+from assay.quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SILVER_TABLES, SOURCE_REASONS
+from assay.quality.scores import gold_failing_rows, gold_score, reject_examples, silver_score
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -27,13 +33,6 @@ from dagster import (
     MetadataValue,
     multi_asset_check,
 )
-
-from orchestration.database import PostgresResource
-from quality import store
-from quality.config import QualitySettings, get_quality_settings
-from quality.expectations import SUITE_KINDS, Facts, SuiteOutcome, read_facts, run_suite
-from quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SILVER_TABLES, SOURCE_REASONS
-from quality.scores import gold_failing_rows, gold_score, reject_examples, silver_score
 
 DQ_DESCRIPTION = (
     "DQ score gate: completeness, uniqueness, validity and timeliness as shares of rows; the overall "

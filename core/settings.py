@@ -7,7 +7,7 @@ point `ASSAY_HOME` somewhere else before anything touches the database.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import functools
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -106,7 +106,12 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser().resolve()
+        home = self.home.expanduser()
+        # A relative ASSAY_HOME (the default `.assay`) means "relative to where assay was started",
+        # not to wherever the process is later: dbt's in-process adapter (dagster-dbt's row counts)
+        # moves the process into the dbt project for a moment, and a second, empty server would
+        # start there.
+        return home if home.is_absolute() else (_start_dir() / home).resolve()
 
     @property
     def landing_dir(self) -> Path:
@@ -131,13 +136,7 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def _pin_home() -> None:
-    # A relative ASSAY_HOME (the default `.assay`) means "relative to where assay was started". Fix it
-    # now, at import: dbt's in-process adapter (dagster-dbt's row counts) moves the process into the
-    # dbt project folder, and a path resolved after that would start a second, empty server there.
-    home = Path(os.environ.get("ASSAY_HOME", ".assay")).expanduser()
-    if not home.is_absolute():
-        os.environ["ASSAY_HOME"] = str(home.resolve())
-
-
-_pin_home()
+@functools.cache
+def _start_dir() -> Path:
+    """The working directory when settings were first read: the CLI reads them before anything moves."""
+    return Path.cwd()

@@ -1,0 +1,378 @@
+"""Bronze: landing files -> `bronze.<source>`, one row per source record, nothing dropped.
+
+Each file is read with polars, staged with COPY and inserted in one set-based statement, inside one
+transaction together with its entry in `bronze.load_batches`. So a crash leaves no half-loaded file,
+and a file whose content hash is already in the ledger is skipped (loading twice adds nothing).
+Postgres itself decides whether a payload is valid JSON (`pg_input_is_valid`), so a line it would
+refuse becomes a row with `parse_error` set instead of failing the load.
+"""
+
+import csv
+import datetime as dt
+import hashlib
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from assay.core.database import PostgresResource
+from assay.landing.files import FILE_SUFFIXES, PARTITIONED_SOURCES, file_day, landing_files
+from psycopg import sql
+
+LEDGER_DDL = """
+create table if not exists bronze.load_batches (
+    batch_id     uuid primary key,
+    source       text not null,
+    source_file  text not null,
+    file_hash    text not null,
+    size_bytes   bigint not null,
+    row_count    integer not null,
+    parse_errors integer not null,
+    loaded_at    timestamptz not null default now(),
+    unique (source, file_hash)
+)"""
+
+TABLE_DDL = """
+create table if not exists bronze.{table} (
+    -- identity, unique by construction; no primary-key index: this append-only table is read by
+    -- full scans in silver, and maintaining the index cost as much as parsing the JSON
+    bronze_id    bigint generated always as identity,
+    -- no foreign key to load_batches: rows and their ledger entry commit in one transaction,
+    -- and a per-row referential check would cost more than the rest of the load
+    batch_id     uuid not null,
+    source_file  text not null,
+    line_number  integer not null,
+    record       jsonb,
+    raw_text     text,
+    parse_error  text,
+    -- hash of the normalised payload, or of the raw line when it did not parse
+    content_hash text not null generated always as (md5(coalesce(record::text, raw_text))) stored,
+    loaded_at    timestamptz not null default now(),
+    -- the day in the file's name for the daily-partitioned sources (assets/partitions.py), else null:
+    -- silver selects its window by it without parsing business dates
+    partition_date date,
+    check ((record is null) = (parse_error is not null))
+)"""
+
+# Tables made before partitions get the column; a BRIN index (a few pages, nearly free to keep up
+# on an append-only table whose rows arrive roughly in day order) lets silver read one window.
+PARTITION_DDL = """
+alter table bronze.{table} add column if not exists partition_date date;
+create index if not exists {index} on bronze.{table} using brin (partition_date) with (autosummarize = on)
+"""
+
+# Fast path: lines polars already parsed as JSON objects are copied straight into the table, so
+# Postgres parses each payload once (as JSONB input). Every other line goes through this staged
+# insert, where Postgres itself decides and explains: it is the authority on what JSONB accepts.
+INSERT_FROM_STAGE = """
+insert into bronze.{table} (batch_id, source_file, line_number, record, raw_text, parse_error, partition_date)
+select %(batch_id)s, %(source_file)s, s.line_number, r.record,
+       case when r.record is null then s.raw_text end,
+       case
+           when r.record is not null then null
+           when s.parse_error is not null then s.parse_error
+           when p.json is null then 'invalid JSON: ' || (pg_input_error_info(s.payload, 'jsonb')).message
+           else 'not a JSON object'
+       end,
+       %(partition_date)s
+from _stage s
+cross join lateral (
+    select case when s.parse_error is null and pg_input_is_valid(s.payload, 'jsonb') then s.payload::jsonb end
+) as p (json)
+cross join lateral (
+    select case when jsonb_typeof(p.json) = 'object' then p.json end
+) as r (record)
+"""
+
+
+@dataclass
+class FileLoad:
+    source_file: str
+    rows: int
+    parse_errors: int
+    skipped: bool
+    seconds: float
+    batch_id: uuid.UUID | None = None
+
+
+def stage_frame(path: Path) -> pl.DataFrame:
+    """Turn one landing file into rows of (line_number, payload, raw_text, parse_error)."""
+    kind = FILE_SUFFIXES[path.suffix.lower()]
+    if kind == "parquet":
+        return _parquet_rows(path)
+    lines = _decoded_lines(path.read_bytes())
+    return _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines)
+
+
+def _decoded_lines(data: bytes) -> pl.DataFrame:
+    """Physical lines as text with 1-based line numbers; undecodable lines carry an error.
+
+    The whole-file decode is the fast path; only a file with bad bytes is decoded line by line.
+    """
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # a final newline ends the last line, it does not start another
+    errors: list[str | None] | None = None
+    try:
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", b"", 0, 0, "NUL byte")
+        texts = data.decode("utf-8").split("\n")[: len(raw_lines)]
+    except UnicodeDecodeError:
+        texts, errors = [], []
+        for raw in raw_lines:
+            try:
+                if b"\x00" in raw:
+                    raise ValueError("line contains a NUL byte")
+                texts.append(raw.decode("utf-8"))
+                errors.append(None)
+            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+                reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
+                errors.append(reason)
+    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_row_index("line_number", offset=1)
+    frame = frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
+    if errors is None:
+        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+    return frame.with_columns(pl.Series("error", errors, dtype=pl.String))
+
+
+def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
+    # Blank lines hold no record (a common trailing artefact); every other line becomes a row.
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    return lines.select(
+        "line_number",
+        pl.col("text").alias("payload"),
+        pl.col("text").alias("raw_text"),
+        pl.col("error").alias("parse_error"),
+    )
+
+
+def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
+    """CSV lines -> JSON objects keyed by the header; a line with the wrong field count is an error.
+
+    Lines without quotes split with polars; the few quoted ones go through the csv module.
+    Quoted fields that span lines are not supported: each physical line is one record.
+    """
+    if lines.height == 0:
+        return pl.DataFrame(schema=_STAGE_SCHEMA)
+    header = next(csv.reader([lines["text"][0].lstrip("\ufeff")]))
+    body = lines.slice(1).filter(pl.col("text").str.strip_chars() != "")
+    quoted = body["text"].str.contains('"', literal=True)
+    plain = body.filter(~quoted).with_columns(fields=pl.col("text").str.split(","))
+    tricky = body.filter(quoted)
+    if tricky.height:
+        parsed = [next(csv.reader([t]), []) for t in tricky["text"]]
+        tricky = tricky.with_columns(pl.Series("fields", parsed, dtype=pl.List(pl.String)))
+    else:
+        tricky = tricky.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("fields"))
+    rows = pl.concat([plain, tricky]).sort("line_number")
+    width = len(header)
+    n_fields = pl.col("fields").list.len()
+    bad = pl.col("error").is_not_null() | (n_fields != width)
+    good = rows.filter(~bad).with_columns(
+        payload=pl.col("fields").list.to_struct(fields=header).struct.json_encode()
+    )
+    failed = rows.filter(bad).with_columns(
+        payload=pl.lit(None, dtype=pl.String),
+        error=pl.coalesce(
+            "error", pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String))
+        ),
+    )
+    return (
+        pl.concat([good, failed])
+        .sort("line_number")
+        .select(
+            "line_number", "payload", pl.col("text").alias("raw_text"), pl.col("error").alias("parse_error")
+        )
+    )
+
+
+def _parquet_rows(path: Path) -> pl.DataFrame:
+    frame = pl.read_parquet(path)
+    payload = frame.select(pl.struct(pl.all()).struct.json_encode().alias("payload"))
+    return payload.with_row_index("line_number", offset=1).select(
+        pl.col("line_number").cast(pl.Int32),
+        "payload",
+        pl.col("payload").alias("raw_text"),
+        pl.lit(None, dtype=pl.String).alias("parse_error"),
+    )
+
+
+_STAGE_SCHEMA = {
+    "line_number": pl.Int32,
+    "payload": pl.String,
+    "raw_text": pl.String,
+    "parse_error": pl.String,
+}
+
+
+def ensure_tables(conn: psycopg.Connection, source: str) -> None:
+    conn.execute(LEDGER_DDL)
+    table = sql.Identifier(source)
+    conn.execute(sql.SQL(TABLE_DDL).format(table=table))
+    for statement in PARTITION_DDL.strip().split(";\n"):
+        conn.execute(sql.SQL(statement).format(table=table, index=sql.Identifier(f"{source}_partition_date")))
+
+
+@dataclass
+class PreparedFile:
+    path: Path
+    source_file: str
+    file_hash: str
+    size_bytes: int
+    frame: pl.DataFrame | None  # None when the file was already loaded
+    day: dt.date | None  # the partition the rows belong to (partitioned sources only)
+
+
+def prepare_file(path: Path, landing_dir: Path, loaded_hashes: set[str], source: str) -> PreparedFile:
+    """The client-side half of a load: read, hash and parse (no database access)."""
+    data = path.read_bytes()
+    file_hash = hashlib.sha256(data).hexdigest()
+    rel = path.relative_to(landing_dir).as_posix()
+    frame = None if file_hash in loaded_hashes else stage_frame(path)
+    day = file_day(path) if source in PARTITIONED_SOURCES else None
+    return PreparedFile(path, rel, file_hash, len(data), frame, day)
+
+
+def load_files(conn: psycopg.Connection, source: str, paths: list[Path], landing_dir: Path) -> list[FileLoad]:
+    """Load files one transaction each, parsing the next file while Postgres ingests this one.
+
+    polars releases the GIL, so on two cores the client's parsing and the server's COPY overlap.
+    `conn` must be in autocommit mode, or each "transaction" is only a savepoint of the caller's.
+    """
+    loaded = {
+        row[0]
+        for row in conn.execute("select file_hash from bronze.load_batches where source = %s", [source])
+    }
+    loads: list[FileLoad] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(prepare_file, paths[0], landing_dir, loaded, source) if paths else None
+        for index in range(len(paths)):
+            started = time.perf_counter()
+            prepared = upcoming.result()
+            if index + 1 < len(paths):
+                upcoming = pool.submit(prepare_file, paths[index + 1], landing_dir, loaded, source)
+            loads.append(_write_file(conn, source, prepared, started))
+    return loads
+
+
+def load_file(conn: psycopg.Connection, source: str, path: Path, landing_dir: Path) -> FileLoad:
+    """Load one file in one transaction; skip it when its content is already loaded."""
+    return load_files(conn, source, [path], landing_dir)[0]
+
+
+def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, started: float) -> FileLoad:
+    rel, table = prepared.source_file, sql.Identifier(source)
+    with conn.transaction():
+        # Serialise loaders of the same source so two runs cannot both load a new file; the ledger
+        # is checked again under the lock because another run may have loaded it meanwhile.
+        conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.' || %s))", [source])
+        seen = conn.execute(
+            "select 1 from bronze.load_batches where source = %s and file_hash = %s",
+            [source, prepared.file_hash],
+        ).fetchone()
+        if seen or prepared.frame is None:
+            return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+        frame, batch_id = prepared.frame, uuid.uuid4()
+        rest = frame  # what the fast path could not take; all of it if every try is refused
+        for candidate in _direct_candidates(prepared.path):
+            mask = frame.select(candidate).to_series()
+            try:
+                with conn.transaction():
+                    _copy_direct(conn, table, frame.filter(mask), batch_id, rel, prepared.day)
+            except psycopg.DataError:
+                continue  # Postgres refused a line (e.g. a \u0000 escape): try a stricter filter
+            rest = frame.filter(~mask)
+            break
+        errors = _insert_staged(conn, table, rest, batch_id, rel, prepared.day)
+        conn.execute(
+            "insert into bronze.load_batches (batch_id, source, source_file, file_hash, size_bytes,"
+            " row_count, parse_errors) values (%s, %s, %s, %s, %s, %s, %s)",
+            [batch_id, source, rel, prepared.file_hash, prepared.size_bytes, frame.height, errors],
+        )
+    return FileLoad(rel, frame.height, errors, False, time.perf_counter() - started, batch_id)
+
+
+def _direct_candidates(path: Path) -> list[pl.Expr]:
+    """Filters for rows to COPY straight in, cheapest first; Postgres has the last word.
+
+    For JSON Lines the first filter only checks the shape ({...}), which catches truncated lines
+    at almost no cost; if Postgres still refuses a line, polars' full JSON parse is the second.
+    CSV and Parquet payloads are made by polars' JSON encoder, so they are valid by construction.
+    """
+    # the raw COPY below uses \x01 and \x02 as quote and delimiter; valid JSON never holds them
+    ok = (
+        pl.col("parse_error").is_null()
+        & pl.col("payload").is_not_null()
+        & ~pl.col("payload").str.contains("[\x01\x02]")
+    )
+    if FILE_SUFFIXES[path.suffix.lower()] != "jsonl":
+        return [ok]
+    text = pl.col("payload").str.strip_chars()
+    shaped = ok & text.str.starts_with("{") & text.str.ends_with("}")
+    return [shaped, shaped & text.str.json_path_match("$").is_not_null()]
+
+
+def _copy_direct(
+    conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataFrame, batch_id, rel, day: dt.date | None
+) -> None:
+    if rows.height == 0:
+        return
+    out = rows.select(
+        pl.lit(str(batch_id)).alias("batch_id"),
+        pl.lit(rel).alias("source_file"),
+        "line_number",
+        # an empty unquoted field is NULL in COPY's csv format
+        pl.lit(day.isoformat() if day else "").alias("partition_date"),
+        "payload",
+    )
+    # Unquoted fields with a delimiter that cannot occur: Postgres reads each payload verbatim.
+    statement = sql.SQL(
+        "copy bronze.{} (batch_id, source_file, line_number, partition_date, record)"
+        " from stdin (format csv, delimiter e'\\x02', quote e'\\x01')"
+    ).format(table)
+    with conn.cursor().copy(statement) as copy:
+        copy.write(out.write_csv(include_header=False, separator="\x02", quote_style="never"))
+
+
+def _insert_staged(
+    conn: psycopg.Connection,
+    table: sql.Identifier,
+    rows: pl.DataFrame,
+    batch_id,
+    rel: str,
+    day: dt.date | None,
+) -> int:
+    """Insert rows that need Postgres' judgement; returns how many of them failed to parse."""
+    if rows.height == 0:
+        return 0
+    conn.execute(
+        "create temp table _stage (line_number integer, payload text, raw_text text, parse_error text)"
+        " on commit drop"
+    )
+    with conn.cursor().copy("copy _stage from stdin (format csv)") as copy:
+        copy.write(rows.select(list(_STAGE_SCHEMA)).write_csv(include_header=False))
+    insert = sql.SQL(INSERT_FROM_STAGE).format(table=table)
+    counted = sql.SQL("with inserted as ({} returning parse_error) select count(parse_error) from inserted")
+    failed = conn.execute(
+        counted.format(insert), {"batch_id": batch_id, "source_file": rel, "partition_date": day}
+    )
+    return failed.fetchone()[0]
+
+
+def load_source(
+    postgres: PostgresResource, source: str, landing_dir: Path, days: tuple[dt.date, dt.date] | None = None
+) -> list[FileLoad]:
+    """Load a source's new files; for a partitioned source only the files of `days` (inclusive)."""
+    paths = landing_files(landing_dir, source)
+    if days is not None:
+        paths = [p for p in paths if (day := file_day(p)) is not None and days[0] <= day <= days[1]]
+    # autocommit: each `conn.transaction()` below is then a real transaction, one per file.
+    with postgres.connect(autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.ddl'))")
+            ensure_tables(conn, source)
+        return load_files(conn, source, paths, landing_dir)
