@@ -13,6 +13,9 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
 from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
 from assay.api.db import Database
@@ -24,8 +27,6 @@ from assay.api.routers import answers, health, marts, metrics, process, quality,
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import ApiSettings, get_settings
-from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 log = logging.getLogger("assay.api")
 

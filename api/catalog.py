@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import psycopg
+
 from assay.core import dbt as dbt_files
 
 log = logging.getLogger("assay.api")

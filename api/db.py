@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-from assay.api.errors import ApiError
-from assay.core.settings import ApiSettings
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
+
+from assay.api.errors import ApiError
+from assay.core.settings import ApiSettings
 
 log = logging.getLogger("assay.api")
 

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from psycopg import sql
+
 from assay.api.errors import ApiError
 from assay.core.database import PostgresResource
-from psycopg import sql
 
 if TYPE_CHECKING:
     from assay.api.db import Database

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from assay.api.errors import bad_request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from assay.api.errors import bad_request
 
 MAX_CURSOR = 2048
 

@@ -23,9 +23,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+from psycopg import sql
+
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import bad_request
-from psycopg import sql
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 RESERVED = ("limit", "cursor", "sort", "format")

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from fastapi import Request
+
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
 from assay.api.db import Database
@@ -10,7 +12,6 @@ from assay.api.keys import KeyStore, Principal, unauthorized
 from assay.api.middleware import RATE_LIMITED
 from assay.api.ratelimit import RateLimiter
 from assay.core.settings import ApiSettings
-from fastapi import Request
 
 
 @dataclass

@@ -5,15 +5,6 @@ Each asset runs its task's batch through the lockstep runner, stores runs and an
 concurrency pool `llm`, so two tasks never compete for the same CPU or GPU at once.
 """
 
-from assay.agents.backends import LLMResource
-from assay.agents.evaluation import Evaluation, categorisation_accuracy, citation_validity, question_accuracy
-from assay.agents.runner import TaskOutcome, run_task
-from assay.agents.store import AgentStore
-from assay.agents.tasks import TASKS, Task
-from assay.agents.tools import ReaderSession
-from assay.core.database import PostgresResource
-from assay.core.models import EmbeddingModelResource
-from assay.core.settings import get_settings
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -27,6 +18,16 @@ from dagster import (
     asset,
 )
 from pydantic import Field
+
+from assay.agents.backends import LLMResource
+from assay.agents.evaluation import Evaluation, categorisation_accuracy, citation_validity, question_accuracy
+from assay.agents.runner import TaskOutcome, run_task
+from assay.agents.store import AgentStore
+from assay.agents.tasks import TASKS, Task
+from assay.agents.tools import ReaderSession
+from assay.core.database import PostgresResource
+from assay.core.models import EmbeddingModelResource
+from assay.core.settings import get_settings
 
 GROUP = "agents"
 QUESTIONS = AssetKey([GROUP, "questions"])

@@ -1,6 +1,9 @@
 """Bronze assets: one per source, loading its landing files with the bronze loader
 (`assay.landing.bronze`): one row per source record, nothing dropped."""
 
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from psycopg import sql
+
 from assay.assets.partitions import daily_partitions, single_run, window_days
 from assay.core.database import PostgresResource
 from assay.core.retries import retry_transient
@@ -14,8 +17,6 @@ from assay.landing.files import (
 )
 from assay.quality.drift import batch_drift, expected_fields
 from assay.quality.store import CheckRecorder
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
-from psycopg import sql
 
 
 def _bronze_asset(source: str):

@@ -14,10 +14,6 @@ import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from assay.core.database import PostgresResource
-from assay.core.settings import get_settings
-from assay.quality.report import QualityReport, build_report, render_markdown
-from assay.quality.store import ensure_tables
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -33,6 +29,11 @@ from dagster import (
     define_asset_job,
     schedule,
 )
+
+from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
+from assay.quality.report import QualityReport, build_report, render_markdown
+from assay.quality.store import ensure_tables
 
 GROUP = "quality"
 REPORT_KEY = AssetKey([GROUP, "daily_report"])

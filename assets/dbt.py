@@ -21,11 +21,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from assay.assets.dbt_project import runtime_project
-from assay.assets.partitions import daily_partitions, single_run, window_days
-from assay.core import dbt as dbt_files
-from assay.core.database import PostgresResource
-from assay.quality.store import CheckRecorder
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -45,6 +40,12 @@ from dagster_dbt import (
     dbt_assets,
 )
 from psycopg.conninfo import conninfo_to_dict
+
+from assay.assets.dbt_project import runtime_project
+from assay.assets.partitions import daily_partitions, single_run, window_days
+from assay.core import dbt as dbt_files
+from assay.core.database import PostgresResource
+from assay.quality.store import CheckRecorder
 
 LAYERS = ("silver", "gold", "platinum")
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).

@@ -8,8 +8,9 @@ by `make setup`) prepares: the manifest lands beside the project and ships in th
 
 import functools
 
+from dagster_dbt import DbtCliResource, DbtProject
+
 from assay.core import dbt as dbt_files
-from dagster_dbt import DbtProject
 
 _ROOT = dbt_files.project_dir()
 dbt_project = DbtProject(project_dir=_ROOT, profiles_dir=_ROOT)
@@ -24,5 +25,7 @@ def runtime_project() -> DbtProject:
         return dbt_project
     local = DbtProject(project_dir=_ROOT, profiles_dir=_ROOT, target_path=dbt_files.local_target())
     if not local.manifest_path.exists():
-        local.preparer.prepare(local)
+        # `dbt parse` needs no database: the project's own profiles.yml serves it
+        dbt = DbtCliResource(project_dir=local, dbt_executable=dbt_files.executable())
+        dbt.cli(["parse", "--quiet"], target_path=local.target_path).wait()
     return local

@@ -1,11 +1,6 @@
 """Platinum embeddings: the asset that keeps the search corpus (`platinum.embeddings`) in sync with
 `platinum.documents` through the vector index library (`assay.search.index`), and its checks."""
 
-from assay.core.database import PostgresResource
-from assay.core.models import EmbeddingModelResource
-from assay.core.settings import get_settings
-from assay.quality.store import CheckRecorder
-from assay.search.index import HnswParams, SyncStats, sync_embeddings
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -19,6 +14,12 @@ from dagster import (
     asset_check,
 )
 from pydantic import Field
+
+from assay.core.database import PostgresResource
+from assay.core.models import EmbeddingModelResource
+from assay.core.settings import get_settings
+from assay.quality.store import CheckRecorder
+from assay.search.index import HnswParams, SyncStats, sync_embeddings
 
 EMBEDDINGS_KEY = AssetKey(["platinum", "embeddings"])
 DOCUMENTS_KEY = AssetKey(["platinum", "documents"])

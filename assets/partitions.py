@@ -8,8 +8,9 @@ days a run covers (dbt vars `min_date` / `max_date`). A range backfill is one ru
 
 import datetime as dt
 
-from assay.landing.files import first_day
 from dagster import BackfillPolicy, DailyPartitionsDefinition, TimeWindow
+
+from assay.landing.files import first_day
 
 # Dagster's documented run tags for a run over a range of partitions (a single-run backfill).
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -10,6 +10,18 @@ import base64
 import time
 
 import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+
 from assay.core.database import PostgresResource
 from assay.core.retries import retry_transient
 from assay.core.settings import get_settings
@@ -32,17 +44,6 @@ from assay.mining.mine import (
     read_event_log,
 )
 from assay.quality.store import CheckRecorder
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    AssetKey,
-    AssetSpec,
-    MaterializeResult,
-    MetadataValue,
-    multi_asset,
-)
 
 EVENT_LOG_KEY = AssetKey(["gold", "process_event_log"])
 CASES_KEY = AssetKey(["gold", "process_cases"])

@@ -6,8 +6,10 @@ One check step per table (so a failing table blocks only what is built from it),
 | --- | --- | --- | --- |
 | `dq_score` | silver, gold | ERROR | yes: overall score below the layer's threshold |
 | `reject_rate_<class>` | silver | ERROR | yes: one reject reason class above its limit |
-| `gx_rules` | silver, gold | ERROR | yes: Great Expectations rules suite |
 | `gx_profile` | silver, gold | WARN | no: Great Expectations distribution / row-count suite |
+
+Row-level rules are dbt tests (they arrive as asset checks through dagster-dbt); the gates read the
+reject reasons and the gold rules from the dbt project (`assay.quality.rules`), never restate them.
 
 Blocking ERROR checks fail their step, and Dagster then skips every asset downstream of the table in
 the same run: gold does not build on a failing silver table, platinum (and what follows it) not on
@@ -17,12 +19,6 @@ a failing gold table. Each run appends the scores to `quality.dq_scores`, every 
 
 from collections.abc import Iterator, Sequence
 
-from assay.core.database import PostgresResource
-from assay.quality import store
-from assay.quality.config import QualitySettings, get_quality_settings
-from assay.quality.expectations import SUITE_KINDS, Facts, SuiteOutcome, read_facts, run_suite
-from assay.quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SILVER_TABLES, SOURCE_REASONS
-from assay.quality.scores import gold_failing_rows, gold_score, reject_examples, silver_score
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -33,6 +29,13 @@ from dagster import (
     MetadataValue,
     multi_asset_check,
 )
+
+from assay.core.database import PostgresResource
+from assay.quality import store
+from assay.quality.config import QualitySettings, get_quality_settings
+from assay.quality.expectations import SUITE_KINDS, Facts, SuiteOutcome, read_facts, run_suite
+from assay.quality.rules import DIMENSIONS, SILVER_TABLES, gold_rules, reason_dimension, source_reasons
+from assay.quality.scores import gold_failing_rows, gold_score, reject_examples, silver_score
 
 DQ_DESCRIPTION = (
     "DQ score gate: completeness, uniqueness, validity and timeliness as shares of rows; the overall "
@@ -53,10 +56,7 @@ def _gx_specs(key: AssetKey, deps: Sequence) -> list[AssetCheckSpec]:
 def _silver_gate(table: str):
     key = AssetKey(["silver", table])
     deps = [AssetKey(["silver", "rejects"]), AssetKey(["bronze", table])]
-    gx_deps = [
-        *deps,
-        *(AssetKey(["silver", seed]) for seed in ("currency_rates", "categories", "activities")),
-    ]
+    gx_deps = [*deps, AssetKey(["silver", "categories"])]
     specs = [
         _spec(key, "dq_score", True, DQ_DESCRIPTION.replace("{LAYER}", "SILVER"), deps),
         *[
@@ -65,10 +65,10 @@ def _silver_gate(table: str):
                 f"reject_rate_{reason_class}",
                 True,
                 f"Share of bronze.{table} rows rejected as `{reason_class}` "
-                f"({REASON_DIMENSION[reason_class]}) stays within its limit (ASSAY_DQ_MAX_REJECT_RATE).",
+                f"({reason_dimension(reason_class)}) stays within its limit (ASSAY_DQ_MAX_REJECT_RATE).",
                 deps,
             )
-            for reason_class in SOURCE_REASONS[table]
+            for reason_class in source_reasons(table)
         ],
         *_gx_specs(key, gx_deps),
     ]
@@ -76,7 +76,7 @@ def _silver_gate(table: str):
     @multi_asset_check(
         specs=specs,
         name=f"quality_silver_{table}",
-        description=f"Quality gate of silver.{table}: DQ score, reject rates, GX suites.",
+        description=f"Quality gate of silver.{table}: DQ score, reject rates, GX profile.",
     )
     def _gate(context: AssetCheckExecutionContext, postgres: PostgresResource) -> Iterator:
         def results(conn, score, threshold, passed, settings: QualitySettings) -> list:
@@ -91,7 +91,7 @@ def _silver_gate(table: str):
                         settings,
                         reject_examples(conn, table, reason_class, settings.sample_rows),
                     )
-                    for reason_class in SOURCE_REASONS[table]
+                    for reason_class in source_reasons(table)
                 ),
             ]
 
@@ -104,7 +104,7 @@ def _silver_gate(table: str):
 
 def _gold_gate(table: str):
     key = AssetKey(["gold", table])
-    deps = [AssetKey(layer_table.split(".")) for layer_table in GOLD_RULES[table].upstream]
+    deps = [AssetKey(layer_table.split(".")) for layer_table in gold_rules()[table].upstream]
     gx_deps = [*deps, AssetKey(["silver", "categories"])]
     specs = [
         _spec(key, "dq_score", True, DQ_DESCRIPTION.replace("{LAYER}", "GOLD"), deps),
@@ -114,7 +114,7 @@ def _gold_gate(table: str):
     @multi_asset_check(
         specs=specs,
         name=f"quality_gold_{table}",
-        description=f"Quality gate of gold.{table}: DQ score and GX suites.",
+        description=f"Quality gate of gold.{table}: DQ score and GX profile.",
     )
     def _gate(context: AssetCheckExecutionContext, postgres: PostgresResource) -> Iterator:
         def results(conn, score, threshold, passed, settings: QualitySettings) -> list:
@@ -211,7 +211,7 @@ def _classes_text(score: store.Score, dimension: str) -> str:
     parts = [
         f"{c} {100 * n / score.input_rows:.2f} %"
         for c, n in sorted(by_class.items(), key=lambda item: -item[1])
-        if n and REASON_DIMENSION.get(c) == dimension
+        if n and reason_dimension(c) == dimension
     ]
     if dimension == "completeness" and score.details.get("unaccounted_rows"):
         parts.append(f"{score.details['unaccounted_rows']:,} bronze rows in neither silver nor rejects")
@@ -243,7 +243,7 @@ def _reject_rate_result(
         "bronze_rows": score.input_rows,
         "rate_pct": MetadataValue.float(round(100 * rate, 4)),
         "limit_pct": MetadataValue.float(round(100 * limit, 4)),
-        "dimension": REASON_DIMENSION[reason_class],
+        "dimension": reason_dimension(reason_class),
         "where_to_look": where,
     }
     if examples:
@@ -326,5 +326,5 @@ def _md_table(rows: list[dict]) -> str:
 
 quality_checks = [
     *[_silver_gate(table) for table in SILVER_TABLES],
-    *[_gold_gate(table) for table in GOLD_RULES],
+    *[_gold_gate(table) for table in gold_rules()],
 ]

@@ -63,6 +63,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
+
     from assay.agents.backends import GenerationRequest
     from assay.agents.backends.transformers import TransformersBackend
     from assay.agents.runner import run_lockstep

@@ -311,6 +311,7 @@ def main() -> None:
         return
 
     import uvloop
+
     from assay.api.keys import create_key, revoke_key
     from assay.core.database import PostgresResource
 

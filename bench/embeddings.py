@@ -178,10 +178,11 @@ def main() -> None:
 
 def _prepare_documents(home: Path, size: str, postgres) -> None:
     """Sample + bronze + dbt, once per home: platinum.documents is what the benchmark reads."""
+    from dagster import materialize
+
     from assay.assets.bronze import bronze_assets
     from assay.assets.dbt import dbt_models, dbt_resource
     from assay.landing.sample import generate
-    from dagster import materialize
 
     size_arg = int(size) if size.isdigit() else size
     marker = home / f".documents-{size}"

@@ -92,9 +92,10 @@ def main() -> None:
 
 
 def _run(first: dt.date, last: dt.date, daily_only: bool, show_steps: bool = False) -> float:
+    from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance
+
     from assay.assets.partitions import partition_range_tags
     from assay.orchestration.definitions import defs
-    from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance
 
     # bronze and silver with their checks; gold and platinum read every day and are not incremental
     selection = AssetSelection.groups("bronze", "silver")

@@ -45,6 +45,7 @@ def _count_and_mean(events):
     """The DFG's hashed-key pass with only frequency and mean: shows what the exact median and p95
     cost on top (they need the values of each edge in order; count and mean do not)."""
     import polars as pl
+
     from assay.mining import stats as process_stats
 
     follows = pl.col("event_index") > 0
@@ -74,6 +75,7 @@ def main() -> None:
     os.environ["ASSAY_HOME"] = args.home
 
     import polars as pl
+
     from assay.landing.sample import generate
     from assay.mining import stats as process_stats
     from assay.mining.log import EventLogConfig, load_event_log
@@ -118,9 +120,10 @@ def main() -> None:
 
     if args.skip_assets:
         return
+    from dagster import materialize
+
     from assay.assets.process import process_assets
     from assay.core.database import PostgresResource
-    from dagster import materialize
 
     run_config = {
         "ops": {

@@ -18,10 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-from assay.core.settings import get_settings
 from dagster import ConfigurableResource
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from assay.core.settings import get_settings
 
 PROFILE = "assay"

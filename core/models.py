@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from assay.core.settings import get_settings
 from dagster import ConfigurableResource
 from pydantic import Field
+
+from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

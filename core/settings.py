@@ -7,7 +7,6 @@ point `ASSAY_HOME` somewhere else before anything touches the database.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -111,7 +110,7 @@ class Settings(BaseSettings):
         # not to wherever the process is later: dbt's in-process adapter (dagster-dbt's row counts)
         # moves the process into the dbt project for a moment, and a second, empty server would
         # start there.
-        return home if home.is_absolute() else (_start_dir() / home).resolve()
+        return home if home.is_absolute() else (_START_DIR / home).resolve()
 
     @property
     def landing_dir(self) -> Path:
@@ -136,7 +135,6 @@ def get_settings() -> Settings:
     return Settings()
 
 
-@functools.cache
-def _start_dir() -> Path:
-    """The working directory when settings were first read: the CLI reads them before anything moves."""
-    return Path.cwd()
+# Where this process started (a relative ASSAY_HOME is relative to it): taken once, when assay is
+# imported, before anything can move the process elsewhere. Nothing is written to the environment.
+_START_DIR = Path.cwd()

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
+from psycopg import sql
+
 from assay.core.database import PostgresResource
 from assay.landing.files import FILE_SUFFIXES, PARTITIONED_SOURCES, file_day, landing_files
-from psycopg import sql
 
 LEDGER_DDL = """
 create table if not exists bronze.load_batches (

@@ -18,9 +18,10 @@ from typing import Literal
 
 import polars as pl
 import psycopg
-from assay.core.tables import read_frame
 from dagster import Config
 from pydantic import Field
+
+from assay.core.tables import read_frame
 
 EVENT_LOG_TABLE = "gold.process_event_log"
 CASES_TABLE = "gold.process_cases"

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
+from dagster import Config
+from pydantic import Field
+
 from assay.core.tables import read_frame
 from assay.mining import maps as process_map
 from assay.mining import models as process_models
 from assay.mining import stats as process_stats
 from assay.mining.log import CASES_TABLE, EVENT_LOG_TABLE
-from dagster import Config
-from pydantic import Field
 
 
 class ProcessMiningConfig(Config):

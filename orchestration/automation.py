@@ -14,17 +14,6 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from assay.assets.partitions import partition_range_tags
-from assay.core.settings import get_settings
-from assay.landing.files import (
-    PARTITIONED_SOURCES,
-    SOURCES,
-    file_day,
-    files_without_partition,
-    first_day,
-    landing_files,
-    without_partition_message,
-)
 from dagster import (
     AssetKey,
     AssetSpec,
@@ -35,6 +24,18 @@ from dagster import (
     SensorResult,
     SkipReason,
     sensor,
+)
+
+from assay.assets.partitions import partition_range_tags
+from assay.core.settings import get_settings
+from assay.landing.files import (
+    PARTITIONED_SOURCES,
+    SOURCES,
+    file_day,
+    files_without_partition,
+    first_day,
+    landing_files,
+    without_partition_message,
 )
 
 UNDATED = "undated"

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import click
+
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import get_settings
 

@@ -2,6 +2,15 @@
 
 import importlib.util
 
+from dagster import (
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    Definitions,
+    apply_freshness_policy,
+    define_asset_job,
+)
+
 from assay.agents.backends import LLMResource
 from assay.assets.agents import GROUP as AGENTS_GROUP
 from assay.assets.agents import agent_assets
@@ -17,14 +26,6 @@ from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
 from assay.orchestration.failures import record_run_failures
-from dagster import (
-    AssetsDefinition,
-    AssetSelection,
-    AssetSpec,
-    Definitions,
-    apply_freshness_policy,
-    define_asset_job,
-)
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
 _DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)

@@ -4,9 +4,10 @@ The sensor runs in the Dagster daemon (`assay ui`, or a deployment's daemon) aft
 code location fails: sensor- and automation-started runs included, which nobody watches live.
 """
 
-from assay.core.database import PostgresResource
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 from psycopg.types.json import Jsonb
+
+from assay.core.database import PostgresResource
 
 RUN_FAILURES_DDL = """
 create table if not exists quality.run_failures (

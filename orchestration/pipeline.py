@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagster import DagsterEventType, DagsterInstance
+
 from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
 from assay.core.settings import get_settings
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
-from dagster import DagsterEventType, DagsterInstance
 
 LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {

@@ -1,12 +1,11 @@
-"""Great Expectations suites over silver and gold, defined in code and run on an ephemeral context.
+"""Great Expectations profile suites over silver and gold, defined in code, run on an ephemeral context.
 
-Two suites per table, each one Dagster asset check (`quality/checks.py`):
-
-- `gx_rules` (ERROR, blocking): schema, types, not-null, uniqueness, ranges, allowed value sets and,
-  for gold, reconciliation with silver (counts and sums). A failure means the table is wrong.
-- `gx_profile` (WARN): distribution bounds (amount quantiles, share of each category, anomaly share,
-  top vendor share) and the row-count change against the previous run. A failure means the data
-  looks unusual and is worth a look, not that it is wrong.
+Row-level rules (types, not-null, uniqueness, ranges, allowed values, relationships, reconciliation)
+are dbt's: its tests and contracts are their one home. GX adds what dbt tests do not express well:
+one `gx_profile` suite per table (WARN, a Dagster asset check in `assay.assets.quality`) with
+distribution bounds (amount quantiles, share of each category, anomaly share, top vendor share) and
+the row-count change against the previous run. A failure means the data looks unusual and is worth
+a look, not that it is wrong.
 
 Nothing is written to disk: no GX project folder, no stored results. The context talks to the same
 database as everything else, through SQLAlchemy's psycopg (3) dialect, with the URL that
@@ -18,14 +17,14 @@ import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from assay.core.database import PostgresResource
 from dagster import AssetCheckSeverity
 from psycopg.conninfo import conninfo_to_dict
+
+from assay.core.database import PostgresResource
 
 # Index columns that identify a failing row in the check's metadata.
 ROW_ID = {
@@ -49,13 +48,6 @@ class SuiteKind:
 
 SUITE_KINDS = (
     SuiteKind(
-        "gx_rules",
-        AssetCheckSeverity.ERROR,
-        True,
-        "Great Expectations: schema, types, not-null, uniqueness, ranges, allowed values"
-        " (and reconciliation with silver for gold).",
-    ),
-    SuiteKind(
         "gx_profile",
         AssetCheckSeverity.WARN,
         False,
@@ -68,45 +60,27 @@ SUITE_KINDS = (
 class Facts:
     """What the suites compare against, read from the database when the check runs."""
 
-    today: date
-    currencies: list[str]
     categories: list[str]
-    activities: list[str]
-    silver_transactions: int
-    silver_amount_eur: Decimal
     previous_rows: int | None
     max_row_count_change: float
 
 
 def read_facts(conn: psycopg.Connection, previous_rows: int | None, max_row_count_change: float) -> Facts:
-    today = conn.execute("select current_date").fetchone()[0]
-    currencies = [r[0] for r in conn.execute("select currency from silver.currency_rates order by 1")]
     categories = [r[0] for r in conn.execute("select category from silver.categories order by 1")]
-    activities = [r[0] for r in conn.execute("select activity from silver.activities order by 1")]
-    n, total = conn.execute(
-        "select count(*), coalesce(sum(amount_eur), 0) from silver.transactions"
-    ).fetchone()
-    return Facts(today, currencies, categories, activities, n, total, previous_rows, max_row_count_change)
+    return Facts(categories, previous_rows, max_row_count_change)
 
 
 def build_suite(table: str, check_name: str, facts: Facts) -> list:
-    """The expectations of one suite (`gx_rules` or `gx_profile`) for `schema.table`."""
+    """The expectations of one suite (`gx_profile`) for `schema.table`."""
     import great_expectations.expectations as gxe
 
     builders: dict[tuple[str, str], Callable[[Any, Facts], list]] = {
-        ("silver.transactions", "gx_rules"): _transactions_rules,
         ("silver.transactions", "gx_profile"): _transactions_profile,
-        ("silver.events", "gx_rules"): _events_rules,
         ("silver.events", "gx_profile"): _events_profile,
-        ("silver.vendors", "gx_rules"): _vendors_rules,
         ("silver.vendors", "gx_profile"): _vendors_profile,
-        ("silver.employees", "gx_rules"): _employees_rules,
         ("silver.employees", "gx_profile"): _employees_profile,
-        ("gold.monthly_summary", "gx_rules"): _monthly_summary_rules,
         ("gold.monthly_summary", "gx_profile"): _monthly_summary_profile,
-        ("gold.category_trends", "gx_rules"): _category_trends_rules,
         ("gold.category_trends", "gx_profile"): _category_trends_profile,
-        ("gold.vendor_spend", "gx_rules"): _vendor_spend_rules,
         ("gold.vendor_spend", "gx_profile"): _vendor_spend_profile,
     }
     expectations = builders.get((table, check_name), lambda _gxe, _facts: [])(gxe, facts)
@@ -123,48 +97,6 @@ def build_suite(table: str, check_name: str, facts: Facts) -> list:
 
 
 # -- silver ----------------------------------------------------------------------------------
-
-
-def _transactions_rules(gxe, facts: Facts) -> list:
-    return [
-        gxe.ExpectTableColumnsToMatchSet(
-            column_set=[
-                "transaction_id",
-                "employee_id",
-                "vendor_id",
-                "amount",
-                "currency",
-                "amount_eur",
-                "transaction_date",
-                "description",
-                "category",
-                "bronze_id",
-                "source_file",
-                "loaded_at",
-                "partition_date",  # the daily partition (day of the landing file) the row came in
-            ],
-            exact_match=True,
-        ),
-        gxe.ExpectColumnValuesToBeOfType(column="partition_date", type_="DATE"),
-        gxe.ExpectColumnValuesToBeOfType(column="amount", type_="NUMERIC(14, 2)"),
-        gxe.ExpectColumnValuesToBeOfType(column="amount_eur", type_="NUMERIC(14, 2)"),
-        gxe.ExpectColumnValuesToBeOfType(column="transaction_date", type_="DATE"),
-        gxe.ExpectColumnValuesToBeOfType(column="loaded_at", type_="TIMESTAMP WITH TIME ZONE"),
-        *_not_null(gxe, "transaction_id", "employee_id", "vendor_id", "amount", "currency", "amount_eur"),
-        *_not_null(gxe, "transaction_date", "bronze_id", "partition_date"),
-        gxe.ExpectColumnValuesToBeUnique(column="transaction_id"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="amount", min_value=0, strict_min=True, max_value=10_000_000
-        ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="amount_eur", min_value=0, strict_min=True, max_value=10_000_000
-        ),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="transaction_date", min_value="2000-01-01", max_value=facts.today.isoformat()
-        ),
-        gxe.ExpectColumnValuesToBeInSet(column="currency", value_set=facts.currencies),
-        gxe.ExpectColumnValuesToBeInSet(column="category", value_set=facts.categories),
-    ]
 
 
 def _transactions_profile(gxe, facts: Facts) -> list:
@@ -191,35 +123,6 @@ def _transactions_profile(gxe, facts: Facts) -> list:
     ]
 
 
-def _events_rules(gxe, facts: Facts) -> list:
-    return [
-        gxe.ExpectTableColumnsToMatchSet(
-            column_set=[
-                "case_id",
-                "activity",
-                "event_ts",
-                "resource",
-                "bronze_id",
-                "source_file",
-                "loaded_at",
-                "partition_date",  # the daily partition (day of the landing file) the row came in
-            ],
-            exact_match=True,
-        ),
-        gxe.ExpectColumnValuesToBeOfType(column="partition_date", type_="DATE"),
-        gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="TIMESTAMP WITH TIME ZONE"),
-        *_not_null(gxe, "case_id", "activity", "event_ts", "bronze_id", "partition_date"),
-        gxe.ExpectColumnValuesToBeInSet(column="activity", value_set=facts.activities),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["case_id", "activity", "event_ts"]),
-        # both bounds as timestamps: GX refuses to compare a date with a datetime
-        gxe.ExpectColumnValuesToBeBetween(
-            column="event_ts",
-            min_value="2000-01-01T00:00:00",
-            max_value=f"{(facts.today + timedelta(days=1)).isoformat()}T00:00:00",
-        ),
-    ]
-
-
 def _events_profile(gxe, facts: Facts) -> list:
     return [
         gxe.UnexpectedRowsExpectation(
@@ -232,27 +135,10 @@ def _events_profile(gxe, facts: Facts) -> list:
     ]
 
 
-def _vendors_rules(gxe, facts: Facts) -> list:
-    return [
-        *_not_null(gxe, "vendor_id", "vendor_name"),
-        gxe.ExpectColumnValuesToBeUnique(column="vendor_id"),
-        gxe.ExpectColumnValuesToMatchRegex(column="country", regex=r"^[A-Z]{2}$"),
-        gxe.ExpectColumnValuesToBeInSet(column="default_category", value_set=facts.categories),
-    ]
-
-
 def _vendors_profile(gxe, facts: Facts) -> list:
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="country", mostly=0.95),
         gxe.ExpectColumnValuesToNotBeNull(column="default_category", mostly=0.95),
-    ]
-
-
-def _employees_rules(gxe, facts: Facts) -> list:
-    return [
-        *_not_null(gxe, "employee_id", "department"),
-        gxe.ExpectColumnValuesToBeUnique(column="employee_id"),
-        gxe.ExpectColumnValuesToMatchRegex(column="cost_centre", regex=r"^[A-Z0-9][A-Z0-9-]*$"),
     ]
 
 
@@ -266,59 +152,10 @@ def _employees_profile(gxe, facts: Facts) -> list:
 # -- gold ------------------------------------------------------------------------------------
 
 
-def _reconciles(gxe, facts: Facts) -> list:
-    """Every silver transaction is counted exactly once in the mart."""
-    n = facts.silver_transactions
-    return [
-        gxe.ExpectColumnSumToBeBetween(
-            column="transaction_count",
-            min_value=n,
-            max_value=n,
-            description=f"transaction_count adds up to the {n:,} rows of silver.transactions",
-        )
-    ]
-
-
-def _monthly_summary_rules(gxe, facts: Facts) -> list:
-    total = float(facts.silver_amount_eur)
-    return [
-        *_not_null(gxe, "month", "category", "department", "total_amount_eur", "transaction_count"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["month", "category", "department"]),
-        gxe.ExpectColumnValuesToBeBetween(column="transaction_count", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="total_amount_eur", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToBeBetween(column="mom_growth_pct", min_value=-100),
-        gxe.ExpectColumnValuesToBeBetween(column="yoy_growth_pct", min_value=-100),
-        gxe.ExpectColumnValuesToBeInSet(column="category", value_set=[*facts.categories, "uncategorised"]),
-        *_reconciles(gxe, facts),
-        gxe.ExpectColumnSumToBeBetween(
-            column="total_amount_eur",
-            min_value=total - 0.005,
-            max_value=total + 0.005,
-            description=f"total_amount_eur adds up to silver's {total:,.2f} EUR",
-        ),
-    ]
-
-
 def _monthly_summary_profile(gxe, facts: Facts) -> list:
     return [
         # a category that never appears in a year of spend is more likely a mapping bug than a fact
         gxe.ExpectColumnDistinctValuesToContainSet(column="category", value_set=facts.categories),
-    ]
-
-
-def _category_trends_rules(gxe, facts: Facts) -> list:
-    return [
-        *_not_null(gxe, "week_start", "category", "total_amount_eur", "is_complete_week", "is_anomaly"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["week_start", "category"]),
-        gxe.ExpectColumnValuesToBeBetween(column="total_amount_eur", min_value=0),
-        *_reconciles(gxe, facts),
-        gxe.UnexpectedRowsExpectation(
-            description="anomalies only in complete weeks and only where |z| > 2",
-            unexpected_rows_query=(
-                "select week_start, category, z_score, is_complete_week from {batch}"
-                " where is_anomaly and (not is_complete_week or abs(z_score) <= 2)"
-            ),
-        ),
     ]
 
 
@@ -329,29 +166,12 @@ def _category_trends_profile(gxe, facts: Facts) -> list:
     ]
 
 
-def _vendor_spend_rules(gxe, facts: Facts) -> list:
-    return [
-        *_not_null(gxe, "spend_rank", "vendor_id", "vendor_name", "total_amount_eur", "share_of_spend_pct"),
-        gxe.ExpectColumnValuesToBeUnique(column="vendor_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="spend_rank"),
-        gxe.ExpectColumnValuesToBeBetween(column="share_of_spend_pct", min_value=0, max_value=100),
-        gxe.ExpectColumnMinToBeBetween(column="spend_rank", min_value=1, max_value=1),
-        *_reconciles(gxe, facts),
-        # shares are rounded to 4 decimals: up to 2,000 vendors leave at most 0.1 points of slack
-        gxe.ExpectColumnSumToBeBetween(column="share_of_spend_pct", min_value=99.9, max_value=100.1),
-    ]
-
-
 def _vendor_spend_profile(gxe, facts: Facts) -> list:
     return [
         gxe.ExpectColumnMaxToBeBetween(
             column="share_of_spend_pct", max_value=50, description="no vendor takes half of all spend"
         ),
     ]
-
-
-def _not_null(gxe, *columns: str) -> list:
-    return [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
 
 
 # -- running ---------------------------------------------------------------------------------

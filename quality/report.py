@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
+
 from assay.quality.rules import DIMENSIONS
 
 

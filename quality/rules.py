@@ -1,118 +1,121 @@
-"""What "good data" means per table: the DQ dimensions, and which rule feeds which dimension.
+"""What "good data" means for the quality gates, read from where it is declared, never restated.
+
+- **Reject reasons** are declared once, in the dbt seed `reject_reasons.csv`: each class, the DQ
+  dimension it counts against, and the sources whose checked model can produce it. `silver.rejects`
+  may only hold declared classes (a dbt relationships test).
+- **Gold rules** are the gold models' dbt tests, read from the manifest: `not_null` columns are
+  required (completeness), `unique` / `unique_combination` columns are keys (uniqueness),
+  `expression_is_true` tests are validity rules, or timeliness rules where the test's
+  `meta: {dq_dimension: timeliness}` says so.
 
 Every score is a share of rows in [0, 1]:
 
 **silver** (`transactions`, `events`, `vendors`, `employees`): the rows are the bronze rows of the
 table's source. Each bronze row is either in silver or in `silver.rejects` with the first rule it
-failed (see the `int_*_checked` models); the reason's class decides the dimension it counts against:
-
-| dimension | = 1 - (bronze rows rejected for ...) / bronze rows |
-| --- | --- |
-| completeness | `parse_error`, `missing_field:<name>`, plus bronze rows found in neither silver nor rejects |
-| uniqueness | `duplicate` (a later copy of an id already loaded) |
-| validity | `invalid_type:<name>`, `non_positive_amount`, `unknown_currency`, `unknown_category`, |
-| | `orphan_vendor` |
-| timeliness | `future_date` (a business date after the day of the run) |
-| overall | silver rows / bronze rows: the share that passed every rule |
-
+failed (see the `int_*_checked` models); the reason's class decides the dimension it counts against,
+and bronze rows found in neither count against completeness. Overall = silver rows / bronze rows.
 A rejected row counts against exactly one dimension, so `1 - overall` is the sum of the four
 shortfalls. A source with no bronze rows scores 1.
 
-**gold**: the rows are the table's own rows, judged by the `GoldRules` below: completeness = rows
-whose required columns are all set; uniqueness = rows that are the first with their grain key;
-validity = rows meeting every value rule; timeliness = rows whose period is not in the future;
-overall = rows passing all four. An empty gold table scores 1 (the GX reconciliation against silver
-catches a gold table that is empty when silver is not).
+**gold**: the rows are the table's own rows: completeness = rows whose required columns are all set;
+uniqueness = rows that are the first with each of their keys; validity = rows meeting every validity
+rule; timeliness = rows meeting every timeliness rule; overall = rows passing all four. An empty
+gold table scores 1 (dbt's reconciliation test catches a gold table that is empty when silver is not).
 """
 
-from dataclasses import dataclass, field
+import csv
+import functools
+import json
+from dataclasses import dataclass
+
+from assay.core import dbt as dbt_files
+from assay.landing.files import SOURCES
 
 DIMENSIONS = ("completeness", "uniqueness", "validity", "timeliness")
+SILVER_TABLES = SOURCES  # silver.<source> is the clean side of bronze.<source>
+GOLD_FOLDER = "gold"
 
-# Reason class (the reason without its `:<field>` suffix) -> the dimension it counts against.
-# The classes are the ones silver.rejects allows (models/silver/rejects.yml, accepted_values).
-REASON_DIMENSION = {
-    "parse_error": "completeness",
-    "missing_field": "completeness",
-    "duplicate": "uniqueness",
-    "invalid_type": "validity",
-    "non_positive_amount": "validity",
-    "unknown_currency": "validity",
-    "unknown_category": "validity",
-    "orphan_vendor": "validity",
-    "future_date": "timeliness",
-}
 
-# The reason classes each source's `int_<source>_checked` model can produce.
-SOURCE_REASONS = {
-    "transactions": tuple(REASON_DIMENSION),
-    "events": ("parse_error", "missing_field", "invalid_type", "duplicate"),
-    "vendors": ("parse_error", "missing_field", "duplicate"),
-    "employees": ("parse_error", "missing_field", "duplicate"),
-}
-SILVER_TABLES = tuple(SOURCE_REASONS)  # silver.<source> is the clean side of bronze.<source>
+@dataclass(frozen=True)
+class RejectReason:
+    reason_class: str
+    dimension: str
+    sources: tuple[str, ...]
+    description: str
+
+
+@functools.cache
+def reject_reasons() -> dict[str, RejectReason]:
+    """The declared reject reason classes, by class (the `reject_reasons` seed)."""
+    with open(dbt_files.project_dir() / "seeds" / "reject_reasons.csv", newline="") as f:
+        return {
+            row["reason_class"]: RejectReason(
+                row["reason_class"], row["dimension"], tuple(row["sources"].split()), row["description"]
+            )
+            for row in csv.DictReader(f)
+        }
+
+
+def reason_dimension(reason_class: str) -> str:
+    """The dimension a reason class counts against (validity for a class nobody declared)."""
+    reason = reject_reasons().get(reason_class)
+    return reason.dimension if reason else "validity"
+
+
+def source_reasons(source: str) -> tuple[str, ...]:
+    """The reason classes the checked model of `source` can produce."""
+    return tuple(c for c, reason in reject_reasons().items() if source in reason.sources)
 
 
 @dataclass(frozen=True)
 class GoldRules:
-    key: tuple[str, ...]
+    keys: tuple[tuple[str, ...], ...]
     required: tuple[str, ...]
-    valid: tuple[str, ...]  # SQL boolean expressions over one row; null counts as invalid
-    timely: str = "true"
-    upstream: tuple[str, ...] = field(default=("silver.transactions",))
+    valid: tuple[str, ...]  # SQL boolean expressions over one row; null counts as failing
+    timely: tuple[str, ...]
+    upstream: tuple[str, ...]  # the tables (layer.name) the model reads
 
 
-GOLD_RULES = {
-    "monthly_summary": GoldRules(
-        key=("month", "category", "department"),
-        required=("month", "category", "department", "total_amount_eur", "transaction_count"),
-        valid=(
-            "transaction_count > 0",
-            "total_amount_eur > 0",
-            "month = date_trunc('month', month)::date",
-            # totals are positive, so a fall can never exceed 100 %
-            "mom_growth_pct is null or mom_growth_pct > -100",
-            "yoy_growth_pct is null or yoy_growth_pct > -100",
-        ),
-        timely="month <= current_date",
-    ),
-    "category_trends": GoldRules(
-        key=("week_start", "category"),
-        required=(
-            "week_start",
-            "category",
-            "total_amount_eur",
-            "transaction_count",
-            "moving_avg_4w",
-            "is_complete_week",
-            "is_anomaly",
-        ),
-        valid=(
-            "total_amount_eur >= 0",
-            "transaction_count >= 0",
-            "moving_avg_4w >= 0",
-            "extract(isodow from week_start) = 1",
-            "not is_anomaly or (is_complete_week and abs(z_score) > 2)",
-        ),
-        timely="week_start <= current_date",
-    ),
-    "vendor_spend": GoldRules(
-        key=("vendor_id",),
-        required=(
-            "spend_rank",
-            "vendor_id",
-            "vendor_name",
-            "total_amount_eur",
-            "transaction_count",
-            "share_of_spend_pct",
-        ),
-        valid=(
-            "spend_rank >= 1",
-            "total_amount_eur > 0",
-            "transaction_count > 0",
-            "share_of_spend_pct between 0 and 100",
-        ),
-        upstream=("silver.transactions", "silver.vendors"),
-    ),
-}
-GOLD_TABLES = tuple(GOLD_RULES)
+@functools.cache
+def gold_rules() -> dict[str, GoldRules]:
+    """The rules of every gold dbt model, from its tests in the manifest."""
+    manifest = json.loads(dbt_files.manifest_path().read_text())
+    nodes = manifest["nodes"]
+    models = {
+        uid: node
+        for uid, node in nodes.items()
+        if node["resource_type"] == "model" and node["fqn"][1:2] == [GOLD_FOLDER]
+    }
+    found: dict[str, dict[str, list]] = {
+        uid: {"keys": [], "required": [], "valid": [], "timely": []} for uid in models
+    }
+    for node in nodes.values():
+        meta = node.get("test_metadata") or {}
+        target = node.get("attached_node")
+        if node["resource_type"] != "test" or target not in found:
+            continue
+        kwargs, rules = meta.get("kwargs", {}), found[target]
+        name = meta.get("name")
+        if name == "not_null":
+            rules["required"].append(kwargs["column_name"])
+        elif name == "unique":
+            rules["keys"].append((kwargs["column_name"],))
+        elif name == "unique_combination":
+            rules["keys"].append(tuple(kwargs["columns"]))
+        elif name == "expression_is_true":
+            dimension = node["config"].get("meta", {}).get("dq_dimension", "validity")
+            rules["timely" if dimension == "timeliness" else "valid"].append(kwargs["expression"])
+    return {
+        node["name"]: GoldRules(
+            keys=tuple(dict.fromkeys(found[uid]["keys"])),
+            required=tuple(dict.fromkeys(found[uid]["required"])),
+            valid=tuple(dict.fromkeys(found[uid]["valid"])),
+            timely=tuple(dict.fromkeys(found[uid]["timely"])),
+            upstream=tuple(
+                f"{nodes[dep]['fqn'][1]}.{nodes[dep]['name']}"
+                for dep in node["depends_on"]["nodes"]
+                if dep in nodes and nodes[dep]["resource_type"] == "model"
+            ),
+        )
+        for uid, node in sorted(models.items())
+    }

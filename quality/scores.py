@@ -1,9 +1,10 @@
-"""DQ scores per table (see `quality/rules.py` for what each dimension means), set-based SQL only."""
+"""DQ scores per table (see `assay.quality.rules` for what each dimension means), set-based SQL only."""
 
 import psycopg
-from assay.quality.rules import DIMENSIONS, GOLD_RULES, REASON_DIMENSION, SOURCE_REASONS
-from assay.quality.store import Score
 from psycopg import sql
+
+from assay.quality.rules import DIMENSIONS, gold_rules, reason_dimension, source_reasons
+from assay.quality.store import Score
 
 
 def silver_score(conn: psycopg.Connection, source: str) -> Score:
@@ -20,7 +21,7 @@ def silver_score(conn: psycopg.Connection, source: str) -> Score:
     unaccounted = max(bronze_rows - silver_rows - rejected, 0)
     short = dict.fromkeys(DIMENSIONS, 0)
     for reason_class, n in by_class.items():
-        short[REASON_DIMENSION.get(reason_class, "validity")] += n
+        short[reason_dimension(reason_class)] += n
     short["completeness"] += unaccounted
     share = (lambda n: 1 - n / bronze_rows) if bronze_rows else (lambda n: 1.0)
     return Score(
@@ -31,7 +32,8 @@ def silver_score(conn: psycopg.Connection, source: str) -> Score:
         **{d: share(short[d]) for d in DIMENSIONS},
         overall=silver_rows / bronze_rows if bronze_rows else 1.0,
         details={
-            "rejected_by_class": {c: by_class.get(c, 0) for c in SOURCE_REASONS[source]},
+            # every class the source can produce, and any other that turned up
+            "rejected_by_class": {c: by_class.get(c, 0) for c in source_reasons(source)} | by_class,
             "rejected_rows": rejected,
             "unaccounted_rows": unaccounted,
             "short_rows": short,
@@ -40,7 +42,7 @@ def silver_score(conn: psycopg.Connection, source: str) -> Score:
 
 
 def gold_score(conn: psycopg.Connection, table: str) -> Score:
-    """Scores of `gold.<table>` from its own rows and the table's `GoldRules`."""
+    """Scores of `gold.<table>` from its own rows and its dbt tests (`gold_rules`)."""
     query = sql.SQL(
         """
         {flagged}
@@ -84,26 +86,44 @@ def gold_failing_rows(conn: psycopg.Connection, table: str, limit: int) -> list[
 
 def _flagged(table: str) -> sql.Composed:
     """A `flagged` CTE: every row of `gold.<table>` with one boolean per dimension."""
-    rules = GOLD_RULES[table]
-    key = sql.SQL(", ").join(sql.Identifier(c) for c in rules.key)
-    complete = sql.SQL(" and ").join(
-        sql.SQL("{} is not null").format(sql.Identifier(c)) for c in rules.required
+    rules = gold_rules()[table]
+    # one occurrence number per key: a row is "first" when it is the first with each of its keys
+    occurrences = sql.SQL("").join(
+        sql.SQL(", row_number() over (partition by {key} order by {key}) as {name}").format(
+            key=sql.SQL(", ").join(sql.Identifier(c) for c in key), name=sql.Identifier(f"_occurrence{i}")
+        )
+        for i, key in enumerate(rules.keys)
     )
-    # rule texts are constants in quality/rules.py, never user input
-    valid = sql.SQL(" and ").join(sql.SQL(f"coalesce(({rule}), false)") for rule in rules.valid)
-    timely = sql.SQL(f"coalesce(({rules.timely}), false)")
+    first = _all(sql.SQL("{} = 1").format(sql.Identifier(f"_occurrence{i}")) for i in range(len(rules.keys)))
+    complete = _all(sql.SQL("{} is not null").format(sql.Identifier(c)) for c in rules.required)
+    # rule texts are the expressions of the model's dbt tests (the project's own code), never user input
+    valid = _all(sql.SQL(f"coalesce(({rule}), false)") for rule in rules.valid)
+    timely = _all(sql.SQL(f"coalesce(({rule}), false)") for rule in rules.timely)
     return sql.SQL(
         """
         with ranked as (
-            select *, row_number() over (partition by {key} order by {key}) as _occurrence from {table}
+            select *{occurrences} from {table}
         ),
         flagged as (
-            select ranked.*, {complete} as _complete, _occurrence = 1 as _first, {valid} as _valid,
+            select ranked.*, {complete} as _complete, {first} as _first, {valid} as _valid,
                    {timely} as _timely
             from ranked
         )
         """
-    ).format(key=key, table=sql.Identifier("gold", table), complete=complete, valid=valid, timely=timely)
+    ).format(
+        occurrences=occurrences,
+        table=sql.Identifier("gold", table),
+        complete=complete,
+        first=first,
+        valid=valid,
+        timely=timely,
+    )
+
+
+def _all(conditions) -> sql.Composable:
+    """`a and b and ...`, or `true` for none."""
+    parts = list(conditions)
+    return sql.SQL(" and ").join(parts) if parts else sql.SQL("true")
 
 
 def reject_examples(conn: psycopg.Connection, source: str, reason_class: str, limit: int) -> list[dict]:

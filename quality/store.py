@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from assay.core.database import PostgresResource
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+
+from assay.core.database import PostgresResource
 
 DDL = (
     """

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
-from assay.core.models import Encoder
-from assay.search.searcher import index_type, indexed_expression
 from pgvector.psycopg import register_vector
 from psycopg import sql
+
+from assay.core.models import Encoder
+from assay.search.searcher import index_type, indexed_expression
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psycopg
-from assay.search.searcher import MODES, Searcher
 from psycopg import sql
+
+from assay.search.searcher import MODES, Searcher
 
 
 @dataclass(frozen=True)

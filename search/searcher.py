@@ -31,10 +31,11 @@ from typing import Literal
 
 import numpy as np
 import psycopg
-from assay.core.models import EmbeddingModelResource, Encoder
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.pq import TransactionStatus
+
+from assay.core.models import EmbeddingModelResource, Encoder
 
 Mode = Literal["vector", "fulltext", "hybrid"]
 MODES: tuple[Mode, ...] = ("vector", "fulltext", "hybrid")

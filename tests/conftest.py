@@ -137,6 +137,7 @@ def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
     import time
 
     import uvicorn
+
     from assay.api.app import create_app
 
     app = create_app(api_settings, postgres)

@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from dagster import AssetKey, materialize
+
 from assay.agents.backends import Constraint, GenerationRequest
 from assay.agents.backends.transformers import TransformersBackend
 from assay.agents.runner import run_lockstep, run_task
@@ -22,7 +24,6 @@ from assay.agents.tasks.base import data_block, parse_json_object
 from assay.agents.tasks.categorise import Categorise
 from assay.agents.tools import ReaderSession, ToolBox, ToolError
 from assay.agents.tools.retrieval import similar_labelled_transactions
-from dagster import AssetKey, materialize
 
 # Converted once per machine, not per session: the GGUF is dequantised only the first time.
 MODEL_CACHE = Path(tempfile.gettempdir()) / "assay-test-models"
@@ -240,8 +241,9 @@ def encode_calls(monkeypatch) -> list[int]:
 
 def test_few_shot_examples_are_the_nearest_labelled_neighbours_by_vector(reader, conn, encode_calls):
     import numpy as np
-    from assay.agents.tools.retrieval import majority_label
     from pgvector.psycopg import register_vector
+
+    from assay.agents.tools.retrieval import majority_label
 
     inputs = Categorise().load_inputs(reader, limit=4)
     assert encode_calls == [4]  # every input's text in one model call

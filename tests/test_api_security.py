@@ -166,8 +166,9 @@ def test_request_size_caps(http, api_keys):
 
 
 def test_cors_is_off_unless_configured(http, api_keys, api_settings, postgres):
-    from assay.api.app import create_app
     from starlette.testclient import TestClient
+
+    from assay.api.app import create_app
 
     origin = {"Origin": "https://evil.example"}
     plain = http.get(ROWS, headers={**origin, **_bearer(api_keys["admin"])})
@@ -310,8 +311,9 @@ def test_api_sessions_are_read_only_even_for_a_statement_it_would_never_send(pos
 
 
 def test_unexpected_errors_answer_500_without_details(api_settings, postgres, api_keys):
-    from assay.api.app import create_app
     from starlette.testclient import TestClient
+
+    from assay.api.app import create_app
 
     app = create_app(api_settings, postgres)
 

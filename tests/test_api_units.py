@@ -8,6 +8,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from assay.api.catalog import Column, Mart
 from assay.api.errors import ApiError
 from assay.api.query import (
@@ -19,8 +22,6 @@ from assay.api.query import (
     parse_value,
 )
 from assay.api.ratelimit import RateLimiter
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def _column(name: str, kind: str, pg_type: str, nullable: bool = True) -> Column:

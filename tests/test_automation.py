@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from assay.orchestration.automation import landing_sensor
-from assay.orchestration.definitions import defs
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -21,6 +19,9 @@ from dagster import (
     evaluate_automation_conditions,
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from assay.orchestration.automation import landing_sensor
+from assay.orchestration.definitions import defs
 
 
 @pytest.fixture

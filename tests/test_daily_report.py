@@ -3,9 +3,6 @@
 
 from datetime import UTC, datetime
 
-from assay.assets.daily_report import REPORT_KEY, daily_report_schedule
-from assay.core.settings import get_settings
-from assay.orchestration.definitions import defs
 from dagster import (
     DagsterInstance,
     DefaultScheduleStatus,
@@ -13,6 +10,10 @@ from dagster import (
     build_schedule_context,
     validate_run_config,
 )
+
+from assay.assets.daily_report import REPORT_KEY, daily_report_schedule
+from assay.core.settings import get_settings
+from assay.orchestration.definitions import defs
 
 DAY = "2026-11-25"
 

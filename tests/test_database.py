@@ -10,10 +10,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from assay.core.database import DATABASE, PostgresResource
 
 CONNECT = (
-    "from orchestration.database import PostgresResource; import psycopg;"
+    "from assay.core.database import PostgresResource; import psycopg;"
     "c = psycopg.connect(PostgresResource().url()); print(c.execute('select pg_backend_pid()').fetchone()[0])"
 )
 
@@ -83,7 +84,7 @@ def test_reader_role_cannot_write(postgres, pipeline_run):
 def test_a_relative_home_stays_where_assay_started(tmp_path):
     # dbt's in-process adapter changes the working directory; the default `.assay` must not follow it
     script = (
-        "import os; from orchestration.settings import get_settings; os.chdir('/');"
+        "import os; from assay.core.settings import get_settings; os.chdir('/');"
         "print(get_settings().home_dir)"
     )
     env = {k: v for k, v in os.environ.items() if k != "ASSAY_HOME"}

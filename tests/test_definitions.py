@@ -1,7 +1,8 @@
 """The asset graph: keys, groups, lineage and checks. Accidental graph changes fail here."""
 
-from assay.orchestration.definitions import defs
 from dagster import AssetKey
+
+from assay.orchestration.definitions import defs
 
 
 def _graph():

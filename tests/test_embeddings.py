@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dagster import materialize
+from pgvector.psycopg import register_vector
+
 from assay.assets.embeddings import embeddings
 from assay.core.models import EmbeddingModelResource
 from assay.search.index import HnswParams, sync_embeddings
 from assay.search.searcher import Filters, Searcher
-from dagster import materialize
-from pgvector.psycopg import register_vector
 
 SCHEMA = "test_embed"
 SOURCE = (SCHEMA, "documents")

@@ -5,6 +5,7 @@ These need the separate server of an `--external-postgres` session (`make test` 
 
 import psycopg
 import pytest
+
 from assay.core import database
 from assay.core.database import DatabaseError, PostgresResource
 

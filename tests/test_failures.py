@@ -2,10 +2,6 @@
 
 import psycopg
 import pytest
-from assay.core import retries
-from assay.core.database import DatabaseError
-from assay.core.retries import is_transient, retry_transient
-from assay.orchestration.failures import record_run_failures
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
@@ -19,6 +15,11 @@ from dagster import (
     materialize,
     multi_asset,
 )
+
+from assay.core import retries
+from assay.core.database import DatabaseError
+from assay.core.retries import is_transient, retry_transient
+from assay.orchestration.failures import record_run_failures
 
 
 @pytest.fixture

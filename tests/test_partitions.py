@@ -14,9 +14,10 @@ from pathlib import Path
 import polars as pl
 import psycopg
 import pytest
-from assay.landing.files import file_day
 from click.testing import CliRunner
 from dagster import AssetKey
+
+from assay.landing.files import file_day
 
 DAILY = ("int_transactions_checked", "transactions", "int_events_checked", "events")
 # the landing lines that reached silver.transactions

@@ -8,14 +8,15 @@ import math
 import pandas as pd
 import polars as pl
 import pytest
+from dagster import AssetCheckSeverity, materialize
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from assay.assets import process
 from assay.landing.sample import ACTIVITIES
 from assay.mining import mine as mining
 from assay.mining import models as process_models
 from assay.mining import stats as process_stats
 from assay.mining.log import EventLogConfig, EventLogError, case_table, load_event_log, normalise
-from dagster import AssetCheckSeverity, materialize
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 T0 = dt.datetime(2025, 3, 3, 9, tzinfo=dt.UTC)
 S, MA, FR, RC, RS, RJ, AP, PAY = ACTIVITIES

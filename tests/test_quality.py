@@ -14,11 +14,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from assay.landing.sample import DEFECTS, DefectRates, generate
-from assay.quality.drift import _renames
-from assay.quality.rules import DIMENSIONS, REASON_DIMENSION
 from click.testing import CliRunner
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, DagsterEventType, materialize
+
+from assay.landing.sample import DEFECTS, DefectRates, generate
+from assay.quality.drift import _renames
+from assay.quality.rules import DIMENSIONS, reject_reasons, source_reasons
 
 GOLD = ("monthly_summary", "category_trends", "vendor_spend")
 SILVER = ("transactions", "events", "vendors", "employees")
@@ -163,13 +164,15 @@ def test_quality_checks_severity_and_blocking():
     specs = _check_specs()
     for table in SILVER:
         key = f"silver/{table}"
-        assert specs[(key, "dq_score")].blocking and specs[(key, "gx_rules")].blocking
+        assert specs[(key, "dq_score")].blocking
         assert not specs[(key, "gx_profile")].blocking
         assert specs[(key, "reject_rate_duplicate")].blocking
         assert not specs[(f"bronze/{table}", "schema_drift")].blocking
-    assert {
-        name for key, name in specs if key == "silver/transactions" and name.startswith("reject_rate_")
-    } == {f"reject_rate_{c}" for c in REASON_DIMENSION}
+    assert (
+        {name for key, name in specs if key == "silver/transactions" and name.startswith("reject_rate_")}
+        == {f"reject_rate_{c}" for c in source_reasons("transactions")}
+        == {f"reject_rate_{c}" for c in reject_reasons()}
+    )
     for table in GOLD:
         assert specs[(f"gold/{table}", "dq_score")].blocking
 
@@ -206,19 +209,34 @@ def test_freshness_policies_on_every_layer():
         assert graph.get(key).freshness_policy is not None, key.to_user_string()
 
 
-def test_reason_classes_match_the_rejects_model():
+def test_reject_reasons_are_declared_once_in_a_seed_the_rejects_model_is_tested_against():
     from assay.assets.dbt_project import dbt_project
 
     manifest = json.loads(dbt_project.manifest_path.read_text())
-    accepted = next(
-        n["test_metadata"]["kwargs"]["values"]
+    relationship = next(
+        n["test_metadata"]["kwargs"]
         for n in manifest["nodes"].values()
         if n["resource_type"] == "test"
-        and n.get("test_metadata", {}).get("name") == "accepted_values"
+        and n.get("test_metadata", {}).get("name") == "relationships"
         and n.get("column_name") == "reason_class"
     )
-    assert set(accepted) == set(REASON_DIMENSION)
-    assert set(REASON_DIMENSION.values()) == set(DIMENSIONS)
+    assert relationship["to"] == "ref('reject_reasons')" and relationship["field"] == "reason_class"
+    assert {r.dimension for r in reject_reasons().values()} == set(DIMENSIONS)
+    assert set(SILVER) == {source for r in reject_reasons().values() for source in r.sources}
+
+
+def test_gold_rules_are_the_gold_models_dbt_tests():
+    from assay.quality.rules import gold_rules
+
+    rules = gold_rules()
+    assert set(rules) == set(GOLD)
+    summary = rules["monthly_summary"]
+    assert summary.keys == (("month", "category", "department"),)
+    assert "transaction_count > 0" in summary.valid and "month <= current_date" in summary.timely
+    assert {"month", "category", "department", "total_amount_eur", "transaction_count"} == set(
+        summary.required
+    )
+    assert set(summary.upstream) == {"silver.transactions", "silver.employees"}
 
 
 def test_rename_guess_pairs_close_names_only():
@@ -246,7 +264,7 @@ def test_clean_sample_passes_every_check(clean):
     failed = {key: c.description for key, c in clean.checks.items() if not c.passed}
     assert failed == {}
     names = {name for _, name in clean.checks}
-    assert {"dq_score", "gx_rules", "gx_profile", "schema_drift", "reject_rate_duplicate"} <= names
+    assert {"dq_score", "gx_profile", "schema_drift", "reject_rate_duplicate"} <= names
     assert len(clean.checks) == len(_check_specs())  # every check of the graph ran
     assert {f"gold/{g}" for g in GOLD} | {"platinum/documents"} <= clean.materialized
     # scores are also asset metadata (observations), per table
@@ -339,7 +357,8 @@ def test_assay_quality_on_clean_data(clean, conn):
 
 
 def test_a_failing_gold_table_blocks_platinum(clean, conn):
-    """Corrupt one gold row, run gold's quality checks with platinum: platinum must not build."""
+    """Corrupt one gold row, run gold's quality checks and the dbt tests of the rules it breaks with
+    platinum: platinum must not build, and the dbt tests (the rules' one home) name the row."""
     from assay.assets.bronze import bronze_assets
     from assay.assets.dbt import dbt_models, dbt_resource
     from assay.assets.quality import quality_checks
@@ -349,10 +368,18 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
         "select month, category, department, transaction_count from gold.monthly_summary limit 1"
     ).fetchone()
     where = "month = %s and category = %s and department = %s"
+    summary = AssetKey(["gold", "monthly_summary"])
+    positive_count = next(
+        name
+        for key, name in _check_specs()
+        if key == "gold/monthly_summary"
+        and name.startswith("expression_is_true")
+        and "transaction_count" in name
+    )
     gold_checks = [
-        AssetCheckKey(AssetKey(["gold", g]), name)
-        for g in GOLD
-        for name in ("dq_score", "gx_rules", "gx_profile")
+        *(AssetCheckKey(AssetKey(["gold", g]), name) for g in GOLD for name in ("dq_score", "gx_profile")),
+        AssetCheckKey(summary, positive_count),
+        AssetCheckKey(summary, "gold_reconciles_with_silver"),
     ]
     conn.execute(f"update gold.monthly_summary set transaction_count = 0 where {where}", key[:3])
     try:
@@ -376,11 +403,8 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
     assert not gate.passed and gate.severity == AssetCheckSeverity.ERROR
     assert "gold.monthly_summary" in gate.description and "validity" in gate.description
     assert "| 0 |" in gate.metadata["failing_rows"].value  # the corrupted row, with what it fails
-    expectations = facts.checks[("gold/monthly_summary", "gx_rules")]
-    assert not expectations.passed and expectations.blocking
-    failures = expectations.metadata["failures"].value
-    assert "expect_column_values_to_be_between" in failures and "expect_column_sum_to_be_between" in failures
-    assert str(key[0]) in expectations.metadata["failing_rows"].value
+    for name in (positive_count, "gold_reconciles_with_silver"):
+        assert not facts.checks[("gold/monthly_summary", name)].passed, name
     assert facts.checks[("gold/vendor_spend", "dq_score")].passed
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from statistics import median
 
 import pytest
+
 from assay.landing.sample import (
     ACTIVITIES,
     CATEGORIES,

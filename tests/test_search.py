@@ -10,9 +10,10 @@ from datetime import date
 import numpy as np
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
+
 from assay.core.models import EmbeddingModelResource
 from assay.search.searcher import Filters, Searcher
-from pgvector.psycopg import register_vector
 
 QUERIES = ("flight to London", "hotel room for a conference", "toner for the office printer", "legal advice")
 

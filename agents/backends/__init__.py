@@ -11,8 +11,9 @@ import functools
 import importlib
 from typing import TYPE_CHECKING
 
-from assay.agents.backends.base import Backend, BackendStats, Constraint, Generation, GenerationRequest
 from dagster import ConfigurableResource
+
+from assay.agents.backends.base import Backend, BackendStats, Constraint, Generation, GenerationRequest
 
 if TYPE_CHECKING:
     from assay.core.settings import Settings

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from assay.agents.backends.base import BackendStats, Generation, GenerationRequest
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from assay.agents.backends.base import BackendStats, Generation, GenerationRequest
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

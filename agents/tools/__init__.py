@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.metrics import METRIC_TOOL_SCHEMA, run_metric
 from assay.agents.tools.process import PROCESS_TOOL_SCHEMA, run_process_lookup

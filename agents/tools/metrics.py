@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from assay.agents.tools.db import ReaderSession, ToolError
 from psycopg import sql
+
+from assay.agents.tools.db import ReaderSession, ToolError
 
 
 @dataclass(frozen=True)

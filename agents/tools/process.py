@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import sql
+
 from assay.agents.tools.db import ReaderSession
 from assay.agents.tools.metrics import _plain
-from psycopg import sql
 
 PROCESS_ROWS = 10  # enough to answer from; more only lengthens the answer prompt
 

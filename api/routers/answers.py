@@ -8,12 +8,13 @@ Reads `agents.answers` (the latest valid answer per task and input key), joined 
 import datetime as dt
 from typing import Annotated, Any
 
+from fastapi import FastAPI, Path, Query, Request
+from pydantic import BaseModel, Field
+
 from assay.agents.tasks import TASKS
 from assay.api import pages
 from assay.api.errors import ApiError, error_responses
 from assay.api.state import SECURED, AppState, authenticate
-from fastapi import FastAPI, Path, Query, Request
-from pydantic import BaseModel, Field
 
 SCOPE = "answers"
 TAG = "answers"

@@ -8,11 +8,12 @@ sets them; the response names its source so nobody mistakes it for Dagster's own
 
 from typing import Any
 
+from fastapi import FastAPI, Request
+
 from assay.api.catalog import MART_SCHEMA
 from assay.api.db import unavailable
 from assay.api.errors import error_responses
 from assay.api.state import app_state
-from fastapi import FastAPI, Request
 
 FRESHNESS_SOURCE = "pg_stat_user_tables.last_analyze (dbt analyzes each gold table right after building it)"
 

@@ -10,6 +10,10 @@ import io
 from typing import Annotated, Any
 
 import orjson
+from fastapi import FastAPI, Path, Request
+from pydantic import BaseModel, Field, create_model
+from starlette.responses import Response
+
 from assay.api.cache import Cached
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import ApiError, bad_request, error_responses
@@ -23,9 +27,6 @@ from assay.api.query import (
     parse_value,
 )
 from assay.api.state import SECURED, AppState, authenticate
-from fastapi import FastAPI, Path, Request
-from pydantic import BaseModel, Field, create_model
-from starlette.responses import Response
 
 SCOPE = "marts"
 TAG = "marts"

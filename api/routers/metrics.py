@@ -1,10 +1,11 @@
 """`/metrics`: Prometheus exposition (needs a key with the `metrics` scope unless made public)."""
 
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
 from assay.api.errors import error_responses
 from assay.api.middleware import metrics_payload
 from assay.api.state import SECURED, authenticate
-from fastapi import FastAPI, Request
-from starlette.responses import Response
 
 SCOPE = "metrics"
 

@@ -9,12 +9,13 @@ bound values. Until the pipeline has built a table its endpoint answers 503.
 
 from typing import Annotated, Any, Literal
 
-from assay.api import pages
-from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
 from fastapi import FastAPI, Query, Request
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
+
+from assay.api import pages
+from assay.api.errors import error_responses
+from assay.api.state import SECURED, AppState, authenticate
 
 SCOPE = "process"
 TAG = "process"

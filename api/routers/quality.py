@@ -8,11 +8,12 @@ row per table (per check); `history=n` returns the latest n. Filters are bound v
 
 from typing import Annotated, Any
 
-from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
 from fastapi import FastAPI, Query, Request
 from psycopg import sql
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from assay.api.errors import error_responses
+from assay.api.state import SECURED, AppState, authenticate
 
 SCOPE = "quality"
 TAG = "quality"

@@ -14,12 +14,13 @@ import threading
 from typing import Annotated, Any
 
 import psycopg
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
 from assay.api.errors import error_responses
 from assay.api.state import SECURED, AppState, authenticate
 from assay.core.models import EmbeddingModelResource, Encoder
 from assay.search.searcher import Filters, Mode, Searcher
-from fastapi import FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 SCOPE = "search"
 TAG = "search"
