@@ -10,7 +10,7 @@ MANIFEST = dbt_project/target/manifest.json
 # Tools that recipes start (dbt under dagster-dbt, dagster) come from the venv, activated or not.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint bench ui ui-check browser clean
+.PHONY: setup run test test-fast lint bench ui ui-check browser clean
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 # Parse dbt once at build time so loading the Dagster definitions never parses dbt.
 $(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v /target/)
 	$(BIN)/dagster-dbt project prepare-and-package --file assets/dbt_project.py
+	touch $(MANIFEST)
 
 run: setup
 	$(BIN)/assay run
@@ -39,11 +40,18 @@ EXTERNAL_TESTS = tests/test_pipeline.py tests/test_database.py tests/test_extern
 EXTERNAL_SKIP  = not test_a_second_run_changes_nothing and not test_a_garbage_file_does_not_fail_the_run
 
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --external-postgres $(EXTERNAL_TESTS) -k "$(EXTERNAL_SKIP)"
 
+# The inner loop: the import layers and the unit tests (no database, model or pipeline; under a
+# minute). tests/conftest.py marks the rest `integration`.
+test-fast: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not integration"
+
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python bench/bronze_load.py
@@ -60,10 +68,13 @@ ui: setup
 # when missing) and saves the screenshot the README shows. UI_CHECK_ARGS="--home DIR" reuses a home.
 UI_CHECK_ARGS ?=
 APT ?= apt-get
-# Debian's Chromium for the real-browser check of the UI (tests/test_ui.py); without it that test is skipped.
+# Debian's Chromium for the real-browser check of the UI (tests/test_ui.py, make ui-check). `make test`
+# asks for it; without it that one test is skipped with its reason.
 browser:
-	@test -x /usr/bin/chromium || ($(APT) update -qq && $(APT) install -y -qq chromium >/dev/null) \
-		|| echo "warning: could not install chromium; tests/test_ui.py will be skipped"
+	@if test -x /usr/bin/chromium; then echo "chromium: /usr/bin/chromium"; \
+	else echo "installing Debian's chromium for the browser check of the UI ($(APT) install chromium) ..."; \
+		($(APT) update -qq && $(APT) install -y -qq chromium >/dev/null && echo "chromium installed") \
+		|| echo "warning: could not install chromium; tests/test_ui.py will be skipped"; fi
 
 ui-check: setup browser
 	$(BIN)/python tests/ui_check.py --screenshot docs/ui-asset-graph.png $(UI_CHECK_ARGS)

@@ -42,6 +42,7 @@ from dagster_dbt import (
 from psycopg.conninfo import conninfo_to_dict
 
 from assay.assets.dbt_project import runtime_project
+from assay.assets.metadata import table_value
 from assay.assets.partitions import daily_partitions, single_run, window_days
 from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
@@ -188,11 +189,10 @@ def _reject_metadata(postgres: PostgresResource) -> dict[str, MetadataValue]:
         rows = conn.execute(
             "select source, reason, count(*) from silver.rejects group by 1, 2 order by 1, 3 desc"
         ).fetchall()
-    table = "\n".join(f"| {source} | `{reason}` | {n:,} |" for source, reason, n in rows)
     return {
         # a view: dbt reports no row count for it, so count here
         "dagster/row_count": MetadataValue.int(sum(n for _, _, n in rows)),
-        "rejects_by_reason": MetadataValue.md("| source | reason | rows |\n| --- | --- | ---: |\n" + table),
+        "rejects_by_reason": table_value([{"source": s, "reason": r, "rows": n} for s, r, n in rows]),
         **{f"rejects/{source}/{reason}": MetadataValue.int(n) for source, reason, n in rows},
     }
 

@@ -30,6 +30,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from assay.assets.metadata import table_value
 from assay.core.database import PostgresResource
 from assay.quality import store
 from assay.quality.config import QualitySettings, get_quality_settings
@@ -193,7 +194,7 @@ def _dq_result(
         "where_to_look": hint,
     }
     if failing_rows:
-        metadata["failing_rows"] = MetadataValue.md(_md_table(failing_rows))
+        metadata["failing_rows"] = table_value(failing_rows)
     return AssetCheckResult(
         asset_key=key,
         check_name="dq_score",
@@ -247,7 +248,7 @@ def _reject_rate_result(
         "where_to_look": where,
     }
     if examples:
-        metadata["examples"] = MetadataValue.md(_md_table(examples))
+        metadata["examples"] = table_value(examples)
     return AssetCheckResult(
         asset_key=key,
         check_name=f"reject_rate_{reason_class}",
@@ -274,9 +275,9 @@ def _gx_results(
             "failed_expectations": len(outcome.failures),
         }
         if outcome.failures:
-            metadata["failures"] = MetadataValue.md(_md_table(outcome.failures))
+            metadata["failures"] = table_value(outcome.failures)
         if outcome.failing_rows:
-            metadata["failing_rows"] = MetadataValue.md(_md_table(outcome.failing_rows))
+            metadata["failing_rows"] = table_value(outcome.failing_rows)
         yield recorder.add(
             AssetCheckResult(
                 asset_key=key,
@@ -313,15 +314,6 @@ def _gold_hint(table: str) -> str:
         f"The failing rows of gold.{table} are in this check's metadata; gold is built from silver, "
         "so also look at silver.rejects and run `assay quality`."
     )
-
-
-def _md_table(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for row in rows:
-        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 quality_checks = [

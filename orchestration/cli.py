@@ -174,6 +174,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         run_server(host=host, port=port, workers=workers)
     except DatabaseError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ModuleNotFoundError as exc:  # a pipeline-only install
+        raise click.ClickException(f"the read API needs {exc.name}: pip install 'assay[api]'") from exc
 
 
 @main.group("api-key")

@@ -5,6 +5,10 @@ separate server (`tests/external_pg.py`: TCP, password authentication, a non-sup
 points `ASSAY_DATABASE_URL` at it; tests marked `embedded` are about the embedded server and skip.
 
 The full pipeline runs once per session (`pipeline_run`); tests read what it produced.
+
+Two tiers: a test that needs a database, a model or the pipeline (one of `SLOW_FIXTURES`, directly
+or through another fixture, or marked `integration` itself) is an integration test; the rest are
+fast units. `make test-fast` runs only the units (the inner loop); `make test` runs everything.
 """
 
 import os
@@ -27,7 +31,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# A database (assay_home and the fixtures that make their own homes), a language model (backend) or
+# several embedding models (models).
+SLOW_FIXTURES = {"assay_home", "home", "high", "landing", "backend", "models"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
     if not config.getoption("--external-postgres"):
         return
     skip = pytest.mark.skip(reason="about the embedded server; this session runs on an external one")

@@ -13,6 +13,8 @@ import pytest
 
 from assay.core.database import DATABASE, PostgresResource
 
+pytestmark = pytest.mark.integration  # a real server, a browser or subprocesses throughout
+
 CONNECT = (
     "from assay.core.database import PostgresResource; import psycopg;"
     "c = psycopg.connect(PostgresResource().url()); print(c.execute('select pg_backend_pid()').fetchone()[0])"

@@ -20,6 +20,7 @@ def test_keys_and_groups_follow_layers():
         "silver/activities": "silver",
         "silver/categories": "silver",
         "silver/currency_rates": "silver",
+        "silver/reject_reasons": "silver",
         "silver/int_transactions_checked": "silver",
         "silver/int_events_checked": "silver",
         "silver/int_vendors_checked": "silver",

@@ -289,6 +289,7 @@ def test_asset_rerun_embeds_nothing(pipeline_run, postgres):
     assert meta["skipped"].value == meta["dagster/row_count"].value and not meta["index_built"].value
 
 
+@pytest.mark.integration  # starts a pool of worker processes that each load the model
 def test_several_embedding_workers_give_the_same_vectors_in_order():
     # ASSAY_EMBEDDING_DEVICES=cuda:0,cuda:1 on a GPU machine; two CPU workers exercise the same pool
     texts = [f"Taxi to airport {i}" if i % 3 else f"Hotel stay {i} nights" for i in range(120)]

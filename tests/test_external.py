@@ -9,6 +9,8 @@ import pytest
 from assay.core import database
 from assay.core.database import DatabaseError, PostgresResource
 
+pytestmark = pytest.mark.integration  # a real server, a browser or subprocesses throughout
+
 
 @pytest.fixture
 def server(external_postgres):

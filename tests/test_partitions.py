@@ -30,7 +30,7 @@ SELECTION = [
     *(AssetKey(["silver", m]) for m in (*DAILY, "vendors", "employees", "int_vendors_checked")),
     *(
         AssetKey(["silver", m])
-        for m in ("int_employees_checked", "currency_rates", "categories", "activities")
+        for m in ("int_employees_checked", "currency_rates", "categories", "activities", "reject_reasons")
     ),
     AssetKey(["silver", "rejects"]),
 ]

@@ -274,6 +274,7 @@ def test_a_second_run_changes_nothing(pipeline_run, conn):
     assert after == before
 
 
+@pytest.mark.integration
 def test_a_garbage_file_does_not_fail_the_run(monkeypatch, tmp_path_factory):
     """A separate ASSAY_HOME: binary bytes, truncated JSON and Latin-1 text next to a tiny sample."""
     import tempfile

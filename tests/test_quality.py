@@ -402,7 +402,8 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
     gate = facts.checks[("gold/monthly_summary", "dq_score")]
     assert not gate.passed and gate.severity == AssetCheckSeverity.ERROR
     assert "gold.monthly_summary" in gate.description and "validity" in gate.description
-    assert "| 0 |" in gate.metadata["failing_rows"].value  # the corrupted row, with what it fails
+    failing = gate.metadata["failing_rows"].records  # the corrupted row, with what it fails
+    assert [r.data["transaction_count"] for r in failing] == [0] and failing[0].data["fails"] == "validity"
     for name in (positive_count, "gold_reconciles_with_silver"):
         assert not facts.checks[("gold/monthly_summary", name)].passed, name
     assert facts.checks[("gold/vendor_spend", "dq_score")].passed

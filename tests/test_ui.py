@@ -13,6 +13,8 @@ from ui_check import (
     running_ui,
 )
 
+pytestmark = pytest.mark.integration  # a real server, a browser or subprocesses throughout
+
 
 def test_labels_match_names_with_their_middle_cut_out():
     assert label_matches("int_emplo…_checked", "int_employees_checked")

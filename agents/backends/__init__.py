@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
@@ -51,6 +52,13 @@ def get_backend(settings: Settings | None = None, **overrides) -> Backend:
     return _cached_backend(**options)
 
 
+# backend -> the modules it needs beyond assay's core install, and the extra that brings them
+_EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
+    "transformers": (("llguidance", "gguf", "accelerate"), "assay[agents]"),
+    "openai": (("httpx",), "assay[agents]"),
+    "vllm": (("vllm",), "assay[gpu]"),
+}
+
 # backend -> (module, class, the options its constructor takes besides the model)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "transformers": (
@@ -71,6 +79,10 @@ _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def _cached_backend(*, backend: str, **options) -> Backend:
     if backend not in _BACKENDS:
         raise ValueError(f"unknown LLM backend {backend!r}: use {', '.join(_BACKENDS)}")
+    needed, extra = _EXTRAS[backend]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"the {backend} LLM backend needs {', '.join(missing)}: pip install '{extra}'")
     module, cls, accepted = _BACKENDS[backend]
     # imported only when chosen: vLLM is a CUDA-only optional extra
     factory = getattr(importlib.import_module(module), cls)
