@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, TableMetadataValue
 
 from assay.core.database import PostgresResource
 
@@ -133,7 +133,9 @@ def previous_row_count(conn: psycopg.Connection, table: str, run_id: str) -> int
 
 
 def _plain(value: Any) -> Any:
-    """A metadata value as JSON-friendly data (markdown and tables as their text)."""
+    """A metadata value as JSON-friendly data (markdown as its text, a table as its rows)."""
+    if isinstance(value, TableMetadataValue):
+        return [_plain(record.data) for record in value.records]
     if isinstance(value, MetadataValue):
         value = value.value
     if isinstance(value, (str, int, float, bool)) or value is None:
