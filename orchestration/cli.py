@@ -127,7 +127,9 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         )
         return
     for failure in outcome.failures:
-        click.echo(f"failed: {failure}", err=True)
+        step, _, cause = failure.partition(": ")
+        click.echo(f"failed: {step}:", err=True)
+        click.echo("  " + cause.replace("\n", "\n  "), err=True)
     for check in outcome.failed_checks:
         click.echo(f"failed check: {check}", err=True)
     click.echo(

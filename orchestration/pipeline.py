@@ -6,6 +6,7 @@ in the UI's run history with all its metadata.
 
 import contextlib
 import datetime as dt
+import re
 import threading
 import time
 import uuid
@@ -115,11 +116,32 @@ def run_pipeline(
     )
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            message = error.message.strip().splitlines()[0] if error else "unknown error"
-            outcome.failures.append(f"{event.step_key}: {message}")
+            outcome.failures.append(f"{event.step_key}: {root_cause(event.step_failure_data.error)}")
     outcome.failed_checks = watcher.failed_checks
     return outcome
+
+
+DBT_ERRORS = "Errors parsed from dbt logs:"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def root_cause(error) -> str:
+    """What made a step fail, whole: dbt's own error report (model, database error, where the
+    compiled SQL is) when dbt failed, else the innermost exception of the chain with its type.
+    Control characters (from data, or terminal colours) are shown escaped, never sent raw."""
+    if error is None:
+        return "unknown error"
+    chain = [error]
+    while chain[-1].cause is not None:
+        chain.append(chain[-1].cause)
+    dbt = next((e.message for e in chain if DBT_ERRORS in e.message), None)
+    if dbt is not None:
+        text = dbt.split(DBT_ERRORS, 1)[1].strip()
+    else:
+        innermost = chain[-1]
+        text = f"{innermost.cls_name}: {innermost.message.strip()}"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # dbt's colours
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _ProgressWatcher(threading.Thread):

@@ -6,6 +6,7 @@
 | `ASSAY_DQ_GOLD_MIN_SCORE` | 1.0 | overall DQ score a gold table needs, or platinum does not build |
 | `ASSAY_DQ_MAX_REJECT_RATE` | 0.02 | share of a source's bronze rows one reject reason class may take |
 | `ASSAY_DQ_REJECT_RATE_LIMITS` | `{}` | per-class overrides as JSON, e.g. `{"duplicate": 0.05}` |
+| `ASSAY_DQ_MIN_REJECTED_ROWS` | 10 | a gate fails on a rate only when more rows than this are short: four bad lines in a 55-row source pass |
 | `ASSAY_DQ_MAX_ROW_COUNT_CHANGE` | 0.5 | allowed change of a table's rows against the previous run (WARN) |
 | `ASSAY_DQ_SAMPLE_ROWS` | 5 | failing rows shown per check |
 """
@@ -21,6 +22,8 @@ class QualitySettings(BaseSettings):
     gold_min_score: float = Field(1.0, ge=0, le=1)
     max_reject_rate: float = Field(0.02, ge=0, le=1)
     reject_rate_limits: dict[str, float] = Field(default_factory=dict)
+    min_rejected_rows: int = Field(10, ge=0)
+    """The absolute floor beside every rate: a tiny source is not blocked by a handful of bad rows."""
     max_row_count_change: float = Field(0.5, ge=0)
     sample_rows: int = Field(5, ge=0, le=100)
 

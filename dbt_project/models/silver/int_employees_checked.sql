@@ -25,7 +25,7 @@ fields as (
 
 ),
 
-final as (
+checked as (
 
     select
         *,
@@ -33,10 +33,35 @@ final as (
             when parse_error is not null then 'parse_error'
             when employee_id is null then 'missing_field:employee_id'
             when department is null then 'missing_field:department'
+            -- values that do not fit the declared types of silver.employees
+            {{- type_rejects('employee_id', 'employee_id', 'employees', 'employee_id') }}
+            {{- type_rejects('employee_name', 'employee_name', 'employees', 'employee_name') }}
+            {{- type_rejects('department', 'department', 'employees', 'department') }}
+            {{- type_rejects('cost_centre', 'cost_centre', 'employees', 'cost_centre') }}
             when occurrence > 1 then 'duplicate'
         end as reject_reason
 
     from fields
+
+),
+
+final as (
+
+    select
+        bronze_id,
+        source_file,
+        line_number,
+        loaded_at,
+        parse_error,
+        -- a rejected row keeps its values in bronze; typed columns stay within their types
+        {{ typed_value('employee_id', 'employees', 'employee_id') }} as employee_id,
+        {{ typed_value('employee_name', 'employees', 'employee_name') }} as employee_name,
+        {{ typed_value('department', 'employees', 'department') }} as department,
+        {{ typed_value('cost_centre', 'employees', 'cost_centre') }} as cost_centre,
+        occurrence,
+        reject_reason
+
+    from checked
 
 )
 

@@ -37,8 +37,11 @@ fields as (
 typed as (
 
     select
-        *,
-        {{ try_cast('timestamp_text', 'timestamptz') }} as event_ts
+        fields.*,
+        -- typed as silver.events declares them (its contract): null where a value does not fit
+        {{ typed_value('case_id', 'events', 'case_id') }} as typed_case_id,
+        {{ typed_value('activity', 'events', 'activity') }} as typed_activity,
+        {{ iso_timestamptz('timestamp_text') }} as event_ts
 
     from fields
 
@@ -49,13 +52,15 @@ ranked as (
     select
         typed.*,
         -- the first occurrence of an event wins: within the window ...
-        row_number() over (partition by case_id, activity, event_ts order by bronze_id) as occurrence,
+        row_number() over (
+            partition by typed_case_id, typed_activity, event_ts order by bronze_id
+        ) as occurrence,
         -- ... and across days: an earlier copy already checked in another partition
         {% if is_incremental() %}
         exists (
             select 1 from {{ this }} as earlier
-            where earlier.case_id = typed.case_id
-                and earlier.activity = typed.activity
+            where earlier.case_id = typed.typed_case_id
+                and earlier.activity = typed.typed_activity
                 and earlier.event_ts = typed.event_ts
                 and earlier.bronze_id < typed.bronze_id
                 and not {{ in_window('earlier.partition_date') }}
@@ -71,17 +76,26 @@ ranked as (
 checked as (
 
     select
-        *,
+        ranked.*,
         case
             when parse_error is not null then 'parse_error'
             when case_id is null then 'missing_field:case_id'
-            when activity is null then 'missing_field:activity'
+            when ranked.activity is null then 'missing_field:activity'
             when timestamp_text is null then 'missing_field:timestamp'
+            -- values that do not fit the declared types of silver.events
+            {{- type_rejects('case_id', 'case_id', 'events', 'case_id') }}
+            {{- type_rejects('ranked.activity', 'activity', 'events', 'activity') }}
+            {{- type_rejects('resource', 'resource', 'events', 'resource') }}
+            -- ISO 8601 only; an offset is converted to UTC, none means UTC
             when event_ts is null then 'invalid_type:timestamp'
             when occurrence > 1 or seen_before then 'duplicate'
+            when event_ts < '{{ var("min_business_date") }}'::date then 'out_of_range:timestamp'
+            when event_ts >= current_date + 1 then 'future_date'
+            when activities.activity is null then 'unknown_activity'
         end as reject_reason
 
     from ranked
+    left join {{ ref('activities') }} as activities on ranked.typed_activity = activities.activity
 
 ),
 
@@ -93,10 +107,11 @@ final as (
         source_file,
         line_number,
         loaded_at,
-        case_id,
-        activity,
+        -- a rejected row keeps its values in `payload`; typed columns stay within their types
+        typed_case_id as case_id,
+        typed_activity as activity,
         event_ts,
-        resource,
+        {{ typed_value('resource', 'events', 'resource') }} as resource,
         reject_reason,
         -- the record as loaded, kept for rejected rows only (silver.rejects shows it)
         case when reject_reason is not null then payload end as payload

@@ -47,10 +47,15 @@ typed as (
 
     select
         fields.*,
-        {{ try_cast('amount_text', 'numeric') }} as amount,
-        {{ try_cast('date_text', 'date') }} as transaction_date,
+        -- typed as silver.transactions declares them (its contract): null where a value does not fit
+        {{ typed_value('fields.transaction_id', 'transactions', 'transaction_id') }} as typed_id,
+        {{ typed_value('amount_text', 'transactions', 'amount', base='numeric') }} as amount,
+        {{ iso_date('date_text') }} as transaction_date,
         -- the first occurrence of an id wins; later copies are duplicates: within the window ...
-        row_number() over (partition by transaction_id order by bronze_id) as id_occurrence,
+        row_number() over (
+            partition by {{ typed_value('fields.transaction_id', 'transactions', 'transaction_id') }}
+            order by bronze_id
+        ) as id_occurrence,
         -- ... and across days: an earlier copy already checked in another partition
         {% if is_incremental() %}
         exists (
@@ -80,12 +85,27 @@ checked as (
             when typed.amount_text is null then 'missing_field:amount'
             when typed.currency is null then 'missing_field:currency'
             when typed.date_text is null then 'missing_field:date'
+            -- values that do not fit the declared types of silver.transactions
+            {{- type_rejects('typed.transaction_id', 'id', 'transactions', 'transaction_id') }}
+            {{- type_rejects('typed.employee_id', 'employee_id', 'transactions', 'employee_id') }}
+            {{- type_rejects('typed.vendor_id', 'vendor_id', 'transactions', 'vendor_id') }}
+            {{- type_rejects('typed.amount_text', 'amount', 'transactions', 'amount') }}
+            {{- type_rejects('typed.currency', 'currency', 'transactions', 'currency') }}
+            {{- type_rejects('typed.description', 'description', 'transactions', 'description') }}
+            {{- type_rejects('typed.category', 'category', 'transactions', 'category') }}
             when typed.amount is null then 'invalid_type:amount'
             when typed.transaction_date is null then 'invalid_type:date'
             when typed.id_occurrence > 1 or typed.seen_before then 'duplicate'
+            -- after rounding to the declared precision: 0.004 is 0.00
             when typed.amount <= 0 then 'non_positive_amount'
+            when typed.transaction_date < '{{ var("min_business_date") }}'::date then 'out_of_range:date'
             when typed.transaction_date > current_date then 'future_date'
             when rates.currency is null then 'unknown_currency'
+            -- the amount in EUR must fit silver's amount_eur too, and stay positive once rounded
+            when not pg_input_is_valid(
+                (typed.amount * rates.rate_to_eur)::text, '{{ contract_type("transactions", "amount_eur") or "numeric" }}'
+            ) then 'out_of_range:amount_eur'
+            when round(typed.amount * rates.rate_to_eur, 2) <= 0 then 'non_positive_amount'
             when typed.category is not null and categories.category is null then 'unknown_category'
             when vendors.vendor_id is null then 'orphan_vendor'
         end as reject_reason
@@ -108,15 +128,16 @@ final as (
         source_file,
         line_number,
         loaded_at,
-        transaction_id,
-        employee_id,
-        vendor_id,
+        -- a rejected row keeps its values in `payload`; typed columns stay within their types
+        typed_id as transaction_id,
+        {{ typed_value('employee_id', 'transactions', 'employee_id') }} as employee_id,
+        {{ typed_value('vendor_id', 'transactions', 'vendor_id') }} as vendor_id,
         amount,
-        currency,
+        {{ typed_value('currency', 'transactions', 'currency') }} as currency,
         rate_to_eur,
         transaction_date,
-        description,
-        category,
+        {{ typed_value('description', 'transactions', 'description') }} as description,
+        {{ typed_value('category', 'transactions', 'category') }} as category,
         reject_reason,
         -- the record as loaded, kept for rejected rows only (silver.rejects shows it)
         case when reject_reason is not null then payload end as payload

@@ -1,8 +1,10 @@
 -- Every bronze row that did not reach silver, with the reason. Together with the silver tables
 -- this accounts for every bronze row exactly once.
--- A view: the daily sources' rejects live in their incremental int_*_checked tables (a run
--- replaces its window there), so this never has to be rebuilt when one day is added.
-{{ config(materialized='view') }}
+-- A table, not a view: a view over the checked models is dropped with them (Postgres cascades the
+-- drop when dbt replaces a model), so after a run that failed half-way there was no rejects at all.
+-- A table is replaced atomically (built beside, then swapped in one transaction) and exists at
+-- every moment; it holds only the rejected rows.
+{{ config(materialized='table') }}
 
 {% set daily = [('transactions', 'int_transactions_checked'), ('events', 'int_events_checked')] %}
 {% set reference = [('vendors', 'int_vendors_checked'), ('employees', 'int_employees_checked')] %}
