@@ -6,7 +6,7 @@
 | `ASSAY_DQ_GOLD_MIN_SCORE` | 1.0 | overall DQ score a gold table needs, or platinum does not build |
 | `ASSAY_DQ_MAX_REJECT_RATE` | 0.02 | share of a source's bronze rows one reject reason class may take |
 | `ASSAY_DQ_REJECT_RATE_LIMITS` | `{}` | per-class overrides as JSON, e.g. `{"duplicate": 0.05}` |
-| `ASSAY_DQ_MIN_REJECTED_ROWS` | 10 | a gate fails on a rate only when more rows than this are short: four bad lines in a 55-row source pass |
+| `ASSAY_DQ_MIN_REJECTED_ROWS` | 10 | silver gates fail on a rate only beyond this many rows |
 | `ASSAY_DQ_MAX_ROW_COUNT_CHANGE` | 0.5 | allowed change of a table's rows against the previous run (WARN) |
 | `ASSAY_DQ_SAMPLE_ROWS` | 5 | failing rows shown per check |
 """
