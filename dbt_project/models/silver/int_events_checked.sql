@@ -62,8 +62,9 @@ ranked as (
             where earlier.case_id = typed.typed_case_id
                 and earlier.activity = typed.typed_activity
                 and earlier.event_ts = typed.event_ts
-                and earlier.bronze_id < typed.bronze_id
                 and not {{ in_window('earlier.partition_date') }}
+                -- loaded before this row, or already accepted (see int_transactions_checked)
+                and (earlier.bronze_id < typed.bronze_id or earlier.reject_reason is null)
         )
         {% else %}
         false

@@ -61,8 +61,11 @@ typed as (
         exists (
             select 1 from {{ this }} as earlier
             where earlier.transaction_id = fields.transaction_id
-                and earlier.bronze_id < fields.bronze_id
                 and not {{ in_window('earlier.partition_date') }}
+                -- loaded before this row; or accepted already, when an older day is built after
+                -- a newer one (after a failed run): the copy in silver stays, this one is the
+                -- duplicate, and the unique index never meets two copies
+                and (earlier.bronze_id < fields.bronze_id or earlier.reject_reason is null)
         )
         {% else %}
         false
