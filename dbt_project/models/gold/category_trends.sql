@@ -76,9 +76,9 @@ final as (
     select
         week_start,
         category,
-        total_amount_eur::numeric(16, 2) as total_amount_eur,
+        total_amount_eur::numeric(24, 2) as total_amount_eur,
         transaction_count::integer as transaction_count,
-        round(moving_avg_4w, 2)::numeric(16, 2) as moving_avg_4w,
+        round(moving_avg_4w, 2)::numeric(24, 2) as moving_avg_4w,
         round(z_score, 4)::numeric(10, 4) as z_score,
         is_complete_week,
         coalesce(is_complete_week and abs(z_score) > 2, false) as is_anomaly

@@ -34,16 +34,16 @@ final as (
         monthly.month,
         monthly.category,
         monthly.department,
-        monthly.total_amount_eur::numeric(16, 2) as total_amount_eur,
+        monthly.total_amount_eur::numeric(24, 2) as total_amount_eur,
         monthly.transaction_count::integer as transaction_count,
         round(
             100 * (monthly.total_amount_eur - previous_month.total_amount_eur)
             / nullif(previous_month.total_amount_eur, 0), 2
-        )::numeric(12, 2) as mom_growth_pct,
+        )::numeric(24, 2) as mom_growth_pct,
         round(
             100 * (monthly.total_amount_eur - previous_year.total_amount_eur)
             / nullif(previous_year.total_amount_eur, 0), 2
-        )::numeric(12, 2) as yoy_growth_pct
+        )::numeric(24, 2) as yoy_growth_pct
 
     from monthly
     left join monthly as previous_month

@@ -30,7 +30,7 @@ final as (
             as spend_rank,
         per_vendor.vendor_id,
         vendors.vendor_name,
-        per_vendor.total_amount_eur::numeric(16, 2) as total_amount_eur,
+        per_vendor.total_amount_eur::numeric(24, 2) as total_amount_eur,
         per_vendor.transaction_count::integer as transaction_count,
         round(100 * per_vendor.total_amount_eur / sum(per_vendor.total_amount_eur) over (), 4)
             ::numeric(8, 4) as share_of_spend_pct
