@@ -43,7 +43,7 @@ def _assay(home: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def _run_until(home: Path, marker: str, timeout: float = 900) -> str:
+def _run_until(home: Path, marker: str, timeout: float = 2400) -> str:
     """Start `assay run`, SIGKILL its whole process group once `marker` is printed."""
     proc = _assay(home, "run")
     seen = []
