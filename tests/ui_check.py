@@ -256,17 +256,24 @@ _GEOMETRY = """() => { const svg = document.querySelector('foreignObject').owner
   return {gx: g.x, gy: g.y, gw: g.width, gh: g.height, ax: a.x, ay: a.y, aw: a.width, ah: a.height}; }"""
 
 
+def _geometry(page) -> dict:
+    # a change of orientation or zoom redraws the graph: on a busy machine no node may be drawn
+    # for a moment, so wait for one before measuring
+    page.wait_for_selector("foreignObject", timeout=START_TIMEOUT_S * 1000)
+    return page.evaluate(_GEOMETRY)
+
+
 def _fit_graph(page, margin: int = 40) -> None:
     """Zoom out until the whole graph fits its area, then drag it to the area's centre: the graph
     draws only the nodes in view, so everything must be in view to be read (and photographed)."""
     zoom_out = page.locator('button:has([aria-label="zoom_out"])')
     for _ in range(10):
-        geo = page.evaluate(_GEOMETRY)
+        geo = _geometry(page)
         if geo["gw"] <= geo["aw"] - 2 * margin and geo["gh"] <= geo["ah"] - 2 * margin:
             break
         zoom_out.click()
         page.wait_for_timeout(300)
-    geo = page.evaluate(_GEOMETRY)
+    geo = _geometry(page)
     dx = geo["ax"] + (geo["aw"] - geo["gw"]) / 2 - geo["gx"]
     dy = geo["ay"] + (geo["ah"] - geo["gh"]) / 2 - geo["gy"]
     start_x, start_y = geo["ax"] + 10, geo["ay"] + geo["ah"] - 10  # a corner with no node

@@ -58,6 +58,9 @@ _EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "openai": (("httpx",), "assay[agents]"),
     "vllm": (("vllm",), "assay[gpu]"),
 }
+# how a module is spelt to a user, and what else they must know to install it
+_DISPLAY = {"vllm": "vLLM"}
+_INSTALL_NOTES = {"vllm": " on a CUDA machine (vLLM does not run on CPU)"}
 
 # backend -> (module, class, the options its constructor takes besides the model)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -82,7 +85,10 @@ def _cached_backend(*, backend: str, **options) -> Backend:
     needed, extra = _EXTRAS[backend]
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(f"the {backend} LLM backend needs {', '.join(missing)}: pip install '{extra}'")
+        needs = ", ".join(_DISPLAY.get(name, name) for name in missing)
+        raise RuntimeError(
+            f"the {backend} LLM backend needs {needs}: pip install '{extra}'{_INSTALL_NOTES.get(backend, '')}"
+        )
     module, cls, accepted = _BACKENDS[backend]
     # imported only when chosen: vLLM is a CUDA-only optional extra
     factory = getattr(importlib.import_module(module), cls)
