@@ -41,7 +41,7 @@ EXTERNAL_SKIP  = not test_a_second_run_changes_nothing and not test_a_garbage_fi
 
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 	$(BIN)/python -m pytest -q --external-postgres $(EXTERNAL_TESTS) -k "$(EXTERNAL_SKIP)"
 
 # The inner loop: the import layers and the unit tests (no database, model or pipeline; under a

@@ -53,6 +53,9 @@ def _bronze_asset(source: str):
         seconds = sum(f.seconds for f in new)
         for f in new:
             context.log.info(f"{f.source_file}: {f.rows} rows, {f.parse_errors} parse errors")
+        replaced = [f.note for f in loads if f.note]  # a file loaded again under its name, or put back
+        for note in replaced:
+            context.log.warning(note)
         unplaced = [
             rel
             for rel in files_without_partition(landing_dir, daily_partitions.start.date())
@@ -60,7 +63,7 @@ def _bronze_asset(source: str):
         ]
         for rel in unplaced:
             context.log.warning(without_partition_message(rel))
-        table = sql.Identifier(source)
+        table = sql.Identifier(f"{source}_active")  # the rows silver reads
         with postgres.connect() as conn:
             if days is None:
                 count = conn.execute(sql.SQL("select count(*) from bronze.{}").format(table))
@@ -85,6 +88,7 @@ def _bronze_asset(source: str):
             "files": MetadataValue.md(
                 "\n".join(f"- `{f.source_file}`: {f.rows} rows" for f in new) or "no new files"
             ),
+            "files_superseded": MetadataValue.md("\n".join(f"- {note}" for note in replaced) or "none"),
         }
         if partitioned:
             metadata["files_without_partition"] = MetadataValue.md(

@@ -3,6 +3,9 @@
 Each file is read with polars, staged with COPY and inserted in one set-based statement, inside one
 transaction together with its entry in `bronze.load_batches`. So a crash leaves no half-loaded file,
 and a file whose content hash is already in the ledger is skipped (loading twice adds nothing).
+A file loaded again under the same name with new content supersedes its earlier version, and a
+file can be retracted (`retract_file`): the rows of both stay in bronze for audit, and silver reads
+only the active ones through the `bronze.<source>_active` views.
 Postgres itself decides whether a payload is valid JSON (`pg_input_is_valid`), so a line it would
 refuse becomes a row with `parse_error` set instead of failing the load.
 """
@@ -58,6 +61,23 @@ create table if not exists bronze.{table} (
     check ((record is null) = (parse_error is not null))
 )"""
 
+# A batch is active until a newer version of its file supersedes it or a user retracts it; silver
+# reads `bronze.<source>_active`, so neither kind of row reaches it, and both stay here for audit.
+RETRACTION_DDL = """
+alter table bronze.load_batches
+    add column if not exists retracted_at timestamptz,
+    add column if not exists retracted_reason text,
+    add column if not exists superseded_by uuid
+"""
+
+ACTIVE_VIEW_DDL = """
+create or replace view bronze.{view} as
+select t.* from bronze.{table} as t
+where not exists (
+    select from bronze.load_batches as b
+    where b.batch_id = t.batch_id and (b.retracted_at is not null or b.superseded_by is not null)
+)"""
+
 # Tables made before partitions get the column; a BRIN index (a few pages, nearly free to keep up
 # on an append-only table whose rows arrive roughly in day order) lets silver read one window.
 PARTITION_DDL = """
@@ -97,6 +117,20 @@ class FileLoad:
     skipped: bool
     seconds: float
     batch_id: uuid.UUID | None = None
+    superseded_rows: int = 0  # rows of earlier versions of this file that this load replaced
+    reactivated: bool = False  # an earlier version came back: its rows are active again
+
+    @property
+    def note(self) -> str:
+        """What a load did beyond adding rows, for the run's log and metadata."""
+        if self.reactivated:
+            return f"{self.source_file}: an earlier version is back and active again; the newer is superseded"
+        if self.superseded_rows:
+            return (
+                f"{self.source_file}: a new version under the same name; it supersedes the "
+                f"{self.superseded_rows} rows of the earlier one (kept in bronze, out of silver)"
+            )
+        return ""
 
 
 def stage_frame(path: Path) -> pl.DataFrame:
@@ -216,6 +250,8 @@ def ensure_tables(conn: psycopg.Connection, source: str) -> None:
     conn.execute(sql.SQL(TABLE_DDL).format(table=table))
     for statement in PARTITION_DDL.strip().split(";\n"):
         conn.execute(sql.SQL(statement).format(table=table, index=sql.Identifier(f"{source}_partition_date")))
+    conn.execute(RETRACTION_DDL)
+    conn.execute(sql.SQL(ACTIVE_VIEW_DDL).format(table=table, view=sql.Identifier(f"{source}_active")))
 
 
 @dataclass
@@ -272,9 +308,15 @@ def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, s
         # is checked again under the lock because another run may have loaded it meanwhile.
         conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.' || %s))", [source])
         seen = conn.execute(
-            "select 1 from bronze.load_batches where source = %s and file_hash = %s",
+            "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
+            " where source = %s and file_hash = %s",
             [source, prepared.file_hash],
         ).fetchone()
+        if seen and seen[1] == rel and seen[2] is not None and seen[3] is None:
+            # a file put back to a version loaded before: that version is the file again
+            conn.execute("update bronze.load_batches set superseded_by = null where batch_id = %s", [seen[0]])
+            _supersede(conn, source, rel, seen[0])
+            return FileLoad(rel, 0, 0, True, time.perf_counter() - started, seen[0], reactivated=True)
         if seen or prepared.frame is None:
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
         frame, batch_id = prepared.frame, uuid.uuid4()
@@ -294,7 +336,82 @@ def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, s
             " row_count, parse_errors) values (%s, %s, %s, %s, %s, %s, %s)",
             [batch_id, source, rel, prepared.file_hash, prepared.size_bytes, frame.height, errors],
         )
-    return FileLoad(rel, frame.height, errors, False, time.perf_counter() - started, batch_id)
+        superseded = _supersede(conn, source, rel, batch_id)
+    return FileLoad(rel, frame.height, errors, False, time.perf_counter() - started, batch_id, superseded)
+
+
+def _supersede(conn: psycopg.Connection, source: str, rel: str, batch_id: uuid.UUID) -> int:
+    """Mark the other active versions of file `rel` superseded by `batch_id`; returns their rows."""
+    row = conn.execute(
+        """with superseded as (
+               update bronze.load_batches set superseded_by = %(batch_id)s
+               where source = %(source)s and source_file = %(rel)s and batch_id <> %(batch_id)s
+                 and superseded_by is null and retracted_at is null
+               returning row_count)
+           select coalesce(sum(row_count), 0) from superseded""",
+        {"batch_id": batch_id, "source": source, "rel": rel},
+    ).fetchone()
+    return int(row[0])
+
+
+@dataclass
+class LoadedFile:
+    source: str
+    source_file: str
+    rows: int
+    parse_errors: int
+    loaded_at: dt.datetime
+    status: str  # active, superseded, or retracted: <reason>
+
+
+def loaded_files(conn: psycopg.Connection, source: str | None = None) -> list[LoadedFile]:
+    """Every file in the bronze ledger with its status, newest load last."""
+    if conn.execute("select to_regclass('bronze.load_batches')").fetchone()[0] is None:
+        return []
+    rows = conn.execute(
+        """select source, source_file, row_count, parse_errors, loaded_at,
+                  case when retracted_at is not null then 'retracted: ' || coalesce(retracted_reason, '')
+                       when superseded_by is not null then 'superseded'
+                       else 'active' end
+           from bronze.load_batches where %(source)s::text is null or source = %(source)s
+           order by source, source_file, loaded_at""",
+        {"source": source},
+    )
+    return [LoadedFile(*row) for row in rows]
+
+
+def retract_file(
+    conn: psycopg.Connection, source_file: str, reason: str, undo: bool = False
+) -> list[LoadedFile]:
+    """Retract every loaded version of `source_file` (landing-relative, as in the ledger): its rows stay
+    in bronze for audit and leave silver at the next run. `undo` makes them active again. Returns the
+    ledger entries it changed."""
+    if undo:
+        statement = """update bronze.load_batches set retracted_at = null, retracted_reason = null
+                       where source_file = %(file)s and retracted_at is not null"""
+    else:
+        statement = """update bronze.load_batches set retracted_at = now(), retracted_reason = %(reason)s
+                       where source_file = %(file)s and retracted_at is null"""
+    with conn.transaction():
+        changed = conn.execute(
+            statement
+            + " returning source, source_file, row_count, parse_errors, loaded_at, %(status)s::text",
+            {"file": source_file, "reason": reason, "status": "active" if undo else f"retracted: {reason}"},
+        ).fetchall()
+    return [LoadedFile(*row) for row in changed]
+
+
+def bronze_days(conn: psycopg.Connection) -> tuple[dt.date, dt.date] | None:
+    """First and last day of the files in the ledger of the daily-partitioned sources, retracted and
+    superseded ones included: a run over them rebuilds every day whose rows changed status."""
+    if conn.execute("select to_regclass('bronze.load_batches')").fetchone()[0] is None:
+        return None
+    names = conn.execute(
+        "select distinct source_file from bronze.load_batches where source = any(%s)",
+        [list(PARTITIONED_SOURCES)],
+    )
+    days = [day for (name,) in names if (day := file_day(Path(name))) is not None]
+    return (min(days), max(days)) if days else None
 
 
 def _direct_candidates(path: Path) -> list[pl.Expr]:

@@ -12,6 +12,7 @@ import click
 
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import get_settings
+from assay.core.text import printable
 
 
 def _quiet() -> None:
@@ -76,14 +77,20 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
     with them only that range of days is loaded and rebuilt in silver (one run, a single-run
     backfill), and vendors, employees, gold and platinum are rebuilt from all days.
     """
-    from assay.orchestration.pipeline import landing_days, reject_reasons, run_pipeline, table_counts
+    from assay.landing.bronze import loaded_files
+    from assay.orchestration.pipeline import reject_reasons, run_days, run_pipeline, table_counts
 
     settings = get_settings()
     days = _day_range(first, last, settings.partitions_start)
-    if not _has_landing_files(settings.landing_dir):
-        click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
-        _generate(size, seed=42, defect_rate="low")
     postgres = PostgresResource()
+    if not _has_landing_files(settings.landing_dir):
+        with postgres.connect() as conn:
+            loaded = bool(loaded_files(conn))
+        if loaded:  # the user's data is in bronze: a sample would mix with it
+            click.echo(f"No landing files in {settings.landing_dir}: rebuilding from what bronze holds.")
+        else:
+            click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
+            _generate(size, seed=42, defect_rate="low")
     where = (
         f"embedded PostgreSQL in {settings.home_dir / 'pgdata'}"
         if postgres.is_embedded
@@ -92,7 +99,7 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
     click.echo(f"Database: {where}")
     _warn_files_without_partition(settings.landing_dir, settings.partitions_start)
     if days is None:
-        days = landing_days(settings.landing_dir)
+        days = run_days(postgres)
     layers = "bronze -> silver -> gold -> platinum" + (" -> agents" if agents else "")
     window = f", daily partitions {days[0]} .. {days[1]}" if days else ""
     click.echo(f"Running the pipeline ({layers}{window}):")
@@ -327,7 +334,69 @@ def quality(reasons: int, examples: int, as_json: bool) -> None:
         click.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
         return
     for line in render(report):
-        click.echo(line)
+        click.echo(printable(line))  # payloads and file names are data: no raw control characters
+
+
+@main.group()
+def bronze() -> None:
+    """Inspect bronze's ledger of loaded files; retract a bad file.
+
+    Bronze keeps every line it loaded. A file landed again under the same name with new content
+    supersedes its earlier version (the run says so); deleting a landing file changes nothing in
+    bronze. To take a file's rows out of silver, gold and platinum, retract it, then `assay run`.
+    """
+
+
+@bronze.command("files")
+@click.option("--source", default=None, help="Only this source (transactions, events, vendors, employees).")
+def bronze_files(source: str | None) -> None:
+    """List loaded files with their rows and status (active, superseded, retracted)."""
+    from assay.landing.bronze import loaded_files
+
+    with PostgresResource().connect() as conn:
+        files = loaded_files(conn, source)
+    if not files:
+        click.echo("No files loaded yet: `assay run` loads $ASSAY_HOME/landing.")
+        return
+    click.echo(f"{'file':<52}{'rows':>9}{'errors':>8}  {'loaded at':<17} status")
+    for f in files:
+        click.echo(
+            f"{printable(f.source_file):<52}{f.rows:>9,}{f.parse_errors:>8,}  "
+            f"{f.loaded_at:%Y-%m-%d %H:%M}  {printable(f.status)}"
+        )
+
+
+@bronze.command("retract")
+@click.argument("file")
+@click.option("--reason", default="retracted by a user", show_default=True, help="Why, kept in the ledger.")
+@click.option("--undo", is_flag=True, help="Make a retracted file's rows active again.")
+def bronze_retract(file: str, reason: str, undo: bool) -> None:
+    """Retract FILE: its rows stay in bronze for audit and leave silver, gold and platinum at the next
+    `assay run`. FILE is a landing path (`transactions/transactions-2025-03-14.jsonl`, as `assay bronze
+    files` lists it, or a path to the file inside $ASSAY_HOME/landing)."""
+    from assay.landing.bronze import retract_file
+
+    name = _ledger_name(file)
+    with PostgresResource().connect(autocommit=True) as conn:
+        changed = retract_file(conn, name, reason, undo=undo)
+    if not changed:
+        state = "retracted" if undo else "active"
+        raise click.ClickException(
+            f"no {state} loaded file named {printable(name)}; `assay bronze files` lists the ledger's names"
+        )
+    rows = sum(f.rows for f in changed)
+    done = "active again" if undo else "retracted (kept in bronze for audit)"
+    click.echo(f"{printable(name)}: {len(changed)} version(s), {rows:,} rows {done}.")
+    click.echo("Next: `assay run` rebuilds silver, gold and platinum with the change.")
+
+
+def _ledger_name(file: str) -> str:
+    """A path into the landing folder -> its name in the ledger; other names are taken as given."""
+    landing = get_settings().landing_dir.resolve()
+    path = Path(file).expanduser().resolve()
+    if path.is_relative_to(landing):
+        return path.relative_to(landing).as_posix()
+    return file
 
 
 @main.group()

@@ -26,6 +26,7 @@ from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
 from assay.orchestration.failures import record_run_failures
+from assay.orchestration.maintenance import retract_file_job
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
 _DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)
@@ -82,7 +83,7 @@ defs = Definitions(
         daily_report,
     ],
     asset_checks=[*quality_checks, *embedding_checks],
-    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs(), quality_report_job],
+    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs(), quality_report_job, retract_file_job],
     schedules=[daily_report_schedule],
     sensors=[landing_sensor, record_run_failures],
     resources={

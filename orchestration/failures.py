@@ -2,12 +2,17 @@
 
 The sensor runs in the Dagster daemon (`assay ui`, or a deployment's daemon) after any run of this
 code location fails: sensor- and automation-started runs included, which nobody watches live.
+`assay run` executes in-process without the daemon, so it records its own failure through the same
+function (`record_failure`).
 """
+
+import re
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 from psycopg.types.json import Jsonb
 
 from assay.core.database import PostgresResource
+from assay.core.text import printable
 
 RUN_FAILURES_DDL = """
 create table if not exists quality.run_failures (
@@ -16,40 +21,44 @@ create table if not exists quality.run_failures (
     failed_at    timestamptz not null default now(),
     failed_steps text[] not null,
     message      text not null,
-    errors       jsonb not null,  -- step key -> first line of its error
+    errors       jsonb not null,  -- step key -> its root cause (root_cause)
     tags         jsonb not null
 )"""
 
+DBT_ERRORS = "Errors parsed from dbt logs:"
 
-def failure_record(context: RunFailureSensorContext) -> dict:
-    """What is worth keeping about a failed run: which steps failed and why, in one row."""
-    run = context.dagster_run
-    errors: dict[str, str] = {}
-    for event in context.get_step_failure_events():
-        error = event.step_failure_data.error if event.step_failure_data else None
-        while error is not None and error.cause is not None:  # Dagster's wrapper -> the user's error
-            error = error.cause
-        text = error.message.strip().splitlines()[0] if error and error.message.strip() else "unknown error"
-        errors[event.step_key or "?"] = text
+
+def root_cause(error) -> str:
+    """What made a step fail, whole: dbt's own error report (model, database error, where the
+    compiled SQL is) when dbt failed, else the innermost exception of the chain with its type.
+    Control characters (from data, or terminal colours) are shown escaped, never sent raw."""
+    if error is None:
+        return "unknown error"
+    chain = [error]
+    while chain[-1].cause is not None:
+        chain.append(chain[-1].cause)
+    dbt = next((e.message for e in chain if DBT_ERRORS in e.message), None)
+    if dbt is not None:
+        text = dbt.split(DBT_ERRORS, 1)[1].strip()
+    else:
+        innermost = chain[-1]
+        text = f"{innermost.cls_name}: {innermost.message.strip()}"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # dbt's colours
+    return printable(text)
+
+
+def step_errors(step_failure_events) -> dict[str, str]:
+    """Step key -> root cause, for a run's STEP_FAILURE events."""
     return {
-        "run_id": run.run_id,
-        "job_name": run.job_name,
-        "failed_steps": sorted(errors),
-        "message": context.failure_event.message or "run failed",
-        "errors": errors,
-        "tags": dict(run.tags),
+        event.step_key or "?": root_cause(event.step_failure_data.error if event.step_failure_data else None)
+        for event in step_failure_events
     }
 
 
-@run_failure_sensor(
-    name="record_run_failures",
-    description="Records every failed run (steps and first error line) in quality.run_failures.",
-    default_status=DefaultSensorStatus.RUNNING,
-)
-def record_run_failures(context: RunFailureSensorContext, postgres: PostgresResource) -> None:
-    record = failure_record(context)
-    steps = ", ".join(f"{step}: {error}" for step, error in record["errors"].items()) or "no step failed"
-    context.log.error(f"run {record['run_id']} of job {record['job_name']} failed - {steps}")
+def record_failure(
+    postgres: PostgresResource, run_id: str, job_name: str, errors: dict[str, str], message: str, tags: dict
+) -> None:
+    """Keep one row per failed run (a later record of the same run replaces it)."""
     with postgres.connect(autocommit=True) as conn:
         conn.execute(RUN_FAILURES_DDL)
         conn.execute(
@@ -57,5 +66,28 @@ def record_run_failures(context: RunFailureSensorContext, postgres: PostgresReso
                values (%(run_id)s, %(job_name)s, %(failed_steps)s, %(message)s, %(errors)s, %(tags)s)
                on conflict (run_id) do update set failed_at = now(), failed_steps = excluded.failed_steps,
                    message = excluded.message, errors = excluded.errors, tags = excluded.tags""",
-            {**record, "errors": Jsonb(record["errors"]), "tags": Jsonb(record["tags"])},
+            {
+                "run_id": run_id,
+                "job_name": job_name,
+                "failed_steps": sorted(errors),
+                "message": message,
+                "errors": Jsonb(errors),
+                "tags": Jsonb(tags),
+            },
         )
+
+
+@run_failure_sensor(
+    name="record_run_failures",
+    description="Records every failed run (steps and the root cause of each) in quality.run_failures.",
+    default_status=DefaultSensorStatus.RUNNING,
+)
+def record_run_failures(context: RunFailureSensorContext, postgres: PostgresResource) -> None:
+    run = context.dagster_run
+    errors = step_errors(context.get_step_failure_events())
+    steps = (
+        ", ".join(f"{step}: {error.splitlines()[0]}" for step, error in errors.items()) or "no step failed"
+    )
+    context.log.error(f"run {run.run_id} of job {run.job_name} failed - {steps}")
+    message = context.failure_event.message or "run failed"
+    record_failure(postgres, run.run_id, run.job_name, errors, message, dict(run.tags))

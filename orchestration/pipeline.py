@@ -6,7 +6,6 @@ in the UI's run history with all its metadata.
 
 import contextlib
 import datetime as dt
-import re
 import threading
 import time
 import uuid
@@ -19,7 +18,10 @@ from dagster import DagsterEventType, DagsterInstance
 from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
 from assay.core.settings import get_settings
+from assay.core.text import printable
+from assay.landing.bronze import bronze_days
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
+from assay.orchestration.failures import record_failure, step_errors
 
 LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {
@@ -72,9 +74,19 @@ def landing_days(landing_dir: Path) -> tuple[dt.date, dt.date] | None:
     return (min(days), max(days)) if days else None
 
 
-def full_range_tags() -> dict[str, str]:
-    """Every partition that has landing files (the first partition alone when none has)."""
-    first, last = landing_days(get_settings().landing_dir) or (first_day(), first_day())
+def run_days(postgres: PostgresResource | None = None) -> tuple[dt.date, dt.date] | None:
+    """The days a whole run covers: every day with landing files or with files in bronze's ledger
+    (a retracted or superseded file, or one deleted from landing, changes what its day holds)."""
+    postgres = postgres or PostgresResource()
+    with postgres.connect() as conn:
+        loaded = bronze_days(conn)
+    spans = [span for span in (landing_days(get_settings().landing_dir), loaded) if span]
+    return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+
+
+def full_range_tags(postgres: PostgresResource | None = None) -> dict[str, str]:
+    """Every partition a whole run covers (`run_days`; the first partition alone when none)."""
+    first, last = run_days(postgres) or (first_day(), first_day())
     return partition_range_tags(first, last)
 
 
@@ -114,34 +126,12 @@ def run_pipeline(
     outcome = RunOutcome(
         run_id, result.success, time.perf_counter() - started, watcher.layer_seconds, log_path
     )
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.STEP_FAILURE:
-            outcome.failures.append(f"{event.step_key}: {root_cause(event.step_failure_data.error)}")
+    errors = step_errors(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    outcome.failures = [f"{step}: {cause}" for step, cause in errors.items()]
     outcome.failed_checks = watcher.failed_checks
+    if not result.success:  # without the daemon no sensor records it: `assay quality` reads this row
+        record_failure(PostgresResource(), run_id, job, errors, "run failed", {**result.dagster_run.tags})
     return outcome
-
-
-DBT_ERRORS = "Errors parsed from dbt logs:"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def root_cause(error) -> str:
-    """What made a step fail, whole: dbt's own error report (model, database error, where the
-    compiled SQL is) when dbt failed, else the innermost exception of the chain with its type.
-    Control characters (from data, or terminal colours) are shown escaped, never sent raw."""
-    if error is None:
-        return "unknown error"
-    chain = [error]
-    while chain[-1].cause is not None:
-        chain.append(chain[-1].cause)
-    dbt = next((e.message for e in chain if DBT_ERRORS in e.message), None)
-    if dbt is not None:
-        text = dbt.split(DBT_ERRORS, 1)[1].strip()
-    else:
-        innermost = chain[-1]
-        text = f"{innermost.cls_name}: {innermost.message.strip()}"
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # dbt's colours
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _ProgressWatcher(threading.Thread):
@@ -187,6 +177,10 @@ class _ProgressWatcher(threading.Thread):
             rows = mat.metadata.get("dagster/row_count")
             rows_text = f"{rows.value:>10,} rows" if rows is not None else ""
             self.echo(f"  [{elapsed:6.1f}s] {key:<38} {rows_text}")
+            superseded = mat.metadata.get("files_superseded")  # bronze: files loaded again by name
+            if superseded is not None and superseded.value != "none":
+                for note in superseded.value.splitlines():
+                    self.echo(f"           note: {printable(note.removeprefix('- '))}")
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             if not evaluation.passed:

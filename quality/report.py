@@ -18,10 +18,11 @@ class QualityReport:
     scores: list[dict] = field(default_factory=list)
     failing_checks: list[dict] = field(default_factory=list)
     reject_reasons: list[dict] = field(default_factory=list)
+    failed_run: dict | None = None  # the latest run, when it failed (quality.run_failures)
 
     @property
     def empty(self) -> bool:
-        return not (self.scores or self.failing_checks or self.reject_reasons)
+        return not (self.scores or self.failing_checks or self.reject_reasons or self.failed_run)
 
 
 def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2) -> QualityReport:
@@ -45,6 +46,10 @@ def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2)
                 """
             )
         )
+        for check in report.failing_checks:
+            check["unblock"] = _unblock(conn, check) if check["severity"] == "ERROR" else None
+    if _exists(conn, "quality.run_failures"):
+        report.failed_run = _latest_failure(conn)
     if _exists(conn, "quality.dq_scores"):
         report.scores = _dicts(
             conn.execute(
@@ -78,11 +83,77 @@ def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2)
     return report
 
 
+def _latest_failure(conn: psycopg.Connection) -> dict | None:
+    """The latest failed run, unless a check ran after it (a later run got further)."""
+    later_check = (
+        "exists (select from quality.check_results c where c.evaluated_at > f.failed_at)"
+        if _exists(conn, "quality.check_results")
+        else "false"
+    )
+    rows = _dicts(
+        conn.execute(
+            "select run_id, job_name, failed_at, errors from quality.run_failures f"
+            f" where not {later_check} order by failed_at desc limit 1"
+        )
+    )
+    return rows[0] if rows else None
+
+
+def _unblock(conn: psycopg.Connection, check: dict) -> str:
+    """The commands that clear a failed blocking check."""
+    layer, _, table = check["asset_key"].partition("/")
+    rerun = "then `assay run`"
+    if check["check_name"].startswith("reject_rate_"):
+        reason_class = check["check_name"].removeprefix("reject_rate_")
+        files = (
+            [
+                f"{name} ({n:,})"
+                for name, n in conn.execute(
+                    "select source_file, count(*) from silver.rejects where source = %s and reason_class = %s"
+                    " group by 1 order by 2 desc, 1 limit 3",
+                    [table, reason_class],
+                )
+            ]
+            if _exists(conn, "silver.rejects")
+            else []
+        )
+        where = f"most of these rows come from {', '.join(files)}; " if files else ""
+        return (
+            f"{where}land a corrected file under the same name (it supersedes the old one) or "
+            f"`assay bronze retract <file>`, {rerun}; or allow more of this class: "
+            f"ASSAY_DQ_REJECT_RATE_LIMITS='{{\"{reason_class}\": 0.05}}'"
+        )
+    if check["check_name"] == "dq_score" and layer == "silver":
+        return (
+            f"its rejects are in silver.rejects (source {table}): correct or retract the worst files "
+            f"(`assay bronze files --source {table}`, `assay bronze retract <file>`), {rerun}; "
+            "or lower ASSAY_DQ_SILVER_MIN_SCORE"
+        )
+    if check["check_name"] == "dq_score":
+        return (
+            "a gold rule (a dbt test in dbt_project/models/gold) fails: the check's metadata in `assay ui` "
+            f"shows the failing rows; correct or retract the files they come from, {rerun}; "
+            "or lower ASSAY_DQ_GOLD_MIN_SCORE"
+        )
+    return (
+        f"the check's metadata in `assay ui` shows the failing rows; correct or retract their files, {rerun}"
+    )
+
+
 def render(report: QualityReport) -> list[str]:
     """The report as terminal lines."""
     if report.empty:
         return ["No quality results yet: `assay run` builds the tables and runs the checks."]
-    lines = ["Data-quality scores (latest per table, history in quality.dq_scores):"]
+    lines = []
+    if report.failed_run:
+        run = report.failed_run
+        lines.append(
+            f"The latest run failed ({run['job_name']}, {_when(run['failed_at'])}, run {run['run_id']}):"
+        )
+        for step, cause in run["errors"].items():
+            lines.append(f"  {step}: " + cause.replace("\n", "\n    "))
+        lines += ["  `assay ui` shows the run; fix the cause above, then `assay run` again.", ""]
+    lines.append("Data-quality scores (latest per table, history in quality.dq_scores):")
     header = f"  {'table':<24}{'overall':>9}" + "".join(f"{d:>14}" for d in DIMENSIONS)
     lines.append(header + f"{'threshold':>11}  status")
     for s in report.scores:
@@ -109,6 +180,8 @@ def render(report: QualityReport) -> list[str]:
             lines.append(f"  {c['severity']:<6}{name}  ({_when(c['evaluated_at'])})")
             if c["description"]:
                 lines.append(f"        {c['description']}")
+            if c.get("unblock"):
+                lines.append(f"        unblock: {c['unblock']}")
     else:
         lines.append("Failing checks: none (every check passed at its latest run).")
     lines.append("")

