@@ -42,7 +42,9 @@ def root_cause(error) -> str:
         text = dbt.split(DBT_ERRORS, 1)[1].strip()
     else:
         innermost = chain[-1]
-        text = f"{innermost.cls_name}: {innermost.message.strip()}"
+        text = innermost.message.strip()
+        if innermost.cls_name and not text.startswith(f"{innermost.cls_name}:"):
+            text = f"{innermost.cls_name}: {text}"  # Dagster's message usually names the type already
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # dbt's colours
     return printable(text)
 
