@@ -9,17 +9,6 @@ from psycopg.types.json import Jsonb
 
 from assay.core.database import PostgresResource
 
-RUN_FAILURES_DDL = """
-create table if not exists quality.run_failures (
-    run_id       text primary key,
-    job_name     text not null,
-    failed_at    timestamptz not null default now(),
-    failed_steps text[] not null,
-    message      text not null,
-    errors       jsonb not null,  -- step key -> first line of its error
-    tags         jsonb not null
-)"""
-
 
 def failure_record(context: RunFailureSensorContext) -> dict:
     """What is worth keeping about a failed run: which steps failed and why, in one row."""
@@ -51,7 +40,6 @@ def record_run_failures(context: RunFailureSensorContext, postgres: PostgresReso
     steps = ", ".join(f"{step}: {error}" for step, error in record["errors"].items()) or "no step failed"
     context.log.error(f"run {record['run_id']} of job {record['job_name']} failed - {steps}")
     with postgres.connect(autocommit=True) as conn:
-        conn.execute(RUN_FAILURES_DDL)
         conn.execute(
             """insert into quality.run_failures (run_id, job_name, failed_steps, message, errors, tags)
                values (%(run_id)s, %(job_name)s, %(failed_steps)s, %(message)s, %(errors)s, %(tags)s)

@@ -18,7 +18,6 @@ from dagster import AssetKey, materialize
 from assay.agents.backends import Constraint, GenerationRequest
 from assay.agents.backends.transformers import TransformersBackend
 from assay.agents.runner import run_lockstep, run_task
-from assay.agents.store import AgentStore
 from assay.agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Task, ToolCall
 from assay.agents.tasks.base import data_block, parse_json_object
 from assay.agents.tasks.categorise import Categorise
@@ -298,7 +297,7 @@ def test_search_tool_is_hybrid_search_with_one_model_call_per_step(reader, conn,
 
 
 def test_tools_use_a_role_that_cannot_write(reader, postgres):
-    AgentStore(postgres).ensure()  # the agents tables exist, so a refused write is about the role
+    postgres.url()  # bootstrapped: the agents tables exist, so a refused write is about the role
     assert reader.query("select current_user").rows == [("assay_reader",)]
     assert reader.query("show default_transaction_read_only").rows == [("on",)]
     for statement in (
