@@ -9,7 +9,7 @@ dbt owns silver, gold and platinum's models; nothing here touches them.
 
 `migrate` runs once per process and database, from the bootstrap in `assay.core.database`. Several
 processes may bootstrap at once (run workers, tests): yoyo's lock lets one apply, and the others find
-nothing left to do.
+nothing left to do. A lock left by a process killed while migrating is cleared by the next one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 120  # how long a process waits for another one's migrations
+ADVISORY_LOCK = 0x61737361795F6D69  # "assay_mi": every migrating process holds it (see `migrate`)
 
 
 def yoyo_uri(url: str) -> str:
@@ -46,9 +47,16 @@ def migrate(url: str) -> list[str]:
         with get_backend(yoyo_uri(url)) as backend:
             if not backend.to_apply(migrations):  # the common case: nothing to do, no lock taken
                 return []
-            with backend.lock(timeout=LOCK_TIMEOUT_S):
-                todo = backend.to_apply(migrations)  # another process may have applied them meanwhile
-                backend.apply_migrations(todo)
+            # yoyo's lock is a row, which a process killed while migrating would leave behind for good;
+            # the advisory lock (gone with its connection) lets whoever holds it clear such a row first
+            backend.execute(f"select pg_advisory_lock({ADVISORY_LOCK})")
+            try:
+                backend.break_lock()
+                with backend.lock(timeout=LOCK_TIMEOUT_S):
+                    todo = backend.to_apply(migrations)  # another process may have applied them meanwhile
+                    backend.apply_migrations(todo)
+            finally:
+                backend.execute(f"select pg_advisory_unlock({ADVISORY_LOCK})")
     applied = [m.id for m in todo]
     if applied:
         log.info("applied migrations %s", ", ".join(applied))

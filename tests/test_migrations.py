@@ -110,19 +110,20 @@ def test_a_home_made_before_migrations_adopts_them(blank):
     """Tables as the old `create ... if not exists` code left them: a bronze table from before
     partitions (no partition_date), a check recorded twice in one run, no history at all."""
     with psycopg.connect(blank, autocommit=True) as conn:
-        conn.execute(
-            "create table bronze.transactions (bronze_id bigint generated always as identity,"
-            " batch_id uuid not null, source_file text not null, line_number integer not null,"
-            " record jsonb, raw_text text, parse_error text, content_hash text not null generated always"
-            " as (md5(coalesce(record::text, raw_text))) stored, loaded_at timestamptz not null default now(),"
-            " check ((record is null) = (parse_error is not null)))"
-        )
-        conn.execute(
-            "create table quality.check_results (result_id bigint generated always as identity primary key,"
-            " run_id text not null, asset_key text not null, check_name text not null, passed boolean not null,"
-            " severity text not null, description text, metadata jsonb not null default '{}',"
-            " evaluated_at timestamptz not null default now())"
-        )
+        conn.execute("""
+            create table bronze.transactions (
+                bronze_id bigint generated always as identity, batch_id uuid not null,
+                source_file text not null, line_number integer not null, record jsonb, raw_text text,
+                parse_error text,
+                content_hash text not null generated always as (md5(coalesce(record::text, raw_text))) stored,
+                loaded_at timestamptz not null default now(),
+                check ((record is null) = (parse_error is not null)))""")
+        conn.execute("""
+            create table quality.check_results (
+                result_id bigint generated always as identity primary key, run_id text not null,
+                asset_key text not null, check_name text not null, passed boolean not null,
+                severity text not null, description text, metadata jsonb not null default '{}',
+                evaluated_at timestamptz not null default now())""")
         conn.execute(
             "insert into quality.check_results (run_id, asset_key, check_name, passed, severity)"
             " values ('r1', 'silver/transactions', 'dq_score', false, 'ERROR'),"
@@ -133,8 +134,8 @@ def test_a_home_made_before_migrations_adopts_them(blank):
     assert _missing(blank) == []
     with psycopg.connect(blank) as conn:
         assert conn.execute(
-            "select count(*) from information_schema.columns"
-            " where table_schema = 'bronze' and table_name = 'transactions' and column_name = 'partition_date'"
+            "select count(*) from information_schema.columns where table_schema = 'bronze'"
+            " and table_name = 'transactions' and column_name = 'partition_date'"
         ).fetchone()[0]
         # a duplicate keeps its latest row
         rows = conn.execute(
@@ -157,3 +158,14 @@ def test_two_processes_migrating_at_once_both_succeed(blank):
     assert sorted(results, key=len) == [[], MIGRATIONS]
     assert _applied(blank) == MIGRATIONS
     assert _missing(blank) == []
+
+
+def test_a_lock_left_by_a_killed_process_does_not_wedge_the_next(blank):
+    assert migrate(blank) == MIGRATIONS
+    with psycopg.connect(blank, autocommit=True) as conn:
+        # what a process killed while it applied the last migration leaves behind
+        conn.execute("insert into yoyo_lock (locked, ctime, pid) values (1, now(), 999999)")
+        conn.execute("delete from _yoyo_migration where migration_id = %s", [MIGRATIONS[-1]])
+    assert migrate(blank) == MIGRATIONS[-1:]
+    with psycopg.connect(blank) as conn:
+        assert conn.execute("select count(*) from yoyo_lock").fetchone()[0] == 0
