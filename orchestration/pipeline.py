@@ -20,6 +20,7 @@ from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
 from assay.core.settings import get_settings
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
+from assay.quality.store import record_run_checks
 
 LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {
@@ -111,6 +112,8 @@ def run_pipeline(
             )
         finally:
             watcher.stop()
+    # what the run-status sensors do for daemon runs: every check result into quality.check_results
+    record_run_checks(PostgresResource(), instance, run_id)
     outcome = RunOutcome(
         run_id, result.success, time.perf_counter() - started, watcher.layer_seconds, log_path
     )
