@@ -411,7 +411,6 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
         )
     facts = _facts(result)
     conn.execute("delete from quality.dq_scores where run_id = %s", [facts.run_id])
-    conn.execute("delete from quality.check_results where run_id = %s", [facts.run_id])
     assert not facts.success
     assert "platinum/documents" not in facts.materialized
     gate = facts.checks[("gold/monthly_summary", "dq_score")]
