@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -30,12 +30,10 @@ def yoyo_uri(url: str) -> str:
     """A libpq URL or conninfo as yoyo's URI for psycopg 3 (`postgresql+psycopg`).
 
     Every connection parameter travels in the query string, which yoyo hands to `psycopg.connect`
-    as is: a unix-socket host, a password with any character, sslmode and the rest need no escaping
-    rules of their own.
+    as is (the database name too: yoyo does not unquote the URI's path): a unix-socket host, a
+    password or database name with any character, sslmode and the rest need no rules of their own.
     """
-    params = conninfo_to_dict(url)
-    dbname = params.pop("dbname", "")
-    return f"postgresql+psycopg:///{quote(str(dbname), safe='')}?{urlencode(params)}"
+    return f"postgresql+psycopg:///?{urlencode(conninfo_to_dict(url))}"
 
 
 def migrate(url: str) -> list[str]:

@@ -71,10 +71,10 @@ def _missing(url: str) -> list[str]:
 
 def test_yoyo_uri_keeps_every_connection_parameter():
     conninfo = make_conninfo(
-        host="/tmp/pg dir", port=5433, user="me", password="p@ss&w=rd", dbname="assay", sslmode="disable"
+        host="/tmp/pg dir", port=5433, user="me", password="p@ss&w=rd", dbname="a/b c", sslmode="disable"
     )
     uri = yoyo_uri(conninfo)
-    assert uri.startswith("postgresql+psycopg:///assay?")
+    assert uri.startswith("postgresql+psycopg:///?")
     from yoyo.connections import parse_uri
 
     assert parse_uri(uri).args == {
@@ -82,6 +82,7 @@ def test_yoyo_uri_keeps_every_connection_parameter():
         "port": "5433",
         "user": "me",
         "password": "p@ss&w=rd",
+        "dbname": "a/b c",
         "sslmode": "disable",
     }
 
