@@ -254,7 +254,6 @@ def run_task(
     from assay.agents.store import AgentStore
 
     store = AgentStore(postgres)
-    store.ensure()
     prompt_hash = task.prompt_hash()
     with ReaderSession(
         postgres.reader_url(), statement_timeout_ms=statement_timeout_ms, row_cap=row_cap, encoders=encoders

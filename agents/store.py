@@ -1,5 +1,6 @@
 """Results and cache: `agents.runs` (every executed run), `agents.answers` (latest valid answer per
-task and input key) and `agents.questions` (the analyst questions, seeded with a few).
+task and input key) and `agents.questions` (the analyst questions, seeded with a few). The tables
+are made by the migrations (`core/migrations/0005-agents.sql`).
 
 The cache key is input hash + prompt hash + model fingerprint: an answer is reused only when all
 three are unchanged, so a rerun with nothing changed generates no tokens.
@@ -12,53 +13,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from assay.core.database import PostgresResource
-
-DDL = """
-create table if not exists agents.runs (
-    run_id       bigint generated always as identity primary key,
-    task         text not null,
-    input_key    text not null,
-    status       text not null check (status in ('succeeded', 'failed')),
-    answer       jsonb,
-    citations    text[] not null default '{}',
-    steps        jsonb not null default '[]',
-    backend      text not null,
-    model        text not null,
-    device       text,
-    input_hash   text not null,
-    prompt_hash  text not null,
-    model_hash   text not null,
-    cache_key    text not null,
-    tokens_in    integer not null default 0,
-    tokens_out   integer not null default 0,
-    latency_ms   double precision,
-    error        text,
-    batch_id     text,
-    created_at   timestamptz not null default now()
-);
-create index if not exists runs_task_key on agents.runs (task, input_key, created_at desc);
-
-create table if not exists agents.answers (
-    task         text not null,
-    input_key    text not null,
-    answer       jsonb not null,
-    citations    text[] not null default '{}',
-    cache_key    text not null,
-    run_id       bigint not null references agents.runs (run_id),
-    model        text not null,
-    backend      text not null,
-    updated_at   timestamptz not null default now(),
-    primary key (task, input_key)
-);
-
-create table if not exists agents.questions (
-    question_id   text primary key,
-    question      text not null,
-    expected_sql  text,
-    answer_type   text not null default 'text' check (answer_type in ('text', 'number')),
-    created_at    timestamptz not null default now()
-);
-"""
 
 # `expected_sql` is the evaluation's reference, computed directly over gold (never via the tools);
 # a question whose reference cannot run (e.g. the process-mining tables are not built) is unscored.
@@ -110,14 +64,8 @@ class AgentStore:
     def __init__(self, postgres: PostgresResource):
         self.postgres = postgres
 
-    def ensure(self) -> None:
-        with self.postgres.connect(autocommit=True) as conn, conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('assay.agents.ddl'))")
-            conn.execute(DDL)
-
     def seed_questions(self) -> int:
         """Insert the seed questions that are missing; questions added by people are kept."""
-        self.ensure()
         with self.postgres.connect(autocommit=True) as conn, conn.cursor() as cur:
             cur.executemany(
                 "insert into agents.questions (question_id, question, expected_sql, answer_type)"

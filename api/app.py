@@ -20,7 +20,7 @@ from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
 from assay.api.db import Database
 from assay.api.errors import error_responses, install_error_handlers
-from assay.api.keys import KeyStore, ensure_key_table
+from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
 from assay.api.routers import answers, health, marts, metrics, process, quality, search
@@ -48,7 +48,6 @@ def create_app(
     postgres = postgres or PostgresResource()
     specs = load_mart_specs(manifest_path)
     try:
-        ensure_key_table(postgres)
         with postgres.connect(autocommit=True, reader=True) as conn:
             catalog = load_catalog(conn, specs)
     except DatabaseError:

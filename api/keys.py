@@ -35,19 +35,6 @@ DEFAULT_SCOPES = ("marts",)
 
 _TOKEN = re.compile(r"assay_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
-_DDL = sql.SQL("""
-create table if not exists {table} (
-    id text primary key,
-    name text not null,
-    secret_sha256 bytea not null,
-    scopes text[] not null,
-    marts text[] not null,
-    rate_limit_per_minute integer check (rate_limit_per_minute > 0),
-    created_at timestamptz not null default now(),
-    revoked_at timestamptz
-)
-""").format(table=sql.Identifier(SCHEMA, TABLE))
-
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -62,12 +49,6 @@ class KeyInfo:
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
-
-
-def ensure_key_table(postgres: PostgresResource) -> None:
-    """Create `api.keys` (as the owner; the reader's SELECT comes from the schema's default grant)."""
-    with postgres.connect(autocommit=True) as conn:
-        conn.execute(_DDL)
 
 
 def create_key(
@@ -97,7 +78,6 @@ def create_key(
         raise ValueError("the rate limit must be at least 1 request per minute")
     key_id = secrets.token_hex(6)
     token = f"assay_{key_id}_{secrets.token_urlsafe(32)}"
-    ensure_key_table(postgres)
     with postgres.connect(autocommit=True) as conn:
         row = conn.execute(
             sql.SQL(
@@ -114,7 +94,6 @@ def revoke_key(postgres: PostgresResource, key_id: str) -> bool:
     """Revoke a key by its id (or the whole token); False when no active key has that id."""
     match = _TOKEN.fullmatch(key_id)
     key_id = match.group(1) if match else key_id
-    ensure_key_table(postgres)
     with postgres.connect(autocommit=True) as conn:
         cursor = conn.execute(
             sql.SQL("update {} set revoked_at = now() where id = %s and revoked_at is null").format(
@@ -126,7 +105,6 @@ def revoke_key(postgres: PostgresResource, key_id: str) -> bool:
 
 
 def list_keys(postgres: PostgresResource) -> list[KeyInfo]:
-    ensure_key_table(postgres)
     with postgres.connect(autocommit=True) as conn:
         rows = conn.execute(
             sql.SQL(

@@ -16,7 +16,6 @@ from assay.landing.files import (
     without_partition_message,
 )
 from assay.quality.drift import batch_drift, expected_fields
-from assay.quality.store import CheckRecorder
 
 
 def _bronze_asset(source: str):
@@ -76,8 +75,7 @@ def _bronze_asset(source: str):
                 )
             row_count = count.fetchone()[0]
             drift = batch_drift(conn, source, [f.batch_id for f in new if f.batch_id])
-        with CheckRecorder(postgres, context.run_id) as recorder:
-            drift_result = recorder.add(drift.check_result(key))
+        drift_result = drift.check_result(key)
         metadata = {
             "files_loaded": len(new),
             "files_skipped": len(loads) - len(new),

@@ -33,7 +33,6 @@ from dagster import (
 from assay.core.database import PostgresResource
 from assay.core.settings import get_settings
 from assay.quality.report import QualityReport, build_report, render_markdown
-from assay.quality.store import ensure_tables
 
 GROUP = "quality"
 REPORT_KEY = AssetKey([GROUP, "daily_report"])
@@ -65,7 +64,6 @@ def daily_report(
     with postgres.connect(autocommit=True) as conn:
         report = build_report(conn, reasons=config.reasons, examples=1)
         markdown = render_markdown(report, f"assay quality report, {day}")
-        ensure_tables(conn)
         conn.execute(
             """
             insert into quality.daily_reports (report_date, run_id, report, markdown) values (%s, %s, %s, %s)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
-    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -46,7 +45,6 @@ from assay.assets.metadata import table_value
 from assay.assets.partitions import daily_partitions, single_run, window_days
 from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
-from assay.quality.store import CheckRecorder
 
 LAYERS = ("silver", "gold", "platinum")
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
@@ -138,19 +136,12 @@ def _step_assets(step: str) -> AssetsDefinition:
             window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
             context.log.info(f"daily models over {first} .. {last}")
             args += ["--vars", json.dumps(window)]
-        # every dbt test result also goes to quality.check_results, which `assay quality` reads
         invocation = dbt.cli(args, context=context)
         try:
-            with CheckRecorder(postgres, context.run_id) as recorder:
-                for event in invocation.stream().fetch_row_counts():
-                    if isinstance(event, AssetCheckResult):
-                        recorder.add(event)
-                    elif (
-                        isinstance(event, Output)
-                        and context.asset_key_for_output(event.output_name) == REJECTS
-                    ):
-                        event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
-                    yield event
+            for event in invocation.stream().fetch_row_counts():
+                if isinstance(event, Output) and context.asset_key_for_output(event.output_name) == REJECTS:
+                    event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
+                yield event
         finally:
             _keep_partial_parse(invocation.target_path)
 

@@ -18,7 +18,6 @@ from pydantic import Field
 from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.core.settings import get_settings
-from assay.quality.store import CheckRecorder
 from assay.search.index import HnswParams, SyncStats, sync_embeddings
 
 EMBEDDINGS_KEY = AssetKey(["platinum", "embeddings"])
@@ -119,7 +118,7 @@ def hnsw_recall_check(context: AssetCheckExecutionContext, postgres: PostgresRes
             "threshold": RECALL_THRESHOLD,
         },
     )
-    return _recorded(postgres, context, result)
+    return result
 
 
 @asset_check(
@@ -146,7 +145,7 @@ def search_relevance_check(
             description=f"not evaluated: no ground truth at {truth} (only generated samples have one)",
             metadata={"evaluated": False},
         )
-        return _recorded(postgres, context, result)
+        return result
     with postgres.connect(autocommit=True, reader=True) as conn:
         graded = graded_relevance(conn, truth)
         report = evaluate_relevance(Searcher(conn, embedding_model.encoder_for), graded)
@@ -172,15 +171,7 @@ def search_relevance_check(
             "per_query": MetadataValue.md(table),
         },
     )
-    return _recorded(postgres, context, result)
-
-
-def _recorded(
-    postgres: PostgresResource, context: AssetCheckExecutionContext, result: AssetCheckResult
-) -> AssetCheckResult:
-    # `assay quality` lists every check of a run from quality.check_results
-    with CheckRecorder(postgres, context.run.run_id) as recorder:
-        return recorder.add(result)
+    return result
 
 
 embedding_checks = [hnsw_recall_check, search_relevance_check]

@@ -43,7 +43,6 @@ from assay.mining.mine import (
     process_maps,
     read_event_log,
 )
-from assay.quality.store import CheckRecorder
 
 EVENT_LOG_KEY = AssetKey(["gold", "process_event_log"])
 CASES_KEY = AssetKey(["gold", "process_cases"])
@@ -257,8 +256,7 @@ def process_mining(context: AssetExecutionContext, config: ProcessMiningConfig, 
             ),
         },
     )
-    with CheckRecorder(postgres, context.run_id) as recorder:  # `assay quality` lists it too
-        yield recorder.add(check)
+    yield check
 
 
 process_assets = [process_event_log, process_mining]

@@ -13,8 +13,9 @@ reject reasons and the gold rules from the dbt project (`assay.quality.rules`), 
 
 Blocking ERROR checks fail their step, and Dagster then skips every asset downstream of the table in
 the same run: gold does not build on a failing silver table, platinum (and what follows it) not on
-a failing gold table. Each run appends the scores to `quality.dq_scores`, every result to
-`quality.check_results`, and observes the scores on the asset (so they chart over time in the UI).
+a failing gold table. Each run appends the scores to `quality.dq_scores` and observes them on the
+asset (so they chart over time in the UI); the results reach `quality.check_results` from the run's
+events, like every check's (`assay.quality.store.record_run_checks`).
 """
 
 from collections.abc import Iterator, Sequence
@@ -137,8 +138,7 @@ def _run_gate(
     """
     settings = get_quality_settings()
     run_id = context.run.run_id
-    with postgres.connect(autocommit=True) as conn, store.CheckRecorder(postgres, run_id) as recorder:
-        store.ensure_tables(conn)
+    with postgres.connect(autocommit=True) as conn:
         score = score_of(conn)
         threshold = settings.min_score(layer)
         # a source is also judged by an absolute floor: a handful of bad rows in a tiny source
@@ -146,12 +146,11 @@ def _run_gate(
         short = round(score.input_rows * (1 - score.overall))
         floor = settings.min_rejected_rows if layer == "silver" else 0
         passed = score.overall >= threshold - 1e-12 or short <= floor
-        for result in results_of(conn, score, threshold, passed, settings):
-            yield recorder.add(result)
+        yield from results_of(conn, score, threshold, passed, settings)
         facts = read_facts(
             conn, store.previous_row_count(conn, score.table, run_id), settings.max_row_count_change
         )
-        yield from _gx_results(key, postgres, score.table, facts, settings, recorder)
+        yield from _gx_results(key, postgres, score.table, facts, settings)
         store.record_score(conn, run_id, score, threshold, passed)
     yield _observation(key, score, threshold)
 
@@ -270,7 +269,6 @@ def _gx_results(
     table: str,
     facts: Facts,
     settings: QualitySettings,
-    recorder: store.CheckRecorder,
 ) -> Iterator[AssetCheckResult]:
     for kind in SUITE_KINDS:
         outcome: SuiteOutcome = run_suite(postgres, table, kind.check_name, facts, settings.sample_rows)
@@ -283,15 +281,13 @@ def _gx_results(
             metadata["failures"] = table_value(outcome.failures)
         if outcome.failing_rows:
             metadata["failing_rows"] = table_value(outcome.failing_rows)
-        yield recorder.add(
-            AssetCheckResult(
-                asset_key=key,
-                check_name=kind.check_name,
-                passed=outcome.passed,
-                severity=kind.severity,
-                description=outcome.summary(),
-                metadata=metadata,
-            )
+        yield AssetCheckResult(
+            asset_key=key,
+            check_name=kind.check_name,
+            passed=outcome.passed,
+            severity=kind.severity,
+            description=outcome.summary(),
+            metadata=metadata,
         )
 
 

@@ -92,10 +92,8 @@ def _plain_copy(conn, files, column_type: str, options: str) -> tuple[int, float
 
 
 def _bronze_load(conn, files, landing, bronze) -> tuple[int, float]:
-    bronze.ensure_tables(conn, "transactions")
-    conn.execute("drop table bronze.transactions")
+    conn.execute("truncate bronze.transactions")  # the table itself is the migrations' (core/migrations/)
     conn.execute("delete from bronze.load_batches where source = 'transactions'")
-    bronze.ensure_tables(conn, "transactions")
     started = time.perf_counter()
     loads = bronze.load_files(conn, "transactions", files, landing)
     seconds = time.perf_counter() - started

@@ -22,6 +22,7 @@ from dagster import ConfigurableResource
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from assay.core.migrations import migrate
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def _embedded_server_uri(pgdata: Path) -> str:
 
 @functools.cache
 def _bootstrapped(url: str) -> bool:
-    """Create the database objects every layer relies on, once per process and URL.
+    """Create the database objects every layer relies on, once per process and URL: the `vector`
+    extension, the schemas, the read-only role, then the migrated tables (`assay.core.migrations`).
 
     On the embedded server assay is superuser and creates everything. On an external server the
     owner role may be an ordinary one: what already exists is left alone, and what the role may not
@@ -75,6 +77,8 @@ def _bootstrapped(url: str) -> bool:
             _ensure_vector(conn)
             _ensure_schemas(conn)
             _ensure_reader(conn)
+    # the tables Python owns, versioned (core/migrations/); dbt makes its own models
+    migrate(url)
     return True
 
 

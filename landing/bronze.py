@@ -8,6 +8,9 @@ file can be retracted (`retract_file`): the rows of both stay in bronze for audi
 only the active ones through the `bronze.<source>_active` views.
 Postgres itself decides whether a payload is valid JSON (`pg_input_is_valid`), so a line it would
 refuse becomes a row with `parse_error` set instead of failing the load.
+
+The ledger, the source tables and their active views are made by the migrations
+(`core/migrations/0001-bronze.sql`, `0008-bronze-retract.sql`).
 """
 
 import csv
@@ -25,65 +28,6 @@ from psycopg import sql
 
 from assay.core.database import PostgresResource
 from assay.landing.files import FILE_SUFFIXES, PARTITIONED_SOURCES, file_day, landing_files
-
-LEDGER_DDL = """
-create table if not exists bronze.load_batches (
-    batch_id     uuid primary key,
-    source       text not null,
-    source_file  text not null,
-    file_hash    text not null,
-    size_bytes   bigint not null,
-    row_count    integer not null,
-    parse_errors integer not null,
-    loaded_at    timestamptz not null default now(),
-    unique (source, file_hash)
-)"""
-
-TABLE_DDL = """
-create table if not exists bronze.{table} (
-    -- identity, unique by construction; no primary-key index: this append-only table is read by
-    -- full scans in silver, and maintaining the index cost as much as parsing the JSON
-    bronze_id    bigint generated always as identity,
-    -- no foreign key to load_batches: rows and their ledger entry commit in one transaction,
-    -- and a per-row referential check would cost more than the rest of the load
-    batch_id     uuid not null,
-    source_file  text not null,
-    line_number  integer not null,
-    record       jsonb,
-    raw_text     text,
-    parse_error  text,
-    -- hash of the normalised payload, or of the raw line when it did not parse
-    content_hash text not null generated always as (md5(coalesce(record::text, raw_text))) stored,
-    loaded_at    timestamptz not null default now(),
-    -- the day in the file's name for the daily-partitioned sources (assets/partitions.py), else null:
-    -- silver selects its window by it without parsing business dates
-    partition_date date,
-    check ((record is null) = (parse_error is not null))
-)"""
-
-# A batch is active until a newer version of its file supersedes it or a user retracts it; silver
-# reads `bronze.<source>_active`, so neither kind of row reaches it, and both stay here for audit.
-RETRACTION_DDL = """
-alter table bronze.load_batches
-    add column if not exists retracted_at timestamptz,
-    add column if not exists retracted_reason text,
-    add column if not exists superseded_by uuid
-"""
-
-ACTIVE_VIEW_DDL = """
-create or replace view bronze.{view} as
-select t.* from bronze.{table} as t
-where not exists (
-    select from bronze.load_batches as b
-    where b.batch_id = t.batch_id and (b.retracted_at is not null or b.superseded_by is not null)
-)"""
-
-# Tables made before partitions get the column; a BRIN index (a few pages, nearly free to keep up
-# on an append-only table whose rows arrive roughly in day order) lets silver read one window.
-PARTITION_DDL = """
-alter table bronze.{table} add column if not exists partition_date date;
-create index if not exists {index} on bronze.{table} using brin (partition_date) with (autosummarize = on)
-"""
 
 # Fast path: lines polars already parsed as JSON objects are copied straight into the table, so
 # Postgres parses each payload once (as JSONB input). Every other line goes through this staged
@@ -242,16 +186,6 @@ _STAGE_SCHEMA = {
     "raw_text": pl.String,
     "parse_error": pl.String,
 }
-
-
-def ensure_tables(conn: psycopg.Connection, source: str) -> None:
-    conn.execute(LEDGER_DDL)
-    table = sql.Identifier(source)
-    conn.execute(sql.SQL(TABLE_DDL).format(table=table))
-    for statement in PARTITION_DDL.strip().split(";\n"):
-        conn.execute(sql.SQL(statement).format(table=table, index=sql.Identifier(f"{source}_partition_date")))
-    conn.execute(RETRACTION_DDL)
-    conn.execute(sql.SQL(ACTIVE_VIEW_DDL).format(table=table, view=sql.Identifier(f"{source}_active")))
 
 
 @dataclass
@@ -490,7 +424,4 @@ def load_source(
         paths = [p for p in paths if (day := file_day(p)) is not None and days[0] <= day <= days[1]]
     # autocommit: each `conn.transaction()` below is then a real transaction, one per file.
     with postgres.connect(autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.ddl'))")
-            ensure_tables(conn, source)
         return load_files(conn, source, paths, landing_dir)

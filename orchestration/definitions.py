@@ -25,6 +25,7 @@ from assay.assets.quality import quality_checks
 from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
+from assay.orchestration.check_results import check_result_sensors
 from assay.orchestration.failures import record_run_failures
 from assay.orchestration.maintenance import retract_file_job
 
@@ -85,7 +86,7 @@ defs = Definitions(
     asset_checks=[*quality_checks, *embedding_checks],
     jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs(), quality_report_job, retract_file_job],
     schedules=[daily_report_schedule],
-    sensors=[landing_sensor, record_run_failures],
+    sensors=[landing_sensor, record_run_failures, *check_result_sensors],
     resources={
         "postgres": PostgresResource(),
         "dbt": dbt_resource(),

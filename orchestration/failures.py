@@ -14,17 +14,6 @@ from psycopg.types.json import Jsonb
 from assay.core.database import PostgresResource
 from assay.core.text import printable
 
-RUN_FAILURES_DDL = """
-create table if not exists quality.run_failures (
-    run_id       text primary key,
-    job_name     text not null,
-    failed_at    timestamptz not null default now(),
-    failed_steps text[] not null,
-    message      text not null,
-    errors       jsonb not null,  -- step key -> its root cause (root_cause)
-    tags         jsonb not null
-)"""
-
 DBT_ERRORS = "Errors parsed from dbt logs:"
 
 
@@ -62,7 +51,6 @@ def record_failure(
 ) -> None:
     """Keep one row per failed run (a later record of the same run replaces it)."""
     with postgres.connect(autocommit=True) as conn:
-        conn.execute(RUN_FAILURES_DDL)
         conn.execute(
             """insert into quality.run_failures (run_id, job_name, failed_steps, message, errors, tags)
                values (%(run_id)s, %(job_name)s, %(failed_steps)s, %(message)s, %(errors)s, %(tags)s)

@@ -22,6 +22,7 @@ from assay.core.text import printable
 from assay.landing.bronze import bronze_days
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
 from assay.orchestration.failures import record_failure, step_errors
+from assay.quality.store import record_run_checks
 
 LAYERS = ("bronze", "silver", "gold", "platinum", "agents")
 _WATCHED = {
@@ -123,6 +124,8 @@ def run_pipeline(
             )
         finally:
             watcher.stop()
+    # what the run-status sensors do for daemon runs: every check result into quality.check_results
+    record_run_checks(PostgresResource(), instance, run_id)
     outcome = RunOutcome(
         run_id, result.success, time.perf_counter() - started, watcher.layer_seconds, log_path
     )

@@ -2,8 +2,11 @@
 API, via the read-only role) can explain a run without the Dagster instance.
 
 - `quality.dq_scores`: one row per table per run (appended; history is kept).
-- `quality.check_results`: one row per check evaluation: dbt tests, DQ gates, GX suites, drift.
+- `quality.check_results`: one row per check of a run: dbt tests, DQ gates, GX suites, drift, the
+  agents' checks (`record_run_checks`, from the run's events, is the one way in).
 - `quality.daily_reports`: the daily quality report, one row per day (a rerun replaces the day's).
+
+The tables are made by the migrations (`core/migrations/0003-quality.sql` and later).
 """
 
 import json
@@ -12,61 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, TableMetadataValue
-
-from assay.core.database import PostgresResource
-
-DDL = (
-    """
-    create table if not exists quality.dq_scores (
-        run_id       text not null,
-        table_name   text not null,
-        layer        text not null,
-        row_count    bigint not null,
-        input_rows   bigint not null,
-        completeness double precision not null,
-        uniqueness   double precision not null,
-        validity     double precision not null,
-        timeliness   double precision not null,
-        overall      double precision not null,
-        threshold    double precision not null,
-        passed       boolean not null,
-        details      jsonb not null default '{}',
-        measured_at  timestamptz not null default now(),
-        primary key (run_id, table_name)
-    )""",
-    "create index if not exists dq_scores_latest on quality.dq_scores (table_name, measured_at desc)",
-    """
-    create table if not exists quality.check_results (
-        result_id    bigint generated always as identity primary key,
-        run_id       text not null,
-        asset_key    text not null,
-        check_name   text not null,
-        passed       boolean not null,
-        severity     text not null,
-        description  text,
-        metadata     jsonb not null default '{}',
-        evaluated_at timestamptz not null default now()
-    )""",
-    "create index if not exists check_results_latest"
-    " on quality.check_results (asset_key, check_name, evaluated_at desc)",
-    """
-    create table if not exists quality.daily_reports (
-        report_date  date primary key,
-        run_id       text not null,
-        report       jsonb not null,
-        markdown     text not null,
-        created_at   timestamptz not null default now()
-    )""",
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterInstance,
+    MetadataValue,
+    TableMetadataValue,
 )
 
-
-def ensure_tables(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        # several check steps may run at once under the multiprocess executor
-        conn.execute("select pg_advisory_xact_lock(hashtext('assay.quality.ddl'))")
-        for statement in DDL:
-            conn.execute(statement)
+from assay.core.database import PostgresResource
 
 
 @dataclass
@@ -147,45 +104,53 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-class CheckRecorder:
-    """Collects check results of one step and writes them to `quality.check_results` in one go."""
+def record_run_checks(postgres: PostgresResource, instance: DagsterInstance, run_id: str) -> int:
+    """Every asset check evaluation of a run, read from the instance's event log, into
+    `quality.check_results`: dbt tests, quality gates, GX suites, drift, the agents' checks, all of them.
 
-    def __init__(self, postgres: PostgresResource, run_id: str):
-        self.postgres, self.run_id = postgres, run_id
-        self.rows: list[tuple] = []
-
-    def add(self, result: AssetCheckResult, asset_key: str | None = None) -> AssetCheckResult:
-        severity = result.severity or AssetCheckSeverity.ERROR
-        key = asset_key or (result.asset_key.to_user_string() if result.asset_key else "?")
-        metadata = {k: _plain(v) for k, v in (result.metadata or {}).items()}
-        self.rows.append(
-            (
-                self.run_id,
-                key,
-                result.check_name or "?",
-                bool(result.passed),
-                severity.value,
-                result.description,
-                json.dumps(metadata, default=str),
-            )
+    The one path by which check results reach the table: the run-status sensors call it after each
+    run, `assay run` after its in-process run. One row per (run, asset, check), the run's last
+    evaluation of it; recording a run again rewrites its rows, never adds to them. Returns the rows.
+    """
+    rows: dict[tuple[str, str], tuple] = {}
+    cursor = None
+    while True:
+        page = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
         )
-        return result
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        with self.postgres.connect(autocommit=True) as conn:
-            ensure_tables(conn)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "insert into quality.check_results (run_id, asset_key, check_name, passed, severity,"
-                    " description, metadata) values (%s, %s, %s, %s, %s, %s, %s)",
-                    self.rows,
-                )
-        self.rows = []
-
-    def __enter__(self) -> "CheckRecorder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.flush()
+        for record in page.records:
+            entry = record.event_log_entry
+            evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            if evaluation is None:
+                continue
+            key = evaluation.asset_key.to_user_string()
+            severity = evaluation.severity or AssetCheckSeverity.ERROR
+            metadata = {k: _plain(v) for k, v in (evaluation.metadata or {}).items()}
+            rows[(key, evaluation.check_name)] = (
+                run_id,
+                key,
+                evaluation.check_name,
+                bool(evaluation.passed),
+                severity.value,
+                evaluation.description,
+                json.dumps(metadata, default=str),
+                entry.timestamp,
+            )
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    if rows:
+        with postgres.connect(autocommit=True) as conn, conn.cursor() as cur:
+            cur.executemany(
+                """
+                insert into quality.check_results (run_id, asset_key, check_name, passed, severity,
+                    description, metadata, evaluated_at)
+                values (%s, %s, %s, %s, %s, %s, %s, to_timestamp(%s))
+                on conflict (run_id, asset_key, check_name) do update set
+                    passed = excluded.passed, severity = excluded.severity,
+                    description = excluded.description, metadata = excluded.metadata,
+                    evaluated_at = excluded.evaluated_at
+                """,
+                list(rows.values()),
+            )
+    return len(rows)

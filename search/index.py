@@ -50,47 +50,6 @@ _STAGE_TYPES = ["text", "text", "text", *["text"] * 6, "date", "numeric", "vecto
 # What the model reads: the body already names the item, vendor, department, amount and date.
 EMBED_TEXT = "body"
 
-TABLES_DDL = """
-create table if not exists {models} (
-    model                text primary key,
-    dimension            integer not null check (dimension > 0),
-    active               boolean not null default false,
-    documents            integer not null default 0,
-    index_name           text,
-    hnsw_m               integer,
-    hnsw_ef_construction integer,
-    created_at           timestamptz not null default now(),
-    updated_at           timestamptz not null default now(),
-    activated_at         timestamptz
-);
-create unique index if not exists {one_active} on {models} (active) where active;
-create table if not exists {embeddings} (
-    model        text not null,
-    doc_id       text not null,
-    content_hash text not null,
-    text_hash    text not null,
-    doc_type     text,
-    title        text,
-    body         text not null,
-    category     text,
-    department   text,
-    vendor_id    text,
-    doc_date     date,
-    amount_eur   numeric(14, 2),
-    embedding    vector not null,
-    search_tsv   tsvector generated always as (
-        to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || body)
-    ) stored,
-    embedded_at  timestamptz not null default now(),
-    primary key (model, doc_id)
-);
-create index if not exists {tsv_index} on {embeddings} using gin (search_tsv);
-create index if not exists {text_hash_index} on {embeddings} (model, text_hash);
-create index if not exists {category_index} on {embeddings} (model, category, doc_date);
-create index if not exists {vendor_index} on {embeddings} (model, vendor_id, doc_date);
-create index if not exists {department_index} on {embeddings} (model, department, doc_date);
-"""
-
 
 @dataclass(frozen=True)
 class HnswParams:
@@ -154,30 +113,33 @@ class _Tables:
         self.embeddings = sql.Identifier(schema, "embeddings")
         self.models = sql.Identifier(schema, "embedding_models")
 
-    def ddl(self) -> sql.Composed:
-        names = {
-            "models": self.models,
-            "embeddings": self.embeddings,
-            "one_active": sql.Identifier("embedding_models_one_active"),
-            "tsv_index": sql.Identifier("embeddings_search_tsv"),
-            "text_hash_index": sql.Identifier("embeddings_model_text_hash"),
-            "category_index": sql.Identifier("embeddings_model_category"),
-            "vendor_index": sql.Identifier("embeddings_model_vendor"),
-            "department_index": sql.Identifier("embeddings_model_department"),
-        }
-        return sql.SQL(TABLES_DDL).format(**names)
 
-
-def ensure_tables(conn: psycopg.Connection, schema: str = "platinum") -> None:
-    """Create the corpus tables and their non-vector indexes (idempotent)."""
+def _corpus_tables(conn: psycopg.Connection, schema: str) -> None:
+    """The corpus tables of `schema`: platinum's are the migrations' (`core/migrations/`), so this
+    only lays out a scratch corpus (tests, benchmarks) as a copy of platinum's tables, with their
+    non-vector indexes and without platinum's per-model HNSW indexes."""
+    if schema == "platinum":
+        return
     tables = _Tables(schema)
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"assay.embeddings.ddl.{schema}"])
-        # Only when missing: CREATE SCHEMA checks the database-level CREATE privilege even with IF NOT
-        # EXISTS, which a non-superuser owner on an external server need not have (platinum exists).
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"assay.embeddings.scratch.{schema}"])
         if not conn.execute("select 1 from pg_namespace where nspname = %s", [schema]).fetchone():
             conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-        conn.execute(tables.ddl())
+        for table, model in ((tables.models, "embedding_models"), (tables.embeddings, "embeddings")):
+            if conn.execute("select to_regclass(%s)", [f"{schema}.{model}"]).fetchone()[0]:
+                continue
+            conn.execute(
+                sql.SQL("create table {} (like {} including all)").format(
+                    table, sql.Identifier("platinum", model)
+                )
+            )
+            hnsw = conn.execute(
+                "select indexname from pg_indexes where schemaname = %s and tablename = %s"
+                " and indexdef like '%% USING hnsw %%'",
+                [schema, model],
+            ).fetchall()
+            for (name,) in hnsw:
+                conn.execute(sql.SQL("drop index {}").format(sql.Identifier(schema, name)))
 
 
 def hnsw_index_name(model: str, dimension: int, params: HnswParams) -> str:
@@ -205,7 +167,7 @@ def sync_embeddings(
     started = time.perf_counter()
     tables = _Tables(schema)
     source_id = sql.Identifier(*source)
-    ensure_tables(conn, schema)
+    _corpus_tables(conn, schema)
     register_vector(conn)
     stats = SyncStats(encoder.name, encoder.dimension, encoder.device, encoder.batch_size, hnsw=hnsw)
     with _sync_lock(conn, schema):

@@ -91,10 +91,17 @@ def postgres(assay_home: Path, external_postgres):
 
 @pytest.fixture(scope="session")
 def pipeline_run(sample, postgres):
+    from dagster import DagsterInstance
+
     from assay.orchestration.definitions import defs
     from assay.orchestration.pipeline import full_range_tags
+    from assay.quality.store import record_run_checks
 
-    result = defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("pipeline").execute_in_process(
+        raise_on_error=False, tags=full_range_tags(), instance=instance
+    )
+    record_run_checks(postgres, instance, result.run_id)  # as `assay run` and the sensors do
     return result
 
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetCheckKey, AssetKey, AssetSelection, AssetSpec, DagsterInstance, materialize
 
 from assay.agents.backends import Constraint, GenerationRequest
 from assay.agents.backends.transformers import TransformersBackend
 from assay.agents.runner import run_lockstep, run_task
-from assay.agents.store import AgentStore
 from assay.agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Task, ToolCall
 from assay.agents.tasks.base import data_block, parse_json_object
 from assay.agents.tasks.categorise import Categorise
@@ -298,7 +297,7 @@ def test_search_tool_is_hybrid_search_with_one_model_call_per_step(reader, conn,
 
 
 def test_tools_use_a_role_that_cannot_write(reader, postgres):
-    AgentStore(postgres).ensure()  # the agents tables exist, so a refused write is about the role
+    postgres.url()  # bootstrapped: the agents tables exist, so a refused write is about the role
     assert reader.query("select current_user").rows == [("assay_reader",)]
     assert reader.query("show default_transaction_read_only").rows == [("on",)]
     for statement in (
@@ -358,13 +357,24 @@ def test_tool_arguments_never_become_sql(reader, conn):
 
 
 def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn):
+    """The agents' check and a quality gate's, in one run: each lands in quality.check_results once,
+    through the one recording path, however often the run is recorded."""
     from assay.agents.backends import LLMResource
     from assay.assets.agents import agent_assets
+    from assay.assets.quality import quality_checks
     from assay.core.models import EmbeddingModelResource
+    from assay.quality.store import record_run_checks
 
+    vendor_spend = AssetKey(["gold", "vendor_spend"])
+    gate = next(c for c in quality_checks if AssetCheckKey(vendor_spend, "dq_score") in c.check_keys)
+    instance = DagsterInstance.ephemeral()
     result = materialize(
-        agent_assets,
-        selection=[AssetKey(["agents", "questions"]), AssetKey(["agents", "anomaly_explanations"])],
+        [*agent_assets, AssetSpec(vendor_spend), gate],
+        selection=AssetSelection.assets(
+            AssetKey(["agents", "questions"]), AssetKey(["agents", "anomaly_explanations"])
+        )
+        | AssetSelection.checks(*gate.check_keys),
+        instance=instance,
         resources={
             "postgres": postgres,
             "llm": LLMResource(device="cpu", models_dir=str(MODEL_CACHE)),
@@ -377,8 +387,22 @@ def test_agent_assets_materialise_with_their_checks(postgres, pipeline_run, conn
     metadata = {k: v.value for k, v in materialisation.metadata.items()}
     assert metadata["runs"] == 1 and metadata["backend"] == "transformers" and metadata["device"] == "cpu"
     assert metadata["model"] == "SmolLM2-135M-Instruct.Q4_1"
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == "citation_validity"
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    check = evaluations[("agents/anomaly_explanations", "citation_validity")]
+    assert evaluations[("gold/vendor_spend", "dq_score")].passed
+    assert record_run_checks(postgres, instance, result.run_id) == len(evaluations)
+    assert record_run_checks(postgres, instance, result.run_id) == len(evaluations)  # recorded again
+    recorded = conn.execute(
+        "select asset_key, check_name, count(*) from quality.check_results where run_id = %s group by 1, 2",
+        [result.run_id],
+    ).fetchall()
+    assert sorted(recorded) == sorted((*key, 1) for key in evaluations)
+    assert ("agents/anomaly_explanations", "citation_validity", 1) in recorded
+    # this scenario's scores and results are its own: later tests read the session run's as the latest
+    conn.execute("delete from quality.dq_scores where run_id = %s", [result.run_id])
+    conn.execute("delete from quality.check_results where run_id = %s", [result.run_id])
     if metadata["succeeded"]:  # when the model produced an explanation, its citations are all valid
         assert check.passed and check.metadata["citation_validity"].value == 1.0
         key, cited = conn.execute(

@@ -54,11 +54,16 @@ def test_parquet_rows_become_json_objects(tmp_path):
     ]
 
 
+def _source_table(conn, source: str) -> None:
+    """A bronze table for a test source, laid out like the migrated source tables."""
+    conn.execute(f"create table if not exists bronze.{source} (like bronze.transactions including all)")
+
+
 def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
     landing = tmp_path / "landing"
     path = _write(landing / "unit_jsonl" / "a.jsonl", b'{"id": 1}\n{"id": \n[1, 2]\n{"s": "\\u0000"}\n')
     with postgres.connect(autocommit=True) as conn:
-        bronze.ensure_tables(conn, "unit_jsonl")
+        _source_table(conn, "unit_jsonl")
         first = bronze.load_file(conn, "unit_jsonl", path, landing)
         second = bronze.load_file(conn, "unit_jsonl", path, landing)
         rows = conn.execute(
@@ -82,7 +87,7 @@ def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
 
     monkeypatch.setattr(bronze, "_insert_staged", crash)
     with postgres.connect(autocommit=True) as conn:
-        bronze.ensure_tables(conn, "unit_atomic")
+        _source_table(conn, "unit_atomic")
         with pytest.raises(RuntimeError, match="crash"):
             bronze.load_file(conn, "unit_atomic", path, landing)
         assert conn.execute("select count(*) from bronze.unit_atomic").fetchone()[0] == 0
@@ -104,7 +109,7 @@ def test_payloads_postgres_refuses_fall_back_to_its_judgement(tmp_path, postgres
         landing / "unit_nul" / "a.jsonl", b'{"id": 1}\n{"s": "a\\u0000b"}\n{"id": 3}\n{"shaped": }\n'
     )
     with postgres.connect(autocommit=True) as conn:
-        bronze.ensure_tables(conn, "unit_nul")
+        _source_table(conn, "unit_nul")
         loaded = bronze.load_file(conn, "unit_nul", path, landing)
         rows = conn.execute(
             "select line_number, record is not null, parse_error from bronze.unit_nul order by line_number"

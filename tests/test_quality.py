@@ -15,7 +15,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, DagsterEventType, materialize
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetSelection,
+    DagsterEventType,
+    DagsterInstance,
+    materialize,
+)
 
 from assay.landing.sample import DEFECTS, DefectRates, generate
 from assay.quality.drift import _renames
@@ -78,6 +86,7 @@ def high() -> RunFacts:
     from assay.orchestration.definitions import defs
     from assay.orchestration.pipeline import full_range_tags
     from assay.quality.report import build_report, render
+    from assay.quality.store import record_run_checks
 
     home = Path(tempfile.mkdtemp(prefix="assay-test-high-"))
     previous = os.environ["ASSAY_HOME"]
@@ -86,9 +95,13 @@ def high() -> RunFacts:
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=DefectRates.high())
         drift = home / "landing" / DRIFT_FILE
         drift.write_text("".join(json.dumps(DRIFT_RECORD | {"id": f"D{i}"}) + "\n" for i in range(3)))
+        instance = DagsterInstance.ephemeral()
         facts = _facts(
-            defs.resolve_job_def("pipeline").execute_in_process(raise_on_error=False, tags=full_range_tags())
+            defs.resolve_job_def("pipeline").execute_in_process(
+                raise_on_error=False, tags=full_range_tags(), instance=instance
+            )
         )
+        record_run_checks(PostgresResource(), instance, facts.run_id)  # as `assay run` does
         with PostgresResource().connect(autocommit=True) as conn:
             facts.extra["drift_bronze_rows"] = conn.execute(
                 "select count(*) from bronze.transactions where source_file = %s", [DRIFT_FILE]
@@ -341,6 +354,7 @@ def test_check_results_are_stored_for_assay_quality(clean, conn):
         "select asset_key, check_name, passed from quality.check_results where run_id = %s", [clean.run_id]
     ).fetchall()
     assert {(a, c) for a, c, _ in stored} == set(clean.checks)  # dbt tests and quality checks alike
+    assert len(stored) == len(clean.checks)  # once each (keyed by run, asset and check)
     assert all(passed for _, _, passed in stored)
 
 
@@ -398,7 +412,6 @@ def test_a_failing_gold_table_blocks_platinum(clean, conn):
         )
     facts = _facts(result)
     conn.execute("delete from quality.dq_scores where run_id = %s", [facts.run_id])
-    conn.execute("delete from quality.check_results where run_id = %s", [facts.run_id])
     assert not facts.success
     assert "platinum/documents" not in facts.materialized
     gate = facts.checks[("gold/monthly_summary", "dq_score")]
