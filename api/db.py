@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
 
 from assay.api.errors import ApiError
+from assay.core.database import reader_options
 from assay.core.settings import ApiSettings
 
 log = logging.getLogger("assay.api")
@@ -33,11 +34,8 @@ def unavailable(detail: str = "the database is unavailable; try again shortly") 
 
 def session_options(settings: ApiSettings) -> str:
     """libpq `options` every API connection starts with."""
-    return (
-        "-c default_transaction_read_only=on"
-        f" -c statement_timeout={settings.statement_timeout_ms}"
-        " -c idle_in_transaction_session_timeout=10000"
-        " -c application_name=assay-api"
+    return reader_options(
+        settings.statement_timeout_ms, idle_in_transaction_session_timeout=10000, application_name="assay-api"
     )
 
 

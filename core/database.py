@@ -75,6 +75,7 @@ def _bootstrapped(url: str) -> bool:
             _ensure_vector(conn)
             _ensure_schemas(conn)
             _ensure_reader(conn)
+            _lock_down_reader(conn)
     return True
 
 
@@ -162,6 +163,104 @@ def _ensure_reader(conn: psycopg.Connection) -> None:
                 ) from exc
 
 
+# Functions PUBLIC may call by default that would let a read-only role change something: large
+# objects live outside every schema and persist; an advisory lock taken by a reader would hold up the
+# pipeline (bootstrap, DDL and table locks are advisory). Reading a large object stays allowed.
+_LARGE_OBJECT_WRITES = (
+    "lo_creat", "lo_create", "lo_from_bytea", "lo_import", "lowrite", "lo_put", "lo_truncate",
+    "lo_truncate64", "lo_unlink",
+)  # fmt: skip
+_ADVISORY_LOCKS = r"^pg_(try_)?advisory_(xact_)?lock"
+
+
+def _lock_down_reader(conn: psycopg.Connection) -> None:
+    """Make the reader role read-only beyond its grants; run at every bootstrap (idempotent).
+
+    - revoke from PUBLIC the large-object writes and the advisory-lock functions (the owner keeps
+      them: a superuser needs no grant, an ordinary owner gets them granted back);
+    - forget settings the reader stored for itself: PostgreSQL lets any role `ALTER ROLE <itself>
+      SET ...`, which nothing can forbid; readers' connections fix the settings that matter anyway
+      (`reader_options`), and this undoes the rest at each start of an assay process.
+
+    On an external server the owner may not own these functions or the role: then the statements
+    the DBA should run are logged as a warning; the loader's own lock needs none of this
+    (landing/bronze.py locks its table, which the reader cannot reach).
+    """
+    functions = [
+        row[0]
+        for row in conn.execute(
+            "select p.oid::regprocedure::text from pg_proc p"
+            " where p.pronamespace = 'pg_catalog'::regnamespace"
+            " and (p.proname = any(%s) or p.proname ~ %s)"
+            " and (p.proacl is null or exists (select from aclexplode(p.proacl) a"
+            "      where a.grantee = 0 and a.privilege_type = 'EXECUTE'))"
+            " order by 1",
+            [list(_LARGE_OBJECT_WRITES), _ADVISORY_LOCKS],
+        )
+    ]
+    user, superuser = conn.execute(
+        "select current_user, rolsuper from pg_roles where rolname = current_user"
+    ).fetchone()
+    if functions:
+        names = sql.SQL(", ").join(sql.SQL(f) for f in functions)  # regprocedure text, quoted as needed
+        statements = [sql.SQL("revoke execute on function {} from public").format(names)]
+        if not superuser:
+            grant = sql.SQL("grant execute on function {} to {}").format(names, sql.Identifier(user))
+            statements.insert(0, grant)
+        try:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+        still = conn.execute(
+            "select count(*) from pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+            " where p.oid::regprocedure::text = any(%s) and a.grantee = 0",
+            [functions],
+        ).fetchone()[0]
+        if still:
+            log.warning(
+                "%s",
+                _for_the_dba(
+                    conn,
+                    ";\n    ".join(s.as_string(conn) for s in statements) + ";",
+                    f"{still} large-object or advisory-lock functions are still open to every role,"
+                    f" {READER_ROLE!r} included",
+                ),
+            )
+    stored = conn.execute(
+        "select coalesce(d.datname, '*'), s.setconfig from pg_db_role_setting s"
+        " join pg_roles r on r.oid = s.setrole left join pg_database d on d.oid = s.setdatabase"
+        " where r.rolname = %s",
+        [READER_ROLE],
+    ).fetchall()
+    for database, settings in stored:
+        where = sql.SQL(" in database {}").format(sql.Identifier(database))
+        target = sql.SQL("") if database == "*" else where
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("alter role {}{} reset all").format(sql.Identifier(READER_ROLE), target))
+            log.warning("cleared settings %s had stored for itself: %s", READER_ROLE, ", ".join(settings))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("%s has stored settings for itself (%s); a DBA can clear them", READER_ROLE, settings)
+
+
+def reader_options(statement_timeout_ms: int, **settings: str | int) -> str:
+    """libpq `options` for a connection as the reader: read-only transactions, a statement timeout (0:
+    none) and a fixed search path, plus `settings`. Options given at connection time take precedence over
+    anything the role stored for itself with `ALTER ROLE ... SET`, so the reader cannot change them."""
+    fixed: dict[str, str | int] = {
+        "default_transaction_read_only": "on",
+        "statement_timeout": int(statement_timeout_ms),
+        "lock_timeout": 0,  # waiting for locks counts against the statement timeout
+        "search_path": "public",
+        **settings,
+    }
+    # libpq splits options at spaces unless escaped with a backslash
+    escaped = {name: str(value).replace("\\", "\\\\").replace(" ", "\\ ") for name, value in fixed.items()}
+    return " ".join(f"-c {name}={value}" for name, value in escaped.items())
+
+
 class PostgresResource(ConfigurableResource):
     """Connections to the assay database, embedded or external.
 
@@ -205,8 +304,9 @@ class PostgresResource(ConfigurableResource):
 
     def connect(self, *, autocommit: bool = False, reader: bool = False) -> psycopg.Connection:
         url = self.reader_url() if reader else self.url()
+        options = {"options": reader_options(0)} if reader else {}
         try:
-            return psycopg.connect(url, autocommit=autocommit)
+            return psycopg.connect(url, autocommit=autocommit, **options)
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
 
