@@ -22,6 +22,7 @@ from dagster import ConfigurableResource
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from assay.core.processes import alive
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -47,27 +48,16 @@ def _pruned(handles):
     """
     read = handles._get
 
-    def live() -> list[int]:
+    def living() -> list[int]:
         pids = read()
-        alive = [pid for pid in pids if _alive(pid)]
-        if alive != pids:
-            log.info("embedded server: forgetting dead processes %s", sorted(set(pids) - set(alive)))
-            handles.put(alive)
-        return alive
+        live = [pid for pid in pids if alive(pid)]
+        if live != pids:
+            log.info("embedded server: forgetting dead processes %s", sorted(set(pids) - set(live)))
+            handles.put(live)
+        return live
 
-    handles._get = live
+    handles._get = living
     return handles
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # exists, but not ours to inspect
-        return True
 
 
 @functools.cache
