@@ -158,10 +158,11 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 def ui(port: int, host: str) -> None:
     """Open the Dagster UI (`dagster dev`) on the same database and Dagster instance as `assay run`."""
-    from assay.orchestration.pipeline import dagster_instance
+    from assay.orchestration.pipeline import dagster_instance, fail_orphaned_runs
 
     settings = get_settings()
-    dagster_instance()  # creates $ASSAY_HOME/dagster with its dagster.yaml
+    # creates $ASSAY_HOME/dagster with its dagster.yaml; runs a killed `assay run` left are shown failed
+    fail_orphaned_runs(dagster_instance(), echo)
     # the dagster beside this interpreter first: the venv's bin need not be on PATH
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else shutil.which("dagster")

@@ -75,11 +75,12 @@ def process_tags() -> dict[str, str]:
     return {**LAUNCHED_BY, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
-def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
+def fail_orphaned_runs(instance: DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
     """Mark as failed the runs of `assay run` whose process died without finishing them (kill -9,
-    power loss); returns their ids. An in-process run has no daemon watching it (Dagster's run
-    monitoring covers runs launched by a run launcher), so the next `assay run` does this at its start.
-    Only runs recorded on this machine are judged: another machine's processes cannot be seen."""
+    power loss), saying so through `echo`; returns their ids. An in-process run has no daemon watching
+    it (Dagster's run monitoring covers runs launched by a run launcher), so the next `assay run` (and
+    `assay ui`) does this at its start. Only runs recorded on this machine are judged: another
+    machine's processes cannot be seen."""
     active = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
     failed = []
     for run in instance.get_runs(filters=RunsFilter(statuses=active, tags=LAUNCHED_BY)):
@@ -92,6 +93,7 @@ def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
             "marked failed at the next `assay run`.",
         )
         failed.append(run.run_id)
+        echo(f"Dagster run {run.run_id} was left unfinished by a killed process: marked failed.")
     return failed
 
 
@@ -137,8 +139,7 @@ def run_pipeline(
     window = partition_range_tags(*days) if days else full_range_tags()
 
     instance = dagster_instance()
-    for orphan in fail_orphaned_runs(instance):
-        echo(f"Dagster run {orphan} was left unfinished by a killed process: marked failed.")
+    fail_orphaned_runs(instance, echo)
     run_id = str(uuid.uuid4())
     log_path = get_settings().home_dir / "logs" / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
