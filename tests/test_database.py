@@ -3,6 +3,7 @@ the reader role read-only."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,31 @@ def test_the_last_process_stops_the_server():
         assert (home / "pgdata" / "PG_VERSION").exists()
         assert not _postmaster_running(home / "pgdata")
     finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.embedded
+def test_a_killed_process_does_not_keep_the_server_running():
+    home = Path(tempfile.mkdtemp(prefix="assay-kill-"))
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "ASSAY_DATABASE_URL"}
+        killed = subprocess.run(
+            [sys.executable, "-c", CONNECT + "; import os; os.kill(os.getpid(), 9)"],
+            env={**env, "ASSAY_HOME": str(home)},
+            capture_output=True,
+            timeout=120,
+        )
+        assert killed.returncode == -9
+        handles = home / "pgdata" / ".handle_pids.json"
+        assert handles.read_text().strip() not in ("", "[]")  # it died on the list, with the server up
+        assert _postmaster_running(home / "pgdata")
+        result = _in_subprocess(home)  # the next process forgets it, and stops the server as it leaves
+        assert result.returncode == 0, result.stderr
+        assert not _postmaster_running(home / "pgdata")
+        assert handles.read_text().strip() == "[]"
+    finally:
+        if _postmaster_running(home / "pgdata"):  # never leave a server behind a failed assertion
+            os.kill(int((home / "pgdata" / "postmaster.pid").read_text().split()[0]), signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -122,3 +122,11 @@ def test_four_kills_then_a_run_that_equals_the_landing_files():
         assert code == 0, output
         with PostgresResource().connect(autocommit=True) as conn:
             assert _state(conn) == before
+        # the killed runs were marked failed by the runs after them; the server's list of users
+        # holds only live processes (this one)
+        from dagster import DagsterInstance, DagsterRunStatus
+
+        statuses = [r.status for r in DagsterInstance.from_config(str(home / "dagster")).get_runs()]
+        assert statuses.count(DagsterRunStatus.FAILURE) == len(KILL_POINTS), statuses
+        assert DagsterRunStatus.STARTED not in statuses
+        assert (home / "pgdata" / ".handle_pids.json").read_text().strip() == f"[{os.getpid()}]"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from assay.core.database import reader_options
+
 if TYPE_CHECKING:
     from assay.core.models import Encoder
     from assay.search.searcher import Searcher
@@ -51,7 +53,7 @@ class ReaderSession:
         self.row_cap = row_cap
         self.statement_timeout_ms = statement_timeout_ms
         self.encoders = encoders  # embedding models by name; None: EmbeddingModelResource's defaults
-        options = f"-c statement_timeout={int(statement_timeout_ms)} -c default_transaction_read_only=on"
+        options = reader_options(statement_timeout_ms)  # role settings the reader stored cannot change these
         self.conn = psycopg.connect(reader_url, autocommit=False, options=options)
 
     def query(
