@@ -24,6 +24,9 @@ from starlette.responses import Response
 log = logging.getLogger("assay.api")
 
 PROBLEM_JSON = "application/problem+json"
+# On every response (GuardMiddleware adds them; the 500 handler and the head refusals, which answer
+# outside it, add them themselves).
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
 
 class ApiError(Exception):
@@ -110,4 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         reference = uuid.uuid4().hex[:12]
         log.error("unhandled error %s on %s %s", reference, request.method, request.url.path, exc_info=exc)
-        return problem(500, f"internal error (reference {reference}); the server log has the details")
+        # Starlette answers this one outside the middleware stack: add the security headers here
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        return problem(
+            500, f"internal error (reference {reference}); the server log has the details", headers
+        )

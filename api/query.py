@@ -32,10 +32,15 @@ RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 RESERVED = ("limit", "cursor", "sort", "format")
 MAX_TEXT = 1000
 
-_INT = re.compile(r"[+-]?\d{1,18}")
-_NUMBER = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?")
+# re.ASCII: `\d` alone also matches other scripts' digits (U+0663, ...), which int() and Decimal()
+# would then read; `str.isdigit()` is wider still (U+00B2, U+2460: int() raises on those).
+_INT = re.compile(r"[+-]?\d{1,18}", re.ASCII)
+_LIMIT = re.compile(r"\d{1,9}", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII
+)
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -190,7 +195,7 @@ def parse_page_request(
     limit = default_limit
     if "limit" in grouped:
         text = grouped["limit"][0]
-        if not text.isdigit() or not 1 <= int(text) <= max_limit:
+        if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= max_limit:
             raise bad_request(f"limit: expected a whole number from 1 to {max_limit}")
         limit = int(text)
 
