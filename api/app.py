@@ -13,8 +13,12 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
 
 from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
@@ -61,10 +65,15 @@ def create_app(
         settings=settings,
         catalog=catalog,
         db=db,
-        keys=KeyStore(db, settings.key_cache_seconds),
+        keys=KeyStore(db, settings.key_cache_seconds, settings.negative_key_cache_seconds),
         cache=ResponseCache(settings.cache_mb * 1024 * 1024, settings.cache_poll_seconds),
         limiter=RateLimiter(
             settings.rate_limit_per_minute, settings.rate_limit_burst, share=1.0 / settings.workers
+        ),
+        strangers=RateLimiter(
+            settings.unauthenticated_per_minute,
+            settings.unauthenticated_burst,
+            share=1.0 / settings.workers,
         ),
     )
 
@@ -91,13 +100,18 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        docs_url=None,  # served from the package below: no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
-        responses=error_responses(413, 414),  # GuardMiddleware's answers, on any path
+        responses=error_responses(413, 414, 431),  # the protocol's and GuardMiddleware's, on any path
+        # no 307 to the same path with(out) a trailing slash: Starlette builds its location from the
+        # Host header, which would let a request point the redirect anywhere
+        redirect_slashes=False,
     )
     app.state.assay = state
     _document_security(app)
+    if settings.docs:
+        _serve_docs(app)
     install_error_handlers(app)
     # Routes go straight onto the app (not include_router, whose nested matching costs more than
     # the rest of a cached request); the busiest first.
@@ -134,3 +148,36 @@ def _document_security(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+DOCS_STATIC = "/docs/static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) and `/redoc` with their scripts, styles and icon served from the installed
+    `fastapi-offline` wheel, which ships them: assay runs on machines without internet access."""
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            with_google_fonts=False,
+        )

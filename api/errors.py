@@ -52,10 +52,12 @@ _MEANINGS = {
     401: "No API key, or an invalid or revoked one.",
     403: "The key may not use these endpoints or read this mart.",
     404: "No such mart or task, or no row with that key.",
+    409: "The table behind this endpoint has not been built yet; the detail says which command builds it.",
     413: "The request body is larger than the API accepts.",
     414: "The query string is longer than the API accepts.",
+    431: "The request's headers are larger than the API accepts.",
     429: "The key's rate limit is exceeded; see Retry-After.",
-    503: "The database is unavailable, or the pipeline has not built this data yet; see Retry-After.",
+    503: "The database is unavailable or busy; see Retry-After.",
 }
 
 

@@ -14,6 +14,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -176,10 +177,15 @@ class KeyStore:
     ).format(sql.Identifier(SCHEMA, TABLE))
     MAX_CACHED = 10_000
 
-    def __init__(self, db: Database, cache_seconds: float) -> None:
+    def __init__(self, db: Database, cache_seconds: float, negative_seconds: float = 2.0) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self.negative_seconds = min(negative_seconds, cache_seconds) if cache_seconds > 0 else 0.0
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+        # Keys found invalid, kept apart and least recently stored out first, so a flood of random
+        # keys neither grows memory nor pushes the valid keys out of their cache.
+        self._rejected: OrderedDict[bytes, float] = OrderedDict()
+        self.lookups = 0
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -194,15 +200,24 @@ class KeyStore:
         now = time.monotonic()
         cached = self._cache.get(hashed)
         if cached is not None and cached[0] > now:
-            principal = cached[1]
-        else:
-            principal = await self._lookup(match.group(1), hashed)
-            if self.cache_seconds > 0:
-                if len(self._cache) >= self.MAX_CACHED:
-                    self._cache.clear()
-                self._cache[hashed] = (now + self.cache_seconds, principal)
-        if principal is None:
+            return cached[1]
+        rejected_until = self._rejected.get(hashed)
+        if rejected_until is not None and rejected_until > now:
             raise unauthorized("invalid or revoked API key")
+        self.lookups += 1
+        principal = await self._lookup(match.group(1), hashed)
+        if principal is None:
+            if self.negative_seconds > 0:
+                self._rejected.pop(hashed, None)
+                self._rejected[hashed] = now + self.negative_seconds
+                while len(self._rejected) > self.MAX_CACHED:
+                    self._rejected.popitem(last=False)
+            raise unauthorized("invalid or revoked API key")
+        self._rejected.pop(hashed, None)
+        if self.cache_seconds > 0:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[hashed] = (now + self.cache_seconds, principal)
         return principal
 
     async def _lookup(self, key_id: str, hashed: bytes) -> Principal | None:

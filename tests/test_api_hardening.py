@@ -124,3 +124,267 @@ def test_heads_within_the_limits_and_keep_alive_still_work(guarded_server):
             chunk = sock.recv(65536)
             assert chunk, seen
             seen += chunk
+
+
+# 2. odd digits, and security headers on every error ------------------------------------------------
+def _probe_page(params):
+    from test_api_units import MART
+
+    from assay.api.query import filter_params, parse_page_request
+
+    return parse_page_request(MART, params, filter_params(MART), default_limit=5, max_limit=50, max_in=10)
+
+
+@pytest.mark.parametrize("text", ["²", "①", "٣", "３", "1" * 5000, "-1", "+5", " 5", "5 ", ""])
+def test_limit_accepts_ascii_digits_only_and_says_400(text):
+    from assay.api.errors import ApiError
+
+    with pytest.raises(ApiError) as error:
+        _probe_page([("limit", text)])
+    assert error.value.status == 400
+    assert _probe_page([("limit", "7")]).limit == 7
+
+
+@pytest.mark.parametrize(("column", "text"), [("x", "٣"), ("x", "²"), ("n", "٣.5"), ("d", "٢٠٢٥-٠١-٠٦")])
+def test_values_in_other_scripts_digits_are_400(column, text):
+    from test_api_units import MART
+
+    from assay.api.errors import ApiError
+    from assay.api.query import parse_value
+
+    with pytest.raises(ApiError) as error:
+        parse_value(MART.by_name[column], text, column)
+    assert error.value.status == 400
+
+
+def _tiny_app(max_body_bytes: int = 100):
+    from fastapi import FastAPI, Request
+
+    from assay.api.errors import install_error_handlers
+    from assay.api.middleware import GuardMiddleware
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("no")
+
+    @app.get("/ok")
+    async def ok() -> dict:
+        return {}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict:
+        return {"n": len(await request.body())}
+
+    app.add_middleware(GuardMiddleware, max_query_bytes=4096, max_body_bytes=max_body_bytes)
+    return app
+
+
+def test_a_500_carries_the_security_headers():
+    from starlette.testclient import TestClient
+
+    with TestClient(_tiny_app(), raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_chunked_bodies_are_capped_even_where_nothing_reads_them():
+    from starlette.testclient import TestClient
+
+    def chunks(n: int):
+        for _ in range(n):
+            yield b"x" * 50
+
+    with TestClient(_tiny_app(max_body_bytes=100)) as client:
+        big = client.request("GET", "/ok", content=chunks(10))  # no content-length: chunked
+        assert big.status_code == 413, big.text
+        assert big.headers["content-type"] == "application/problem+json"
+        assert big.headers.get_list("x-content-type-options") == ["nosniff"]  # once, not twice
+        assert client.post("/echo", content=chunks(2)).json() == {"n": 100}
+        assert client.post("/echo", content=chunks(3)).status_code == 413
+        assert client.request("GET", "/ok", headers={"content-length": "1" * 5000}).status_code == 413
+
+
+# 3. unauthenticated requests are rate limited per address; negative lookups are cached -----------
+class _CountingDb:
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def fetch(self, query, params=None, **kwargs):
+        self.lookups += 1
+        return []
+
+
+def _request(app, address: str, token: str):
+    from starlette.requests import Request
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/marts",
+        "headers": [(b"x-api-key", token.encode())],
+        "client": (address, 1234),
+        "app": app,
+    }
+    return Request(scope)
+
+
+def test_random_keys_from_one_address_hit_429_after_a_burst_and_cost_no_lookup_then():
+    import asyncio
+    import secrets
+    from types import SimpleNamespace
+
+    from assay.api.errors import ApiError
+    from assay.api.keys import KeyStore
+    from assay.api.ratelimit import RateLimiter
+    from assay.api.state import authenticate
+
+    db = _CountingDb()
+    state = SimpleNamespace(
+        keys=KeyStore(db, cache_seconds=5, negative_seconds=2),
+        limiter=RateLimiter(1000, 1000),
+        strangers=RateLimiter(60, 20),
+    )
+    app = SimpleNamespace(state=SimpleNamespace(assay=state))
+
+    async def attempt(address: str, token: str) -> int:
+        try:
+            await authenticate(_request(app, address, token))
+        except ApiError as exc:
+            return exc.status
+        return 200
+
+    async def main():
+        random_keys = [f"assay_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(300)]
+        statuses = [await attempt("203.0.113.9", key) for key in random_keys]
+        assert statuses[:20] == [401] * 20
+        assert set(statuses[20:]) == {429}
+        assert db.lookups == 20  # refused before any lookup once over the budget
+        # another address is not affected; a bad key seen before is answered from the negative cache
+        assert await attempt("203.0.113.10", random_keys[0]) == 401
+        assert await attempt("203.0.113.11", random_keys[0]) == 401
+        assert db.lookups == 20
+
+    asyncio.run(main())
+
+
+def test_the_negative_key_cache_is_bounded_and_spares_valid_keys():
+    import asyncio
+
+    from assay.api.errors import ApiError
+    from assay.api.keys import KeyStore
+
+    store = KeyStore(_CountingDb(), cache_seconds=5, negative_seconds=2)
+    store.MAX_CACHED = 50
+
+    async def main():
+        for i in range(200):
+            with pytest.raises(ApiError):
+                await store.authenticate(f"assay_{i:012x}_" + "A" * 43)
+        assert len(store._rejected) == 50
+
+    asyncio.run(main())
+
+
+# 6. a table nobody has built: 409, the command that builds it, no Retry-After ---------------------
+@pytest.mark.parametrize(
+    ("table", "command"),
+    [("agents.answers", "assay run --agents"), ("gold.process_dfg", "assay run`")],
+)
+def test_a_missing_table_says_which_command_builds_it(table, command):
+    import psycopg
+
+    from assay.api.db import _refused
+
+    refused = _refused(psycopg.errors.UndefinedTable("gone"), table, 5000)
+    assert refused is not None and refused.status == 409
+    assert command in refused.detail and "Retry-After" not in refused.headers
+
+
+# 8. one computation per cached page however many ask; the cache survives a busy pool -------------
+def test_concurrent_misses_for_one_page_compute_it_once():
+    import asyncio
+
+    from assay.api.cache import Cached, ResponseCache
+
+    cache = ResponseCache(1 << 20, 1.0)
+    calls = 0
+
+    async def compute() -> Cached:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return Cached((1,), b"page", "application/json", None)
+
+    async def failing() -> Cached:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        raise RuntimeError("one failure, shared")
+
+    async def main():
+        entries = await asyncio.gather(*(cache.single_flight("k", compute) for _ in range(50)))
+        assert calls == 1 and {e.body for e in entries} == {b"page"} and cache.shared == 49
+        results = await asyncio.gather(
+            *(cache.single_flight("f", failing) for _ in range(10)), return_exceptions=True
+        )
+        assert calls == 2 and all(isinstance(r, RuntimeError) for r in results)
+        # the computing request cancelled: the others compute it themselves, not fail
+        leader = asyncio.create_task(cache.single_flight("c", compute))
+        await asyncio.sleep(0)
+        follower = asyncio.create_task(cache.single_flight("c", compute))
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        assert (await follower).body == b"page"
+        assert not cache._inflight
+
+    asyncio.run(main())
+
+
+def test_a_busy_pool_does_not_turn_the_cache_off_but_a_dead_database_does():
+    import asyncio
+
+    from assay.api.cache import ResponseCache
+    from assay.api.db import PoolBusy, unavailable
+
+    cache = ResponseCache(1 << 20, 0.001)
+    cache.versions = {"m": (1,)}
+
+    class Db:
+        def __init__(self, error):
+            self.error = error
+            self.calls = 0
+
+        async def fetch(self, *args, **kwargs):
+            self.calls += 1
+            raise self.error
+
+    async def run(db, polls: int):
+        task = asyncio.create_task(cache.poll(db, "gold", {"t": "m"}))
+        while db.calls < polls:
+            await asyncio.sleep(0.001)
+        task.cancel()
+
+    asyncio.run(run(Db(PoolBusy()), ResponseCache.BUSY_POLLS))
+    assert cache.versions == {"m": (1,)}
+    asyncio.run(run(Db(unavailable()), 1))
+    assert cache.versions == {}
+
+
+def test_pool_timeouts_are_logged_and_counted(caplog):
+    from psycopg_pool import PoolTimeout
+
+    from assay.api import db
+
+    db._pool_timeouts.last = -float("inf")
+    before = db.POOL_TIMEOUTS._value.get()
+    with caplog.at_level("WARNING", logger="assay.api"):
+        refused = db._refused(PoolTimeout("busy"), None, 5000)
+    assert refused is not None and refused.status == 503 and "Retry-After" in refused.headers
+    assert db.POOL_TIMEOUTS._value.get() == before + 1
+    assert "no database connection came free" in caplog.text

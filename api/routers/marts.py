@@ -240,6 +240,10 @@ def _response(entry: Cached) -> Response:
     return Response(entry.body, media_type=entry.media_type, headers=headers)
 
 
+def _csv_by_accept(accept: str) -> bool:
+    return "text/csv" in accept and "application/json" not in accept
+
+
 def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     settings = state.settings
     cache = state.cache
@@ -259,11 +263,15 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         principal.require(SCOPE, mart.name)
         accept = request.headers.get("accept", "")
         # the raw query string is the key: a request that was valid once is valid again
-        csv_by_accept = "text/csv" in accept and "application/json" not in accept
-        key = (mart.name, "rows", request.scope["query_string"], csv_by_accept)
+        key = (mart.name, "rows", request.scope["query_string"], _csv_by_accept(accept))
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
             return _response(hit)
+        if version is None:
+            return _response(await render(request, accept, key, version))
+        return _response(await cache.single_flight(key, lambda: render(request, accept, key, version)))
+
+    async def render(request: Request, accept: str, key: tuple, version: tuple | None) -> Cached:
         page = parse_page_request(
             mart,
             request.query_params.multi_items(),
@@ -294,7 +302,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
             entry = Cached(version, body.encode(), "application/json", cursor)
         if version is not None:
             cache.put(key, entry)
-        return _response(entry)
+        return entry
 
     _add_fast_route(app, f"/v1/marts/{mart.name}/rows", read_rows)
     app.add_api_route(
@@ -339,6 +347,11 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
             return _response(hit)
+        if version is None:
+            return _response(await find(request, key, version))
+        return _response(await cache.single_flight(key, lambda: find(request, key, version)))
+
+    async def find(request: Request, key: tuple, version: tuple | None) -> Cached:
         given = request.query_params
         unknown = [name for name in given if name not in mart.key]
         if unknown:
@@ -355,7 +368,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         entry = Cached(version, rows[0][0].encode(), "application/json", None)
         if version is not None:
             cache.put(key, entry)
-        return _response(entry)
+        return entry
 
     _add_fast_route(app, f"/v1/marts/{mart.name}/lookup", lookup)
     app.add_api_route(

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, admit
 from assay.core.models import EmbeddingModelResource, Encoder
 from assay.search.searcher import Filters, Mode, Searcher
 
@@ -117,10 +117,11 @@ def _response(result) -> dict[str, Any]:
     }
 
 
-ERRORS = error_responses(400, 401, 403, 429, 503)
+ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 
 def install(app: FastAPI, state: AppState) -> None:
+    admitted = admit(SCOPE)  # key and scope, before any parameter is validated
     settings = state.settings
     Params = _params_model(settings.search_max_k, settings.max_in_values)
     configured = EmbeddingModelResource().model_name()
@@ -132,10 +133,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=SearchResponse,
         summary="Vector, full-text or hybrid search over the platinum documents",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def search(params: Annotated[Params, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         filters = Filters(
             category=params.category,
             department=params.department,
