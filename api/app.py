@@ -159,25 +159,25 @@ def _serve_docs(app: FastAPI) -> None:
     static = Path(fastapi_offline.__file__).parent / "static"
     app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
     openapi_url = app.openapi_url or "/openapi.json"
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+    renderers = {
+        "/docs": lambda root: get_swagger_ui_html(
             openapi_url=root + openapi_url,
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_redoc_html(
+        ),
+        "/redoc": lambda root: get_redoc_html(
             openapi_url=root + openapi_url,
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
-            with_google_fonts=False,
-        )
+            with_google_fonts=False,  # the fonts would come from Google
+        ),
+    }
+    for path, render in renderers.items():
+
+        async def page(request: Request, render=render) -> HTMLResponse:
+            return render(request.scope.get("root_path", ""))
+
+        app.add_route(path, page, methods=["GET"], include_in_schema=False)

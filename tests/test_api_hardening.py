@@ -388,3 +388,78 @@ def test_pool_timeouts_are_logged_and_counted(caplog):
     assert refused is not None and refused.status == 503 and "Retry-After" in refused.headers
     assert db.POOL_TIMEOUTS._value.get() == before + 1
     assert "no database connection came free" in caplog.text
+
+
+# against the session's API server ------------------------------------------------------------------
+ROWS = "/v1/marts/vendor_spend/rows"
+
+
+@pytest.fixture(scope="module")
+def http(api_server):
+    with httpx.Client(base_url=api_server, timeout=10) as client:
+        yield client
+
+
+def _problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    return response.json()
+
+
+def test_odd_digits_in_limit_are_400_with_the_security_headers(http, api_keys):
+    headers = {"X-API-Key": api_keys["admin"]}
+    for text in ("²", "①", "٣"):
+        assert "limit" in _problem(http.get(ROWS, params={"limit": text}, headers=headers), 400)["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/search?q=",
+        "/v1/search?k=0&q=x",
+        "/v1/quality/scores?history=0",
+        "/v1/quality/checks?bogus=1",
+        "/v1/process/variants?limit=abc",
+        "/v1/process/dfg?edge_kind=nope",
+        "/v1/process/conformance/cases?is_fit=maybe",
+        "/v1/answers/categorise?limit=0",
+        "/v1/answers/" + "x" * 200,
+        ROWS + "?limit=0",
+        "/v1/marts/vendor_spend/lookup?spend_rank=x",
+    ],
+)
+def test_key_and_scope_are_checked_before_parameters(http, api_keys, path):
+    _problem(http.get(path), 401)
+    _problem(http.get(path, headers={"X-API-Key": "assay_0123456789ab_" + "A" * 43}), 401)
+    if not path.startswith("/v1/marts"):
+        # the vendors key has the marts scope only
+        assert (
+            "not allowed"
+            in _problem(http.get(path, headers={"X-API-Key": api_keys["vendors"]}), 403)["detail"]
+        )
+
+
+def test_trailing_slash_is_not_redirected_to_the_host_header(http, api_keys):
+    for path in ("/v1/marts/", ROWS + "/", "/health/live/"):
+        response = http.get(path, headers={"Host": "evil.example", "X-API-Key": api_keys["admin"]})
+        assert response.status_code == 404 and "location" not in response.headers
+        assert "evil.example" not in response.text
+
+
+def test_docs_and_redoc_load_only_local_assets(http):
+    import re
+
+    for page, assets in (
+        ("/docs", ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")),
+        ("/redoc", ("redoc.standalone.js",)),
+    ):
+        html = http.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls, html.text
+        assert not [u for u in urls if "//" in u], urls  # no http(s):// nor protocol-relative URL
+        for asset in assets:
+            assert f"/docs/static/{asset}" in html.text
+            served = http.get(f"/docs/static/{asset}")
+            assert served.status_code == 200 and len(served.content) > 1000
