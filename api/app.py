@@ -38,8 +38,10 @@ DESCRIPTION = """Read-only access to assay: gold marts, agent answers, search ov
 process-mining results and data-quality scores.
 
 Every `/v1` endpoint needs an API key (`assay api-key create`), sent as `Authorization: Bearer <key>`
-or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key (429 with
-`Retry-After`); while the database is unavailable the API answers 503 with `Retry-After`.
+or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key, and failed
+authentications per client address (429 with `Retry-After`); while the database is unavailable or busy
+the API answers 503 with `Retry-After`; a table nobody has built yet is a 409 that names the command
+that builds it.
 """
 
 
