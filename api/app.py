@@ -16,6 +16,7 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
@@ -28,6 +29,7 @@ from assay.api.keys import KeyStore, ensure_key_table
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
 from assay.api.routers import answers, health, marts, metrics, process, quality, search
+from assay.api.routers.marts import GZIP_MIN_BYTES
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import ApiSettings, get_settings
@@ -129,10 +131,12 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET"],
-            allow_headers=["Authorization", "X-API-Key"],
-            expose_headers=["Retry-After", "X-Next-Cursor"],
+            allow_headers=["Authorization", "X-API-Key", "If-None-Match"],
+            expose_headers=["Retry-After", "X-Next-Cursor", "ETag"],
             max_age=600,
         )
+    # gzip for the JSON endpoints; the mart routes gzip their cached bodies once themselves
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
     app.add_middleware(
         GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
     )

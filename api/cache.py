@@ -21,10 +21,12 @@ than each taking a connection (a stampede onto the pool after every rebuild, whi
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assay.api.db import PoolBusy
 from assay.api.errors import ApiError
@@ -40,12 +42,27 @@ where n.nspname = %s and c.relname = any(%s)
 """
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cached:
     version: tuple | None
     body: bytes
     media_type: str
     cursor: str | None
+    _gzipped: bytes | None = field(default=None, repr=False, compare=False)
+    _etag: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def etag(self) -> str:
+        """A weak validator of the body (weak: the gzipped and the plain body share it)."""
+        if self._etag is None:
+            self._etag = 'W/"%s"' % hashlib.blake2b(self.body, digest_size=12).hexdigest()  # noqa: UP031
+        return self._etag
+
+    def gzipped(self) -> bytes:
+        """The body gzipped, compressed once per entry rather than once per response."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
 
 
 class ResponseCache:

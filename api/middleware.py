@@ -81,7 +81,10 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", []), *_HEADERS]
+                headers = message.get("headers", [])
+                # a route that says how long its response may be kept (ETag'd mart pages) keeps that
+                given = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, *(h for h in _HEADERS if h[0] not in given)]
             await send(message)
 
         try:

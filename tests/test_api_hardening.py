@@ -463,3 +463,22 @@ def test_docs_and_redoc_load_only_local_assets(http):
             assert f"/docs/static/{asset}" in html.text
             served = http.get(f"/docs/static/{asset}")
             assert served.status_code == 200 and len(served.content) > 1000
+
+
+def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys):
+    key = {"X-API-Key": api_keys["admin"]}
+    first = http.get(ROWS, headers=key)  # httpx asks for gzip and decodes it
+    assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"') and first.headers["cache-control"].startswith("private, max-age=")
+    assert first.headers.get_list("cache-control") == [first.headers["cache-control"]]  # not also no-store
+    again = http.get(ROWS, headers={**key, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    plain = http.get(ROWS, headers={**key, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == first.json()
+    assert plain.headers["etag"] == etag
+    other = http.get(ROWS, params={"limit": 3}, headers={**key, "If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["etag"] != etag
+    # the other endpoints: gzip by the middleware
+    scores = http.get("/v1/quality/scores", headers=key)
+    assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"

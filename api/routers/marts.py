@@ -235,8 +235,21 @@ def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
     app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
-def _response(entry: Cached) -> Response:
-    headers = {"X-Next-Cursor": entry.cursor} if entry.cursor else None
+GZIP_MIN_BYTES = 1000
+
+
+def _response(request: Request, entry: Cached, max_age: int) -> Response:
+    """The entry as a response: 304 when the client holds this body already (`If-None-Match`),
+    gzipped when the client accepts it and it is worth it, with an ETag and how long to trust it."""
+    headers = {"ETag": entry.etag, "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding"}
+    if entry.cursor:
+        headers["X-Next-Cursor"] = entry.cursor
+    given = request.headers.get("if-none-match")
+    if given is not None and (given.strip() == "*" or entry.etag in (t.strip() for t in given.split(","))):
+        return Response(status_code=304, headers=headers)
+    if len(entry.body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(entry.gzipped(), media_type=entry.media_type, headers=headers)
     return Response(entry.body, media_type=entry.media_type, headers=headers)
 
 
@@ -247,6 +260,8 @@ def _csv_by_accept(accept: str) -> bool:
 def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     settings = state.settings
     cache = state.cache
+    # a client may keep a page as long as the server would (one version poll), then revalidate
+    max_age = int(settings.cache_poll_seconds) if cache.enabled else 0
     allowed = filter_params(mart)
     row_model = _row_model(mart)
     page_model = create_model(
@@ -266,10 +281,11 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         key = (mart.name, "rows", request.scope["query_string"], _csv_by_accept(accept))
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
-            return _response(hit)
+            return _response(request, hit, max_age)
         if version is None:
-            return _response(await render(request, accept, key, version))
-        return _response(await cache.single_flight(key, lambda: render(request, accept, key, version)))
+            return _response(request, await render(request, accept, key, version), max_age)
+        entry = await cache.single_flight(key, lambda: render(request, accept, key, version))
+        return _response(request, entry, max_age)
 
     async def render(request: Request, accept: str, key: tuple, version: tuple | None) -> Cached:
         page = parse_page_request(
@@ -346,10 +362,12 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         key = (mart.name, "lookup", request.scope["query_string"])
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
-            return _response(hit)
+            return _response(request, hit, max_age)
         if version is None:
-            return _response(await find(request, key, version))
-        return _response(await cache.single_flight(key, lambda: find(request, key, version)))
+            return _response(request, await find(request, key, version), max_age)
+        return _response(
+            request, await cache.single_flight(key, lambda: find(request, key, version)), max_age
+        )
 
     async def find(request: Request, key: tuple, version: tuple | None) -> Cached:
         given = request.query_params
