@@ -482,3 +482,48 @@ def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys):
     # the other endpoints: gzip by the middleware
     scores = http.get("/v1/quality/scores", headers=key)
     assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"
+
+
+# filter operators: neq, nin, is, like / ilike, on bound values ------------------------------------
+ROWS_PROBE = [(0, 1, "apple"), (1, 2, "Banana"), (2, None, "cherry"), (3, 2, None), (4, 3, "a_b%")]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ([("x__neq", "2")], [0, 4]),
+        ([("x__nin", "1"), ("x__nin", "3")], [1, 3]),
+        ([("x__is", "null")], [2]),
+        ([("y__is", "notnull"), ("x__is", "notnull")], [0, 1, 4]),
+        ([("y__like", "%an%")], [1]),
+        ([("y__ilike", "b%")], [1]),
+        ([("y__like", "a\\_b\\%")], [4]),  # wildcards escaped: literal _ and %
+        ([("y__like", "'; drop table keyset_probe; --")], []),
+    ],
+)
+def test_filter_operators_match_postgres(conn, params, expected):
+    from test_api_units import MART
+
+    from assay.api.query import build_page_query
+
+    conn.execute(
+        "create temp table if not exists keyset_probe"
+        " (id integer primary key, x integer, y text, d date, n numeric, flag boolean)"
+    )
+    conn.execute("truncate keyset_probe")
+    with conn.cursor() as cursor:
+        cursor.executemany("insert into keyset_probe (id, x, y) values (%s, %s, %s)", ROWS_PROBE)
+    query, values = build_page_query(MART, _probe_page(params))
+    assert [row[-1] for row in conn.execute(query, values)] == expected
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[("x__is", "nothing")], [("x__like", "1")], [("d__ilike", "2025%")], [("x__neq", "a")], [("y__is", "")]],
+)
+def test_bad_operator_use_is_400(params):
+    from assay.api.errors import ApiError
+
+    with pytest.raises(ApiError) as error:
+        _probe_page(params)
+    assert error.value.status == 400

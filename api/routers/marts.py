@@ -18,9 +18,13 @@ from assay.api.cache import Cached
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import ApiError, bad_request, error_responses
 from assay.api.query import (
+    IS_VALUES,
+    LIST_OPS,
+    PATTERN_OPS,
     RANGE_OPS,
     build_lookup_query,
     build_page_query,
+    column_ops,
     encode_cursor,
     filter_params,
     parse_page_request,
@@ -38,7 +42,9 @@ class ColumnInfo(BaseModel):
     kind: Kind
     nullable: bool
     description: str
-    filters: list[str] = Field(description="Operators this column accepts as <column>__<op>; eq is <column>")
+    filters: list[str] = Field(
+        description="Operators this column accepts as <column>__<op>; eq is <column>; in and nin repeat"
+    )
     sortable: bool
 
 
@@ -100,7 +106,7 @@ def _info(mart: Mart) -> MartInfo:
                 kind=c.kind,
                 nullable=c.nullable,
                 description=c.description,
-                filters=(["eq", "in", *RANGE_OPS] if c.orderable else ["eq", "in"]) if c.filterable else [],
+                filters=column_ops(c),
                 sortable=c.orderable,
             )
             for c in mart.columns
@@ -127,12 +133,22 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
         about = column.description or column.name
         if op == "eq":
             params.append({"name": name, "in": "query", "description": f"= value. {about}", "schema": value})
-        elif op == "in":
+        elif op == "neq":
+            described = "<> value (rows where it is null do not match)"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
+        elif op == "is":
+            schema = {"type": "string", "enum": list(IS_VALUES)}
+            params.append({"name": name, "in": "query", "description": "null or notnull", "schema": schema})
+        elif op in PATTERN_OPS:
+            described = f"{PATTERN_OPS[op]} pattern: % any text, _ one character"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
+        elif op in LIST_OPS:
+            which = "One of" if op == "in" else "None of"
             params.append(
                 {
                     "name": name,
                     "in": "query",
-                    "description": f"One of these values (repeat the parameter). {about}",
+                    "description": f"{which} these values (repeat the parameter). {about}",
                     "schema": {"type": "array", "items": value, "minItems": 1, "maxItems": max_in},
                     "style": "form",
                     "explode": True,
