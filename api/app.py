@@ -84,6 +84,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller = None
+        if settings.preload_search_model:
+            # in the background: the API answers meanwhile; a search that comes first waits for it
+            asyncio.get_running_loop().run_in_executor(None, search.load_model)
         try:
             await db.open()
             POOLS.sources[id(db)] = db.stats

@@ -60,6 +60,8 @@ class ApiSettings(BaseSettings):
     """Connections per worker for search, which runs the (blocking) search library in threads."""
     search_max_k: int = Field(50, ge=1)
     """Most hits one search returns."""
+    preload_search_model: bool = True
+    """Load the embedding model when the API starts (in the background) rather than on the first search."""
     cache_mb: int = Field(64, ge=0)
     """Memory per worker for rendered mart responses, served until the mart changes (0: no cache)."""
     cache_poll_seconds: float = Field(1.0, gt=0)

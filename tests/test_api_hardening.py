@@ -527,3 +527,49 @@ def test_bad_operator_use_is_400(params):
     with pytest.raises(ApiError) as error:
         _probe_page(params)
     assert error.value.status == 400
+
+
+# 9. micro-batching: concurrent queries share one model call ----------------------------------------
+def test_concurrent_queries_are_encoded_in_few_model_calls():
+    import asyncio
+
+    import numpy as np
+
+    from assay.api.batching import PrecomputedEncoder, QueryBatcher
+
+    sizes = []
+
+    def encode(texts):
+        sizes.append(len(texts))
+        time.sleep(0.05)  # a model call: fixed cost
+        return np.array([[float(len(t)), 1.0] for t in texts], dtype=np.float32)
+
+    async def main():
+        batcher = QueryBatcher(encode, max_batch=64)
+        alone = await batcher.encode("one")
+        assert alone.tolist() == [3.0, 1.0] and sizes == [1]  # nothing waits for a batch to fill
+        texts = [f"query {'x' * i}" for i in range(50)]
+        vectors = await asyncio.gather(*(batcher.encode(t) for t in texts))
+        assert [v[0] for v in vectors] == [float(len(t)) for t in texts]  # each its own vector
+        assert len(sizes) <= 3 and sum(sizes) == 51, sizes
+
+        def broken(texts):
+            raise RuntimeError("model failed")
+
+        failing = QueryBatcher(broken)
+        results = await asyncio.gather(*(failing.encode("q") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+        assert (await batcher.encode("again"))[0] == 5.0  # the batcher carries on after a failure
+
+    asyncio.run(main())
+
+    class Real:
+        name = "real"
+
+        def encode_queries(self, texts):
+            return np.zeros((len(texts), 2), dtype=np.float32)
+
+    stand_in = PrecomputedEncoder(Real(), {"q": np.ones(2, dtype=np.float32)})
+    assert stand_in.encode_queries(["q"]).tolist() == [[1.0, 1.0]]
+    assert stand_in.encode_queries(["q", "other"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert stand_in.name == "real"
