@@ -87,6 +87,8 @@ def _serve(kind: str, port: int, workers: int) -> None:
     # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
+    from assay.api.protocol import GuardedHttpProtocol  # what `assay serve` runs (httptools + caps)
+
     uvicorn.run(
         target,
         factory=True,
@@ -94,7 +96,7 @@ def _serve(kind: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="httptools" if kind == "bare" else GuardedHttpProtocol,
         access_log=False,
         log_level="warning",
     )
