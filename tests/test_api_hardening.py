@@ -573,3 +573,58 @@ def test_concurrent_queries_are_encoded_in_few_model_calls():
     assert stand_in.encode_queries(["q"]).tolist() == [[1.0, 1.0]]
     assert stand_in.encode_queries(["q", "other"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
     assert stand_in.name == "real"
+
+
+# keys with an expiry ---------------------------------------------------------------------------------
+def test_an_expired_key_is_refused_even_from_the_key_cache():
+    import asyncio
+    import hashlib
+
+    from assay.api.errors import ApiError
+    from assay.api.keys import KeyStore
+
+    token = "assay_0123456789ab_" + "B" * 43
+    expires = time.time() + 0.3
+
+    class Db:
+        async def fetch(self, query, params=None, **kwargs):
+            digest = hashlib.sha256(token.encode()).digest()
+            return [(digest, "soon", ["marts"], ["*"], None, False, expires)]
+
+    async def main():
+        store = KeyStore(Db(), cache_seconds=60)
+        assert (await store.authenticate(token)).name == "soon"
+        await asyncio.sleep(0.35)
+        with pytest.raises(ApiError) as error:
+            await store.authenticate(token)  # cached, and expired meanwhile
+        assert error.value.status == 401 and "expired" in error.value.detail
+        with pytest.raises(ApiError, match="expired"):
+            await KeyStore(Db(), cache_seconds=60).authenticate(token)  # looked up afresh
+
+    asyncio.run(main())
+
+
+def test_keys_store_and_list_their_expiry(postgres):
+    import datetime as dt
+
+    from assay.api.keys import create_key, list_keys
+
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    info, _ = create_key(postgres, "expiring", expires_at=when)
+    listed = next(k for k in list_keys(postgres) if k.id == info.id)
+    assert abs((listed.expires_at - when).total_seconds()) < 1
+    with pytest.raises(ValueError, match="past"):
+        create_key(postgres, "already over", expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+
+
+def test_cli_creates_a_key_that_expires(postgres):
+    from click.testing import CliRunner
+
+    from assay.orchestration.cli import main
+
+    created = CliRunner().invoke(main, ["api-key", "create", "cli expiring", "--expires-in-days", "7"])
+    assert created.exit_code == 0, created.output
+    assert "expires" in created.output
+    listed = CliRunner().invoke(main, ["api-key", "list"])
+    line = next(row for row in listed.output.splitlines() if "cli expiring" in row)
+    assert "expires" in line
