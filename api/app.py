@@ -13,8 +13,13 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
 
 from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
@@ -24,6 +29,7 @@ from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
 from assay.api.routers import answers, health, marts, metrics, process, quality, search
+from assay.api.routers.marts import GZIP_MIN_BYTES
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import ApiSettings, get_settings
@@ -34,8 +40,10 @@ DESCRIPTION = """Read-only access to assay: gold marts, agent answers, search ov
 process-mining results and data-quality scores.
 
 Every `/v1` endpoint needs an API key (`assay api-key create`), sent as `Authorization: Bearer <key>`
-or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key (429 with
-`Retry-After`); while the database is unavailable the API answers 503 with `Retry-After`.
+or `X-API-Key: <key>`. Errors are `application/problem+json`. Rates are limited per key, and failed
+authentications per client address (429 with `Retry-After`); while the database is unavailable or busy
+the API answers 503 with `Retry-After`; a table nobody has built yet is a 409 that names the command
+that builds it.
 """
 
 
@@ -60,16 +68,24 @@ def create_app(
         settings=settings,
         catalog=catalog,
         db=db,
-        keys=KeyStore(db, settings.key_cache_seconds),
+        keys=KeyStore(db, settings.key_cache_seconds, settings.negative_key_cache_seconds),
         cache=ResponseCache(settings.cache_mb * 1024 * 1024, settings.cache_poll_seconds),
         limiter=RateLimiter(
             settings.rate_limit_per_minute, settings.rate_limit_burst, share=1.0 / settings.workers
+        ),
+        strangers=RateLimiter(
+            settings.unauthenticated_per_minute,
+            settings.unauthenticated_burst,
+            share=1.0 / settings.workers,
         ),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller = None
+        if settings.preload_search_model:
+            # in the background: the API answers meanwhile; a search that comes first waits for it
+            asyncio.get_running_loop().run_in_executor(None, search.load_model)
         try:
             await db.open()
             POOLS.sources[id(db)] = db.stats
@@ -90,13 +106,18 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        docs_url=None,  # served from the package below: no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
-        responses=error_responses(413, 414),  # GuardMiddleware's answers, on any path
+        responses=error_responses(413, 414, 431),  # the protocol's and GuardMiddleware's, on any path
+        # no 307 to the same path with(out) a trailing slash: Starlette builds its location from the
+        # Host header, which would let a request point the redirect anywhere
+        redirect_slashes=False,
     )
     app.state.assay = state
     _document_security(app)
+    if settings.docs:
+        _serve_docs(app)
     install_error_handlers(app)
     # Routes go straight onto the app (not include_router, whose nested matching costs more than
     # the rest of a cached request); the busiest first.
@@ -112,10 +133,12 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET"],
-            allow_headers=["Authorization", "X-API-Key"],
-            expose_headers=["Retry-After", "X-Next-Cursor"],
+            allow_headers=["Authorization", "X-API-Key", "If-None-Match"],
+            expose_headers=["Retry-After", "X-Next-Cursor", "ETag"],
             max_age=600,
         )
+    # gzip for the JSON endpoints; the mart routes gzip their cached bodies once themselves
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
     app.add_middleware(
         GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
     )
@@ -133,3 +156,36 @@ def _document_security(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+DOCS_STATIC = "/docs/static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) and `/redoc` with their scripts, styles and icon served from the installed
+    `fastapi-offline` wheel, which ships them: assay runs on machines without internet access."""
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_STATIC, StaticFiles(directory=static), name="docs-static")
+    openapi_url = app.openapi_url or "/openapi.json"
+    renderers = {
+        "/docs": lambda root: get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+        ),
+        "/redoc": lambda root: get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            with_google_fonts=False,  # the fonts would come from Google
+        ),
+    }
+    for path, render in renderers.items():
+
+        async def page(request: Request, render=render) -> HTMLResponse:
+            return render(request.scope.get("root_path", ""))
+
+        app.add_route(path, page, methods=["GET"], include_in_schema=False)

@@ -10,16 +10,25 @@ one, so after a rebuild the API serves the new data within one poll interval. Wh
 
 Each worker process keeps its own cache, bounded by `cache_mb` (least recently used entries leave first).
 Authentication, scopes and rate limits run before the cache is consulted.
+
+Under load the poll itself may find every pooled connection busy: the database is up, so the versions
+it knew stay in force for up to `BUSY_POLLS` such polls (turning the cache off then would send every
+request to the busy pool at once). And a page that is missing or outdated is computed once however
+many requests ask for it meanwhile (`single_flight`): the others wait for that one answer, rather
+than each taking a connection (a stampede onto the pool after every rebuild, which answered 503s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 
+from assay.api.db import PoolBusy
 from assay.api.errors import ApiError
 
 log = logging.getLogger("assay.api")
@@ -33,12 +42,27 @@ where n.nspname = %s and c.relname = any(%s)
 """
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cached:
     version: tuple | None
     body: bytes
     media_type: str
     cursor: str | None
+    _gzipped: bytes | None = field(default=None, repr=False, compare=False)
+    _etag: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def etag(self) -> str:
+        """A weak validator of the body (weak: the gzipped and the plain body share it)."""
+        if self._etag is None:
+            self._etag = 'W/"%s"' % hashlib.blake2b(self.body, digest_size=12).hexdigest()  # noqa: UP031
+        return self._etag
+
+    def gzipped(self) -> bytes:
+        """The body gzipped, compressed once per entry rather than once per response."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
 
 
 class ResponseCache:
@@ -48,8 +72,10 @@ class ResponseCache:
         self.versions: dict[str, tuple] = {}  # mart -> version; empty while the database is away
         self._entries: OrderedDict[Hashable, Cached] = OrderedDict()
         self._bytes = 0
+        self._inflight: dict[Hashable, asyncio.Future] = {}
         self.hits = 0
         self.misses = 0
+        self.shared = 0  # requests answered by another request's computation
 
     @property
     def enabled(self) -> bool:
@@ -85,12 +111,50 @@ class ResponseCache:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted.body)
 
+    async def single_flight(self, key: Hashable, compute: Callable[[], Awaitable[Cached]]) -> Cached:
+        """`compute()`, run once for all the requests for `key` that arrive while it runs."""
+        running = self._inflight.get(key)
+        if running is not None:
+            try:
+                entry = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this request was cancelled itself
+                return await compute()  # the computing request went away: compute it here
+            self.shared += 1
+            return entry
+        running = asyncio.get_running_loop().create_future()
+        self._inflight[key] = running
+        try:
+            entry = await compute()
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+        except BaseException as exc:
+            running.set_exception(exc)
+            running.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        else:
+            running.set_result(entry)
+            return entry
+        finally:
+            del self._inflight[key]
+
+    BUSY_POLLS = 5
+
     async def poll(self, db, schema: str, tables: dict[str, str]) -> None:
         """Refresh the marts' versions forever (`tables`: table name -> mart name)."""
+        busy = 0
         while True:
             try:
                 rows = await db.fetch(_VERSIONS, [schema, list(tables)])
                 self.versions = {tables[name]: tuple(version) for name, *version in rows}
+                busy = 0
+            except PoolBusy:
+                busy += 1
+                log.warning("cache version poll found the pool busy (%d in a row)", busy)
+                if busy > self.BUSY_POLLS:
+                    self.versions = {}
             except ApiError:
                 self.versions = {}  # database unreachable: serve nothing stale
             except Exception:  # noqa: BLE001 - the poller must outlive any one failure

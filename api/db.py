@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+from prometheus_client import Counter
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout, TooManyRequests
 
@@ -27,9 +29,39 @@ log = logging.getLogger("assay.api")
 RETRY_AFTER_S = 2
 T = TypeVar("T")
 
+POOL_TIMEOUTS = Counter(
+    "assay_api_pool_timeouts", "Requests refused with 503 because no pooled connection came free in time."
+)
+
 
 def unavailable(detail: str = "the database is unavailable; try again shortly") -> ApiError:
     return ApiError(503, detail, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+class PoolBusy(ApiError):
+    """503 because every pooled connection was in use for `pool_timeout_s` (the database is up)."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "the API is busy; try again shortly", {"Retry-After": str(RETRY_AFTER_S)})
+
+
+class _Throttled:
+    """Logs a recurring warning at most once per `every` seconds, with the count it stood for."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.last = -float("inf")
+        self.pending = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        self.pending += 1
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            log.warning(message + " (%d time(s) since the last such warning)", *args, self.pending)
+            self.last, self.pending = now, 0
+
+
+_pool_timeouts = _Throttled()
 
 
 def session_options(settings: ApiSettings) -> str:
@@ -40,13 +72,20 @@ def session_options(settings: ApiSettings) -> str:
 
 
 def not_built(table: str) -> ApiError:
-    return unavailable(f"{table} does not exist yet: the pipeline has not built it (run `assay run`)")
+    """409, not 503: a table nobody has built does not appear by retrying, so no Retry-After."""
+    if table.startswith("agents."):
+        how = "the agent tasks build it: run `assay run --agents` (or materialise the agent assets in the UI)"
+    else:
+        how = "the pipeline builds it: run `assay run`"
+    return ApiError(409, f"{table} does not exist yet; {how}")
 
 
 def _refused(exc: Exception, table: str | None, timeout_ms: int) -> ApiError | None:
     """The 503 for a failure on the database's side (None: not one of those)."""
     if isinstance(exc, (PoolTimeout, TooManyRequests)):
-        return unavailable()
+        POOL_TIMEOUTS.inc()
+        _pool_timeouts.warn("no database connection came free in time: answered 503 (%s)", type(exc).__name__)
+        return PoolBusy()
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return unavailable(f"the query ran longer than {timeout_ms} ms; narrow the filters")
     if isinstance(exc, psycopg.errors.UndefinedTable) and table is not None:

@@ -24,6 +24,9 @@ from starlette.responses import Response
 log = logging.getLogger("assay.api")
 
 PROBLEM_JSON = "application/problem+json"
+# On every response (GuardMiddleware adds them; the 500 handler and the head refusals, which answer
+# outside it, add them themselves).
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
 
 class ApiError(Exception):
@@ -49,10 +52,12 @@ _MEANINGS = {
     401: "No API key, or an invalid or revoked one.",
     403: "The key may not use these endpoints or read this mart.",
     404: "No such mart or task, or no row with that key.",
+    409: "The table behind this endpoint has not been built yet; the detail says which command builds it.",
     413: "The request body is larger than the API accepts.",
     414: "The query string is longer than the API accepts.",
+    431: "The request's headers are larger than the API accepts.",
     429: "The key's rate limit is exceeded; see Retry-After.",
-    503: "The database is unavailable, or the pipeline has not built this data yet; see Retry-After.",
+    503: "The database is unavailable or busy; see Retry-After.",
 }
 
 
@@ -110,4 +115,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         reference = uuid.uuid4().hex[:12]
         log.error("unhandled error %s on %s %s", reference, request.method, request.url.path, exc_info=exc)
-        return problem(500, f"internal error (reference {reference}); the server log has the details")
+        # Starlette answers this one outside the middleware stack: add the security headers here
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        return problem(
+            500, f"internal error (reference {reference}); the server log has the details", headers
+        )

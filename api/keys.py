@@ -3,7 +3,8 @@
 A key is `assay_<id>_<secret>`: a 12-hex-digit public id and 256 random bits. Only the SHA-256 of the
 whole key is stored (`api.keys.secret_sha256`), so the table - readable by the read-only role - never
 holds a usable key; a random 256-bit secret needs no salt or slow hash against guessing. Each key is
-scoped to endpoint groups (`SCOPES`) and to marts (`*` = all).
+scoped to endpoint groups (`SCOPES`) and to marts (`*` = all), and may carry an expiry (`expires_at`):
+from then on it answers 401 "expired", also from a server's key cache.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,6 +47,7 @@ class KeyInfo:
     rate_limit_per_minute: int | None
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None = None
 
 
 def digest(token: str) -> bytes:
@@ -59,6 +62,7 @@ def create_key(
     marts: Iterable[str] = (ALL,),
     rate_limit_per_minute: int | None = None,
     known_marts: Iterable[str] | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> tuple[KeyInfo, str]:
     """Store a new key and return it with its token (shown once; only the hash is kept)."""
     scopes, marts = tuple(dict.fromkeys(scopes)), tuple(dict.fromkeys(marts))
@@ -76,18 +80,23 @@ def create_key(
         raise ValueError("a key needs at least one mart (or *)")
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
         raise ValueError("the rate limit must be at least 1 request per minute")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise ValueError("the expiry needs a time zone")
+        if expires_at <= dt.datetime.now(dt.UTC):
+            raise ValueError("the expiry is in the past")
     key_id = secrets.token_hex(6)
     token = f"assay_{key_id}_{secrets.token_urlsafe(32)}"
     with postgres.connect(autocommit=True) as conn:
         row = conn.execute(
             sql.SQL(
-                "insert into {} (id, name, secret_sha256, scopes, marts, rate_limit_per_minute)"
-                " values (%s, %s, %s, %s, %s, %s) returning created_at"
+                "insert into {} (id, name, secret_sha256, scopes, marts, rate_limit_per_minute, expires_at)"
+                " values (%s, %s, %s, %s, %s, %s, %s) returning created_at"
             ).format(sql.Identifier(SCHEMA, TABLE)),
-            [key_id, name, digest(token), list(scopes), list(marts), rate_limit_per_minute],
+            [key_id, name, digest(token), list(scopes), list(marts), rate_limit_per_minute, expires_at],
         ).fetchone()
     assert row is not None
-    return KeyInfo(key_id, name, scopes, marts, rate_limit_per_minute, row[0], None), token
+    return KeyInfo(key_id, name, scopes, marts, rate_limit_per_minute, row[0], None, expires_at), token
 
 
 def revoke_key(postgres: PostgresResource, key_id: str) -> bool:
@@ -108,11 +117,11 @@ def list_keys(postgres: PostgresResource) -> list[KeyInfo]:
     with postgres.connect(autocommit=True) as conn:
         rows = conn.execute(
             sql.SQL(
-                "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at"
+                "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at, expires_at"
                 " from {} order by created_at, id"
             ).format(sql.Identifier(SCHEMA, TABLE))
         ).fetchall()
-    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6]) for r in rows]
+    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class Principal:
     scopes: frozenset[str]
     marts: frozenset[str]
     rate_limit_per_minute: int | None
+    expires_at: float | None = None  # time.time() from which the key is refused
 
     def may_use(self, scope: str) -> bool:
         return ALL in self.scopes or scope in self.scopes
@@ -149,15 +159,20 @@ class KeyStore:
     """Checks tokens against `api.keys`, trusting an answer for `cache_seconds`."""
 
     LOOKUP = sql.SQL(
-        "select secret_sha256, name, scopes, marts, rate_limit_per_minute, revoked_at is not null"
-        " from {} where id = %s"
+        "select secret_sha256, name, scopes, marts, rate_limit_per_minute, revoked_at is not null,"
+        " extract(epoch from expires_at)::float8 from {} where id = %s"
     ).format(sql.Identifier(SCHEMA, TABLE))
     MAX_CACHED = 10_000
 
-    def __init__(self, db: Database, cache_seconds: float) -> None:
+    def __init__(self, db: Database, cache_seconds: float, negative_seconds: float = 2.0) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self.negative_seconds = min(negative_seconds, cache_seconds) if cache_seconds > 0 else 0.0
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+        # Keys found invalid, kept apart and least recently stored out first, so a flood of random
+        # keys neither grows memory nor pushes the valid keys out of their cache.
+        self._rejected: OrderedDict[bytes, float] = OrderedDict()
+        self.lookups = 0
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -172,22 +187,39 @@ class KeyStore:
         now = time.monotonic()
         cached = self._cache.get(hashed)
         if cached is not None and cached[0] > now:
-            principal = cached[1]
-        else:
-            principal = await self._lookup(match.group(1), hashed)
-            if self.cache_seconds > 0:
-                if len(self._cache) >= self.MAX_CACHED:
-                    self._cache.clear()
-                self._cache[hashed] = (now + self.cache_seconds, principal)
-        if principal is None:
+            if _expired(cached[1]):
+                raise unauthorized("this API key has expired")
+            return cached[1]
+        rejected_until = self._rejected.get(hashed)
+        if rejected_until is not None and rejected_until > now:
             raise unauthorized("invalid or revoked API key")
+        self.lookups += 1
+        principal = await self._lookup(match.group(1), hashed)
+        if principal is None:
+            if self.negative_seconds > 0:
+                self._rejected.pop(hashed, None)
+                self._rejected[hashed] = now + self.negative_seconds
+                while len(self._rejected) > self.MAX_CACHED:
+                    self._rejected.popitem(last=False)
+            raise unauthorized("invalid or revoked API key")
+        self._rejected.pop(hashed, None)
+        if _expired(principal):  # not remembered as invalid: the answer says why
+            raise unauthorized("this API key has expired")
+        if self.cache_seconds > 0:
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[hashed] = (now + self.cache_seconds, principal)
         return principal
 
     async def _lookup(self, key_id: str, hashed: bytes) -> Principal | None:
         rows = await self.db.fetch(self.LOOKUP, [key_id])
         if not rows:
             return None
-        secret_sha256, name, scopes, marts, rate_limit, revoked = rows[0]
+        secret_sha256, name, scopes, marts, rate_limit, revoked, expires_at = rows[0]
         if revoked or not hmac.compare_digest(bytes(secret_sha256), hashed):
             return None
-        return Principal(key_id, name, frozenset(scopes), frozenset(marts), rate_limit)
+        return Principal(key_id, name, frozenset(scopes), frozenset(marts), rate_limit, expires_at)
+
+
+def _expired(principal: Principal) -> bool:
+    return principal.expires_at is not None and time.time() >= principal.expires_at

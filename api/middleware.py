@@ -22,6 +22,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.api.errors import SECURITY_HEADERS
+
 REQUESTS = Counter(
     "assay_api_requests", "HTTP requests answered, by route and status.", ["method", "route", "status"]
 )
@@ -35,10 +37,7 @@ RATE_LIMITED = Counter("assay_api_rate_limited", "Requests refused with 429, by 
 DB_UNAVAILABLE = Counter("assay_api_database_unavailable", "Requests answered 503 for want of the database.")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"cache-control", b"no-store"),
-]
+_HEADERS = list(SECURITY_HEADERS)
 
 
 def _problem(status: int, title: str, detail: str) -> tuple[Message, Message]:
@@ -49,10 +48,14 @@ def _problem(status: int, title: str, detail: str) -> tuple[Message, Message]:
         "headers": [
             (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(body)).encode()),
-            *_HEADERS,
-        ],
+        ],  # the security headers: added by send_wrapper
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+def _fits(length: bytes, limit: int) -> bool:
+    # ASCII digits only, and few enough for int() (which refuses over 4,300 digits)
+    return 0 < len(length) <= 18 and length.isdigit() and int(length) <= limit
 
 
 class _BodyTooLarge(Exception):
@@ -78,7 +81,10 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", []), *_HEADERS]
+                headers = message.get("headers", [])
+                # a route that says how long its response may be kept (ETag'd mart pages) keeps that
+                given = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, *(h for h in _HEADERS if h[0] not in given)]
             await send(message)
 
         try:
@@ -87,6 +93,10 @@ class GuardMiddleware:
                 for message in refusal:
                     await send_wrapper(message)
                 return
+            if any(name == b"transfer-encoding" for name, _ in scope["headers"]):
+                # a chunked body announces no length: read it (up to the cap) before the app runs,
+                # so a handler that never reads its body cannot let an oversized one through
+                receive = await self._buffered(receive)
             await self.app(scope, self._counting(receive), send_wrapper)
         except _BodyTooLarge:
             if not response_started:
@@ -108,9 +118,36 @@ class GuardMiddleware:
         if len(scope.get("query_string", b"")) > self.max_query_bytes:
             return _problem(414, "URI Too Long", f"query string longer than {self.max_query_bytes} bytes")
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body_bytes):
+            if name == b"content-length" and not _fits(value, self.max_body_bytes):
                 return _problem(413, "Content Too Large", self._body_detail())
         return None
+
+    async def _buffered(self, receive: Receive) -> Receive:
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                first = message  # the client went away: pass that on
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        return replay
 
     def _counting(self, receive: Receive) -> Receive:
         seen = 0

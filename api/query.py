@@ -1,7 +1,9 @@
 """Turn a mart request's query string into one parameterised SELECT.
 
 Query parameters (per mart, documented in the OpenAPI schema):
-- `<column>=v` equality; `<column>__in=a&<column>__in=b` membership (repeat the parameter);
+- `<column>=v` equality, `<column>__neq=v` inequality (rows where the column is null do not match);
+  `<column>__in=a&<column>__in=b` membership, `<column>__nin=...` its negation (repeat the parameter);
+  `<column>__is=null|notnull`; `<column>__like|__ilike=pat` on text (`%`, `_` wildcards, bound);
   `<column>__gt|__gte|__lt|__lte=v` ranges on numbers, dates, timestamps and text;
 - `sort=col,-other` (or repeated): order, `-` for descending, nulls last; the mart's unique key is
   appended, so the order is total;
@@ -29,13 +31,21 @@ from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import bad_request
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+LIST_OPS = ("in", "nin")  # repeat the parameter for several values
+PATTERN_OPS = {"like": "like", "ilike": "ilike"}  # text columns; % and _ are the wildcards
+IS_VALUES = {"null": True, "notnull": False}  # <column>__is=null | notnull
 RESERVED = ("limit", "cursor", "sort", "format")
 MAX_TEXT = 1000
 
-_INT = re.compile(r"[+-]?\d{1,18}")
-_NUMBER = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?")
+# re.ASCII: `\d` alone also matches other scripts' digits (U+0663, ...), which int() and Decimal()
+# would then read; `str.isdigit()` is wider still (U+00B2, U+2460: int() raises on those).
+_INT = re.compile(r"[+-]?\d{1,18}", re.ASCII)
+_LIMIT = re.compile(r"\d{1,9}", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII
+)
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -114,7 +124,7 @@ def to_text(column: Column, value: Any) -> str | None:
 @dataclass(frozen=True)
 class Filter:
     column: Column
-    op: str  # "eq" | "in" | one of RANGE_OPS
+    op: str  # "eq" | "neq" | "is" | one of LIST_OPS, RANGE_OPS, PATTERN_OPS
     value: Any
 
 
@@ -124,12 +134,21 @@ def filter_params(mart: Mart) -> dict[str, tuple[Column, str]]:
     for column in mart.columns:
         if not column.filterable or column.name in RESERVED:
             continue
-        params[column.name] = (column, "eq")
-        params[f"{column.name}__in"] = (column, "in")
-        if column.orderable:
-            for op in RANGE_OPS:
-                params[f"{column.name}__{op}"] = (column, op)
+        for op in column_ops(column):
+            params[column.name if op == "eq" else f"{column.name}__{op}"] = (column, op)
     return params
+
+
+def column_ops(column: Column) -> list[str]:
+    """The filter operators a column accepts (`<column>__<op>`; eq is plain `<column>`)."""
+    if not column.filterable:
+        return []
+    ops = ["eq", "neq", *LIST_OPS, "is"]
+    if column.orderable:
+        ops += RANGE_OPS
+    if column.kind == "string":
+        ops += PATTERN_OPS
+    return ops
 
 
 @dataclass(frozen=True)
@@ -161,7 +180,8 @@ def parse_page_request(
     unknown = [name for name in grouped if name not in allowed and name not in RESERVED]
     if unknown:
         raise bad_request(
-            f"unknown parameter {unknown[0]!r}; filters are <column>, <column>__in, <column>__gte|gt|lte|lt "
+            f"unknown parameter {unknown[0]!r}; filters are <column>, <column>__neq|in|nin|is|gte|gt|lte|lt"
+            " (like|ilike on text) "
             f"on {mart.name}'s columns ({', '.join(c.name for c in mart.columns)}), "
             f"plus {', '.join(RESERVED)}"
         )
@@ -174,23 +194,28 @@ def parse_page_request(
         if name in RESERVED:
             continue
         column, op = allowed[name]
-        if op == "in":
+        if op in LIST_OPS:
             if len(values) > max_in:
                 raise bad_request(f"{name}: at most {max_in} values")
             parsed = [parse_value(column, v, name) for v in values]
-            filters.append(Filter(column, "in", parsed))
+            filters.append(Filter(column, op, parsed))
             continue
         if len(values) > 1:
             hint = f"; use {column.name}__in for several values" if op == "eq" else ""
             raise bad_request(f"{name} given more than once{hint}")
-        filters.append(Filter(column, op, parse_value(column, values[0], name)))
+        if op == "is":
+            if values[0] not in IS_VALUES:
+                raise bad_request(f"{name}: expected null or notnull")
+            filters.append(Filter(column, op, IS_VALUES[values[0]]))
+        else:
+            filters.append(Filter(column, op, parse_value(column, values[0], name)))
 
     order = _parse_sort(mart, grouped.get("sort", []))
 
     limit = default_limit
     if "limit" in grouped:
         text = grouped["limit"][0]
-        if not text.isdigit() or not 1 <= int(text) <= max_limit:
+        if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= max_limit:
             raise bad_request(f"limit: expected a whole number from 1 to {max_limit}")
         limit = int(text)
 
@@ -298,12 +323,22 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
     params: list[Any] = []
     where: list[sql.Composable] = []
     for f in request.filters:
+        column = _col(f.column)
+        if f.op == "is":  # no value to bind: the operator itself is the choice
+            where.append(sql.SQL("{} is null" if f.value else "{} is not null").format(column))
+            continue
         if f.op == "eq":
-            where.append(sql.SQL("{} = %s").format(_col(f.column)))
+            where.append(sql.SQL("{} = %s").format(column))
+        elif f.op == "neq":
+            where.append(sql.SQL("{} <> %s").format(column))
         elif f.op == "in":
-            where.append(sql.SQL("{} = any(%s)").format(_col(f.column)))
+            where.append(sql.SQL("{} = any(%s)").format(column))
+        elif f.op == "nin":
+            where.append(sql.SQL("{} <> all(%s)").format(column))
+        elif f.op in PATTERN_OPS:
+            where.append(sql.SQL("{} {} %s").format(column, sql.SQL(PATTERN_OPS[f.op])))
         else:
-            where.append(sql.SQL("{} {} %s").format(_col(f.column), sql.SQL(RANGE_OPS[f.op])))
+            where.append(sql.SQL("{} {} %s").format(column, sql.SQL(RANGE_OPS[f.op])))
         params.append(f.value)
     if request.after is not None:
         where.append(_after(request, params))

@@ -1,5 +1,8 @@
 """Per-key rate limiting: a token bucket per key, in this process's memory.
 
+The same buckets, keyed by client address, limit failed authentications (`AppState.strangers`):
+an address over its budget is answered 429 before its key is even looked up.
+
 Each key refills at its requests-per-minute (its own `rate_limit_per_minute`, else the setting) and may
 burst up to `rate_limit_burst` requests. With several uvicorn workers every worker keeps its own
 buckets, so `assay serve` gives each worker an equal share of the rate: the whole server never lets a
@@ -36,6 +39,16 @@ class RateLimiter:
             return None
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / rate
+
+    def peek(self, key: str, per_minute: int | None = None) -> float | None:
+        """Like `check`, without taking a token: None while `key` has one left, else the wait."""
+        rate = (per_minute or self.per_minute) * self.share / 60.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        tokens, updated = bucket
+        tokens += (time.monotonic() - updated) * rate
+        return None if tokens >= 1.0 else (1.0 - tokens) / rate
 
     @staticmethod
     def retry_after(seconds: float) -> str:

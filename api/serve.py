@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 
+from assay.api.protocol import GuardedHttpProtocol
 from assay.core.database import PostgresResource
 from assay.core.settings import get_settings
 
@@ -43,6 +44,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
             access_log=settings.access_log,
             limit_concurrency=settings.max_concurrency,
             server_header=False,
+            # caps on the request line and headers, enforced before parsing them whole (414 / 431)
+            http=GuardedHttpProtocol,
             proxy_headers=False,
             log_level="info",
         )

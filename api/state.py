@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
@@ -22,6 +23,8 @@ class AppState:
     keys: KeyStore
     limiter: RateLimiter
     cache: ResponseCache
+    # failed authentications per client address: checked before a key is looked up
+    strangers: RateLimiter | None = None
 
 
 def app_state(request: Request) -> AppState:
@@ -54,7 +57,25 @@ async def authenticate(request: Request) -> Principal:
                 raise unauthorized("the Authorization header must be 'Bearer <key>'")
             token = credentials.strip()
     state: AppState = request.app.state.assay
-    principal = await state.keys.authenticate(token)
+    client = request.scope.get("client")
+    address = client[0] if client else "unknown"
+    strangers = state.strangers
+    if strangers is not None:
+        wait = strangers.peek(address)
+        if wait is not None:
+            # this address keeps failing: refuse before any key lookup, however well-formed the key
+            RATE_LIMITED.labels("unauthenticated").inc()
+            raise ApiError(
+                429,
+                f"too many requests without a valid API key; retry in {RateLimiter.retry_after(wait)} s",
+                {"Retry-After": RateLimiter.retry_after(wait)},
+            )
+    try:
+        principal = await state.keys.authenticate(token)
+    except ApiError as exc:
+        if exc.status == 401 and strangers is not None:
+            strangers.check(address)
+        raise
     wait = state.limiter.check(principal.key_id, principal.rate_limit_per_minute)
     if wait is not None:
         RATE_LIMITED.labels(principal.key_id).inc()
@@ -64,3 +85,17 @@ async def authenticate(request: Request) -> Principal:
             {"Retry-After": RateLimiter.retry_after(wait)},
         )
     return principal
+
+
+def admit(scope: str) -> DependsParam:
+    """A route dependency that authenticates and checks `scope`: FastAPI resolves route dependencies
+    before it validates path and query parameters, so a caller without a valid key gets 401 and one
+    outside the scope 403, never the 400 of a parameter it should not learn about. (The mart routes,
+    plain Starlette routes, call `authenticate` first thing instead.)"""
+
+    async def admitted(request: Request) -> Principal:
+        principal = await authenticate(request)
+        principal.require(scope)
+        return principal
+
+    return Depends(admitted)

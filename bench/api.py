@@ -21,6 +21,11 @@ as the median over rounds. With a closed loop at saturation, latency = connectio
 (Little's law), so p95 measures the queue as much as the service time. `--rate` adds an open-loop phase
 at a fixed total request rate, with latency counted from each request's scheduled send time.
 
+`--search` adds hybrid `/v1/search` on the API server at one connection (one query at a time) and at
+`--connections`, and prints the ratio of their requests/s: what micro-batching concurrent queries
+into one model call (`api/batching.py`) buys (target >= 4x). The server loads the embedding model at
+start-up; a warm-up search waits for it before measuring.
+
 Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
 pipeline there on first use.
 """
@@ -82,6 +87,8 @@ def _serve(kind: str, port: int, workers: int) -> None:
     # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
+    from assay.api.protocol import GuardedHttpProtocol  # what `assay serve` runs (httptools + caps)
+
     uvicorn.run(
         target,
         factory=True,
@@ -89,7 +96,7 @@ def _serve(kind: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="httptools" if kind == "bare" else GuardedHttpProtocol,
         access_log=False,
         log_level="warning",
     )
@@ -230,10 +237,11 @@ def _request(path: str, token: str | None) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: application/json\r\n\r\n".encode()
 
 
-def _fetch(port: int, path: str, token: str) -> bytes:
+def _fetch(port: int, path: str, token: str, timeout: float = 5.0) -> bytes:
     import httpx
 
-    response = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    url = f"http://127.0.0.1:{port}{path}"
+    response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
     response.raise_for_status()
     return response.content
 
@@ -282,6 +290,39 @@ def _prepare(size: str) -> None:
     marker.touch()
 
 
+SEARCH_QUERIES = (
+    "flight to London",
+    "hotel invoice Berlin",
+    "laptop purchase",
+    "consulting services",
+    "office supplies order",
+    "taxi from the airport",
+    "software licence renewal",
+    "team dinner",
+)
+
+
+def _bench_search(port: int, token: str, args) -> None:
+    from urllib.parse import quote
+
+    import uvloop
+
+    requests = [_request(f"/v1/search?q={quote(q)}&method=hybrid&k=10", token) for q in SEARCH_QUERIES]
+    _fetch(port, "/v1/search?q=warm+up&k=1", token, timeout=600)  # waits for the model to load
+    rps = {}
+    for connections in (1, args.connections):
+        runs = []
+        for _ in range(args.rounds):
+            name = f"search x{connections}"
+            runs.append(uvloop.run(_closed_loop(port, requests, connections, args.seconds, name)))
+            print(_show(runs[-1], None), flush=True)
+        rps[connections] = statistics.median(r.rps for r in runs)
+    print(
+        f"hybrid search: {rps[1]:,.1f} req/s one at a time, {rps[args.connections]:,.1f} req/s at "
+        f"{args.connections} connections: {rps[args.connections] / rps[1]:.1f}x (target >= 4x)"
+    )
+
+
 def _show(result: Result, bare: Result | None) -> str:
     ratio = f"{result.rps / bare.rps:6.2f}" if bare else "     -"
     return (
@@ -301,6 +342,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
     parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
+    parser.add_argument("--search", action="store_true", help="also hybrid search, 1 vs N connections")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
     parser.add_argument("--serve", choices=["bare", "api", "api-nocache"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -317,7 +359,8 @@ def main() -> None:
 
     _prepare(args.size)
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers
-    key, token = create_key(postgres, "bench", scopes=["marts"], rate_limit_per_minute=1_000_000_000)
+    scopes = ["marts", "search"] if args.search else ["marts"]
+    key, token = create_key(postgres, "bench", scopes=scopes, rate_limit_per_minute=1_000_000_000)
     with postgres.connect(autocommit=True) as conn:
         ranks = [r[0] for r in conn.execute("select spend_rank from gold.vendor_spend order by 1")]
         (month_rows,) = conn.execute("select count(*) from gold.monthly_summary").fetchone()
@@ -361,6 +404,8 @@ def main() -> None:
                     _open_loop(port, requests, args.connections, args.seconds, args.rate, name)
                 )
                 print(_show(result, None), flush=True)
+        if args.search:
+            _bench_search(servers["api"][1], token, args)
     finally:
         for process, _ in servers.values():
             process.terminate()

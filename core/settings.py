@@ -39,7 +39,18 @@ class ApiSettings(BaseSettings):
     max_query_bytes: int = Field(4096, ge=256)
     """Longest query string accepted (414 beyond)."""
     max_body_bytes: int = Field(65536, ge=0)
-    """Largest request body accepted (413 beyond)."""
+    """Largest request body accepted, chunked or not (413 beyond)."""
+    max_url_bytes: int = Field(8192, ge=256)
+    """Longest request target (path and query) the server reads (414 beyond, before the app)."""
+    max_header_bytes: int = Field(16384, ge=1024)
+    """Largest request head after the request line: all header lines (431 beyond, before the app)."""
+    max_headers: int = Field(100, ge=8)
+    """Most header lines in one request (431 beyond)."""
+    unauthenticated_per_minute: int = Field(60, ge=1)
+    """Failed authentications per client address and minute before it is refused with 429."""
+    unauthenticated_burst: int = Field(20, ge=1)
+    negative_key_cache_seconds: float = Field(2.0, ge=0)
+    """How long an unknown or revoked key is remembered as such (bounded; saves a lookup per retry)."""
     statement_timeout_ms: int = Field(5000, ge=1)
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(10, ge=1)
@@ -49,6 +60,8 @@ class ApiSettings(BaseSettings):
     """Connections per worker for search, which runs the (blocking) search library in threads."""
     search_max_k: int = Field(50, ge=1)
     """Most hits one search returns."""
+    preload_search_model: bool = True
+    """Load the embedding model when the API starts (in the background) rather than on the first search."""
     cache_mb: int = Field(64, ge=0)
     """Memory per worker for rendered mart responses, served until the mart changes (0: no cache)."""
     cache_poll_seconds: float = Field(1.0, gt=0)

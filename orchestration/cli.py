@@ -210,8 +210,15 @@ def api_key() -> None:
 )
 @click.option("--mart", "marts", multiple=True, help="Mart the key may read; repeat [default: all].")
 @click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute for this key.")
+@click.option(
+    "--expires-in-days", type=click.IntRange(1), default=None, help="Refuse the key after this many days."
+)
 def api_key_create(
-    name: str, scopes: tuple[str, ...], marts: tuple[str, ...], rate_limit: int | None
+    name: str,
+    scopes: tuple[str, ...],
+    marts: tuple[str, ...],
+    rate_limit: int | None,
+    expires_in_days: int | None,
 ) -> None:
     """Create a key called NAME and print it (once: only its hash is stored)."""
     from assay.api.catalog import load_mart_specs
@@ -225,6 +232,9 @@ def api_key_create(
             marts=marts or (ALL,),
             rate_limit_per_minute=rate_limit,
             known_marts=load_mart_specs(),
+            expires_at=(
+                dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+            ),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -234,6 +244,7 @@ def api_key_create(
     echo(
         f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}; marts {', '.join(info.marts)}"
         + (f"; {info.rate_limit_per_minute}/min" if info.rate_limit_per_minute else "")
+        + (f"; expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "")
         + ". Keep it now: it cannot be shown again.",
         err=True,
     )
@@ -251,6 +262,9 @@ def api_key_list() -> None:
     echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
     for k in keys:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        if not k.revoked_at and k.expires_at:
+            now = dt.datetime.now(dt.UTC)
+            status = f"{'expired' if k.expires_at <= now else 'expires'} {k.expires_at:%Y-%m-%d %H:%M}"
         limit = str(k.rate_limit_per_minute or "default")
         marts = ",".join(k.marts)[:31]
         echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")

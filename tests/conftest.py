@@ -127,6 +127,8 @@ def api_settings():
         max_in_values=10,
         pool_timeout_s=1.0,
         cache_poll_seconds=0.25,
+        unauthenticated_per_minute=1_000_000,
+        unauthenticated_burst=1_000_000,
     )
 
 
@@ -139,9 +141,11 @@ def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
     import uvicorn
 
     from assay.api.app import create_app
+    from assay.api.protocol import GuardedHttpProtocol
 
     app = create_app(api_settings, postgres)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", http=GuardedHttpProtocol)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

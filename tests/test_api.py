@@ -93,7 +93,7 @@ def test_marts_list_real_columns_types_and_descriptions(client, conn):
     assert marts["vendor_spend"]["key"] == ["spend_rank"]
     month = next(c for c in marts["monthly_summary"]["columns"] if c["name"] == "month")
     assert month["description"] == "First day of the month."
-    assert month["filters"] == ["eq", "in", "gt", "gte", "lt", "lte"]
+    assert month["filters"] == ["eq", "neq", "in", "nin", "is", "gt", "gte", "lt", "lte"]
     assert "Spend per month" in marts["monthly_summary"]["description"]
     one = client.get("/v1/marts/vendor_spend").json()
     assert one == marts["vendor_spend"]

@@ -364,15 +364,18 @@ def test_latest_check_results_and_failing_filter(client, conn):
         ("platinum.embedding_models", "/v1/search?q=flight"),
     ],
 )
-def test_a_table_not_built_yet_is_503_not_500(client, conn, agent_answers, table, path):
+def test_a_table_not_built_yet_is_409_not_500(client, conn, agent_answers, table, path):
     schema, name = table.split(".")
     assert client.get(path).status_code == 200
     conn.execute(f"alter table {table} rename to {name}__away")
     try:
         response = client.get(path)
-        assert response.status_code == 503, response.text
+        # not 503 + Retry-After: retrying does not build a table; the detail says what does
+        assert response.status_code == 409, response.text
         assert response.headers["content-type"] == "application/problem+json"
-        assert "does not exist yet" in response.json()["detail"] and "Retry-After" in response.headers
+        detail = response.json()["detail"]
+        assert "does not exist yet" in detail and "Retry-After" not in response.headers
+        assert ("`assay run --agents`" if table.startswith("agents.") else "`assay run`") in detail
         for leak in ("Traceback", "psycopg", "select ", "relation"):
             assert leak not in response.text
     finally:

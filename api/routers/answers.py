@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from assay.agents.tasks import TASKS
 from assay.api import pages
 from assay.api.errors import ApiError, error_responses
-from assay.api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, admit
 
 SCOPE = "answers"
 TAG = "answers"
@@ -124,10 +124,11 @@ def _answer(row: tuple) -> dict[str, Any]:
     }
 
 
-ERRORS = error_responses(400, 401, 403, 404, 429, 503)
+ERRORS = error_responses(400, 401, 403, 404, 409, 429, 503)
 
 
 def install(app: FastAPI, state: AppState) -> None:
+    admitted = admit(SCOPE)  # key and scope, before any parameter is validated
     tasks = sorted(TASKS)
     settings = state.settings
     PageParams = pages.params_model("AnswerPageParams", settings.page_size_default, settings.page_size_max)
@@ -145,10 +146,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=TaskList,
         summary="The agent tasks and how many answers each has",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def list_tasks(request: Request) -> TaskList:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         rows = await state.db.fetch(_TASKS, [tasks], table=ANSWERS)
         return TaskList(
             tasks=[TaskInfo(task=t, answers=n, updated_at=at, rows=f"/v1/answers/{t}") for t, n, at in rows]
@@ -161,14 +161,13 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=AnswerPage,
         summary="A task's answers, by input key, page by page",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def list_answers(
         task: TaskName,
         params: Annotated[PageParams, Query()],
         request: Request,  # type: ignore[valid-type]
     ) -> dict[str, Any]:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         known(task)
         if params.cursor:
             (after,) = pages.decode(params.cursor, (str,))
@@ -185,14 +184,13 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=AnswerDetail,
         summary="One answer with its cited rows and the run's trace",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def get_answer(
         task: TaskName,
         key: Annotated[str, Path(description="The input key (URL-encoded)", max_length=1000)],
         request: Request,
     ) -> dict[str, Any]:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         known(task)
         rows = await state.db.fetch(_ONE, [task, key], table=ANSWERS)
         if not rows:

@@ -18,9 +18,13 @@ from assay.api.cache import Cached
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import ApiError, bad_request, error_responses
 from assay.api.query import (
+    IS_VALUES,
+    LIST_OPS,
+    PATTERN_OPS,
     RANGE_OPS,
     build_lookup_query,
     build_page_query,
+    column_ops,
     encode_cursor,
     filter_params,
     parse_page_request,
@@ -38,7 +42,9 @@ class ColumnInfo(BaseModel):
     kind: Kind
     nullable: bool
     description: str
-    filters: list[str] = Field(description="Operators this column accepts as <column>__<op>; eq is <column>")
+    filters: list[str] = Field(
+        description="Operators this column accepts as <column>__<op>; eq is <column>; in and nin repeat"
+    )
     sortable: bool
 
 
@@ -100,7 +106,7 @@ def _info(mart: Mart) -> MartInfo:
                 kind=c.kind,
                 nullable=c.nullable,
                 description=c.description,
-                filters=(["eq", "in", *RANGE_OPS] if c.orderable else ["eq", "in"]) if c.filterable else [],
+                filters=column_ops(c),
                 sortable=c.orderable,
             )
             for c in mart.columns
@@ -127,12 +133,22 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
         about = column.description or column.name
         if op == "eq":
             params.append({"name": name, "in": "query", "description": f"= value. {about}", "schema": value})
-        elif op == "in":
+        elif op == "neq":
+            described = "<> value (rows where it is null do not match)"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
+        elif op == "is":
+            schema = {"type": "string", "enum": list(IS_VALUES)}
+            params.append({"name": name, "in": "query", "description": "null or notnull", "schema": schema})
+        elif op in PATTERN_OPS:
+            described = f"{PATTERN_OPS[op]} pattern: % any text, _ one character"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
+        elif op in LIST_OPS:
+            which = "One of" if op == "in" else "None of"
             params.append(
                 {
                     "name": name,
                     "in": "query",
-                    "description": f"One of these values (repeat the parameter). {about}",
+                    "description": f"{which} these values (repeat the parameter). {about}",
                     "schema": {"type": "array", "items": value, "minItems": 1, "maxItems": max_in},
                     "style": "form",
                     "explode": True,
@@ -235,14 +251,33 @@ def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
     app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
-def _response(entry: Cached) -> Response:
-    headers = {"X-Next-Cursor": entry.cursor} if entry.cursor else None
+GZIP_MIN_BYTES = 1000
+
+
+def _response(request: Request, entry: Cached, max_age: int) -> Response:
+    """The entry as a response: 304 when the client holds this body already (`If-None-Match`),
+    gzipped when the client accepts it and it is worth it, with an ETag and how long to trust it."""
+    headers = {"ETag": entry.etag, "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding"}
+    if entry.cursor:
+        headers["X-Next-Cursor"] = entry.cursor
+    given = request.headers.get("if-none-match")
+    if given is not None and (given.strip() == "*" or entry.etag in (t.strip() for t in given.split(","))):
+        return Response(status_code=304, headers=headers)
+    if len(entry.body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(entry.gzipped(), media_type=entry.media_type, headers=headers)
     return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+
+def _csv_by_accept(accept: str) -> bool:
+    return "text/csv" in accept and "application/json" not in accept
 
 
 def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     settings = state.settings
     cache = state.cache
+    # a client may keep a page as long as the server would (one version poll), then revalidate
+    max_age = int(settings.cache_poll_seconds) if cache.enabled else 0
     allowed = filter_params(mart)
     row_model = _row_model(mart)
     page_model = create_model(
@@ -259,11 +294,16 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         principal.require(SCOPE, mart.name)
         accept = request.headers.get("accept", "")
         # the raw query string is the key: a request that was valid once is valid again
-        csv_by_accept = "text/csv" in accept and "application/json" not in accept
-        key = (mart.name, "rows", request.scope["query_string"], csv_by_accept)
+        key = (mart.name, "rows", request.scope["query_string"], _csv_by_accept(accept))
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
-            return _response(hit)
+            return _response(request, hit, max_age)
+        if version is None:
+            return _response(request, await render(request, accept, key, version), max_age)
+        entry = await cache.single_flight(key, lambda: render(request, accept, key, version))
+        return _response(request, entry, max_age)
+
+    async def render(request: Request, accept: str, key: tuple, version: tuple | None) -> Cached:
         page = parse_page_request(
             mart,
             request.query_params.multi_items(),
@@ -294,7 +334,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
             entry = Cached(version, body.encode(), "application/json", cursor)
         if version is not None:
             cache.put(key, entry)
-        return _response(entry)
+        return entry
 
     _add_fast_route(app, f"/v1/marts/{mart.name}/rows", read_rows)
     app.add_api_route(
@@ -338,7 +378,14 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         key = (mart.name, "lookup", request.scope["query_string"])
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
-            return _response(hit)
+            return _response(request, hit, max_age)
+        if version is None:
+            return _response(request, await find(request, key, version), max_age)
+        return _response(
+            request, await cache.single_flight(key, lambda: find(request, key, version)), max_age
+        )
+
+    async def find(request: Request, key: tuple, version: tuple | None) -> Cached:
         given = request.query_params
         unknown = [name for name in given if name not in mart.key]
         if unknown:
@@ -355,7 +402,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         entry = Cached(version, rows[0][0].encode(), "application/json", None)
         if version is not None:
             cache.put(key, entry)
-        return _response(entry)
+        return entry
 
     _add_fast_route(app, f"/v1/marts/{mart.name}/lookup", lookup)
     app.add_api_route(

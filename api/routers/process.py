@@ -4,7 +4,7 @@ bottlenecks) as the process-mining asset wrote them.
 Reads `gold.process_variants`, `gold.process_dfg`, `gold.process_bottlenecks`, `gold.process_model`
 and `gold.process_conformance` (columns as in `assets/process.py`; the asset rewrites each table
 whole). Column names come from the response models below, never from the request; filters are
-bound values. Until the pipeline has built a table its endpoint answers 503.
+bound values. Until the pipeline has built a table its endpoint answers 409 (no Retry-After).
 """
 
 from typing import Annotated, Any, Literal
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assay.api import pages
 from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, admit
 
 SCOPE = "process"
 TAG = "process"
@@ -136,10 +136,11 @@ class BottleneckParams(BaseModel):
     kind: Literal["activity", "edge"] | None = Field(None, description="Only activities or only edges")
 
 
-ERRORS = error_responses(400, 401, 403, 429, 503)
+ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 
 def install(app: FastAPI, state: AppState) -> None:
+    admitted = admit(SCOPE)  # key and scope, before any parameter is validated
     settings = state.settings
     db = state.db
     name = f"{SCHEMA}.{{}}".format
@@ -155,10 +156,6 @@ def install(app: FastAPI, state: AppState) -> None:
         ),
     )
 
-    async def admit(request: Request) -> None:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
-
     first_variants = _select(Variant, VARIANTS, "order by variant_rank, variant_id limit %s")
     next_variants = _select(
         Variant,
@@ -173,9 +170,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=VariantPage,
         summary="Process variants, most frequent first",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def variants(params: Annotated[VariantParams, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        await admit(request)
         if params.cursor:
             after = pages.decode(params.cursor, (int, str))
             rows = await db.fetch(next_variants, [*after, params.limit + 1], table=name(VARIANTS))
@@ -198,9 +195,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=Dfg,
         summary="The directly-follows graph: edges with frequency and transition times",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def dfg(params: Annotated[EdgeParams, Query()], request: Request) -> dict[str, Any]:
-        await admit(request)
         rows = await db.fetch(dfg_query, {"kind": params.edge_kind, "limit": MAX_ROWS + 1}, table=name(DFG))
         return {"edges": _rows(Edge, rows[:MAX_ROWS]), "truncated": len(rows) > MAX_ROWS}
 
@@ -218,9 +215,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=Bottlenecks,
         summary="Activities and edges ranked by the time cases wait for them",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def bottlenecks(params: Annotated[BottleneckParams, Query()], request: Request) -> dict[str, Any]:
-        await admit(request)
         rows = await db.fetch(
             bottleneck_query, {"kind": params.kind, "limit": MAX_ROWS + 1}, table=name(BOTTLENECKS)
         )
@@ -235,9 +232,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=Conformance,
         summary="Fitness of the log against the discovered and the reference model",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def conformance(request: Request) -> dict[str, Any]:
-        await admit(request)
         rows = await db.fetch(models_query, table=name(MODELS))
         return {"models": _rows(ModelFitness, rows), "cases": "/v1/process/conformance/cases"}
 
@@ -259,9 +256,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=CasePage,
         summary="Token-replay conformance of each case against the reference model",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def conformance_cases(params: Annotated[CaseParams, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        await admit(request)
         values: dict[str, Any] = {
             "fit": params.is_fit,
             "variant": params.variant_id,

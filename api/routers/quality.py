@@ -13,7 +13,7 @@ from psycopg import sql
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, admit
 
 SCOPE = "quality"
 TAG = "quality"
@@ -111,10 +111,12 @@ _CHECKS = sql.SQL(
     table=sql.Identifier(*CHECKS.split(".")),
 )
 
-ERRORS = error_responses(400, 401, 403, 429, 503)
+ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 
 def install(app: FastAPI, state: AppState) -> None:
+    admitted = admit(SCOPE)  # key and scope, before any parameter is validated
+
     @app.get(
         "/v1/quality/scores",
         tags=[TAG],
@@ -122,10 +124,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=Scores,
         summary="Data-quality scores per table: completeness, uniqueness, validity, timeliness",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def scores(params: Annotated[ScoreParams, Query()], request: Request) -> dict[str, Any]:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         values = {"table": params.table, "layer": params.layer, "history": params.history}
         rows = await state.db.fetch(_SCORES, {**values, "limit": MAX_ROWS + 1}, table=SCORES)
         return {
@@ -140,10 +141,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=Checks,
         summary="The latest result of every asset check (dbt tests, DQ gates, expectations, drift)",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def checks(params: Annotated[CheckParams, Query()], request: Request) -> dict[str, Any]:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         values = {
             "asset": params.asset_key,
             "check": params.check_name,

@@ -4,12 +4,16 @@ Reads `platinum.embeddings` and `platinum.embedding_models` through `assets.sear
 search library (the agents' search tool and the embedding checks use it too). The library is written
 against blocking psycopg, so each search runs on a connection of the API's blocking pool in a worker
 thread (`Database.run_sync`): same read-only role and session settings, and the event loop keeps
-serving meanwhile. The embedding model loads once per process (`orchestration.models`), on the first
-search, before its transaction opens.
+serving meanwhile. The embedding model loads once per process (`core/models.py`), when the app
+starts (`load_model`, in the background) or else on the first search, outside any transaction.
+
+Queries are encoded before the search takes a connection, through a `QueryBatcher`: the queries of
+concurrent requests go to the model in one call (micro-batching), and the search then uses the
+precomputed vector (`PrecomputedEncoder`) for the configured model.
 """
 
-import asyncio
 import datetime as dt
+import logging
 import threading
 from typing import Annotated, Any
 
@@ -17,8 +21,9 @@ import psycopg
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from assay.api.batching import PrecomputedEncoder, QueryBatcher
 from assay.api.errors import error_responses
-from assay.api.state import SECURED, AppState, authenticate
+from assay.api.state import SECURED, AppState, admit
 from assay.core.models import EmbeddingModelResource, Encoder
 from assay.search.searcher import Filters, Mode, Searcher
 
@@ -27,6 +32,8 @@ TAG = "search"
 EMBEDDINGS = "platinum.embeddings"  # with platinum.embedding_models: the library reads only these
 MAX_QUERY_CHARS = 1000
 MAX_FILTER_CHARS = 200
+
+log = logging.getLogger("assay.api")
 
 _load_lock = threading.Lock()
 _loaded: set[str] = set()
@@ -38,6 +45,18 @@ def _encoder(name: str) -> Encoder:
         encoder = EmbeddingModelResource().encoder_for(name)
         _loaded.add(name)
         return encoder
+
+
+def load_model() -> None:
+    """Load the configured embedding model now (the app calls this in a thread at start-up), so the
+    first search does not wait for torch and the model (7 to 20 s on a busy CPU)."""
+    name = EmbeddingModelResource().model_name()
+    try:
+        _encoder(name)
+    except Exception:  # noqa: BLE001 - the first search will try again and report it
+        log.exception("could not load the embedding model %s at start-up", name)
+    else:
+        log.info("embedding model %s loaded", name)
 
 
 FilterValues = list[Annotated[str, Field(min_length=1, max_length=MAX_FILTER_CHARS, pattern=r"^[^\x00]*$")]]
@@ -117,13 +136,16 @@ def _response(result) -> dict[str, Any]:
     }
 
 
-ERRORS = error_responses(400, 401, 403, 429, 503)
+ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 
 def install(app: FastAPI, state: AppState) -> None:
+    admitted = admit(SCOPE)  # key and scope, before any parameter is validated
     settings = state.settings
     Params = _params_model(settings.search_max_k, settings.max_in_values)
     configured = EmbeddingModelResource().model_name()
+    batcher = QueryBatcher(lambda texts: _encoder(configured).encode_queries(texts))
+    app.state.search_batcher = batcher
 
     @app.get(
         "/v1/search",
@@ -132,10 +154,9 @@ def install(app: FastAPI, state: AppState) -> None:
         response_model=SearchResponse,
         summary="Vector, full-text or hybrid search over the platinum documents",
         openapi_extra=SECURED,
+        dependencies=[admitted],
     )
     async def search(params: Annotated[Params, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        principal = await authenticate(request)
-        principal.require(SCOPE)
         filters = Filters(
             category=params.category,
             department=params.department,
@@ -144,13 +165,18 @@ def install(app: FastAPI, state: AppState) -> None:
             date_from=params.date_from,
             date_to=params.date_to,
         )
+        vectors = {}
+        if params.method != "fulltext":
+            # Encoded here, with the queries of concurrent requests, before a connection is taken;
+            # a first load of the model also happens here, outside the search's transaction (which
+            # the server would end as idle after 10 s).
+            vectors[params.q] = await batcher.encode(params.q)
 
-        if configured not in _loaded:
-            # The first load (torch and the model: seconds to tens of seconds on a busy CPU) happens
-            # here, outside the search's transaction, which the server would end as idle after 10 s.
-            await asyncio.to_thread(_encoder, configured)
+        def encoders(name: str):
+            encoder = _encoder(name)
+            return PrecomputedEncoder(encoder, vectors) if name == configured and vectors else encoder
 
         def run(conn: psycopg.Connection):
-            return Searcher(conn, _encoder).search(params.q, params.method, params.k, filters)
+            return Searcher(conn, encoders).search(params.q, params.method, params.k, filters)
 
         return _response(await state.db.run_sync(run, table=EMBEDDINGS))
