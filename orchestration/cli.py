@@ -171,6 +171,9 @@ def ui(port: int, host: str) -> None:
     # `dagster dev` and the processes it starts find the instance and the data through these two
     # (an absolute home: they may run from another folder)
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "ASSAY_HOME": str(settings.home_dir)}
+    # dagster-dbt re-parses the project under `dagster dev` with the `dbt` on PATH: put this
+    # environment's bin first, or an unactivated venv's code location fails to load
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [dagster, "dev", "-m", "assay.orchestration.definitions", "--port", str(port), "--host", host]
     os.execve(dagster, command, env)
 
