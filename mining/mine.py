@@ -5,6 +5,7 @@ Statistics over the whole log are polars (`stats`); pm4py (`models`) discovers t
 aligns each *variant* against the reference model (`reference_process.tree` beside this module).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,6 +17,7 @@ from assay.core.tables import read_frame
 from assay.mining import maps as process_map
 from assay.mining import models as process_models
 from assay.mining import stats as process_stats
+from assay.mining.alignments import align_bounded
 from assay.mining.log import CASES_TABLE, EVENT_LOG_TABLE
 
 
@@ -36,6 +38,18 @@ class ProcessMiningConfig(Config):
     )
     max_aligned_variants: int = Field(
         default=1000, ge=0, description="Non-fitting variants aligned (most frequent first)."
+    )
+    alignment_variant_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one variant's alignment may take before it is "
+        "recorded as `not aligned` (pm4py's max_align_time_trace).",
+    )
+    alignment_budget_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds all alignments together may take; variants "
+        "(most frequent first) not reached by then are recorded as `not aligned`.",
     )
     process_maps: bool = Field(default=True, description="Render the process map pictures.")
 
@@ -177,10 +191,20 @@ class MiningResult:
     discovered_tree: str | None
     per_variant: pl.DataFrame  # variant_id, variant_rank, variant, cases, trace_fitness, violating_cases, ...
     activity_counts: dict[str, int] = field(default_factory=dict)
+    alignment_coverage: float = 1.0
+    """Share of cases whose variant fits (nothing to align) or was aligned within the budget."""
+    alignment_seconds: float = 0.0
 
 
-def mine(events: pl.DataFrame, cases: pl.DataFrame, config: ProcessMiningConfig) -> MiningResult:
-    """Every analysis on a normalised event log (sorted by case and position) and its case table."""
+def mine(
+    events: pl.DataFrame,
+    cases: pl.DataFrame,
+    config: ProcessMiningConfig,
+    progress: Callable[[str], None] | None = None,
+) -> MiningResult:
+    """Every analysis on a normalised event log (sorted by case and position) and its case table.
+
+    `progress` receives progress lines of the long steps (alignments: variants done, ETA)."""
     dfg = process_stats.directly_follows(events)
     variant_table, case_variants = process_stats.variants(events)
     sequences = process_stats.variant_sequences(variant_table)
@@ -199,9 +223,25 @@ def mine(events: pl.DataFrame, cases: pl.DataFrame, config: ProcessMiningConfig)
     # alignments only for the variants that do not fit (a fitting variant has no deviating move)
     misfits = by_variant.filter(~pl.col("is_fit")).sort("variant_rank")
     aligned = misfits.head(config.max_aligned_variants)
-    alignments = process_models.align(reference, [sequences[r - 1] for r in aligned["variant_rank"]])
+    bounded = align_bounded(
+        reference,
+        [sequences[r - 1] for r in aligned["variant_rank"]],
+        aligned["cases"].to_list(),
+        config.alignment_variant_timeout_s,
+        config.alignment_budget_s,
+        progress,
+    )
     deviation_rows, summaries = [], {}
-    for row, alignment in zip(aligned.iter_rows(named=True), alignments, strict=True):
+    for row in misfits.tail(misfits.height - aligned.height).iter_rows(named=True):
+        summaries[row["variant_id"]] = (
+            f"not aligned: beyond max_aligned_variants ({config.max_aligned_variants})"
+        )
+    for row, alignment, reason in zip(
+        aligned.iter_rows(named=True), bounded.alignments, bounded.reasons, strict=True
+    ):
+        if alignment is None:
+            summaries[row["variant_id"]] = reason
+            continue
         summaries[row["variant_id"]] = "; ".join(
             f"{'extra' if kind == 'log' else 'missing'}: {activity}" for kind, activity, _ in alignment.moves
         )
@@ -279,11 +319,22 @@ def mine(events: pl.DataFrame, cases: pl.DataFrame, config: ProcessMiningConfig)
         fitting_cases=fitting_cases,
         cases=int(weights.sum()),
         events=events.height,
-        variants_not_aligned=misfits.height - aligned.height,
+        variants_not_aligned=misfits.height - sum(a is not None for a in bounded.alignments),
+        alignment_coverage=_coverage(weights.sum(), misfits, bounded.alignments),
+        alignment_seconds=bounded.seconds,
         discovered_tree=discovered.tree_text,
         per_variant=per_variant,
         activity_counts=dict(zip(counts["activity"], counts["len"], strict=True)),
     )
+
+
+def _coverage(total_cases: int, misfits: pl.DataFrame, alignments: list) -> float:
+    if not total_cases:
+        return 1.0
+    missing = misfits["cases"].sum() - sum(
+        c for c, a in zip(misfits["cases"], alignments, strict=False) if a is not None
+    )
+    return float(1 - missing / total_cases)
 
 
 def _schema(table: str) -> dict[str, pl.DataType]:

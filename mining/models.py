@@ -232,7 +232,7 @@ ARC_SCHEMA = {
 }
 
 
-def _event_log(traces: Sequence[Sequence[str]]):
+def event_log(traces: Sequence[Sequence[str]]):
     from pm4py.objects.log.obj import Event, EventLog, Trace
 
     return EventLog([Trace([Event({"concept:name": a}) for a in trace]) for trace in traces])
@@ -254,7 +254,7 @@ def replay(model: Model, traces: Sequence[Sequence[str]]) -> pl.DataFrame:
 
     if not traces:
         return pl.DataFrame(schema=REPLAY_SCHEMA)
-    results = token_replay.apply(_event_log(traces), model.net, model.initial, model.final, parameters=_QUIET)
+    results = token_replay.apply(event_log(traces), model.net, model.initial, model.final, parameters=_QUIET)
     return pl.DataFrame(
         [
             {
@@ -302,16 +302,18 @@ def align(model: Model, traces: Sequence[Sequence[str]]) -> list[Alignment]:
 
     if not traces:
         return []
-    results = alignments.apply(_event_log(traces), model.net, model.initial, model.final, parameters=_QUIET)
-    out = []
-    for result in results:
-        moves, position = [], 0
-        for log_label, model_label in result["alignment"]:
-            if model_label == ">>":
-                moves.append(("log", log_label, position))
-            elif log_label == ">>" and model_label is not None:
-                moves.append(("model", model_label, position))
-            if log_label != ">>":
-                position += 1
-        out.append(Alignment(float(result["fitness"]), moves))
-    return out
+    results = alignments.apply(event_log(traces), model.net, model.initial, model.final, parameters=_QUIET)
+    return [Alignment(float(r["fitness"]), alignment_moves(r["alignment"])) for r in results]
+
+
+def alignment_moves(alignment) -> list[tuple[str, str, int]]:
+    """The deviating moves of one pm4py alignment (a list of (log label, model label) pairs)."""
+    moves, position = [], 0
+    for log_label, model_label in alignment:
+        if model_label == ">>":
+            moves.append(("log", log_label, position))
+        elif log_label == ">>" and model_label is not None:
+            moves.append(("model", model_label, position))
+        if log_label != ">>":
+            position += 1
+    return moves

@@ -1,0 +1,211 @@
+"""Process mining on logs as the world writes them, compared with pm4py called directly: ties in
+log order, lifecycle transitions, bounded alignments, configuration errors. Small in-memory logs,
+no database, no pipeline."""
+
+import random
+import time
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from assay.mining import mine as mining
+from assay.mining import models as process_models
+from assay.mining import stats as process_stats
+from assay.mining.alignments import align_bounded
+from assay.mining.log import EventLogConfig, from_xes, normalise
+
+T0 = pd.Timestamp("2025-01-06 08:00", tz="UTC")
+
+
+def _frame(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
+    """(case, activity, hours after T0, lifecycle) in log order, as pm4py's columns."""
+    return pd.DataFrame(
+        {
+            "case:concept:name": [r[0] for r in rows],
+            "concept:name": [r[1] for r in rows],
+            "time:timestamp": [T0 + pd.Timedelta(hours=r[2]) for r in rows],
+            "lifecycle:transition": [r[3] for r in rows],
+        }
+    )
+
+
+def _via_xes(frame: pd.DataFrame, tmp_path, **config) -> pl.DataFrame:
+    """The frame written as XES by pm4py and read back by assay (the README's `source: xes` path)."""
+    import pm4py
+
+    path = tmp_path / "log.xes"
+    pm4py.write_xes(frame, str(path))
+    events, _ = from_xes(EventLogConfig(source="xes", path=str(path), **config))
+    return normalise(events)
+
+
+def _pm4py_read(frame: pd.DataFrame, tmp_path) -> pd.DataFrame:
+    import pm4py
+
+    path = tmp_path / "theirs.xes"
+    pm4py.write_xes(frame, str(path))
+    return pm4py.read_xes(str(path))
+
+
+def _assert_control_flow_equal(events: pl.DataFrame, theirs: pd.DataFrame) -> None:
+    import pm4py
+
+    ours = process_stats.directly_follows(events)
+    dfg, starts, ends = pm4py.discover_dfg(theirs)
+    follows = ours.filter(pl.col("edge_kind") == "follows")
+    assert {(r["source"], r["target"]): r["frequency"] for r in follows.iter_rows(named=True)} == dict(dfg)
+    kinds = {k: ours.filter(pl.col("edge_kind") == k) for k in ("start", "end")}
+    assert dict(zip(kinds["start"]["target"], kinds["start"]["frequency"], strict=True)) == dict(starts)
+    assert dict(zip(kinds["end"]["source"], kinds["end"]["frequency"], strict=True)) == dict(ends)
+    table, _ = process_stats.variants(events)
+    ours_variants = {
+        tuple(s): c for s, c in zip(process_stats.variant_sequences(table), table["cases"], strict=True)
+    }
+    assert ours_variants == dict(pm4py.get_variants(theirs))
+
+
+# --- 1. ties keep the log's order ----------------------------------------------------------------
+
+# Equal timestamps inside a case, logged in an order that is *not* the activities' name order
+# (Zeta before Alpha). Written in time order: pm4py 2.7 takes a log's order as it is written
+# (its case durations go negative on a case written out of time order), assay sorts by time.
+TIES = [
+    ("o1", "Create", 0, "complete"),
+    ("o1", "Zeta check", 1, "complete"),
+    ("o1", "Alpha check", 1, "complete"),
+    ("o1", "Ship", 3, "complete"),
+    ("o2", "Create", 0, "complete"),
+    ("o2", "Zeta check", 2, "complete"),
+    ("o2", "Alpha check", 2, "complete"),
+    ("o2", "Bill", 2, "complete"),
+    ("o2", "Ship", 5, "complete"),
+    ("o3", "Create", 0, "complete"),
+    ("o3", "Alpha check", 1, "complete"),
+    ("o3", "Zeta check", 1, "complete"),
+    ("o3", "Ship", 3, "complete"),
+    ("o4", "Create", 0, "complete"),
+    ("o4", "Zeta check", 1, "complete"),
+    ("o4", "Alpha check", 1, "complete"),
+    ("o4", "Ship", 4, "complete"),
+    ("o5", "Create", 0, "complete"),  # a tie on the first and on the last event
+    ("o5", "Bill", 0, "complete"),
+    ("o5", "Ship", 2, "complete"),
+    ("o5", "Alpha check", 2, "complete"),
+]
+
+
+def test_ties_keep_log_order_like_pm4py(tmp_path):
+    events = _via_xes(_frame(TIES), tmp_path)
+    o2 = events.filter(pl.col("case_id") == "o2")["activity"].to_list()
+    assert o2 == ["Create", "Zeta check", "Alpha check", "Bill", "Ship"]
+    _assert_control_flow_equal(events, _pm4py_read(_frame(TIES), tmp_path))
+
+
+def test_ties_keep_log_order_in_case_durations(tmp_path):
+    import pm4py
+
+    events = _via_xes(_frame(TIES), tmp_path)
+    table, case_variants = process_stats.variants(events)
+    theirs = pm4py.get_all_case_durations(_pm4py_read(_frame(TIES), tmp_path))
+    spans = events.group_by("case_id").agg(
+        (pl.col("event_ts").max() - pl.col("event_ts").min()).dt.total_seconds().alias("s")
+    )
+    assert sorted(spans["s"].to_list()) == sorted(theirs)
+    assert case_variants.height == 5 and table["cases"].sum() == 5
+
+
+def test_events_written_out_of_time_order_are_sorted_by_time_ties_by_position(tmp_path):
+    rows = [
+        ("x", "Ship", 4, "complete"),
+        ("x", "Create", 0, "complete"),
+        ("x", "Zeta check", 1, "complete"),
+        ("x", "Alpha check", 1, "complete"),
+    ]
+    events = _via_xes(_frame(rows), tmp_path)
+    assert events["activity"].to_list() == ["Create", "Zeta check", "Alpha check", "Ship"]
+    assert events["event_index"].to_list() == [0, 1, 2, 3]
+
+
+# --- 3. bounded alignments -----------------------------------------------------------------------
+
+REFERENCE = "->('a', X('b', 'c'), *('d', tau), +('e', 'f', 'g'), 'h')"
+
+
+def _model():
+    import pm4py
+
+    net, initial, final = pm4py.convert_to_petri_net(pm4py.parse_process_tree(REFERENCE))
+    return process_models.Model("reference", net, initial, final)
+
+
+def _noisy_variants(count: int, seed: int = 7) -> list[list[str]]:
+    """Distinct traces that deviate from REFERENCE in several places (swaps, extras, skips)."""
+    rng = random.Random(seed)
+    letters = list("abcdefghxy")
+    seen, out = set(), []
+    while len(out) < count:
+        trace = tuple(rng.choice(letters) for _ in range(rng.randint(8, 16)))
+        if trace not in seen:
+            seen.add(trace)
+            out.append(list(trace))
+    return out
+
+
+def test_generous_budget_gives_pm4py_fitness():
+    import pm4py
+
+    model = _model()
+    traces = _noisy_variants(12) + [["a", "b", "d", "e", "f", "g", "h"]]
+    result = align_bounded(model, traces, [1] * len(traces), variant_timeout_s=30, budget_s=120)
+    assert result.coverage == 1.0 and not any(result.reasons)
+    log = process_models.event_log(traces)
+    theirs = pm4py.conformance_diagnostics_alignments(log, model.net, model.initial, model.final)
+    assert [a.fitness for a in result.alignments] == pytest.approx([t["fitness"] for t in theirs])
+    assert result.alignments[-1].moves == []
+
+
+def test_tiny_budget_stops_in_time_and_reports_coverage():
+    model = _model()
+    traces = _noisy_variants(400, seed=11)
+    weights = list(range(400, 0, -1))  # most frequent first, as mine() passes them
+    lines: list[str] = []
+    budget = 0.5
+    started = time.monotonic()
+    result = align_bounded(model, traces, weights, 5, budget, progress=lines.append, progress_every_s=0.1)
+    wall = time.monotonic() - started
+    assert result.seconds <= 1.2 * budget and wall <= 1.2 * budget + 0.3  # + the net's best worst cost
+    aligned = [a is not None for a in result.alignments]
+    assert 0 < sum(aligned) < len(traces)
+    assert aligned == sorted(aligned, reverse=True)  # a prefix: most frequent first
+    assert 0 < result.coverage < 1
+    assert result.coverage == pytest.approx(
+        sum(w for w, a in zip(weights, aligned, strict=True) if a) / sum(weights)
+    )
+    assert all(
+        r.startswith("not aligned: time budget")
+        for r, a in zip(result.reasons, aligned, strict=True)
+        if not a
+    )
+    assert any("variants tried" in line and "ETA" in line for line in lines)
+    assert "budget of 0.5s spent" in lines[-1]
+
+
+def test_mine_records_not_aligned_variants_and_coverage():
+    traces = {f"c{i}": t for i, t in enumerate(_noisy_variants(30, seed=3))}
+    rows = [(case, a, h, "complete") for case, t in traces.items() for h, a in enumerate(t)]
+    events = normalise(
+        pl.from_pandas(_frame(rows))
+        .rename({"case:concept:name": "case_id", "concept:name": "activity", "time:timestamp": "event_ts"})
+        .with_columns(resource=pl.lit(None, pl.String))
+        .with_row_index("source_order")
+    )
+    cases = events.group_by("case_id").agg(
+        department=pl.lit(None, pl.String), category=pl.lit(None, pl.String), duration_hours=pl.lit(1.0)
+    )
+    config = mining.ProcessMiningConfig(max_aligned_variants=10, alignment_budget_s=30)
+    result = mining.mine(events, cases, config)
+    deviations = result.tables["process_conformance"]["deviations"]
+    assert deviations.str.starts_with("not aligned: beyond max_aligned_variants").sum() == 20
+    assert result.variants_not_aligned == 20
+    assert result.alignment_coverage == pytest.approx(10 / 30)
