@@ -3,8 +3,10 @@
 One normalised shape whatever the source (polars):
 
 - events: `case_id`, `event_index` (0-based position in the case), `activity`, `event_ts` (UTC),
-  `resource`; sorted by case and position. Events with the same timestamp keep their source order
-  (silver: load order, CSV/XES: file order), so the order inside a case is deterministic.
+  `resource`, `start_ts` (UTC, the matching `start` event's time where the log has lifecycle
+  transitions, else null); sorted by case and position. Events with the same timestamp keep their
+  source order (silver: load order, CSV/XES: file order), a stable sort on the log's position as
+  pm4py's, so the order inside a case is deterministic.
 - cases: `case_id` and the case attributes `amount`, `category`, `department`, `vendor_id`,
   `vendor_name` (null where the source has none), plus first/last timestamp, event count, duration.
 
@@ -13,6 +15,7 @@ the analyses (`assay.mining.mine`) read only those two tables, so they mine what
 """
 
 import glob
+from collections import deque
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +36,7 @@ EVENT_COLUMNS = (
     ("activity", "text not null"),
     ("event_ts", "timestamp with time zone not null"),
     ("resource", "text"),
+    ("start_ts", "timestamp with time zone"),
 )
 CASE_COLUMNS = (
     ("case_id", "text not null"),
@@ -65,6 +69,7 @@ _CSV_DEFAULTS = {
     "activity": "activity",
     "timestamp": "timestamp",
     "resource": "resource",
+    "lifecycle": "lifecycle",
 }
 # XES standard attribute keys, as pm4py names the columns it reads.
 _XES_DEFAULTS = {
@@ -72,6 +77,7 @@ _XES_DEFAULTS = {
     "activity": "concept:name",
     "timestamp": "time:timestamp",
     "resource": "org:resource",
+    "lifecycle": "lifecycle:transition",
 }
 
 
@@ -90,6 +96,18 @@ class EventLogConfig(Config):
     timestamp_column: str | None = Field(default=None, description="Default `timestamp` / `time:timestamp`.")
     resource_column: str | None = Field(
         default=None, description="Default `resource` / `org:resource`; used only when the column exists."
+    )
+    lifecycle_column: str | None = Field(
+        default=None,
+        description="Lifecycle transition column; default `lifecycle` (csv) / `lifecycle:transition` "
+        "(xes); used only when the column exists.",
+    )
+    lifecycle: Literal["complete", "all"] = Field(
+        default="complete",
+        description="`complete` (pm4py's convention): the control flow is made of the `complete` "
+        "events (and those without a transition); each is paired with the earliest unmatched `start` "
+        "of the same activity in its case for its service time; other transitions are left out. "
+        "`all`: every event is an activity occurrence, whatever its transition.",
     )
     timestamp_format: str | None = Field(
         default=None, description="strftime format of the timestamp column; unset = ISO 8601 (inferred)."
@@ -200,6 +218,10 @@ def _mapped(
     if missing:
         raise EventLogError(f"columns {missing} not in the log; it has {frame.columns}")
     resource = config.resource_column or defaults["resource"]
+    lifecycle = config.lifecycle_column or defaults["lifecycle"]
+    if config.lifecycle_column and lifecycle not in frame.columns:
+        missing.append(lifecycle)
+        raise EventLogError(f"columns {missing} not in the log; it has {frame.columns}")
     frame = frame.with_row_index("source_order")
     ts = frame[mapping["event_ts"]]
     if ts.dtype == pl.String:
@@ -215,6 +237,9 @@ def _mapped(
         activity=pl.col(mapping["activity"]).cast(pl.String),
         event_ts=ts.dt.cast_time_unit("us"),
         resource=pl.col(resource).cast(pl.String) if resource in frame.columns else pl.lit(None, pl.String),
+        lifecycle=pl.col(lifecycle).cast(pl.String)
+        if lifecycle in frame.columns
+        else pl.lit(None, pl.String),
     )
     cases = pl.DataFrame(schema=_CASE_SCHEMA)
     if config.case_attribute_columns:
@@ -231,17 +256,49 @@ def _mapped(
     return events, cases
 
 
-def normalise(events: pl.DataFrame) -> pl.DataFrame:
+def normalise(events: pl.DataFrame, lifecycle: Literal["complete", "all"] = "complete") -> pl.DataFrame:
     """Sort into case order and number the events; rows without case, activity or time are dropped.
 
-    `events` has `case_id`, `activity`, `event_ts`, `resource` and `source_order` (the tie-break
-    for equal timestamps); `load_event_log` reports how many rows were dropped.
+    `events` has `case_id`, `activity`, `event_ts`, `resource`, `source_order` (the tie-break
+    for equal timestamps: a stable sort on the log's position) and optionally `lifecycle` (the
+    transition; see `EventLogConfig.lifecycle`); `load_event_log` reports how many rows were dropped.
     """
-    return (
-        events.drop_nulls(["case_id", "activity", "event_ts"])
-        .sort("case_id", "event_ts", "source_order")
-        .with_columns(event_index=pl.int_range(pl.len(), dtype=pl.Int32).over("case_id"))
-        .select("case_id", "event_index", "activity", "event_ts", "resource")
+    ordered = events.drop_nulls(["case_id", "activity", "event_ts"]).sort(
+        "case_id", "event_ts", "source_order"
+    )
+    if (
+        "lifecycle" in ordered.columns
+        and lifecycle == "complete"
+        and ordered["lifecycle"].null_count() < ordered.height
+    ):
+        ordered = _paired_with_starts(ordered)
+    else:
+        ordered = ordered.with_columns(start_ts=pl.lit(None, pl.Datetime("us", "UTC")))
+    return ordered.with_columns(event_index=pl.int_range(pl.len(), dtype=pl.Int32).over("case_id")).select(
+        "case_id", "event_index", "activity", "event_ts", "resource", "start_ts"
+    )
+
+
+def _paired_with_starts(ordered: pl.DataFrame) -> pl.DataFrame:
+    """The complete events (and those without a transition), each with the time of the earliest
+    unmatched `start` of its activity before it in its case (pm4py's `interval_lifecycle.to_interval`);
+    null where there is none. Other transitions (schedule, suspend, ...) are left out."""
+    transition = ordered["lifecycle"].str.to_lowercase().fill_null("complete")
+    open_starts: dict[tuple[str, str], deque] = {}
+    start_ts = []
+    for case, activity, kind, ts in zip(
+        ordered["case_id"], ordered["activity"], transition, ordered["event_ts"], strict=True
+    ):
+        if kind == "start":
+            open_starts.setdefault((case, activity), deque()).append(ts)
+            start_ts.append(None)
+        elif kind == "complete":
+            waiting = open_starts.get((case, activity))
+            start_ts.append(waiting.popleft() if waiting else None)
+        else:
+            start_ts.append(None)
+    return ordered.with_columns(start_ts=pl.Series(start_ts, dtype=pl.Datetime("us", "UTC"))).filter(
+        transition == "complete"
     )
 
 
@@ -272,5 +329,8 @@ def load_event_log(
         "xes": lambda: from_xes(config),
     }
     raw, attributes = readers[config.source]()
-    events = normalise(raw)
-    return events, case_table(events, attributes), raw.height - events.height
+    incomplete = raw.select(
+        pl.any_horizontal(pl.col("case_id", "activity", "event_ts").is_null()).sum()
+    ).item()
+    events = normalise(raw, config.lifecycle)
+    return events, case_table(events, attributes), incomplete

@@ -354,12 +354,13 @@ def read_event_log(conn) -> tuple[pl.DataFrame, pl.DataFrame]:
     # resources are not mined (yet): leaving them out saves a fifth of the bytes copied
     events = read_frame(
         conn,
-        f"select case_id, event_index, activity, event_ts from {EVENT_LOG_TABLE}",
+        f"select case_id, event_index, activity, event_ts, start_ts from {EVENT_LOG_TABLE}",
         {
             "case_id": pl.String,
             "event_index": pl.Int32,
             "activity": pl.String,
             "event_ts": pl.Datetime("us", "UTC"),
+            "start_ts": pl.Datetime("us", "UTC"),
         },
     ).sort("case_id", "event_index")
     cases = read_frame(

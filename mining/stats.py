@@ -259,6 +259,10 @@ def bottlenecks(events: pl.DataFrame, dfg: pl.DataFrame) -> pl.DataFrame:
     (`target` = the activity) aggregate that over every predecessor; `edge` rows are the DFG's
     edges (`dfg` from `directly_follows` on the same log). `share_of_wait` is the part of all
     waiting in the log; ranks are 1 = slowest.
+
+    Where the log has lifecycle transitions, events carry a `start_ts` (their `start` event's time)
+    and `service` rows (`target` = the activity) give the service times: from each start to its
+    completion, for the completions that have a start (shares and ranks among the service rows).
     """
     by_activity = _grouped_waits(events, "target").select(
         "source",
@@ -281,7 +285,28 @@ def bottlenecks(events: pl.DataFrame, dfg: pl.DataFrame) -> pl.DataFrame:
         total_hours=pl.col("mean_hours") * pl.col("frequency"),
     )
     parts = []
-    for part in (by_activity, by_edge):
+    by_service = None
+    if "start_ts" in events.columns and events["start_ts"].null_count() < events.height:
+        service = events.filter(pl.col("start_ts").is_not_null()).with_columns(
+            us=(pl.col("event_ts") - pl.col("start_ts")).dt.total_microseconds()
+        )
+        by_service = (
+            service.group_by("activity")
+            .agg(_wait_stats())
+            .select(
+                "mean_hours",
+                "median_hours",
+                "p95_hours",
+                "total_hours",
+                source=pl.lit(None, pl.String),
+                target="activity",
+                kind=pl.lit("service"),
+                occurrences="frequency",
+            )
+        )
+    for part in (by_activity, by_edge, by_service):
+        if part is None:
+            continue
         total = part["total_hours"].sum()
         parts.append(
             part.with_columns(

@@ -36,8 +36,9 @@ def _via_xes(frame: pd.DataFrame, tmp_path, **config) -> pl.DataFrame:
 
     path = tmp_path / "log.xes"
     pm4py.write_xes(frame, str(path))
-    events, _ = from_xes(EventLogConfig(source="xes", path=str(path), **config))
-    return normalise(events)
+    settings = EventLogConfig(source="xes", path=str(path), **config)
+    events, _ = from_xes(settings)
+    return normalise(events, settings.lifecycle)
 
 
 def _pm4py_read(frame: pd.DataFrame, tmp_path) -> pd.DataFrame:
@@ -209,3 +210,68 @@ def test_mine_records_not_aligned_variants_and_coverage():
     assert deviations.str.starts_with("not aligned: beyond max_aligned_variants").sum() == 20
     assert result.variants_not_aligned == 20
     assert result.alignment_coverage == pytest.approx(10 / 30)
+
+
+# --- 2. lifecycle transitions --------------------------------------------------------------------
+
+# An order-to-cash log with start/complete pairs: two activities overlap in o2 (Pick starts, Bill
+# starts, Pick completes), Pick repeats in o3 (pairs taken first-in, first-out), a `schedule`
+# transition that is neither, and ties between one activity's completion and the next one's start.
+LIFECYCLE = [
+    ("o1", "Order", 0, "start"),
+    ("o1", "Order", 1, "complete"),
+    ("o1", "Pick", 1, "start"),
+    ("o1", "Pick", 3, "complete"),
+    ("o1", "Ship", 3, "start"),
+    ("o1", "Ship", 7, "complete"),
+    ("o2", "Order", 0, "start"),
+    ("o2", "Order", 0.5, "complete"),
+    ("o2", "Bill", 0.5, "schedule"),
+    ("o2", "Pick", 1, "start"),
+    ("o2", "Bill", 1.5, "start"),
+    ("o2", "Pick", 2, "complete"),
+    ("o2", "Bill", 4, "complete"),
+    ("o2", "Ship", 4, "start"),
+    ("o2", "Ship", 6, "complete"),
+    ("o3", "Order", 0, "start"),
+    ("o3", "Order", 2, "complete"),
+    ("o3", "Pick", 2, "start"),
+    ("o3", "Pick", 2, "start"),
+    ("o3", "Pick", 3, "complete"),
+    ("o3", "Pick", 6, "complete"),
+    ("o3", "Ship", 6, "start"),
+    ("o3", "Ship", 9, "complete"),
+]
+
+
+def test_lifecycle_complete_events_make_the_control_flow_like_pm4py(tmp_path):
+    import pm4py
+
+    events = _via_xes(_frame(LIFECYCLE), tmp_path)
+    theirs = pm4py.filter_event_attribute_values(
+        _pm4py_read(_frame(LIFECYCLE), tmp_path), "lifecycle:transition", ["complete"], level="event"
+    )
+    assert events.height == len(theirs) == 11
+    _assert_control_flow_equal(events, theirs)
+
+
+def test_lifecycle_pairs_give_pm4py_service_times(tmp_path):
+    import pm4py
+    from pm4py.objects.log.util import interval_lifecycle
+
+    events = _via_xes(_frame(LIFECYCLE), tmp_path)
+    bottlenecks = process_stats.bottlenecks(events, process_stats.directly_follows(events))
+    service = bottlenecks.filter(pl.col("kind") == "service")
+    ours = {r["target"]: r["mean_hours"] * 3600 for r in service.iter_rows(named=True)}
+    log = pm4py.convert_to_event_log(_pm4py_read(_frame(LIFECYCLE), tmp_path))
+    intervals = interval_lifecycle.to_interval(log)
+    theirs = pm4py.get_service_time(intervals, start_timestamp_key="start_timestamp")
+    assert ours == pytest.approx(theirs)
+    assert service.filter(pl.col("target") == "Pick")["occurrences"].item() == 4
+    assert set(bottlenecks["kind"]) == {"activity", "edge", "service"}
+
+
+def test_lifecycle_all_keeps_every_event_like_pm4py_unfiltered(tmp_path):
+    events = _via_xes(_frame(LIFECYCLE), tmp_path, lifecycle="all")
+    assert events.height == len(LIFECYCLE) and events["start_ts"].null_count() == events.height
+    _assert_control_flow_equal(events, _pm4py_read(_frame(LIFECYCLE), tmp_path))
