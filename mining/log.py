@@ -169,6 +169,9 @@ def from_silver(conn: psycopg.Connection) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def from_csv(config: EventLogConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     paths = _csv_paths(config.path)
+    # the headers alone: a wrong column fails before the files are read
+    headers = [pl.read_csv(p, n_rows=0, infer_schema=False).columns for p in paths]
+    check_columns(list(dict.fromkeys(c for h in headers for c in h)), config, _CSV_DEFAULTS)
     frame = pl.concat(
         [pl.read_csv(p, infer_schema=False) for p in paths], how="diagonal_relaxed"
     )  # all text: the mapping decides what each column means
@@ -179,7 +182,10 @@ def from_xes(config: EventLogConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     import pm4py  # heavy; only when an XES log is configured
 
     if not config.path or not Path(config.path).is_file():
-        raise EventLogError(f"XES file not found: {config.path!r}")
+        raise EventLogError(
+            f"XES file not found: {config.path!r}; set `path` of `process_event_log` to a .xes or "
+            ".xes.gz file"
+        )
     frame = pl.from_pandas(pm4py.read_xes(config.path, return_legacy_log_object=False))
     # pm4py already parsed the timestamps; text for the rest keeps the mapping uniform
     frame = frame.with_columns(pl.exclude(pl.Datetime).cast(pl.String))
@@ -188,7 +194,9 @@ def from_xes(config: EventLogConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def _csv_paths(path: str | None) -> list[Path]:
     if not path:
-        raise EventLogError("source `csv` needs `path` (a file, a folder or a glob)")
+        raise EventLogError(
+            "source `csv` needs `path`: set it to a CSV file, a folder of .csv files or a glob"
+        )
     target = Path(path)
     if target.is_dir():
         found = sorted(target.glob("*.csv"))
@@ -197,8 +205,35 @@ def _csv_paths(path: str | None) -> list[Path]:
     else:
         found = [Path(p) for p in sorted(glob.glob(path))]
     if not found:
-        raise EventLogError(f"no CSV files at {path!r}")
+        raise EventLogError(
+            f"no CSV files at {path!r} (resolved from {Path.cwd()}); set `path` of `process_event_log` "
+            "to an existing file, a folder of .csv files or a glob such as /data/log/*.csv"
+        )
     return found
+
+
+def check_columns(columns: list[str], config: EventLogConfig, defaults: dict[str, str]) -> None:
+    """Every configured column is in the log, or an error names it, the option and the choices."""
+    unknown = sorted(set(config.case_attribute_columns) - set(CASE_ATTRIBUTES))
+    if unknown:
+        raise EventLogError(
+            f"unknown case attributes {unknown} in `case_attribute_columns`; the keys can be any of "
+            f"{list(CASE_ATTRIBUTES)} (each mapped to a column of the log)"
+        )
+    wanted = [
+        ("case_id_column", config.case_id_column or defaults["case_id"]),
+        ("activity_column", config.activity_column or defaults["activity"]),
+        ("timestamp_column", config.timestamp_column or defaults["timestamp"]),
+        *(("lifecycle_column", c) for c in [config.lifecycle_column] if c),
+        *((f"case_attribute_columns.{k}", c) for k, c in config.case_attribute_columns.items()),
+    ]
+    missing = [f"{option} = {column!r}" for option, column in wanted if column not in columns]
+    if missing:
+        raise EventLogError(
+            f"columns not in the log: {', '.join(missing)}; the log's columns are {columns}. "
+            f"Set these options of `process_event_log` to the log's column names "
+            f"(unset options default to {[defaults[k] for k in ('case_id', 'activity', 'timestamp')]})."
+        )
 
 
 def _mapped(
@@ -210,23 +245,25 @@ def _mapped(
         "activity": config.activity_column or defaults["activity"],
         "event_ts": config.timestamp_column or defaults["timestamp"],
     }
-    missing = [col for col in mapping.values() if col not in frame.columns]
-    unknown = sorted(set(config.case_attribute_columns) - set(CASE_ATTRIBUTES))
-    if unknown:
-        raise EventLogError(f"unknown case attributes {unknown}; use any of {list(CASE_ATTRIBUTES)}")
-    missing += [c for c in config.case_attribute_columns.values() if c not in frame.columns]
-    if missing:
-        raise EventLogError(f"columns {missing} not in the log; it has {frame.columns}")
+    check_columns(frame.columns, config, defaults)
     resource = config.resource_column or defaults["resource"]
     lifecycle = config.lifecycle_column or defaults["lifecycle"]
-    if config.lifecycle_column and lifecycle not in frame.columns:
-        missing.append(lifecycle)
-        raise EventLogError(f"columns {missing} not in the log; it has {frame.columns}")
     frame = frame.with_row_index("source_order")
     ts = frame[mapping["event_ts"]]
     if ts.dtype == pl.String:
         # eager on the Series: polars infers formats with an offset ("...Z", "+02:00") only there
-        ts = ts.str.to_datetime(format=config.timestamp_format, time_unit="us", strict=False)
+        text = ts
+        try:
+            ts = ts.str.to_datetime(format=config.timestamp_format, time_unit="us", strict=False)
+        except pl.exceptions.ComputeError:  # no format could be inferred
+            ts = pl.Series([None] * text.len(), dtype=pl.Datetime("us"))
+        if text.null_count() < text.len() and ts.null_count() == ts.len():
+            sample = text.drop_nulls()[0]
+            raise EventLogError(
+                f"no value of timestamp column {mapping['event_ts']!r} parses (e.g. {sample!r}) with "
+                f"timestamp_format {config.timestamp_format or 'unset (ISO 8601)'}; set "
+                '`timestamp_format` to its strftime format, e.g. "%d.%m.%Y %H:%M"'
+            )
     if ts.dtype.time_zone:  # type: ignore[union-attr]
         ts = ts.dt.convert_time_zone("UTC")
     else:

@@ -204,13 +204,17 @@ def mine(
 ) -> MiningResult:
     """Every analysis on a normalised event log (sorted by case and position) and its case table.
 
-    `progress` receives progress lines of the long steps (alignments: variants done, ETA)."""
+    `progress` receives progress lines of the long steps (alignments: variants done, ETA).
+    A reference model that cannot be used raises `ModelError` before any analysis runs."""
+    reference = process_models.load_reference_model(config.reference_model)
+    absent = process_models.check_model_activities(reference, set(events["activity"].unique()))
+    if absent and progress:
+        progress(f"reference model activities never in the log: {', '.join(absent)}")
     dfg = process_stats.directly_follows(events)
     variant_table, case_variants = process_stats.variants(events)
     sequences = process_stats.variant_sequences(variant_table)
     weights = variant_table["cases"]
 
-    reference = process_models.load_reference_model(config.reference_model)
     discovered = process_models.discover_model(
         {tuple(s): int(c) for s, c in zip(sequences, weights, strict=True)}, config.noise_threshold
     )

@@ -25,6 +25,10 @@ _PNML_TYPE = "http://www.pnml.org/version-2009/grammar/pnmlcoremodel"
 _QUIET = {"show_progress_bar": False}
 
 
+class ModelError(ValueError):
+    """The configured reference model cannot be used; the message says why and what to change."""
+
+
 @dataclass
 class Model:
     """An accepting Petri net (pm4py objects), with the process tree it came from if any."""
@@ -51,6 +55,17 @@ def load_reference_model(path: Path | str | None = None) -> Model:
     import pm4py
 
     path = Path(path) if path else REFERENCE_MODEL_PATH
+    if not path.is_file():
+        raise ModelError(
+            f"reference model not found: {str(path)!r} (resolved from {Path.cwd()}); set "
+            "`reference_model` of `process_mining` to a .tree or .pnml file, or leave it unset for "
+            "the shipped approval process"
+        )
+    if path.suffix not in (".pnml", ".tree"):
+        raise ModelError(
+            f"reference model {str(path)!r}: unknown kind {path.suffix!r}; use a process tree in "
+            "pm4py's notation (.tree) or a Petri net (.pnml)"
+        )
     text = path.read_text(encoding="utf-8")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     if path.suffix == ".pnml":
@@ -65,6 +80,28 @@ def load_reference_model(path: Path | str | None = None) -> Model:
     return Model(
         "reference", *canonical_net(net, initial, final), tree=tree, version=version, source=path.name
     )
+
+
+def model_activities(model: Model) -> set[str]:
+    return {t.label for t in model.net.transitions if t.label is not None}
+
+
+def check_model_activities(model: Model, log_activities: set[str]) -> list[str]:
+    """The model's activities that the log never has (sorted). Raises `ModelError` when none of
+    the model's activities is in a non-empty log: the model is of another process, or the labels
+    are spelled differently, and every case would deviate."""
+    labels = model_activities(model)
+    absent = sorted(labels - log_activities)
+    if log_activities and labels and len(absent) == len(labels):
+        near = sorted(a for a in log_activities if a.casefold() in {x.casefold() for x in labels})
+        hint = f" (they differ only in case from the log's {near})" if near else ""
+        raise ModelError(
+            f"none of the reference model's activities {absent} occurs in the event log{hint}; the "
+            f"log's activities are {sorted(log_activities)[:20]}. Set `reference_model` of "
+            "`process_mining` to a model of this log's process whose transition labels equal the "
+            "log's activity names, or check `activity_column` of `process_event_log`"
+        )
+    return absent
 
 
 def discover_model(variants: dict[tuple[str, ...], int], noise_threshold: float = 0.0) -> Model:

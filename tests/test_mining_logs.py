@@ -13,7 +13,7 @@ from assay.mining import mine as mining
 from assay.mining import models as process_models
 from assay.mining import stats as process_stats
 from assay.mining.alignments import align_bounded
-from assay.mining.log import EventLogConfig, from_xes, normalise
+from assay.mining.log import EventLogConfig, EventLogError, from_csv, from_xes, normalise
 
 T0 = pd.Timestamp("2025-01-06 08:00", tz="UTC")
 
@@ -192,7 +192,7 @@ def test_tiny_budget_stops_in_time_and_reports_coverage():
     assert "budget of 0.5s spent" in lines[-1]
 
 
-def test_mine_records_not_aligned_variants_and_coverage():
+def test_mine_records_not_aligned_variants_and_coverage(tmp_path):
     traces = {f"c{i}": t for i, t in enumerate(_noisy_variants(30, seed=3))}
     rows = [(case, a, h, "complete") for case, t in traces.items() for h, a in enumerate(t)]
     events = normalise(
@@ -204,7 +204,10 @@ def test_mine_records_not_aligned_variants_and_coverage():
     cases = events.group_by("case_id").agg(
         department=pl.lit(None, pl.String), category=pl.lit(None, pl.String), duration_hours=pl.lit(1.0)
     )
-    config = mining.ProcessMiningConfig(max_aligned_variants=10, alignment_budget_s=30)
+    (tmp_path / "model.tree").write_text(REFERENCE)
+    config = mining.ProcessMiningConfig(
+        reference_model=str(tmp_path / "model.tree"), max_aligned_variants=10, alignment_budget_s=30
+    )
     result = mining.mine(events, cases, config)
     deviations = result.tables["process_conformance"]["deviations"]
     assert deviations.str.starts_with("not aligned: beyond max_aligned_variants").sum() == 20
@@ -275,3 +278,65 @@ def test_lifecycle_all_keeps_every_event_like_pm4py_unfiltered(tmp_path):
     events = _via_xes(_frame(LIFECYCLE), tmp_path, lifecycle="all")
     assert events.height == len(LIFECYCLE) and events["start_ts"].null_count() == events.height
     _assert_control_flow_equal(events, _pm4py_read(_frame(LIFECYCLE), tmp_path))
+
+
+# --- 4. configuration errors say what is wrong and how to fix it, before any work ------------------
+
+
+def test_a_wrong_column_is_named_with_the_option_and_the_choices(tmp_path, monkeypatch):
+    path = tmp_path / "log.csv"
+    path.write_text("ticket,step,at\nA,open,2025-03-03T09:00:00Z\n")
+    read = []
+    monkeypatch.setattr(pl, "concat", lambda *a, **k: read.append(1))  # the full read never starts
+    config = EventLogConfig(source="csv", path=str(path), case_id_column="ticket", activity_column="stage")
+    with pytest.raises(EventLogError) as error:
+        from_csv(config)
+    message = str(error.value)
+    assert "activity_column = 'stage'" in message and "timestamp_column = 'timestamp'" in message
+    assert "['ticket', 'step', 'at']" in message and "Set these options" in message
+    assert "case_id_column" not in message and not read
+
+
+def test_a_missing_file_says_which_option_to_set(tmp_path):
+    with pytest.raises(EventLogError, match=r"no CSV files at .*set `path` of `process_event_log`"):
+        from_csv(EventLogConfig(source="csv", path=str(tmp_path / "nope" / "*.csv")))
+    with pytest.raises(EventLogError, match=r"XES file not found: .*set `path`"):
+        from_xes(EventLogConfig(source="xes", path=str(tmp_path / "log.xes")))
+    with pytest.raises(process_models.ModelError, match=r"reference model not found: .*`reference_model`"):
+        process_models.load_reference_model(tmp_path / "intended.tree")
+
+
+def test_an_unparsable_timestamp_column_names_the_format_option(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("case_id,activity,timestamp\nA,open,3 Mar 2025 9h\nA,close,3 Mar 2025 10h\n")
+    with pytest.raises(EventLogError, match=r"'3 Mar 2025 9h'.*set `timestamp_format`"):
+        from_csv(EventLogConfig(source="csv", path=str(path)))
+
+
+def test_a_reference_model_of_another_process_fails_before_mining(tmp_path, monkeypatch):
+    model = tmp_path / "intended.tree"
+    model.write_text("# version: 1\n->('submit', 'approve', 'pay')\n")
+    events = normalise(
+        pl.DataFrame(
+            {
+                "case_id": ["A", "A"],
+                "activity": ["Submit", "Approve"],
+                "event_ts": [T0, T0 + pd.Timedelta(hours=1)],
+                "resource": [None, None],
+                "source_order": [0, 1],
+            },
+            schema_overrides={"resource": pl.String, "event_ts": pl.Datetime("us", "UTC")},
+        )
+    )
+    monkeypatch.setattr(process_stats, "directly_follows", lambda *a: pytest.fail("mining started"))
+    config = mining.ProcessMiningConfig(reference_model=str(model))
+    with pytest.raises(process_models.ModelError) as error:
+        mining.mine(events, pl.DataFrame(), config)
+    message = str(error.value)
+    assert "['approve', 'pay', 'submit']" in message and "differ only in case" in message
+    assert "Set `reference_model`" in message
+
+
+def test_a_model_activity_missing_from_the_log_is_reported_not_fatal():
+    model = _model()
+    assert process_models.check_model_activities(model, {"a", "b", "h"}) == list("cdefg")
