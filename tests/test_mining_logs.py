@@ -123,9 +123,19 @@ def test_events_written_out_of_time_order_are_sorted_by_time_ties_by_position(tm
         ("x", "Zeta check", 1, "complete"),
         ("x", "Alpha check", 1, "complete"),
     ]
+    import pm4py
+
     events = _via_xes(_frame(rows), tmp_path)
     assert events["activity"].to_list() == ["Create", "Zeta check", "Alpha check", "Ship"]
     assert events["event_index"].to_list() == [0, 1, 2, 3]
+    # pm4py's DFG sorts by (case, time) with pandas' stable multi-key sort: the same edges; its
+    # start/end activities, variants and case durations take the order as written instead
+    theirs = _pm4py_read(_frame(rows), tmp_path)
+    follows = process_stats.directly_follows(events).filter(pl.col("edge_kind") == "follows")
+    assert dict(
+        zip(zip(follows["source"], follows["target"], strict=False), follows["frequency"], strict=False)
+    ) == dict(pm4py.discover_dfg(theirs)[0])
+    assert pm4py.get_start_activities(theirs) == {"Ship": 1}
 
 
 # --- 3. bounded alignments -----------------------------------------------------------------------
