@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from assay.mining.models import Alignment, Model, alignment_moves, event_log
 
+PROGRESS_PREFIX = "alignments: "  # `assay run` shows the step log's lines that start with it
 NOT_REACHED = "not aligned: time budget of {budget:g} s spent before this variant"
 TIMED_OUT = "not aligned: alignment took longer than the per-variant timeout of {timeout:g} s"
 
@@ -79,7 +80,7 @@ def align_bounded(
             elapsed = now - started
             eta = elapsed / done * (total - done)
             progress(
-                f"alignments: {done}/{total} variants tried in {elapsed:.0f}s, "
+                f"{PROGRESS_PREFIX}{done}/{total} variants tried in {elapsed:.0f}s, "
                 f"ETA {min(eta, max(budget_s - elapsed, 0)):.0f}s (budget {budget_s:g}s)"
             )
             last_report = now
@@ -88,5 +89,5 @@ def align_bounded(
     aligned = sum(w for w, a in zip(weights, out, strict=True) if a is not None)
     coverage = aligned / weight_total if weight_total else 1.0
     if progress and done < total:
-        progress(f"alignments: budget of {budget_s:g}s spent after {done}/{total} variants")
+        progress(f"{PROGRESS_PREFIX}budget of {budget_s:g}s spent after {done}/{total} variants")
     return BoundedAlignments(out, reasons, seconds, coverage)

@@ -24,6 +24,7 @@ from assay.core.settings import get_settings
 from assay.core.text import printable
 from assay.landing.bronze import bronze_days
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
+from assay.mining.alignments import PROGRESS_PREFIX
 from assay.orchestration.failures import record_failure, step_errors
 from assay.quality.store import record_run_checks
 
@@ -173,7 +174,8 @@ def run_pipeline(
 
 
 class _ProgressWatcher(threading.Thread):
-    """Prints each materialised asset and failed check as the run's events are stored."""
+    """Prints each materialised asset and failed check as the run's events are stored, and the
+    progress lines that long steps log (alignments: variants done of total, ETA)."""
 
     def __init__(self, instance: DagsterInstance, run_id: str, started: float, echo: Callable[[str], None]):
         super().__init__(daemon=True)
@@ -181,6 +183,7 @@ class _ProgressWatcher(threading.Thread):
         self.layer_seconds: dict[str, float] = {}
         self.failed_checks: list[str] = []
         self._seen = 0
+        self._log_cursor: str | None = None
         self._shown: set[str] = set()  # a range run stores one materialization per partition
         self._halt = threading.Event()
 
@@ -201,6 +204,24 @@ class _ProgressWatcher(threading.Thread):
         for record in records[self._seen :]:
             self._show(record.dagster_event, record.timestamp)
         self._seen = len(records)
+        self._drain_progress()
+
+    def _drain_progress(self) -> None:
+        """The step log's progress lines (plain log messages, not events), read on from a cursor."""
+        while True:
+            try:
+                page = self.instance.get_records_for_run(self.run_id, cursor=self._log_cursor, limit=1000)
+            except Exception:
+                return
+            self._log_cursor = page.cursor
+            for record in page.records:
+                entry = record.event_log_entry
+                message = entry.user_message or ""
+                if entry.dagster_event is None and message.startswith(PROGRESS_PREFIX):
+                    elapsed = time.perf_counter() - self.started
+                    self.echo(f"  [{elapsed:6.1f}s]   {printable(message)}")
+            if not page.has_more:
+                return
 
     def _show(self, event, timestamp: float) -> None:
         elapsed = time.perf_counter() - self.started

@@ -349,3 +349,31 @@ def test_a_reference_model_of_another_process_fails_before_mining(tmp_path, monk
 def test_a_model_activity_missing_from_the_log_is_reported_not_fatal():
     model = _model()
     assert process_models.check_model_activities(model, {"a", "b", "h"}) == list("cdefg")
+
+
+def test_assay_run_shows_the_alignment_progress_lines():
+    from types import SimpleNamespace as NS
+
+    from assay.orchestration.pipeline import _ProgressWatcher
+
+    def record(message, event=None):
+        return NS(event_log_entry=NS(user_message=message, dagster_event=event))
+
+    first = [record("read 0.1s"), record("alignments: 3/9 variants tried")]
+    second = [record("alignments: budget of 1s spent after 4/9 variants")]
+    pages = {
+        None: NS(records=first, cursor="1", has_more=True),
+        "1": NS(records=second, cursor="2", has_more=False),
+        "2": NS(records=[], cursor="2", has_more=False),
+    }
+    instance = NS(
+        all_logs=lambda *a, **k: [], get_records_for_run=lambda run_id, cursor, limit: pages[cursor]
+    )
+    lines: list[str] = []
+    watcher = _ProgressWatcher(instance, "run", time.perf_counter(), lines.append)
+    watcher._drain()
+    watcher._drain()
+    assert [line.split("]", 1)[1].strip() for line in lines] == [
+        "alignments: 3/9 variants tried",
+        "alignments: budget of 1s spent after 4/9 variants",
+    ]
