@@ -263,6 +263,7 @@ def bottlenecks(events: pl.DataFrame, dfg: pl.DataFrame) -> pl.DataFrame:
     Where the log has lifecycle transitions, events carry a `start_ts` (their `start` event's time)
     and `service` rows (`target` = the activity) give the service times: from each start to its
     completion, for the completions that have a start (shares and ranks among the service rows).
+    The `activity` rows stay completion to completion (waiting plus service time).
     """
     by_activity = _grouped_waits(events, "target").select(
         "source",
