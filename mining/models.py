@@ -1,4 +1,5 @@
-"""Petri nets with pm4py: the reference model, discovery, token replay and alignments, per variant.
+"""Petri nets with pm4py: the reference model, discovery, token replay and alignment moves, per
+variant (the bounded alignment loop itself is `assay.mining.alignments`).
 
 pm4py (AGPL-3.0) is used only where a model is involved. Everything here works on variants (one
 trace per distinct activity sequence, with its case count): replay and alignments of a trace
@@ -331,16 +332,6 @@ class Alignment:
     """Deviating moves in order as (kind, activity, trace position): kind `log` = in the log but not
     allowed by the model, `model` = required by the model but missing from the log; the position is
     the number of the trace's events before the move (0-based index of a log move's event)."""
-
-
-def align(model: Model, traces: Sequence[Sequence[str]]) -> list[Alignment]:
-    """Optimal alignments (standard costs), one per trace; silent model moves are not deviations."""
-    from pm4py.algo.conformance.alignments.petri_net import algorithm as alignments
-
-    if not traces:
-        return []
-    results = alignments.apply(event_log(traces), model.net, model.initial, model.final, parameters=_QUIET)
-    return [Alignment(float(r["fitness"]), alignment_moves(r["alignment"])) for r in results]
 
 
 def alignment_moves(alignment) -> list[tuple[str, str, int]]:
