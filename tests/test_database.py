@@ -95,7 +95,8 @@ def test_external_url_is_used_unchanged(postgres):
 
 
 def test_reader_role_cannot_write(postgres, pipeline_run):
-    with postgres.connect(reader=True, autocommit=True) as conn:
+    # the role's own grants, as a client like psql meets them: no read-only session settings
+    with psycopg.connect(postgres.reader_url(), autocommit=True) as conn:
         assert conn.execute("select count(*) > 0 from gold.vendor_spend").fetchone()[0]
         for statement in (
             "delete from gold.vendor_spend",

@@ -178,10 +178,16 @@ def test_values_are_data_never_sql(searcher, conn):
     assert len(searcher.fulltext(hostile, k=3).hits) == 3  # its words ('table', 'drop') are just words
 
 
-def test_reader_role_searches_but_cannot_write(searcher):
+def test_reader_role_searches_but_cannot_write(searcher, postgres):
     assert searcher.hybrid("hotel", k=5).hits
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    # the search connection is a read-only session; the role itself has no write grants either
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         searcher.conn.execute("delete from platinum.embeddings")
+    with (
+        psycopg.connect(postgres.reader_url(), autocommit=True) as direct,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        direct.execute("delete from platinum.embeddings")
 
 
 class _CountingEncoders:
