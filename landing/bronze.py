@@ -302,8 +302,6 @@ class LoadedFile:
 
 def loaded_files(conn: psycopg.Connection, source: str | None = None) -> list[LoadedFile]:
     """Every file in the bronze ledger with its status, newest load last."""
-    if conn.execute("select to_regclass('bronze.load_batches')").fetchone()[0] is None:
-        return []
     rows = conn.execute(
         """select source, source_file, row_count, parse_errors, loaded_at,
                   case when retracted_at is not null then 'retracted: ' || coalesce(retracted_reason, '')
@@ -340,8 +338,6 @@ def retract_file(
 def bronze_days(conn: psycopg.Connection) -> tuple[dt.date, dt.date] | None:
     """First and last day of the files in the ledger of the daily-partitioned sources, retracted and
     superseded ones included: a run over them rebuilds every day whose rows changed status."""
-    if conn.execute("select to_regclass('bronze.load_batches')").fetchone()[0] is None:
-        return None
     names = conn.execute(
         "select distinct source_file from bronze.load_batches where source = any(%s)",
         [list(PARTITIONED_SOURCES)],

@@ -161,7 +161,8 @@ def run_pipeline(
         finally:
             watcher.stop()
     # what the run-status sensors do for daemon runs: every check result into quality.check_results
-    record_run_checks(PostgresResource(), instance, run_id)
+    postgres = PostgresResource()
+    record_run_checks(postgres, instance, run_id)
     outcome = RunOutcome(
         run_id, result.success, time.perf_counter() - started, watcher.layer_seconds, log_path
     )
@@ -169,7 +170,7 @@ def run_pipeline(
     outcome.failures = [f"{step}: {cause}" for step, cause in errors.items()]
     outcome.failed_checks = watcher.failed_checks
     if not result.success:  # without the daemon no sensor records it: `assay quality` reads this row
-        record_failure(PostgresResource(), run_id, job, errors, "run failed", {**result.dagster_run.tags})
+        record_failure(postgres, run_id, job, errors, "run failed", {**result.dagster_run.tags})
     return outcome
 
 
