@@ -251,15 +251,20 @@ def _dismiss_welcome(page) -> None:
 
 # The graph is an <svg> of the whole layout inside a div scaled and moved by the viewport's transform,
 # inside the visible graph area. Screen rectangles of both say what is in view.
-_GEOMETRY = """() => { const svg = document.querySelector('foreignObject').ownerSVGElement;
+_GEOMETRY = """() => {
+  // the layout's <svg>: the owner of a drawn node, or (no node in view, e.g. right after the
+  // orientation changed) the largest svg on the page, which is the whole graph's layout
+  const node = document.querySelector('foreignObject');
+  const area = e => { const r = e.getBoundingClientRect(); return r.width * r.height; };
+  const svg = node ? node.ownerSVGElement
+    : Array.from(document.querySelectorAll('svg')).reduce((a, b) => (area(b) > area(a) ? b : a));
   const g = svg.getBoundingClientRect(), a = svg.parentElement.parentElement.getBoundingClientRect();
   return {gx: g.x, gy: g.y, gw: g.width, gh: g.height, ax: a.x, ay: a.y, aw: a.width, ah: a.height}; }"""
 
 
 def _geometry(page) -> dict:
-    # a change of orientation or zoom redraws the graph: on a busy machine no node may be drawn
-    # for a moment, so wait for one before measuring
-    page.wait_for_selector("foreignObject", timeout=START_TIMEOUT_S * 1000)
+    # the graph draws only the nodes in view: after a change of orientation none may be, so the
+    # layout's svg is measured without waiting for a node (see _GEOMETRY)
     return page.evaluate(_GEOMETRY)
 
 
