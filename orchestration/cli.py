@@ -426,22 +426,146 @@ def db() -> None:
     """Reach the assay database (embedded or ASSAY_DATABASE_URL)."""
 
 
+def _external_does_nothing(action: str) -> bool:
+    """True (after saying so) when ASSAY_DATABASE_URL is set: its server is not assay's to run."""
+    if not PostgresResource().is_embedded:
+        echo(
+            f"ASSAY_DATABASE_URL is set: nothing to {action}. assay neither starts nor stops an external "
+            "server (its administrator does); `assay db status` says whether it is reachable."
+        )
+        return True
+    return False
+
+
+@db.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Also listen on this TCP port.")
+@click.option(
+    "--host",
+    default=None,
+    help="Address of the TCP listener [default: 127.0.0.1]; another one opens the database to the network.",
+)
+def start(port: int | None, host: str | None) -> None:
+    """Keep the embedded server up until `assay db stop`, and print how to connect.
+
+    The server runs in the background (its own process; the log is $ASSAY_HOME/pgdata/log), held by
+    itself so that other assay commands join and leave without stopping it. With --port it also
+    listens on TCP (127.0.0.1 unless --host says otherwise), where every connection needs a
+    scram-sha-256 password: `assay db url --reader` prints the read-only role's URL for BI tools.
+    """
+    from assay.core import db_service
+
+    if _external_does_nothing("start"):
+        return
+    if host is not None and port is None:
+        raise click.BadParameter("--host needs --port (the TCP listener)", param_hint="--host")
+    if host is not None and host not in db_service.LOOPBACK:
+        echo(
+            f"warning: listening on {printable(host)} lets other machines reach the database "
+            "(password needed; the traffic is not encrypted)",
+            err=True,
+        )
+    try:
+        current = db_service.start(host=host, port=port)
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    echo(f"embedded PostgreSQL running (PID {current.pid}), held until `assay db stop`.")
+    _print_connections(current)
+
+
+@db.command()
+@click.option("--force", is_flag=True, help="Stop it even while other assay processes use it.")
+def stop(force: bool) -> None:
+    """Stop the embedded server that `assay db start` holds (pg_ctl stop -m fast)."""
+    from assay.core import db_service
+
+    if _external_does_nothing("stop"):
+        return
+    try:
+        echo(db_service.stop(force=force))
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+
+
+@db.command()
+def status() -> None:
+    """Whether the database runs, who holds it, its data size and how to connect (exit 3: not running).
+
+    Nothing is started: this reads the server's pid file and handle list.
+    """
+    from assay.core import db_service
+
+    postgres = PostgresResource()
+    if not postgres.is_embedded:
+        url = get_settings().database_url or ""
+        reachable, detail = db_service.external_reachability(url)
+        echo(f"external server (ASSAY_DATABASE_URL): {db_service.masked(url)}")
+        echo(f"  {'reachable' if reachable else 'NOT reachable'}: {printable(detail)}")
+        sys.exit(0 if reachable else 3)
+    current = db_service.state()
+    echo(f"embedded PostgreSQL, data in {current.pgdata} ({current.data_bytes / 1e6:,.1f} MB)")
+    if not current.running:
+        echo("  not running" + ("" if current.pgdata.exists() else " (no data yet)"))
+        echo("  `assay db start [--port N]` keeps it up; any assay command starts it while it runs.")
+        sys.exit(3)
+    echo(f"  running: PID {current.pid}, since {current.started:%Y-%m-%d %H:%M:%S}")
+    if current.held:
+        hold = current.hold or {}
+        echo(f"  held by `assay db start` (run {hold.get('started')} by {hold.get('by_user')})")
+    else:
+        echo("  not held: it stops when the last assay process below exits")
+    echo("  processes using it:")
+    for pid, what in current.holders:
+        echo(f"    {pid}  {what}")
+    _print_connections(current)
+
+
+def _print_connections(current) -> None:
+    from assay.core import db_service
+
+    echo(f"  socket (owner):   {current.socket_url()}")
+    echo(f"  socket (reader):  {current.socket_url(db_service.READER_ROLE)}")
+    tcp = db_service.tcp_reader_url(current)
+    if tcp:
+        echo(f"  TCP (reader):     {db_service.masked(tcp)}")
+        echo("  `assay db url --reader` prints the reader's TCP URL with its password (and the JDBC form).")
+    elif current.tcp_address():
+        host, port = current.tcp_address()
+        echo(f"  TCP: listening on {host}:{port}; no reader password is set (`assay db start` sets one)")
+    else:
+        echo("  TCP: not listening (`assay db stop`, then `assay db start --port 5433` for BI tools)")
+
+
 @db.command()
 @click.option("--reader", is_flag=True, help="The read-only role (assay_reader) instead of the owner.")
 def url(reader: bool) -> None:
     """Print the connection URL and how to open it with psql.
 
-    The embedded server runs while an assay process uses it; `assay db psql` keeps it up for a session.
+    With --reader and a TCP listener (`assay db start --port N`): the reader's TCP URL with its
+    password, for BI tools, and the JDBC form on stderr. Otherwise a unix-socket URL: the embedded
+    server runs while an assay process uses it, so `assay db start` keeps it up for other clients.
     """
+    from assay.core import db_service
+
     postgres = PostgresResource()
+    if reader and postgres.is_embedded:
+        tcp = db_service.tcp_reader_url(db_service.state())
+        if tcp:
+            echo(tcp)
+            echo(f"psql '{tcp}'", err=True)
+            echo(f"JDBC: {db_service.jdbc_url(tcp)}", err=True)
+            return
     try:
         target = postgres.psql_url(reader=reader)
     except DatabaseError as exc:
         raise click.ClickException(printable(str(exc))) from exc
     echo(target)
     echo(f"psql '{target}'", err=True)
-    if postgres.is_embedded:
-        echo("(embedded server: `assay db psql` starts it and opens psql in one step)", err=True)
+    if postgres.is_embedded and not db_service.state().held:
+        echo(
+            "(embedded server: it stops when this command exits; `assay db start [--port N]` keeps it up,"
+            " `assay db psql` opens psql in one step)",
+            err=True,
+        )
 
 
 @db.command()
