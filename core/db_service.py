@@ -258,6 +258,10 @@ def start(host: str | None = None, port: int | None = None) -> ServerState:
         conn.execute(
             sql.SQL("alter role {} password {}").format(sql.Identifier(READER_ROLE), sql.Literal(password))
         )
+        if port is not None:
+            # the socket moves with the port (.s.PGSQL.N): a restart by another assay process (the
+            # wheel starts it socket-only, on the configured port) keeps the URLs processes hold
+            conn.execute(sql.SQL("alter system set port = {}").format(sql.Literal(port)))
         conn.execute("select pg_reload_conf()")  # pg_hba.conf as written above
     return state()
 

@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """Any Postgres 16+ with pgvector. Unset: the embedded server under `home`."""
     reader_password: str | None = None
-    """Password of the read-only role `assay_reader` on an external server."""
+    """Password of the read-only role `assay_reader`: on an external server the one the DBA set; on the
+    embedded one it replaces the one `assay db start` generates in `$ASSAY_HOME/reader-password`."""
     llm_backend: Literal["transformers", "vllm", "openai"] = "transformers"
     llm_model: str | None = None
     """transformers: a local folder, a .gguf file or a cached hub id (unset: SmolLM2-135M-Instruct

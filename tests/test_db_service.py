@@ -147,11 +147,11 @@ def test_the_password_file_is_private_and_tcp_asks_for_scram(listening):
 def test_stop_stops_it_and_status_then_says_so():
     with own_home("assay-dbstop-") as home:
         try:
-            started = _assay(home, "db", "start")
+            port = _free_port()
+            started = _assay(home, "db", "start", "--port", str(port))
             assert started.returncode == 0, started.stderr
             pid = _postmaster_pid(home / "pgdata")
             assert pid is not None
-            assert "TCP: not listening" in started.stdout
             # a listener cannot be added under a running server: it says what to do instead
             refused = _assay(home, "db", "start", "--port", str(_free_port()))
             assert refused.returncode == 1
@@ -167,6 +167,18 @@ def test_stop_stops_it_and_status_then_says_so():
             again = _assay(home, "db", "stop")
             assert again.returncode == 0
             assert "was not running" in again.stdout
+            # any assay process starts it again (socket only) on the same port, so the URLs that
+            # long-lived processes hold still lead to it
+            joined = subprocess.run(
+                [sys.executable, "-c", JOIN_AND_LEAVE + "; print(PostgresResource().url())"],
+                env=_env(home),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert joined.returncode == 0, joined.stderr
+            assert f"port={port}" in joined.stdout
+            assert _postmaster_pid(home / "pgdata") is None  # it left, nobody holds it: stopped
         finally:
             _assay(home, "db", "stop", "--force")
 
