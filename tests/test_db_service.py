@@ -97,6 +97,7 @@ def test_the_reader_reads_gold_over_tcp_with_its_password_and_nothing_else(liste
     assert current.pgdata == home / "pgdata"
     with psycopg.connect(current.socket_url(), autocommit=True) as owner:
         owner.execute("create table gold.analyst_check as select g as id from generate_series(1, 3) g")
+        owner.execute("create table platinum.analyst_check as select 'text' as body")
         owner.execute("create table bronze.below as select 1 as id")
         owner.execute("create table silver.below as select 1 as id")
     printed = _assay(home, "db", "url", "--reader")
@@ -108,6 +109,7 @@ def test_the_reader_reads_gold_over_tcp_with_its_password_and_nothing_else(liste
     with psycopg.connect(url, autocommit=True) as reader:
         assert reader.info.host == "127.0.0.1"  # TCP, not the socket
         assert reader.execute("select sum(id) from gold.analyst_check").fetchone()[0] == 6
+        assert reader.execute("select body from platinum.analyst_check").fetchone()[0] == "text"
         for statement in (
             "select * from bronze.below",
             "select * from silver.below",
@@ -181,6 +183,14 @@ def test_stop_stops_it_and_status_then_says_so():
             assert _postmaster_pid(home / "pgdata") is None  # it left, nobody holds it: stopped
         finally:
             _assay(home, "db", "stop", "--force")
+
+
+def test_a_host_needs_a_port():
+    with own_home("assay-dbhost-") as home:
+        refused = _assay(home, "db", "start", "--host", "0.0.0.0")
+        assert refused.returncode == 2
+        assert "--host needs --port" in refused.stderr
+        assert not (home / "pgdata").exists()
 
 
 def test_an_external_server_is_not_started_or_stopped_and_status_checks_it():
