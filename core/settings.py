@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     model_cache: Path | None = None
     """Folder for converted model copies; unset: `$ASSAY_HOME/models`."""
     embedding_model: str | None = None
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    """How CPU embeddings are computed: `onnx` (ONNX Runtime, the torch path's vectors), `onnx-int8`
+    (quantised weights: faster, vectors within about 0.01 cosine, stored as a model of their own),
+    `torch`; `auto` is the measured default (README). GPUs and several workers always use torch."""
     embedding_devices: str | None = None
     """Several embedding workers, one process per device, e.g. `cuda:0,cuda:1` (sentence-transformers'
     multi-process pool) for documents; unset: one process on ASSAY_DEVICE."""

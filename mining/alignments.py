@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from assay.core.progress import prefix
 from assay.mining.models import Alignment, Model, alignment_moves, event_log
 
-PROGRESS_PREFIX = "alignments: "  # `assay run` shows the step log's lines that start with it
+PROGRESS_PREFIX = prefix("alignments")  # `assay run` shows the step log's lines that start with it
 NOT_REACHED = "not aligned: time budget of {budget:g} s spent before this variant"
 TIMED_OUT = "not aligned: alignment took longer than the per-variant timeout of {timeout:g} s"
 

@@ -20,11 +20,11 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
 from assay.core.processes import alive
+from assay.core.progress import is_progress
 from assay.core.settings import get_settings
 from assay.core.text import printable
 from assay.landing.bronze import bronze_days
 from assay.landing.files import PARTITIONED_SOURCES, file_day, first_day, landing_files
-from assay.mining.alignments import PROGRESS_PREFIX
 from assay.orchestration.failures import record_failure, step_errors
 from assay.quality.store import record_run_checks
 
@@ -218,7 +218,7 @@ class _ProgressWatcher(threading.Thread):
             for record in page.records:
                 entry = record.event_log_entry
                 message = entry.user_message or ""
-                if entry.dagster_event is None and message.startswith(PROGRESS_PREFIX):
+                if entry.dagster_event is None and is_progress(message):
                     elapsed = time.perf_counter() - self.started
                     self.echo(f"  [{elapsed:6.1f}s]   {printable(message)}")
             if not page.has_more:

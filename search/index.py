@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -38,6 +38,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from assay.core.models import Encoder
+from assay.core.progress import Progress
 from assay.search.searcher import index_type, indexed_expression
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class SyncStats:
     dimension: int
     device: str
     batch_size: int
+    backend: str = "torch"  # torch | onnx | onnx-int8
     documents: int = 0  # documents in the source
     new: int = 0
     changed: int = 0
@@ -155,11 +157,13 @@ def sync_embeddings(
     source: tuple[str, str] = ("platinum", "documents"),
     hnsw: HnswParams | None = None,
     chunk_size: int = 2048,
+    progress: Callable[[str], None] | None = None,
 ) -> SyncStats:
     """Bring `<schema>.embeddings` for `encoder`'s model in line with `source`; activate the model.
 
     `conn` must be in autocommit mode: each step commits on its own (the chunked upserts, the index
     build, the switch), which keeps transactions short and an interrupted build resumable.
+    `progress` receives a line (documents embedded of those pending, rate, ETA) every few seconds.
     """
     if not conn.autocommit:
         raise ValueError("sync_embeddings needs an autocommit connection")
@@ -169,7 +173,9 @@ def sync_embeddings(
     source_id = sql.Identifier(*source)
     _corpus_tables(conn, schema)
     register_vector(conn)
-    stats = SyncStats(encoder.name, encoder.dimension, encoder.device, encoder.batch_size, hnsw=hnsw)
+    stats = SyncStats(
+        encoder.name, encoder.dimension, encoder.device, encoder.batch_size, encoder.backend, hnsw=hnsw
+    )
     with _sync_lock(conn, schema):
         _register_model(conn, tables, encoder.name, encoder.dimension)
         stats.previous_model = _active_model(conn, tables)
@@ -195,6 +201,7 @@ def sync_embeddings(
         encode_s = write_s = 0.0
         if pending:
             _create_stage(conn)
+            meter = Progress("embeddings", pending, "docs", progress or (lambda line: None))
             last = 0
             while True:
                 chunk = conn.execute(
@@ -207,6 +214,7 @@ def sync_embeddings(
                     break
                 last = chunk[-1][0]
                 e, w = _embed_chunk(conn, tables, encoder, [r[1:] for r in chunk], stats)
+                meter.advance(len(chunk))
                 encode_s += e
                 write_s += w
             conn.execute("drop table if exists _embedding_pending, _embedding_stage")

@@ -1,0 +1,202 @@
+"""Sentence embeddings through ONNX Runtime: the CPU fast path for transformer embedding models.
+
+A sentence-transformers model made of a Transformer, a mean or CLS Pooling and an optional Normalize
+(all-MiniLM-L6-v2 and most retrieval models) is exported once to ONNX with torch's own exporter and
+cached under `$ASSAY_HOME/models/onnx/` (`ASSAY_MODEL_CACHE`); later loads read the cached file. ONNX
+Runtime then runs the transformer; tokenising stays with the model's own fast tokenizer and pooling
+is a few numpy lines, so the vectors equal the torch path's (cosine > 0.99999).
+
+The `int8` variant is the same graph with its weights quantised per channel by ONNX Runtime's
+dynamic quantiser: faster again, with vectors that differ slightly from the exact ones (cosine about
+0.99; `bench/embeddings.py` measures its search quality). Because its vectors differ, the model name
+stored beside them carries `#onnx-int8` and a search encodes its queries the same way.
+
+sentence-transformers' own `backend="onnx"` would do this through optimum-onnx, whose releases pin
+transformers below the version sentence-transformers 5+ needs; torch's exporter and ONNX Runtime
+have no such pin.
+"""
+
+import functools
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INT8_SUFFIX = "#onnx-int8"
+_TRANSFORMER = "sentence_transformers.models.Transformer"
+_POOLING = "sentence_transformers.models.Pooling"
+_NORMALIZE = "sentence_transformers.models.Normalize"
+# Few texts (a search query): one thread, no hand-offs between threads, which on a busy machine
+# cost more than the math.
+SMALL_BATCH = 8
+
+
+def split_name(name: str) -> tuple[str, bool]:
+    """`model#onnx-int8` -> ("model", True); any other name -> (name, False)."""
+    if name.endswith(INT8_SUFFIX):
+        return name[: -len(INT8_SUFFIX)], True
+    return name, False
+
+
+def exportable(source: str) -> bool:
+    """Whether the model in folder `source` is Transformer -> mean/CLS Pooling [-> Normalize]."""
+    return pooling(source) is not None
+
+
+def pooling(source: str) -> str | None:
+    """ "mean" or "cls" for a Transformer -> Pooling [-> Normalize] model folder, else None."""
+    folder = Path(source)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        types = [m["type"].replace(".sentence_transformer.modules.", ".models.") for m in modules]
+        if types not in ([_TRANSFORMER, _POOLING], [_TRANSFORMER, _POOLING, _NORMALIZE]):
+            return None
+        config = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    modes = [k for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
+    if modes == ["pooling_mode_mean_tokens"]:
+        return "mean"
+    if modes == ["pooling_mode_cls_token"]:
+        return "cls"
+    return None
+
+
+class OnnxSentenceEncoder:
+    """`encode()` as sentence-transformers has it, with the transformer run by ONNX Runtime."""
+
+    def __init__(self, model: Any, source: str, onnx_path: Path, threads: int | None = None):
+        self._tokenizer = model.tokenizer
+        self._max_length = model.max_seq_length
+        self._pooling = pooling(source)
+        self._normalize = len(model) > 2
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self._dimension = int(getter())
+        self._sessions = {
+            "bulk": _session(onnx_path, threads),
+            "small": _session(onnx_path, 1),
+        }
+        self._inputs = {i.name for i in self._sessions["bulk"].get_inputs()}
+        self.path = onnx_path
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self._dimension
+
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        **_: Any,  # convert_to_numpy, show_progress_bar: always numpy, never a bar
+    ) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        session = self._sessions["small" if len(texts) <= SMALL_BATCH else "bulk"]
+        # Longest first, as sentence-transformers does: batches of similar length pad little.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dimension), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self._encode_batch(session, [texts[i] for i in rows])
+        if normalize_embeddings or self._normalize:
+            out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return out
+
+    def _encode_batch(self, session: Any, texts: list[str]) -> np.ndarray:
+        batch = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
+        )
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in batch.items() if k in self._inputs}
+        hidden = session.run(None, feed)[0]
+        if self._pooling == "cls":
+            return hidden[:, 0]
+        mask = batch["attention_mask"][..., None].astype(np.float32)
+        return (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    # Idle worker threads spin by default, burning the cores other steps and processes need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def export(source: str, folder: Path, int8: bool) -> Path:
+    """The ONNX file in `folder` for the model in `source` (exported once; `int8`: quantised)."""
+    fp32, quantised = folder / "model.onnx", folder / "model_int8.onnx"
+    if not fp32.exists():
+        _atomic(fp32, lambda staged: _export_fp32(source, staged))
+    if int8 and not quantised.exists():
+        _atomic(quantised, lambda staged: _quantise(fp32, staged))
+    return quantised if int8 else fp32
+
+
+def _atomic(target: Path, write) -> None:
+    # A concurrent exporter (two processes starting at once) either wins or finds the file done.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, staged = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    os.close(handle)
+    try:
+        write(Path(staged))
+        os.replace(staged, target)
+    finally:
+        Path(staged).unlink(missing_ok=True)
+
+
+def _export_fp32(source: str, target: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    log.info("exporting %s to ONNX (once) at %s", source, target.parent)
+    model = SentenceTransformer(source, device="cpu", local_files_only=True)
+    transformer = model[0].auto_model.eval()
+    sample = model.tokenizer(["an example", "a longer example sentence"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
+    with torch.no_grad():
+        torch.onnx.export(
+            _Positional(transformer, names),
+            tuple(sample[n] for n in names),
+            str(target),
+            input_names=names,
+            output_names=["hidden"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,  # the tracing exporter: no onnxscript needed, exact for these encoders
+        )
+
+
+def _quantise(fp32: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    log.info("quantising %s to int8 (once)", fp32)
+    # per channel: the per-tensor default moves vectors to cosine 0.96 of the exact ones, this 0.99
+    quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
+
+
+def _Positional(inner: Any, names: list[str]) -> Any:
+    """The transformer called with keyword inputs, as the exporter calls it with positional ones
+    (transformers 5 moved BertModel's positional parameters)."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    return Positional()
