@@ -139,6 +139,7 @@ def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
 def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
     import onnxruntime
 
+    _offline()  # before the export loads the model: no download, no "Loading weights" bar
     # the runtime's version in the name: its quantiser decides the int8 weights
     fingerprint = _folder_fingerprint(Path(source))[:12]
     folder = models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
