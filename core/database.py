@@ -165,6 +165,13 @@ def _bootstrapped(url: str) -> bool:
     return True
 
 
+def bootstrap(url: str) -> None:
+    """Run the bootstrap again for `url` (after a restore replaced the schemas), whether or not this
+    process did it before."""
+    _bootstrapped.cache_clear()
+    _bootstrapped(url)
+
+
 def _for_the_dba(conn: psycopg.Connection, statement: str, why: str) -> DatabaseError:
     database, user = conn.execute("select current_database(), current_user").fetchone()
     return DatabaseError(

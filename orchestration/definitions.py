@@ -27,7 +27,7 @@ from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
 from assay.orchestration.check_results import check_result_sensors
 from assay.orchestration.failures import record_run_failures
-from assay.orchestration.maintenance import retract_file_job
+from assay.orchestration.maintenance import backup_database_job, backup_schedule, retract_file_job
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
 _DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)
@@ -84,8 +84,15 @@ defs = Definitions(
         daily_report,
     ],
     asset_checks=[*quality_checks, *embedding_checks],
-    jobs=[pipeline_job, pipeline_and_agents_job, *_scale_out_jobs(), quality_report_job, retract_file_job],
-    schedules=[daily_report_schedule],
+    jobs=[
+        pipeline_job,
+        pipeline_and_agents_job,
+        *_scale_out_jobs(),
+        quality_report_job,
+        retract_file_job,
+        backup_database_job,
+    ],
+    schedules=[daily_report_schedule, backup_schedule],
     sensors=[landing_sensor, record_run_failures, *check_result_sensors],
     resources={
         "postgres": PostgresResource(),

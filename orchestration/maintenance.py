@@ -3,11 +3,26 @@
 Launch `retract_file` from the UI's Jobs page with its config (the file's ledger name, e.g.
 `transactions/transactions-2025-03-14.jsonl`, and a reason); the next pipeline run rebuilds silver,
 gold and platinum without the file's rows, which stay in bronze for audit.
+
+`backup_database` writes a backup of the assay database (`assay db backup`) to
+`$ASSAY_HOME/backups` and keeps the newest ASSAY_BACKUP_KEEP; its schedule runs it daily at 02:00 UTC.
 """
 
-from dagster import Config, Failure, OpExecutionContext, job, op
+from dagster import (
+    Config,
+    DefaultScheduleStatus,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    ScheduleDefinition,
+    job,
+    op,
+)
 
-from assay.core.database import PostgresResource
+from assay.core import backup
+from assay.core.database import DatabaseError, PostgresResource
+from assay.core.settings import get_settings
 from assay.landing.bronze import retract_file
 
 
@@ -44,3 +59,46 @@ def retract_landing_file(
 )
 def retract_file_job() -> None:
     retract_landing_file()
+
+
+@op(
+    description="pg_dump the assay database to $ASSAY_HOME/backups; "
+    "delete the oldest beyond ASSAY_BACKUP_KEEP."
+)
+def write_backup(context: OpExecutionContext, postgres: PostgresResource) -> Output:
+    try:
+        done = backup.backup(postgres=postgres)
+    except DatabaseError as exc:
+        raise Failure(str(exc)) from exc
+    keep = get_settings().backup_keep
+    removed = backup.prune(done.path.parent, keep)
+    context.log.info(f"backup {done.path} ({done.bytes:,} bytes); removed {len(removed)} beyond {keep}")
+    return Output(
+        None,
+        metadata={
+            "file": MetadataValue.path(str(done.path)),
+            "bytes": done.bytes,
+            "seconds": round(done.seconds, 2),
+            "kept": keep,
+            "removed": MetadataValue.json([p.name for p in removed]),
+        },
+    )
+
+
+@job(
+    name="backup_database",
+    description="Back up the assay database (pg_dump -Fc, as `assay db backup`) and keep the newest "
+    "ASSAY_BACKUP_KEEP backups (default 7).",
+)
+def backup_database_job() -> None:
+    write_backup()
+
+
+backup_schedule = ScheduleDefinition(
+    name="daily_backup",
+    job=backup_database_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every day at 02:00 UTC: a backup of the assay database (an RPO of 24 hours).",
+)
