@@ -7,10 +7,11 @@ renamed when complete, so a crash never leaves a half backup under a final name.
 
 A restore replaces the assay data of the configured database in one transaction: `pg_restore` writes
 the backup as SQL (`--clean --if-exists --no-owner --no-privileges`, the `vector` extension left out:
-bootstrap owns it) and `psql --single-transaction` runs it after dropping the assay schemas, so an
-error leaves the old data as it was, and objects the backup does not hold (a newer migration's table)
-cannot make it fail halfway. assay's bootstrap then runs again: the read-only role's grants and the
-migrations hold as for any other start.
+bootstrap owns it) and `psql` runs it in one transaction after dropping the assay schemas, committed
+only when pg_restore read the whole backup and every statement succeeded: an error leaves the old
+data as it was, and objects the backup does not hold (a newer migration's table) are dropped too.
+assay's bootstrap then runs again: the read-only role's grants and the migrations hold as for any
+other start.
 
 The embedded server's own `pg_dump`, `pg_restore` and `psql` are used (they ship with the wheel); for
 ASSAY_DATABASE_URL the ones on PATH, at least as new as the server.
@@ -219,9 +220,10 @@ def restore(path: Path, *, replace: bool = False, postgres: PostgresResource | N
     list_file = folder / f".{path.name}.restore-list"
     list_file.write_text("\n".join(kept) + "\n")
     # one transaction, committed only when pg_restore wrote the whole script and psql ran all of it:
-    # psql stops at the first error (ON_ERROR_STOP) and a connection closed without COMMIT rolls back
+    # psql stops at the first error (ON_ERROR_STOP) and a connection closed without COMMIT rolls back;
+    # a process still using the assay tables makes it stop after a minute rather than wait for ever
     drops = [sql.SQL("drop schema if exists {} cascade;").format(sql.Identifier(s)) for s in SCHEMAS]
-    prelude = "set client_min_messages = warning;\nbegin;\n" + "\n".join(
+    prelude = "set client_min_messages = warning;\nset lock_timeout = '60s';\nbegin;\n" + "\n".join(
         [
             *(d.as_string() for d in drops),
             *(f"drop table if exists public.{t} cascade;" for t in _YOYO_TABLES),
