@@ -125,7 +125,7 @@ def backup(to: Path | None = None, postgres: PostgresResource | None = None) -> 
     postgres = postgres or PostgresResource()
     url = postgres.url()
     pg_dump = _tool("pg_dump", postgres, _server_major(url))
-    target = to if to is not None and to.suffix else None
+    target = to if to is not None and to.suffix and not to.is_dir() else None  # else a folder
     folder = target.parent if target else (to or backups_dir())
     folder.mkdir(parents=True, exist_ok=True)
     final = target or _timestamp_name(folder, dt.datetime.now(dt.UTC))
