@@ -8,7 +8,7 @@ Exports are never cached: the ETag cache holds pages, not whole marts.
 
 from typing import Annotated
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import StreamingResponse
 
 from assay.api.errors import bad_request, error_responses
@@ -43,7 +43,10 @@ def install(app: FastAPI, state: AppState) -> None:
     async def export_mart(
         mart: Annotated[str, Path(description=f"One of: {', '.join(names)}")],
         request: Request,
-        format: str = "csv",  # noqa: A002 - the parameter's public name
+        # a plain str, checked in the handler: a bad format must not be a 400 before the key is checked
+        format: Annotated[  # noqa: A002 - the parameter's public name
+            str, Query(description="csv (header row) or ndjson", json_schema_extra={"enum": [*FORMATS]})
+        ] = "csv",
     ) -> StreamingResponse:
         found = await readable_mart(request, marts, mart)
         if format not in FORMATS:
