@@ -28,7 +28,7 @@ from assay.api.errors import error_responses, install_error_handlers
 from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
-from assay.api.routers import answers, health, marts, metrics, process, quality, search
+from assay.api.routers import answers, export, health, marts, metrics, process, quality, search
 from assay.api.routers.marts import GZIP_MIN_BYTES
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
@@ -122,6 +122,7 @@ def create_app(
     # Routes go straight onto the app (not include_router, whose nested matching costs more than
     # the rest of a cached request); the busiest first.
     marts.install(app, state)
+    export.install(app, state)
     answers.install(app, state)
     search.install(app, state)
     process.install(app, state)

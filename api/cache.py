@@ -48,6 +48,7 @@ class Cached:
     body: bytes
     media_type: str
     cursor: str | None
+    total: int | None = None  # `count=exact`: the rows matching the filters, all pages
     _gzipped: bytes | None = field(default=None, repr=False, compare=False)
     _etag: str | None = field(default=None, repr=False, compare=False)
 

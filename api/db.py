@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -177,6 +177,33 @@ class Database:
                 return await cursor.fetchall()
 
         return await self._retrying(once, self.pool.check, table)
+
+    async def copy_out(
+        self, statement: sql.Composable, params: Sequence[Any], *, lines: bool, table: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream a `COPY ... TO STDOUT`, block by block (`lines`: each row's one text column, with a
+        newline); memory stays constant however many rows. The connection is taken and the COPY
+        started before this returns, so a busy pool or a missing table is still a 503 or 409; the
+        connection goes back to the pool when the stream ends or is dropped."""
+        started: list[AsyncIterator[bytes]] = []
+
+        async def blocks() -> AsyncIterator[bytes]:
+            async with self.pool.connection() as conn, conn.cursor().copy(statement, params) as copy:
+                yield b""  # started
+                if lines:
+                    async for (text,) in copy.rows():
+                        yield text.encode() + b"\n"
+                else:
+                    async for block in copy:
+                        yield bytes(block)
+
+        async def start() -> None:
+            stream = blocks()
+            started.append(stream)
+            await anext(stream)
+
+        await self._retrying(start, self.pool.check, table)
+        return started[-1]
 
     async def run_sync(self, work: Callable[[psycopg.Connection], T], *, table: str | None = None) -> T:
         """Run `work` on a blocking connection (same role and session settings) in a worker thread.

@@ -7,7 +7,11 @@ Query parameters (per mart, documented in the OpenAPI schema):
   `<column>__gt|__gte|__lt|__lte=v` ranges on numbers, dates, timestamps and text;
 - `sort=col,-other` (or repeated): order, `-` for descending, nulls last; the mart's unique key is
   appended, so the order is total;
-- `limit`, `cursor` (keyset pagination: the `next_cursor` of the previous page), `format=json|csv`.
+- `limit`, `cursor` (keyset pagination: the `next_cursor` of the previous page), `format=json|csv`;
+- `or=(col.eq.a,other.lt.b)`: any of these conditions (PostgREST style; `"..."` quotes a value with
+  commas or parentheses; repeat `or` for several groups, each and-ed with the rest);
+- `select=col,other` (or repeated): only these columns, in this order; `count=exact`: also the number
+  of rows matching the filters (all pages), as `total` and a `Content-Range: */<total>` header.
 
 Every value is parsed by its column's type and bound as a parameter; every identifier comes from the
 catalog and is quoted with `sql.Identifier`. Nothing from the request is ever spliced into SQL text.
@@ -20,7 +24,7 @@ import binascii
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,7 +38,8 @@ RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 LIST_OPS = ("in", "nin")  # repeat the parameter for several values
 PATTERN_OPS = {"like": "like", "ilike": "ilike"}  # text columns; % and _ are the wildcards
 IS_VALUES = {"null": True, "notnull": False}  # <column>__is=null | notnull
-RESERVED = ("limit", "cursor", "sort", "format")
+RESERVED = ("limit", "cursor", "sort", "format", "select", "count", "or")
+OR_OPS = ("eq", "neq", "is", *RANGE_OPS, *PATTERN_OPS)  # `or=(col.op.value,...)`: one value per term
 MAX_TEXT = 1000
 
 # re.ASCII: `\d` alone also matches other scripts' digits (U+0663, ...), which int() and Decimal()
@@ -124,7 +129,7 @@ def to_text(column: Column, value: Any) -> str | None:
 @dataclass(frozen=True)
 class Filter:
     column: Column
-    op: str  # "eq" | "neq" | "is" | one of LIST_OPS, RANGE_OPS, PATTERN_OPS
+    op: str  # "eq" | "neq" | "is" | one of LIST_OPS, RANGE_OPS, PATTERN_OPS | "or" (value: Filters)
     value: Any
 
 
@@ -158,6 +163,8 @@ class PageRequest:
     limit: int
     after: tuple[Any, ...] | None
     csv: bool
+    columns: tuple[Column, ...] = ()  # `select`; empty: all of them
+    count: bool = False  # `count=exact`
 
     @property
     def sort_signature(self) -> str:
@@ -185,11 +192,11 @@ def parse_page_request(
             f"on {mart.name}'s columns ({', '.join(c.name for c in mart.columns)}), "
             f"plus {', '.join(RESERVED)}"
         )
-    for name in ("limit", "cursor", "format"):
+    for name in ("limit", "cursor", "format", "count"):
         if len(grouped.get(name, ())) > 1:
             raise bad_request(f"{name} given more than once")
 
-    filters = []
+    filters = [_parse_or(mart, text, allowed, max_in) for text in grouped.get("or", [])]
     for name, values in grouped.items():
         if name in RESERVED:
             continue
@@ -224,12 +231,63 @@ def parse_page_request(
         raise bad_request("format: expected json or csv")
     csv = fmt == "csv" or (not fmt and "text/csv" in accept and "application/json" not in accept)
 
-    request = PageRequest(tuple(filters), order, limit, None, csv)
+    if grouped.get("count", ["exact"]) != ["exact"]:
+        raise bad_request("count: the only choice is exact")
+    columns = _parse_select(mart, grouped["select"]) if "select" in grouped else ()
+    request = PageRequest(tuple(filters), order, limit, None, csv, columns, "count" in grouped)
     if "cursor" in grouped:
-        request = PageRequest(
-            request.filters, order, limit, decode_cursor(mart, request, grouped["cursor"][0]), csv
-        )
+        request = replace(request, after=decode_cursor(mart, request, grouped["cursor"][0]))
     return request
+
+
+_OR_TERM = re.compile(r'\s*([^.,()"]+)\.([a-z]+)\.("(?:[^"\\]|\\.)*"|[^,()"]*)\s*(,|$)')
+
+
+def _parse_or(mart: Mart, text: str, allowed: dict[str, tuple[Column, str]], max_in: int) -> Filter:
+    """`(col.op.value,...)` as one Filter whose value is its terms; each term is checked against the
+    same allowlist as a plain filter (`col` for eq, `col__op` otherwise) and its value parsed by type."""
+    usage = "or: expected (column.op.value,...), e.g. or=(category.eq.travel,total_amount_eur.gt.100)"
+    if not (text.startswith("(") and text.endswith(")")) or len(text) < 3:
+        raise bad_request(usage)
+    inner, terms, at = text[1:-1], [], 0
+    while at < len(inner):
+        match = _OR_TERM.match(inner, at)
+        if match is None:
+            raise bad_request(f"{usage}; could not read {inner[at : at + 40]!r}")
+        name, op, raw, _ = match.groups()
+        name = name.strip()
+        found = allowed.get(name if op == "eq" else f"{name}__{op}")
+        if op not in OR_OPS or found is None or found[1] != op:
+            raise bad_request(
+                f"or: {name}.{op} is not a filter of {mart.name} (operators here: {', '.join(OR_OPS)}; "
+                f"columns: {', '.join(c.name for c in mart.columns)})"
+            )
+        column = found[0]
+        value = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw
+        if op == "is":
+            if value not in IS_VALUES:
+                raise bad_request(f"or: {name}.is: expected null or notnull")
+            terms.append(Filter(column, op, IS_VALUES[value]))
+        else:
+            terms.append(Filter(column, op, parse_value(column, value, f"or: {name}")))
+        at = match.end()
+    if not 1 <= len(terms) <= max_in:
+        raise bad_request(f"or: give 1 to {max_in} conditions")
+    return Filter(terms[0].column, "or", tuple(terms))
+
+
+def _parse_select(mart: Mart, values: list[str]) -> tuple[Column, ...]:
+    names = [name.strip() for value in values for name in value.split(",")]
+    unknown = [name for name in names if name not in mart.by_name]
+    if unknown:
+        raise bad_request(
+            f"select: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"{mart.name}'s columns are {', '.join(c.name for c in mart.columns)}"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise bad_request(f"select: {', '.join(map(repr, twice))} given twice")
+    return tuple(mart.by_name[name] for name in names)
 
 
 def _parse_sort(mart: Mart, values: list[str]) -> tuple[tuple[Column, bool], ...]:
@@ -314,6 +372,58 @@ def _after(request: PageRequest, params: list[Any]) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(" or ").join(sql.SQL("({})").format(t) for t in terms))
 
 
+def _filters(request: PageRequest, params: list[Any]) -> list[sql.Composable]:
+    """The request's filters as conditions, their values appended to `params`."""
+    return [_condition(f, params) for f in request.filters]
+
+
+def _condition(f: Filter, params: list[Any]) -> sql.Composable:
+    column = _col(f.column)
+    if f.op == "or":
+        terms = sql.SQL(" or ").join(_condition(term, params) for term in f.value)
+        return sql.SQL("({})").format(terms)
+    if f.op == "is":  # no value to bind: the operator itself is the choice
+        return sql.SQL("{} is null" if f.value else "{} is not null").format(column)
+    params.append(f.value)
+    if f.op == "eq":
+        return sql.SQL("{} = %s").format(column)
+    if f.op == "neq":
+        return sql.SQL("{} <> %s").format(column)
+    if f.op == "in":
+        return sql.SQL("{} = any(%s)").format(column)
+    if f.op == "nin":
+        return sql.SQL("{} <> all(%s)").format(column)
+    if f.op in PATTERN_OPS:
+        return sql.SQL("{} {} %s").format(column, sql.SQL(PATTERN_OPS[f.op]))
+    return sql.SQL("{} {} %s").format(column, sql.SQL(RANGE_OPS[f.op]))
+
+
+def _order_by(request: PageRequest) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{} {} nulls last").format(_col(c), sql.SQL("desc" if desc else "asc"))
+        for c, desc in request.order
+    )
+
+
+def _json_object(columns: Sequence[Column]) -> sql.Composable:
+    """The row's chosen columns as a JSON object's text (`select`), in their order."""
+    pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c.name), _col(c)) for c in columns)
+    return sql.SQL("json_build_object({})::text").format(pairs)
+
+
+def _where(where: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" where ") + sql.SQL(" and ").join(where) if where else sql.SQL("")
+
+
+def build_count_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, list[Any]]:
+    """SELECT count(*) of the rows matching the request's filters (every page: no cursor)."""
+    params: list[Any] = []
+    query = sql.SQL("select count(*) from {} as t{}").format(
+        sql.Identifier(mart.schema, mart.table), _where(_filters(request, params))
+    )
+    return query, params
+
+
 def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, list[Any]]:
     """SELECT of one page (limit + 1 rows, to know whether another page follows).
 
@@ -321,36 +431,18 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
     values, which become the next cursor.
     """
     params: list[Any] = []
-    where: list[sql.Composable] = []
-    for f in request.filters:
-        column = _col(f.column)
-        if f.op == "is":  # no value to bind: the operator itself is the choice
-            where.append(sql.SQL("{} is null" if f.value else "{} is not null").format(column))
-            continue
-        if f.op == "eq":
-            where.append(sql.SQL("{} = %s").format(column))
-        elif f.op == "neq":
-            where.append(sql.SQL("{} <> %s").format(column))
-        elif f.op == "in":
-            where.append(sql.SQL("{} = any(%s)").format(column))
-        elif f.op == "nin":
-            where.append(sql.SQL("{} <> all(%s)").format(column))
-        elif f.op in PATTERN_OPS:
-            where.append(sql.SQL("{} {} %s").format(column, sql.SQL(PATTERN_OPS[f.op])))
-        else:
-            where.append(sql.SQL("{} {} %s").format(column, sql.SQL(RANGE_OPS[f.op])))
-        params.append(f.value)
+    where = _filters(request, params)
     if request.after is not None:
         where.append(_after(request, params))
+    columns = request.columns or mart.columns
     if request.csv:
-        payload = sql.SQL(", ").join(sql.SQL("{}::text").format(_col(c)) for c in mart.columns)
+        payload = sql.SQL(", ").join(sql.SQL("{}::text").format(_col(c)) for c in columns)
+    elif request.columns:
+        payload = _json_object(columns)
     else:
         payload = sql.SQL("to_json(t)::text")
     order_values = sql.SQL(", ").join(_col(c) for c, _ in request.order)
-    order_by = sql.SQL(", ").join(
-        sql.SQL("{} {} nulls last").format(_col(c), sql.SQL("desc" if desc else "asc"))
-        for c, desc in request.order
-    )
+    order_by = _order_by(request)
     # Rows are chosen in the inner query and rendered in the outer one: rendering in the inner query
     # would turn every row of the mart into JSON before the sort picks a page (5x slower here). The
     # outer ORDER BY repeats the inner one; Postgres sees the rows already in that order and skips it.
@@ -363,10 +455,30 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
         payload=payload,
         order_values=order_values,
         table=sql.Identifier(mart.schema, mart.table),
-        where=sql.SQL(" where ") + sql.SQL(" and ").join(where) if where else sql.SQL(""),
+        where=_where(where),
         order_by=order_by,
     )
     params.append(request.limit + 1)
+    return query, params
+
+
+def build_export_query(mart: Mart, request: PageRequest, ndjson: bool) -> tuple[sql.Composed, list[Any]]:
+    """`COPY (SELECT ...) TO STDOUT` of every row matching the filters, in the request's order: CSV
+    with a header, or one JSON object per row (ndjson). psycopg binds the values client-side (COPY
+    takes no server-side parameters), quoted by their types like any other bound value."""
+    params: list[Any] = []
+    where = _filters(request, params)
+    columns = request.columns or mart.columns
+    if ndjson:
+        payload = _json_object(columns)
+        options = sql.SQL("")
+    else:
+        payload = sql.SQL(", ").join(_col(c) for c in columns)
+        options = sql.SQL(" (format csv, header)")
+    order_by = _order_by(request)
+    query = sql.SQL("copy (select {} from {} as t{} order by {}) to stdout{}").format(
+        payload, sql.Identifier(mart.schema, mart.table), _where(where), order_by, options
+    )
     return query, params
 
 

@@ -201,6 +201,58 @@ def test_csv_matches_json(client, conn):
     assert as_csv.headers["X-Next-Cursor"] == as_json.json()["next_cursor"]
 
 
+def test_or_groups_match_direct_sql(client, conn):
+    group = "(spend_rank.lte.3,total_amount_eur.lt.500)"
+    rows, _ = _page_all(client, "vendor_spend", limit=50, **{"or": group})
+    expected = _sql_rows(conn, "vendor_spend", "spend_rank <= 3 or total_amount_eur < 500")
+    assert len(expected) >= 3
+    assert sorted(map(_canonical, rows)) == sorted(map(_canonical, expected))
+    both, _ = _page_all(client, "vendor_spend", limit=50, spend_rank__gt=1, **{"or": group})
+    assert len(both) == len(
+        _sql_rows(conn, "vendor_spend", "spend_rank > 1 and (spend_rank <= 3 or total_amount_eur < 500)")
+    )
+
+
+def test_select_returns_only_those_columns_in_that_order(client, conn):
+    chosen = ["vendor_name", "spend_rank"]
+    rows, requests = _page_all(
+        client, "vendor_spend", select=",".join(chosen), sort="-total_amount_eur", limit=7
+    )
+    expected = [{c: r[c] for c in chosen} for r in _sql_rows(conn, "vendor_spend")]
+    assert requests > 1 and all(list(r) == chosen for r in rows)
+    assert sorted(map(_canonical, rows)) == sorted(map(_canonical, expected))
+    as_csv = client.get(
+        "/v1/marts/vendor_spend/rows",
+        params={"select": "spend_rank,vendor_name", "format": "csv", "limit": 3},
+    )
+    table = list(csv.reader(io.StringIO(as_csv.text)))
+    assert table[0] == ["spend_rank", "vendor_name"] and len(table) == 4
+
+
+def test_count_exact_is_the_filtered_total_on_every_page(client, conn):
+    url = "/v1/marts/monthly_summary/rows"
+    (expected,) = conn.execute(
+        "select count(*) from gold.monthly_summary where month >= '2025-03-01'"
+    ).fetchone()
+    first = client.get(url, params={"month__gte": "2025-03-01", "count": "exact", "limit": 5})
+    assert expected > 5 and first.json()["total"] == expected
+    assert first.headers["Content-Range"] == f"*/{expected}"
+    after = client.get(
+        url,
+        params={
+            "month__gte": "2025-03-01",
+            "count": "exact",
+            "limit": 5,
+            "cursor": first.json()["next_cursor"],
+        },
+    )
+    assert after.json()["total"] == expected and after.json()["rows"] != first.json()["rows"]
+    plain = client.get(url, params={"month__gte": "2025-03-01", "limit": 5})
+    assert "total" not in plain.json() and "Content-Range" not in plain.headers
+    (everything,) = conn.execute("select count(*) from gold.monthly_summary").fetchone()
+    assert client.get(url, params={"count": "exact"}).json()["total"] == everything
+
+
 def test_lookup_by_key(client, conn):
     (vendor,) = _sql_rows(conn, "vendor_spend", "spend_rank = 3")
     found = client.get("/v1/marts/vendor_spend/lookup?spend_rank=3")
@@ -233,6 +285,10 @@ def test_lookup_by_key(client, conn):
         ("category=a&category=b", "use category__in"),
         ("department__in=" + "&department__in=".join("abcdefghijk"), "at most 10 values"),
         ("format=xml", "format"),
+        ("select=month,nope,zzz", "select: unknown columns 'nope', 'zzz'; monthly_summary's columns are"),
+        ("select=month,month", "'month' given twice"),
+        ("count=planned", "count: the only choice is exact"),
+        ("count=exact&count=exact", "count given more than once"),
     ],
 )
 def test_bad_parameters_are_400_with_a_reason(client, query, fragment):

@@ -383,3 +383,41 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_ho
     # it left the embedded server's list of users (or the server would never stop)
     users = json.loads((assay_home / "pgdata" / ".handle_pids.json").read_text())
     assert server.pid not in users and os.getpid() in users
+
+
+def test_search_sees_only_the_documents_of_the_keys_marts(http, postgres, conn):
+    """A transaction document discloses what all three marts aggregate, a vendor document what
+    vendor_spend names; the restriction is in the search's SQL, so `k` still fills with visible hits."""
+    from assay.api.keys import create_key
+
+    tokens = {
+        marts[0]: create_key(postgres, f"search {marts[0]}", scopes=["search"], marts=marts)[1]
+        for marts in (["*"], ["vendor_spend"], ["monthly_summary", "category_trends"])
+    }
+    vendor_id, name = conn.execute(
+        "select vendor_id, title from platinum.documents where doc_type = 'vendor' order by doc_id limit 1"
+    ).fetchone()
+    vendor_docs = conn.execute(
+        "select count(*) from platinum.documents where doc_type = 'vendor'"
+    ).fetchone()[0]
+    k = min(8, vendor_docs)
+
+    def hits(token: str, **params) -> list[dict]:
+        response = http.get("/v1/search", params={"q": name, "k": k, **params}, headers=_bearer(token))
+        assert response.status_code == 200, response.text
+        return response.json()["hits"]
+
+    for method in ("vector", "fulltext", "hybrid"):
+        everything = hits(tokens["*"], method=method)
+        assert "transaction" in {h["doc_type"] for h in everything}, method  # the query finds transactions
+        restricted = hits(tokens["vendor_spend"], method=method)
+        assert restricted and {h["doc_type"] for h in restricted} == {"vendor"}, method
+        if method == "vector":
+            assert len(restricted) == k  # filtered before the top k, not after
+    assert f"vendor:{vendor_id}" in [h["doc_id"] for h in hits(tokens["vendor_spend"], method="fulltext")]
+    assert hits(tokens["vendor_spend"], doc_type="transaction") == []
+    _assert_problem(
+        http.get("/v1/search", params={"q": name}, headers=_bearer(tokens["monthly_summary"])),
+        403,
+        "may read no search documents",
+    )

@@ -196,3 +196,42 @@ def test_keyset_pages_return_every_row_once_in_order(conn, rows, sort, limit):
         return (*parts, i)
 
     assert seen == sorted(range(len(rows)), key=key)
+
+
+def test_or_groups_match_any_of_their_terms_with_bound_values(conn):
+    conn.execute(
+        "create temp table if not exists keyset_probe (id integer primary key, x integer, y text,"
+        " d date, n numeric, flag boolean)"
+    )
+    conn.execute("truncate keyset_probe")
+    rows = [
+        (1, -5, "a", None),
+        (2, 3, "a,b (c)", None),
+        (3, 9, "z", dt.date(2025, 1, 1)),
+        (4, 9, None, None),
+        (5, 20, "x", dt.date(2025, 6, 1)),
+    ]
+    with conn.cursor() as cursor:
+        cursor.executemany("insert into keyset_probe values (%s, %s, %s, %s, 1, true)", rows)
+
+    def ids(*params: tuple[str, str]) -> list[int]:
+        query, values = build_page_query(MART, _page([*params, ("limit", "50")]))
+        return sorted(row[-1] for row in conn.execute(query, values))
+
+    assert ids(("or", '(x.lt.0,y.eq."a,b (c)")')) == [1, 2]
+    assert ids(("or", "(d.gte.2025-03-01, y.is.null)")) == [4, 5]
+    assert ids(("or", "(x.lt.0,x.gt.10)"), ("or", "(y.like.x%,d.is.notnull)")) == [5]  # groups and-ed
+    assert ids(("or", "(y.eq.z)"), ("x", "9")) == [3]
+    assert ids(("or", "(y.eq.'; drop table keyset_probe; --)")) == []
+    for text, fragment in (
+        ("x.lt.0", "or: expected (column.op.value,...)"),
+        ("(nope.eq.1)", "or: nope.eq is not a filter of keyset_probe"),
+        ("(x.in.1)", "or: x.in is not a filter"),
+        ("(x__lt.eq.1)", "or: x__lt.eq is not a filter"),
+        ("(x.lt.ten)", "or: x: expected an integer"),
+        ("(y.is.maybe)", "expected null or notnull"),
+        ("(" + ",".join(["x.eq.1"] * 11) + ")", "or: give 1 to 10 conditions"),
+    ):
+        with pytest.raises(ApiError) as raised:
+            _page([("or", text)])
+        assert fragment in raised.value.detail, raised.value.detail

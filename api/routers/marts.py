@@ -20,8 +20,10 @@ from assay.api.errors import ApiError, bad_request, error_responses
 from assay.api.query import (
     IS_VALUES,
     LIST_OPS,
+    OR_OPS,
     PATTERN_OPS,
     RANGE_OPS,
+    build_count_query,
     build_lookup_query,
     build_page_query,
     column_ops,
@@ -191,6 +193,34 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
             "description": "json (default) or csv (also chosen by `Accept: text/csv`).",
             "schema": {"type": "string", "enum": ["json", "csv"]},
         },
+        {
+            "name": "or",
+            "in": "query",
+            "description": "Any of these conditions: `(column.op.value,...)`, op one of "
+            f'{", ".join(OR_OPS)}; `"..."` quotes a value with commas or parentheses. Repeat for '
+            "several groups (all apply).",
+            "schema": {"type": "array", "items": {"type": "string", "maxLength": 2048}},
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "select",
+            "in": "query",
+            "description": "Only these columns, in this order (an unknown column is a 400).",
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "enum": [c.name for c in mart.columns]},
+                "maxItems": len(mart.columns),
+            },
+            "style": "form",
+            "explode": False,
+        },
+        {
+            "name": "count",
+            "in": "query",
+            "description": "exact: also count the rows matching the filters (`total`, `Content-Range: */N`).",
+            "schema": {"type": "string", "enum": ["exact"]},
+        },
     ]
     return params
 
@@ -231,13 +261,19 @@ def install(app: FastAPI, state: AppState) -> None:
         mart: Annotated[str, Path(description=f"One of: {', '.join(names)}")],
         request: Request,
     ) -> MartInfo:
-        principal = await authenticate(request)
-        principal.require(SCOPE)
-        found = marts.get(mart)
-        if found is None:
-            raise ApiError(404, f"no mart {mart!r}; marts are {', '.join(names)}")
-        principal.require(SCOPE, found.name)
-        return _info(found)
+        return _info(await readable_mart(request, marts, mart))
+
+
+async def readable_mart(request: Request, marts: dict[str, Mart], name: str) -> Mart:
+    """The mart `name` for this request's key: 401 without a valid key, 403 outside the marts scope or
+    the key's marts, 404 when there is no such mart (asked after the scope, so it reveals nothing)."""
+    principal = await authenticate(request)
+    principal.require(SCOPE)
+    found = marts.get(name)
+    if found is None:
+        raise ApiError(404, f"no mart {name!r}; marts are {', '.join(sorted(marts))}")
+    principal.require(SCOPE, found.name)
+    return found
 
 
 def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
@@ -260,6 +296,8 @@ def _response(request: Request, entry: Cached, max_age: int) -> Response:
     headers = {"ETag": entry.etag, "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding"}
     if entry.cursor:
         headers["X-Next-Cursor"] = entry.cursor
+    if entry.total is not None:
+        headers["Content-Range"] = f"*/{entry.total}"  # PostgREST's count=exact, without an offset
     given = request.headers.get("if-none-match")
     if given is not None and (given.strip() == "*" or entry.etag in (t.strip() for t in given.split(","))):
         return Response(status_code=304, headers=headers)
@@ -285,9 +323,9 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         mart=(str, ...),
         rows=(list[row_model], ...),
         next_cursor=(str | None, Field(description="Pass as `cursor` for the next page; null on the last")),
+        total=(int | None, Field(None, description="`count=exact`: rows matching the filters, all pages")),
     )
     mart_json = orjson.dumps(mart.name).decode()
-    header = [c.name for c in mart.columns]
 
     async def read_rows(request: Request) -> Response:
         principal = await authenticate(request)
@@ -319,19 +357,24 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         rows = rows[: page.limit]
         n_order = len(page.order)
         cursor = encode_cursor(page, rows[-1][-n_order:]) if more and rows else None
+        total = None
+        if page.count:
+            total = (await state.db.fetch(*build_count_query(mart, page)))[0][0]
         if page.csv:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
+            writer.writerow([c.name for c in page.columns or mart.columns])
             writer.writerows(r[:-n_order] for r in rows)
-            entry = Cached(version, out.getvalue().encode(), "text/csv; charset=utf-8", cursor)
+            entry = Cached(version, out.getvalue().encode(), "text/csv; charset=utf-8", cursor, total)
         else:
-            body = '{"mart":%s,"rows":[%s],"next_cursor":%s}' % (  # noqa: UP031 - rows are JSON already
+            counted = "" if total is None else f',"total":{total}'
+            body = '{"mart":%s,"rows":[%s],"next_cursor":%s%s}' % (  # noqa: UP031 - rows are JSON already
                 mart_json,
                 ",".join(r[0] for r in rows),
                 orjson.dumps(cursor).decode(),
+                counted,
             )
-            entry = Cached(version, body.encode(), "application/json", cursor)
+            entry = Cached(version, body.encode(), "application/json", cursor, total)
         if version is not None:
             cache.put(key, entry)
         return entry
@@ -353,7 +396,10 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
                 "model": page_model,
                 "description": "A page of rows",
                 "content": {"text/csv": {"schema": {"type": "string"}}},
-                "headers": {"X-Next-Cursor": {"schema": {"type": "string"}, "description": "next page"}},
+                "headers": {
+                    "X-Next-Cursor": {"schema": {"type": "string"}, "description": "next page"},
+                    "Content-Range": {"schema": {"type": "string"}, "description": "count=exact: */<total>"},
+                },
             },
         },
         openapi_extra={

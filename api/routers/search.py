@@ -22,7 +22,8 @@ from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from assay.api.batching import PrecomputedEncoder, QueryBatcher
-from assay.api.errors import error_responses
+from assay.api.errors import ApiError, error_responses
+from assay.api.keys import Principal
 from assay.api.state import SECURED, AppState, admit
 from assay.core.models import EmbeddingModelResource, Encoder
 from assay.search.searcher import Filters, Mode, Searcher
@@ -32,6 +33,16 @@ TAG = "search"
 EMBEDDINGS = "platinum.embeddings"  # with platinum.embedding_models: the library reads only these
 MAX_QUERY_CHARS = 1000
 MAX_FILTER_CHARS = 200
+
+# The marts whose data each document type discloses (platinum.documents): a transaction document
+# carries the category, department, vendor, date and amount that all three marts aggregate, a vendor
+# document the vendor that vendor_spend names. A key whose marts are restricted sees a document type
+# only if it may read every mart listed for it; the restriction is a bound filter in the search's SQL,
+# so `k` counts only documents the key may see.
+DOCUMENT_MARTS: dict[str, tuple[str, ...]] = {
+    "transaction": ("category_trends", "monthly_summary", "vendor_spend"),
+    "vendor": ("vendor_spend",),
+}
 
 log = logging.getLogger("assay.api")
 
@@ -139,6 +150,17 @@ def _response(result) -> dict[str, Any]:
 ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 
+def visible_doc_types(principal: Principal, asked: list[str] | None) -> list[str] | None:
+    """The `doc_type` filter for this key: the asked types (None: all) less those it may not see."""
+    visible = [t for t, marts in DOCUMENT_MARTS.items() if all(principal.may_read(m) for m in marts)]
+    if not visible:
+        needs = "; ".join(f"{t} documents need marts {', '.join(m)}" for t, m in DOCUMENT_MARTS.items())
+        raise ApiError(403, f"this API key may read no search documents ({needs}); use a key with them")
+    if len(visible) == len(DOCUMENT_MARTS):
+        return asked
+    return [t for t in asked if t in visible] if asked else visible
+
+
 def install(app: FastAPI, state: AppState) -> None:
     admitted = admit(SCOPE)  # key and scope, before any parameter is validated
     settings = state.settings
@@ -156,12 +178,16 @@ def install(app: FastAPI, state: AppState) -> None:
         openapi_extra=SECURED,
         dependencies=[admitted],
     )
-    async def search(params: Annotated[Params, Query()], request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def search(
+        params: Annotated[Params, Query()],  # type: ignore[valid-type]
+        principal: Annotated[Principal, admitted],
+        request: Request,
+    ) -> dict[str, Any]:
         filters = Filters(
             category=params.category,
             department=params.department,
             vendor_id=params.vendor_id,
-            doc_type=params.doc_type,
+            doc_type=visible_doc_types(principal, params.doc_type),
             date_from=params.date_from,
             date_to=params.date_to,
         )
