@@ -51,6 +51,8 @@ class Column:
     nullable: bool
     description: str
     kind: Kind
+    scale: tuple[int, int] | None = None
+    """(precision, scale) of a constrained `numeric`; None otherwise."""
 
     @property
     def filterable(self) -> bool:
@@ -152,16 +154,18 @@ def load_catalog(conn: psycopg.Connection, specs: dict[str, MartSpec]) -> Catalo
     """Join the manifest's marts with their columns as the connected (read-only) role sees them."""
     rows = conn.execute(
         """
-        select table_schema, table_name, column_name, data_type, is_nullable = 'YES'
+        select table_schema, table_name, column_name, data_type, is_nullable = 'YES',
+            numeric_precision, numeric_scale
         from information_schema.columns
         where (table_schema, table_name) in (select * from unnest(%s::text[], %s::text[]))
         order by table_schema, table_name, ordinal_position
         """,
         [[s.schema for s in specs.values()], [s.table for s in specs.values()]],
     ).fetchall()
-    found: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
-    for schema, table, column, data_type, nullable in rows:
-        found.setdefault((schema, table), []).append((column, data_type, nullable))
+    found: dict[tuple[str, str], list[tuple[str, str, bool, tuple[int, int] | None]]] = {}
+    for schema, table, column, data_type, nullable, precision, scale in rows:
+        numeric = (precision, scale) if data_type == "numeric" and precision is not None else None
+        found.setdefault((schema, table), []).append((column, data_type, nullable, numeric))
     marts: dict[str, Mart] = {}
     missing = []
     for spec in specs.values():
@@ -177,8 +181,9 @@ def load_catalog(conn: psycopg.Connection, specs: dict[str, MartSpec]) -> Catalo
                 nullable=nullable,
                 description=spec.column_descriptions.get(name, ""),
                 kind=_KINDS.get(data_type, "other"),
+                scale=numeric,
             )
-            for name, data_type, nullable in described
+            for name, data_type, nullable, numeric in described
         )
         key, unique = _choose_key(spec, columns)
         marts[spec.name] = Mart(

@@ -205,6 +205,31 @@ class Database:
         await self._retrying(start, self.pool.check, table)
         return started[-1]
 
+    async def batches(
+        self, statement: sql.Composable, params: Sequence[Any], *, size: int, table: str | None = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Stream a SELECT's typed rows, `size` at a time, through a server-side cursor in a read-only
+        transaction: memory stays constant however many rows (each FETCH under the statement
+        timeout). Started before this returns, like `copy_out`, so a busy pool is still a 503."""
+        started: list[AsyncIterator[list[tuple[Any, ...]]]] = []
+
+        async def fetches() -> AsyncIterator[list[tuple[Any, ...]]]:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute("set transaction read only")
+                async with conn.cursor(name="assay_export") as cursor:
+                    await cursor.execute(statement, params)
+                    yield []  # started
+                    while rows := await cursor.fetchmany(size):
+                        yield rows
+
+        async def start() -> None:
+            stream = fetches()
+            started.append(stream)
+            await anext(stream)
+
+        await self._retrying(start, self.pool.check, table)
+        return started[-1]
+
     async def run_sync(self, work: Callable[[psycopg.Connection], T], *, table: str | None = None) -> T:
         """Run `work` on a blocking connection (same role and session settings) in a worker thread.
 

@@ -462,6 +462,26 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
     return query, params
 
 
+def build_export_select(
+    mart: Mart, request: PageRequest, casts: Callable[[Sequence[Column]], dict[str, str]]
+) -> tuple[sql.Composed, list[Any], tuple[Column, ...]]:
+    """SELECT of every row matching the filters, in the request's order, for a typed export (Parquet):
+    the chosen columns with their own types, except those `casts` maps to another (a fixed type
+    name from the caller's code, never from the request)."""
+    params: list[Any] = []
+    where = _filters(request, params)
+    columns = tuple(request.columns or mart.columns)
+    cast = casts(columns)
+    payload = sql.SQL(", ").join(
+        sql.SQL("{}::{}").format(_col(c), sql.SQL(cast[c.name])) if c.name in cast else _col(c)
+        for c in columns
+    )
+    query = sql.SQL("select {} from {} as t{} order by {}").format(
+        payload, sql.Identifier(mart.schema, mart.table), _where(where), _order_by(request)
+    )
+    return query, params, columns
+
+
 def build_export_query(mart: Mart, request: PageRequest, ndjson: bool) -> tuple[sql.Composed, list[Any]]:
     """`COPY (SELECT ...) TO STDOUT` of every row matching the filters, in the request's order: CSV
     with a header, or one JSON object per row (ndjson). psycopg binds the values client-side (COPY

@@ -1,8 +1,9 @@
 """`/v1/marts/{mart}/export`: a whole mart (filtered, sorted, `select`ed as on `/rows`) in one streamed
-response, CSV or ndjson, without the page cap.
+response, CSV, ndjson or Parquet, without the page cap.
 
-The rows come from `COPY ... TO STDOUT` on a pooled connection of the read-only role (same statement
-timeout as every read) and go to the client block by block, so memory stays flat whatever the size.
+CSV and ndjson come from `COPY ... TO STDOUT` on a pooled connection of the read-only role (same
+statement timeout as every read) and go to the client block by block; Parquet from a server-side
+cursor, one row group per batch (`assay.api.parquet`). Memory stays flat whatever the size.
 Exports are never cached: the ETag cache holds pages, not whole marts.
 """
 
@@ -11,12 +12,17 @@ from typing import Annotated
 from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import StreamingResponse
 
+from assay.api import parquet
 from assay.api.errors import bad_request, error_responses
-from assay.api.query import build_export_query, filter_params, parse_page_request
+from assay.api.query import build_export_query, build_export_select, filter_params, parse_page_request
 from assay.api.routers.marts import TAG, readable_mart
 from assay.api.state import SECURED, AppState
 
-FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+FORMATS = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
 PAGE_ONLY = ("limit", "cursor", "count")  # `/rows` parameters that mean nothing for a whole export
 ERRORS = error_responses(400, 401, 403, 404, 409, 429, 503)
 
@@ -32,12 +38,12 @@ def install(app: FastAPI, state: AppState) -> None:
         responses={
             **ERRORS,
             200: {
-                "description": "Every matching row: CSV with a header, or one JSON object per line",
+                "description": "Every matching row: CSV with a header, one JSON object per line, or Parquet",
                 "content": {media: {"schema": {"type": "string"}} for media in FORMATS.values()},
             },
         },
         response_class=StreamingResponse,
-        summary="Stream a whole mart as CSV or ndjson (the /rows filters, sort and select; no pages)",
+        summary="Stream a whole mart as CSV, ndjson or Parquet (the /rows filters, sort, select; no pages)",
         openapi_extra=SECURED,
     )
     async def export_mart(
@@ -45,12 +51,16 @@ def install(app: FastAPI, state: AppState) -> None:
         request: Request,
         # a plain str, checked in the handler: a bad format must not be a 400 before the key is checked
         format: Annotated[  # noqa: A002 - the parameter's public name
-            str, Query(description="csv (header row) or ndjson", json_schema_extra={"enum": [*FORMATS]})
+            str,
+            Query(
+                description="csv (header row), ndjson or parquet (typed columns, zstd)",
+                json_schema_extra={"enum": [*FORMATS]},
+            ),
         ] = "csv",
     ) -> StreamingResponse:
         found = await readable_mart(request, marts, mart)
         if format not in FORMATS:
-            raise bad_request(f"format: expected {' or '.join(FORMATS)}")
+            raise bad_request(f"format: expected one of {', '.join(FORMATS)}")
         given = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
         paged = sorted({k for k, _ in given if k in PAGE_ONLY})
         if paged:
@@ -58,9 +68,14 @@ def install(app: FastAPI, state: AppState) -> None:
         page = parse_page_request(
             found, given, allowed[mart], default_limit=1, max_limit=1, max_in=state.settings.max_in_values
         )
-        statement, params = build_export_query(found, page, ndjson=format == "ndjson")
         table = f"{found.schema}.{found.table}"
-        stream = await state.db.copy_out(statement, params, lines=format == "ndjson", table=table)
+        if format == "parquet":
+            select, params, columns = build_export_select(found, page, parquet.casts)
+            rows = await state.db.batches(select, params, size=parquet.BATCH_ROWS, table=table)
+            stream = parquet.parquet_stream(rows, columns)
+        else:
+            statement, params = build_export_query(found, page, ndjson=format == "ndjson")
+            stream = await state.db.copy_out(statement, params, lines=format == "ndjson", table=table)
         disposition = f'attachment; filename="{found.name}.{format}"'
         return StreamingResponse(
             stream, media_type=FORMATS[format], headers={"Content-Disposition": disposition}
