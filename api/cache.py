@@ -21,6 +21,7 @@ than each taking a connection (a stampede onto the pool after every rebuild, whi
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import hashlib
 import logging
@@ -42,6 +43,9 @@ where n.nspname = %s and c.relname = any(%s)
 """
 
 
+LAST_ANALYZE = 2  # the version's last ANALYZE: when the pipeline last built the mart (its post-hook)
+
+
 @dataclass
 class Cached:
     version: tuple | None
@@ -51,6 +55,12 @@ class Cached:
     total: int | None = None  # `count=exact`: the rows matching the filters, all pages
     _gzipped: bytes | None = field(default=None, repr=False, compare=False)
     _etag: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def last_modified(self) -> dt.datetime | None:
+        """When the mart was last built, to the second (HTTP dates have no fractions)."""
+        built = self.version[LAST_ANALYZE] if self.version else None
+        return built.astimezone(dt.UTC).replace(microsecond=0) if built is not None else None
 
     @property
     def etag(self) -> str:

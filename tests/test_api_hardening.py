@@ -4,9 +4,11 @@ The socket-level tests run a real uvicorn server on 127.0.0.1 with a tiny app an
 protocol, so they need no database; the rest reuse the session's API server.
 """
 
+import datetime as dt
 import socket
 import threading
 import time
+from email.utils import format_datetime, parsedate_to_datetime
 
 import httpx
 import pytest
@@ -465,7 +467,7 @@ def test_docs_and_redoc_load_only_local_assets(http):
             assert served.status_code == 200 and len(served.content) > 1000
 
 
-def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys):
+def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys, conn):
     key = {"X-API-Key": api_keys["admin"]}
     first = http.get(ROWS, headers=key)  # httpx asks for gzip and decodes it
     assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
@@ -479,6 +481,21 @@ def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys):
     assert plain.headers["etag"] == etag
     other = http.get(ROWS, params={"limit": 3}, headers={**key, "If-None-Match": etag})
     assert other.status_code == 200 and other.headers["etag"] != etag
+    # Last-Modified: when the pipeline last built the mart (its ANALYZE post-hook), to the second
+    modified = parsedate_to_datetime(first.headers["last-modified"])
+    (built,) = conn.execute(
+        "select last_analyze from pg_stat_user_tables where schemaname = 'gold' and relname = %s",
+        [ROWS.split("/")[3]],
+    ).fetchone()
+    assert modified == built.replace(microsecond=0)
+    since = http.get(ROWS, headers={**key, "If-Modified-Since": first.headers["last-modified"]})
+    assert since.status_code == 304 and since.headers["last-modified"] == first.headers["last-modified"]
+    earlier = format_datetime(modified - dt.timedelta(seconds=1), usegmt=True)
+    assert http.get(ROWS, headers={**key, "If-Modified-Since": earlier}).status_code == 200
+    assert http.get(ROWS, headers={**key, "If-Modified-Since": "not a date"}).status_code == 200
+    # If-None-Match decides when both are given
+    both = {**key, "If-None-Match": '"other"', "If-Modified-Since": first.headers["last-modified"]}
+    assert http.get(ROWS, headers=both).status_code == 200
     # the other endpoints: gzip by the middleware
     scores = http.get("/v1/quality/scores", headers=key)
     assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"

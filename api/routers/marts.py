@@ -7,6 +7,7 @@ OpenAPI schema (and /docs) shows that mart's real columns, types, descriptions a
 import csv
 import datetime as dt
 import io
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
 
 import orjson
@@ -298,13 +299,30 @@ def _response(request: Request, entry: Cached, max_age: int) -> Response:
         headers["X-Next-Cursor"] = entry.cursor
     if entry.total is not None:
         headers["Content-Range"] = f"*/{entry.total}"  # PostgREST's count=exact, without an offset
-    given = request.headers.get("if-none-match")
-    if given is not None and (given.strip() == "*" or entry.etag in (t.strip() for t in given.split(","))):
+    modified = entry.last_modified
+    if modified is not None:
+        headers["Last-Modified"] = format_datetime(modified, usegmt=True)
+    if _not_modified(request, entry.etag, modified):
         return Response(status_code=304, headers=headers)
     if len(entry.body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return Response(entry.gzipped(), media_type=entry.media_type, headers=headers)
     return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+
+def _not_modified(request: Request, etag: str, modified: dt.datetime | None) -> bool:
+    """RFC 9110: `If-None-Match` decides when present; otherwise `If-Modified-Since` (a date the
+    client got from `Last-Modified`; an unparsable one is ignored)."""
+    given = request.headers.get("if-none-match")
+    if given is not None:
+        return given.strip() == "*" or etag in (t.strip() for t in given.split(","))
+    since = request.headers.get("if-modified-since")
+    if since is None or modified is None:
+        return False
+    try:
+        return modified <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
 
 
 def _csv_by_accept(accept: str) -> bool:
