@@ -359,6 +359,43 @@ def quality(reasons: int, examples: int, as_json: bool) -> None:
         echo(printable(line))  # payloads and file names are data: no raw control characters
 
 
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer, query, SQL and rows as JSON.")
+def ask(question: str, as_json: bool) -> None:
+    """Answer a question about spend from the gold marts' semantic layer.
+
+    Prints the answer, the structured query, the SQL with its parameters, the rows it read and the
+    relations behind them; a question the layer cannot answer gets "I cannot answer this" and why.
+    """
+    import json
+
+    from assay.agents.ask import Asker
+    from assay.agents.tools.db import ReaderSession, ToolError
+
+    postgres = PostgresResource()
+    try:
+        with ReaderSession(postgres.reader_url()) as session:
+            answer = Asker(session).ask(question)
+    except (DatabaseError, ToolError) as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    result = answer.as_dict()
+    if as_json:
+        echo(json.dumps(result, indent=2, default=str))
+        return
+    echo(answer.answer)
+    if answer.query is not None:
+        echo(f"query:      {json.dumps(result['query'])}")
+        echo(f"sql:        {answer.sql}")
+        echo(f"parameters: {json.dumps(result['params'])}")
+        echo(f"rows:       {json.dumps(result['columns'])}")
+        for row in result["rows"][:20]:
+            echo(f"            {json.dumps(row)}")
+        echo(f"provenance: {', '.join(answer.provenance)}")
+    if answer.abstained:
+        sys.exit(2)
+
+
 @main.group()
 def bronze() -> None:
     """Inspect bronze's ledger of loaded files; retract a bad file.

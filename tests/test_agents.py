@@ -543,10 +543,12 @@ def test_metric_catalogue_compiles_to_parameterised_sql(postgres, pipeline_run):
     with postgres.connect() as conn:
         text = query.as_string(conn)
     assert text == (
-        "select to_char(month, 'YYYY-MM') as \"month\", round(sum(total_amount_eur), 2) as value"
-        ' from "gold"."monthly_summary" where category = %s group by 1 order by 2 desc nulls last, 1 limit 7'
+        "select to_char(date_trunc('month', month), 'YYYY-MM') as \"month\","
+        " round((sum(total_amount_eur))::numeric, 2) as value"
+        ' from "gold"."monthly_summary" where category = any(%s)'
+        " group by 1 order by 2 desc nulls last, 1 limit 7"
     )
-    assert params == ["x' or 1=1 --"]
+    assert params == [["x' or 1=1 --"]]
     for bad in (
         ("nope", "none", None),
         ("vendor_spend_eur", "category", None),

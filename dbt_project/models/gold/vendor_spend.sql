@@ -33,7 +33,8 @@ final as (
         per_vendor.total_amount_eur::numeric(24, 2) as total_amount_eur,
         per_vendor.transaction_count::integer as transaction_count,
         round(100 * per_vendor.total_amount_eur / sum(per_vendor.total_amount_eur) over (), 4)
-            ::numeric(8, 4) as share_of_spend_pct
+            ::numeric(8, 4) as share_of_spend_pct,
+        per_vendor.last_transaction_date
 
     from per_vendor
     inner join vendors on per_vendor.vendor_id = vendors.vendor_id

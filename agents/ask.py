@@ -1,0 +1,310 @@
+"""Ask assay: an analyst's question -> a structured query over the semantic layer -> an answer.
+
+The hard parts are deterministic: periods are parsed (months, quarters, years, "last month"), literal
+values (categories, departments, vendors) are matched against the dimensions' actual values with
+rapidfuzz, and the metric is chosen by the words analysts use for it (the metrics' `meta.synonyms`).
+The answer sentence is rendered from the query's result, never written by a model; a question that
+fits no metric, or asks for a cut the layer does not have, is answered with an abstention and why.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+from rapidfuzz import fuzz, process
+
+from assay.agents.tools.db import ReaderSession, ToolError
+from assay.agents.tools.semantic import Metric, StructuredQuery, compile_query, semantic_layer
+
+MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
+_MONTHS = (
+    {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+    | {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m and m != "May"}
+    | {"sept": 9}
+)
+_WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
+# Words that say the data cannot answer: assay holds spend, not these.
+_OUT_OF_SCOPE = (
+    "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",
+    "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
+)  # fmt: skip
+_RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
+_RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
+_DIMENSION_WORDS = {
+    "vendor": ("vendor", "vendors", "supplier", "suppliers", "merchant", "merchants", "payee"),
+    "category": ("category", "categories", "type of expense", "kind of expense"),
+    "department": ("department", "departments", "team", "teams", "division"),
+    "month": ("month", "months"),
+    "quarter": ("quarter", "quarters"),
+    "year": ("year", "years"),
+    "week": ("week", "weeks"),
+}
+
+
+class Abstain(Exception):
+    """The question cannot be answered from the semantic layer; the message says why."""
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    query: dict[str, Any] | None = None
+    sql: str | None = None
+    params: list[Any] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    provenance: list[str] = field(default_factory=list)  # the relations the answer read
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "query": self.query,
+            "sql": self.sql,
+            "params": [_plain(p) for p in self.params],
+            "columns": self.columns,
+            "rows": [[_plain(v) for v in row] for row in self.rows],
+            "provenance": self.provenance,
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- periods
+
+
+def _month_range(year: int, month: int) -> tuple[dt.date, dt.date]:
+    end = dt.date(year + month // 12, month % 12 + 1, 1)
+    return dt.date(year, month, 1), end
+
+
+def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | None, str | None]:
+    """(start, end, label) of the period a question names; (None, None, None) when it names none.
+
+    `today` is the latest date in the data, so "last month" means the data's last full month."""
+    low = text.lower()
+    if m := re.search(r"\b(20\d{2})-(0[1-9]|1[0-2])\b", low):
+        year, month = int(m[1]), int(m[2])
+        return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
+    month_names = "|".join(sorted(_MONTHS, key=len, reverse=True))
+    if m := re.search(rf"\b({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
+        month, year = _MONTHS[m[1]], int(m[2])
+        return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
+    ordinals = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+    q = re.search(r"\bq([1-4])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
+        r"\b(20\d{2})\s*-?\s*q([1-4])\b", low
+    )
+    if q:
+        quarter, year = (int(q[1]), int(q[2])) if q[0].startswith("q") else (int(q[2]), int(q[1]))
+    elif m := re.search(r"\b(first|1st|second|2nd|third|3rd|fourth|4th) quarter (?:of\s+)?(20\d{2})\b", low):
+        quarter, year = ordinals[m[1]], int(m[2])
+    else:
+        quarter = None
+    if quarter:
+        start = dt.date(year, 3 * quarter - 2, 1)
+        return start, _month_range(year, 3 * quarter)[1], f"Q{quarter} {year}"
+    if re.search(r"\blast month\b|\bprevious month\b", low):
+        first = today.replace(day=1)
+        start = (first - dt.timedelta(days=1)).replace(day=1)
+        return start, first, f"{calendar.month_name[start.month]} {start.year}"
+    if re.search(r"\bthis month\b", low):
+        start = today.replace(day=1)
+        return (*_month_range(start.year, start.month), f"{calendar.month_name[start.month]} {start.year}")
+    if re.search(r"\blast year\b", low):
+        return dt.date(today.year - 1, 1, 1), dt.date(today.year, 1, 1), str(today.year - 1)
+    if re.search(r"\bthis year\b|\byear to date\b|\bytd\b", low):
+        return dt.date(today.year, 1, 1), dt.date(today.year + 1, 1, 1), str(today.year)
+    if m := re.search(r"\b(?:in|during|for|of|over)\s+(20\d{2})\b", low) or re.search(r"\b(20\d{2})\b", low):
+        year = int(m[1])
+        return dt.date(year, 1, 1), dt.date(year + 1, 1, 1), str(year)
+    return None, None, None
+
+
+# -- literal values
+
+
+def _phrases(text: str, longest: int = 4) -> list[str]:
+    words = _WORD.findall(text.lower())
+    return [" ".join(words[i : i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)]
+
+
+def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The dimension values a question names: every word n-gram of the question against each
+    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive); the best value per
+    dimension, and longer matches win over a shorter one inside them."""
+    phrases = _phrases(text)
+    found: dict[str, list[str]] = {}
+    for dim, options in values.items():
+        lowered = {o.lower(): o for o in options if o}
+        best = None
+        for phrase in phrases:
+            if len(phrase) < 3:
+                continue
+            hit = process.extractOne(phrase, list(lowered), scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+            if hit and (best is None or (hit[1], len(hit[0])) > (best[1], len(best[0]))):
+                best = hit
+        if best:
+            found[dim] = [lowered[best[0]]]
+    return found
+
+
+# -- metric choice
+
+
+def _has(low: str, words: tuple[str, ...]) -> bool:
+    return any(re.search(rf"\b{re.escape(w)}\b", low) for w in words)
+
+
+def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, list[str]]) -> str:
+    """The metric a question asks for, from the metrics' synonyms; Abstain when none fits."""
+    low = question.lower()
+    vendor = "vendor" in filters or _has(low, _DIMENSION_WORDS["vendor"])
+    scores = {}
+    for name, metric in layer.items():
+        hits = [s for s in metric.synonyms if _has(low, (s.lower(),))]
+        scores[name] = sum(len(s.split()) for s in hits)
+    if _has(low, ("share", "percentage", "percent", "proportion", "fraction")) and vendor:
+        return "vendor_share_pct"
+    if _has(low, ("anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes")):
+        return "anomaly_weeks"
+    if _has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
+        return "avg_weekly_spend_eur"
+    counting = _has(low, ("how many", "number of", "count"))
+    if counting and _has(low, ("transactions", "transaction", "purchases", "payments", "expenses", "times")):
+        return "vendor_transaction_count" if vendor else "transaction_count"
+    if scores.get("total_spend_eur") or _has(low, ("spend", "spent", "cost", "paid", "pay", "expensive")):
+        return "vendor_spend_eur" if vendor else "total_spend_eur"
+    best = max(scores, key=scores.get) if scores else None
+    if best and scores[best] > 0:
+        return best
+    raise Abstain(
+        "the question names no metric assay knows (spend, transactions, vendor share, anomalous weeks)"
+    )
+
+
+def _group_by(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
+    """(group_by, order, limit) for ranking questions ("which vendor ...", "peak month")."""
+    ranking = _has(low, _RANK_DESC) or _has(low, _RANK_ASC)
+    if not ranking:
+        return None, "desc", None
+    order = "asc" if _has(low, _RANK_ASC) else "desc"
+    limit = 1
+    if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
+        limit = {"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1])
+    for dim, words in _DIMENSION_WORDS.items():
+        if _has(low, words) and (dim in metric.dimensions or (dim in ("month", "quarter", "year", "week"))):
+            if dim == "week" and metric.time_dimension is None:
+                continue
+            return dim, order, limit
+    return None, order, None
+
+
+# -- the whole path
+
+
+def _dimension_values(session: ReaderSession, layer: dict[str, Metric]) -> dict[str, list[str]]:
+    seen: dict[str, sql.Composed] = {}
+    for metric in layer.values():
+        for dim in metric.dimensions.values():
+            if dim.name not in seen and dim.name != "is_anomaly":
+                seen[dim.name] = sql.SQL("select distinct {}::text from {}").format(
+                    sql.SQL(dim.expr), sql.Identifier(metric.schema, metric.table)
+                )
+    return {name: [r[0] for r in session.query(q, cap=10_000).rows] for name, q in seen.items()}
+
+
+class Asker:
+    """Answers questions on one reader session; dimension values and the data's last day are read once."""
+
+    def __init__(self, session: ReaderSession, layer: dict[str, Metric] | None = None):
+        self.session = session
+        self.layer = layer or semantic_layer()
+        self.values = _dimension_values(session, self.layer)
+        latest = session.query("select max(month) from gold.monthly_summary").rows[0][0]
+        self.today = latest or dt.date.today()
+
+    def plan(self, question: str) -> tuple[StructuredQuery, str | None]:
+        """The structured query for a question and the period's label; Abstain when none fits."""
+        low = question.lower()
+        if _has(low, _OUT_OF_SCOPE):
+            raise Abstain(
+                "assay holds spend, transactions, vendors and anomalies; the question asks for something else"
+            )
+        filters = match_values(question, self.values)
+        name = choose_metric(question, self.layer, filters)
+        metric = self.layer[name]
+        group_by, order, limit = _group_by(low, metric)
+        if group_by in filters:
+            filters.pop(group_by)  # "which vendor" ranks vendors; a matched name in it is not a filter
+        unsupported = sorted(set(filters) - set(metric.dimensions))
+        if unsupported:
+            raise Abstain(f"{metric.label} cannot be cut by {', '.join(unsupported)} in the semantic layer")
+        start, end, period = parse_period(question, self.today)
+        if start and metric.time_dimension is None:
+            raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
+        query = StructuredQuery(name, group_by, filters, start, end, order, limit)
+        return query, period
+
+    def ask(self, question: str) -> Answer:
+        try:
+            query, period = self.plan(question)
+            statement, params = compile_query(query, self.layer, cap=self.session.row_cap)
+            result = self.session.query(statement, params)
+        except (Abstain, ToolError) as exc:
+            return Answer(question, f"I cannot answer this: {exc}.", True)
+        metric = self.layer[query.metric]
+        text = render(metric, query, period, result.columns, result.rows)
+        return Answer(
+            question,
+            text,
+            abstained=not result.rows or result.rows[0][-1] is None and query.group_by is None,
+            query=query.as_dict(),
+            sql=statement.as_string(self.session.conn),
+            params=params,
+            columns=result.columns,
+            rows=[list(r) for r in result.rows],
+            provenance=[metric.relation],
+        )
+
+
+def _number(value: Any, unit: str) -> str:
+    if value is None:
+        return "no data"
+    if unit == "EUR":
+        return f"{Decimal(value):,.2f} EUR"
+    if unit == "%":
+        return f"{Decimal(value):.2f} %"
+    return f"{value:,} {unit}".strip()
+
+
+def render(metric: Metric, query: StructuredQuery, period: str | None, columns: list[str], rows: list) -> str:
+    """The answer sentence, from the result only: the value (or the top entity and its value), the
+    metric, the filters and the period."""
+    scope = [f"{dim} {', '.join(vals)}" for dim, vals in sorted(query.filters.items())]
+    if period:
+        scope.append(period)
+    where = f" ({'; '.join(scope)})" if scope else ""
+    if not rows or rows[0][-1] is None:
+        return f"No data: {metric.label}{where} has no rows in gold."
+    if query.group_by is None:
+        return f"{metric.label}{where}: {_number(rows[0][0], metric.unit)}."
+    ranked = "; ".join(f"{row[0]}: {_number(row[1], metric.unit)}" for row in rows)
+    word = "Lowest" if query.order == "asc" else "Highest"
+    return f"{word} {query.group_by} by {metric.label.lower()}{where}: {ranked}."
