@@ -34,6 +34,18 @@ _OUT_OF_SCOPE = (
     "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",
     "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
 )  # fmt: skip
+_GROWTH = (
+    "grow",
+    "grew",
+    "growth",
+    "change",
+    "increase",
+    "increased",
+    "decrease",
+    "decreased",
+    "drop",
+    "rise",
+)
 _RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
 _DIMENSION_WORDS = {
@@ -141,27 +153,41 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
 
 
 def _phrases(text: str, longest: int = 4) -> list[str]:
-    words = _WORD.findall(text.lower())
+    words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
     return [" ".join(words[i : i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)]
+
+
+# Legal forms are left out when analysts name a vendor ("Fjord Hotels" for "Fjord Hotels GmbH").
+_LEGAL_FORM = re.compile(r"[\s,]+(gmbh|ltd|inc|b\.v|sas|ag|llc|plc|s\.a|oy|ab)\.?$")
+
+
+def _keys(value: str) -> set[str]:
+    low = value.lower()
+    return {low, _LEGAL_FORM.sub("", low)}
 
 
 def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
     """The dimension values a question names: every word n-gram of the question against each
-    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive); the best value per
+    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive, a vendor's legal form
+    optional; a value shorter than 4 characters, such as "HR", must match exactly); the best value per
     dimension, and longer matches win over a shorter one inside them."""
     phrases = _phrases(text)
     found: dict[str, list[str]] = {}
     for dim, options in values.items():
-        lowered = {o.lower(): o for o in options if o}
+        keys = {key: option for option in options if option for key in _keys(option)}
+        choices = [k for k in keys if len(k) >= 4]
         best = None
         for phrase in phrases:
-            if len(phrase) < 3:
+            if phrase in keys and len(phrase) < 4:
+                hit = (phrase, 100.0, None)
+            elif len(phrase) >= 4:
+                hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+            else:
                 continue
-            hit = process.extractOne(phrase, list(lowered), scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
             if hit and (best is None or (hit[1], len(hit[0])) > (best[1], len(best[0]))):
                 best = hit
         if best:
-            found[dim] = [lowered[best[0]]]
+            found[dim] = [keys[best[0]]]
     return found
 
 
@@ -186,10 +212,13 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "anomaly_weeks"
     if _has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
         return "avg_weekly_spend_eur"
-    counting = _has(low, ("how many", "number of", "count"))
+    if _has(low, _GROWTH):
+        raise Abstain("growth between periods is not in the semantic layer; ask for each period's total")
+    counting = _has(low, ("how many", "number of", "count", "most", "fewest", "least"))
     if counting and _has(low, ("transactions", "transaction", "purchases", "payments", "expenses", "times")):
         return "vendor_transaction_count" if vendor else "transaction_count"
-    if scores.get("total_spend_eur") or _has(low, ("spend", "spent", "cost", "paid", "pay", "expensive")):
+    spend_words = ("spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest")
+    if scores.get("total_spend_eur") or _has(low, spend_words):
         return "vendor_spend_eur" if vendor else "total_spend_eur"
     best = max(scores, key=scores.get) if scores else None
     if best and scores[best] > 0:

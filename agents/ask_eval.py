@@ -17,7 +17,7 @@ import csv
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,10 @@ def load_transactions(landing: Path, truth: Path):
             if (name, number) in defective or not line.strip():
                 continue
             row = json.loads(line)
-            amount = (Decimal(str(row["amount"])) * rates[row["currency"]]).quantize(Decimal("0.01"))
+            # PostgreSQL's round(x, 2), as silver applies it: halves away from zero
+            amount = (Decimal(str(row["amount"])) * rates[row["currency"]]).quantize(
+                Decimal("0.01"), ROUND_HALF_UP
+            )
             records.append(
                 {
                     "id": row["id"],
@@ -130,7 +133,7 @@ def load_transactions(landing: Path, truth: Path):
                     "category": row.get("category") or "uncategorised",
                     "employee_id": row["employee_id"],
                     "vendor_id": row["vendor_id"],
-                    "amount_eur": float(amount),
+                    "cents": int(amount * 100),  # exact sums: polars adds integers
                 }
             )
     frame = pl.DataFrame(records)
@@ -140,7 +143,10 @@ def load_transactions(landing: Path, truth: Path):
         frame.join(employees, on="employee_id", how="left")
         .with_columns(pl.col("department").fill_null("unknown"))
         .join(vendors, on="vendor_id", how="inner")
-        .with_columns(pl.col("date").dt.truncate("1mo").dt.strftime("%Y-%m").alias("month"))
+        .with_columns(
+            pl.col("date").dt.truncate("1mo").dt.strftime("%Y-%m").alias("month"),
+            (pl.col("cents") / 100).alias("amount_eur"),
+        )
     )
 
 
@@ -189,7 +195,7 @@ def expected(case: Case, tx, truth: Path) -> Any:
         return UNSCORED
     part = _cut(tx, case)
     if case.kind == "total":
-        return round(float(part["amount_eur"].sum()), 2)
+        return part["cents"].sum() / 100
     if case.kind == "count":
         return part.height
     if case.kind == "share":

@@ -16,7 +16,8 @@ per_vendor as (
     select
         vendor_id,
         sum(amount_eur) as total_amount_eur,
-        count(*) as transaction_count
+        count(*) as transaction_count,
+        max(transaction_date) as last_transaction_date
 
     from transactions
     group by 1
