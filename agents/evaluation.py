@@ -160,6 +160,34 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
         "question_accuracy": round(accuracy, 4),
         "answers_vs_expected": table,
     }
-    return Evaluation(
-        accuracy >= 0.5, metadata, f"{correct} of {scored} questions answered as the direct SQL answers them"
+    ask = ask_evaluation(session)
+    metadata.update(ask)
+    summary = f"{correct} of {scored} questions answered as the direct SQL answers them"
+    if "ask_accuracy" in ask:
+        summary += (
+            f"; Ask assay on its {ask['ask_questions']}-question evaluation set:"
+            f" {ask['ask_accuracy']:.1%} correct, {ask['ask_wrong_rate']:.1%} wrong,"
+            f" {ask['ask_abstention_rate']:.1%} abstained"
+        )
+    return Evaluation(accuracy >= 0.5 and ask.get("ask_wrong_rate", 0) < 0.05, metadata, summary)
+
+
+def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
+    """Ask assay's accuracy, wrong-answer and abstention rates on the evaluation set
+    (agents/ask_eval.py), references from the landing files; empty without the sample's ground truth."""
+    from assay.agents.ask import Asker
+    from assay.agents.ask_eval import evaluate
+    from assay.core.settings import get_settings
+
+    settings = get_settings()
+    if not (settings.truth_dir / "lines.csv").exists():
+        return {"ask_evaluation": f"no ground truth at {settings.truth_dir}: not measured"}
+    try:
+        asker = Asker(session)
+        report = evaluate(lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir)
+    except ToolError as exc:  # e.g. gold is not built here
+        return {"ask_evaluation": f"not measured: {exc}"}
+    table = "| question | expected | stated | grade |\n| --- | --- | --- | --- |\n" + "\n".join(
+        f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |" for r in report.results
     )
+    return {f"ask_{k}": v for k, v in report.summary().items()} | {"ask_results": table}

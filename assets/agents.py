@@ -56,7 +56,9 @@ CHECKS = {
     ),
     "answer_questions": (
         "question_accuracy",
-        "Answers against each question's reference SQL run directly over gold; warns below 50 %.",
+        "Answers against each question's reference SQL run directly over gold, and Ask assay's accuracy,"
+        " wrong-answer and abstention rates on its evaluation set (agents/ask_eval.py); warns below 50 %"
+        " or at 5 % wrong answers.",
         AssetCheckSeverity.WARN,
         False,
     ),
