@@ -75,9 +75,17 @@ class Answer:
     rows: list[list[Any]] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)  # the relations the answer read
 
+    @property
+    def stated(self) -> Any:
+        """What the answer states: the value, or the top row's label when the query ranks."""
+        if self.abstained or not self.rows:
+            return None
+        return _plain(self.rows[0][0] if (self.query or {}).get("group_by") else self.rows[0][-1])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "stated": self.stated,
             "answer": self.answer,
             "abstained": self.abstained,
             "query": self.query,

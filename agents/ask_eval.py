@@ -223,22 +223,13 @@ def expected(case: Case, tx, truth: Path) -> Any:
 # -- scoring
 
 
-def _stated(answer: dict[str, Any]) -> Any:
-    """What an answer states: the scalar value, or the first row's label when it ranks."""
-    rows = answer.get("rows") or []
-    if answer.get("abstained") or not rows:
-        return None
-    query = answer.get("query") or {}
-    return rows[0][0] if query.get("group_by") else rows[0][-1]
-
-
 def grade(answer: dict[str, Any], reference: Any) -> str:
     """correct | wrong | abstain."""
     if answer.get("abstained"):
         return "correct" if reference is None else "abstain"
     if reference is None or reference == UNSCORED:
         return "wrong"
-    stated = _stated(answer)
+    stated = answer.get("stated")
     if isinstance(reference, (int, float)) and not isinstance(reference, bool):
         try:
             return "correct" if abs(float(stated) - float(reference)) <= 0.01 else "wrong"
@@ -276,7 +267,7 @@ def evaluate(ask, landing: Path, truth: Path) -> Report:
                 "kind": case.kind,
                 "expected": reference,
                 "answer": answer.get("answer"),
-                "stated": _stated(answer),
+                "stated": answer.get("stated"),
                 "grade": grade(answer, reference),
             }
         )

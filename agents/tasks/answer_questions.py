@@ -1,5 +1,8 @@
 """Answer the analyst questions in agents.questions with tools only.
 
+Step 0: Ask assay's deterministic path (agents/ask.py: the semantic layer, parsed periods, matched
+values) answers every question it can when the inputs are loaded; those runs finish without a model
+call. The model only sees the questions it abstained on:
 Step 1: the model picks one tool call (metric / search / process), constrained to the tools' JSON
 schemas: it names catalogue entries and filter values, never SQL. The tool runs between steps.
 Step 2: the model answers, constrained to a value that appears in the tool's result, so an answer
@@ -12,6 +15,7 @@ import copy
 import json
 from typing import Any
 
+from assay.agents.ask import Asker
 from assay.agents.backends import Constraint, GenerationRequest
 from assay.agents.tasks.base import (
     Final,
@@ -60,7 +64,7 @@ def _catalogue() -> str:
 
 class AnswerQuestions(Task):
     name = "answer_questions"
-    version = "2"  # 2: hybrid search, fixed process lookups (1: full-text search, whole tables)
+    version = "3"  # 3: Ask assay's deterministic path first (2: hybrid search, fixed process lookups)
     asset_name = "question_answers"
     description = "Answers to the analyst questions in agents.questions, from tools only."
     reads = (
@@ -100,16 +104,27 @@ class AnswerQuestions(Task):
         departments = [
             r[0] for r in session.bulk("select distinct department from gold.monthly_summary order by 1")
         ]
-        return [
-            RunInput(
-                qid,
-                {"question": text, "answer_type": kind, "categories": categories, "departments": departments},
-            )
-            for qid, text, kind in questions
-        ]
+        asker = Asker(session)
+        inputs = []
+        for qid, text, kind in questions:
+            asked = asker.ask(text)
+            data = {
+                "question": text,
+                "answer_type": kind,
+                "categories": categories,
+                "departments": departments,
+            }
+            # the deterministic answer is part of the input (and so of its cache key): new data, new answer
+            data["ask"] = None if asked.abstained else asked.as_dict()
+            inputs.append(RunInput(qid, data))
+        return inputs
 
     def start(self, run: RunState) -> None:
         data = run.input.data
+        if asked := data.get("ask"):
+            answer = {"answer": asked["stated"], "sentence": asked["answer"], "query": asked["query"]}
+            run.succeed(answer | {"sql": asked["sql"], "params": asked["params"], "rows": asked["rows"]}, [])
+            return
         system = self.system_prompt.format(
             catalogue=_catalogue(),
             categories=", ".join(data["categories"]),
