@@ -43,8 +43,8 @@ _GROWTH = (
     "increased",
     "decrease",
     "decreased",
-    "drop",
-    "rise",
+    "dropped",
+    "rose",
 )
 _RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")

@@ -28,7 +28,7 @@ from assay.api.errors import error_responses, install_error_handlers
 from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
-from assay.api.routers import answers, export, health, marts, metrics, process, quality, search
+from assay.api.routers import answers, ask, export, health, marts, metrics, process, quality, search
 from assay.api.routers.marts import GZIP_MIN_BYTES
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
@@ -124,6 +124,7 @@ def create_app(
     marts.install(app, state)
     export.install(app, state)
     answers.install(app, state)
+    ask.install(app, state)
     search.install(app, state)
     process.install(app, state)
     quality.install(app, state)

@@ -32,7 +32,7 @@ SCHEMA = "api"
 TABLE = "keys"
 ALL = "*"
 # Endpoint groups a key can be scoped to. A new router adds its group here (see README "Read API").
-SCOPES = ("marts", "answers", "search", "process", "quality", "metrics")
+SCOPES = ("marts", "answers", "search", "process", "quality", "metrics", "ask")
 DEFAULT_SCOPES = ("marts",)
 
 _TOKEN = re.compile(r"assay_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")

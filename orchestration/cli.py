@@ -366,20 +366,24 @@ def ask(question: str, as_json: bool) -> None:
     """Answer a question about spend from the gold marts' semantic layer.
 
     Prints the answer, the structured query, the SQL with its parameters, the rows it read and the
-    relations behind them; a question the layer cannot answer gets "I cannot answer this" and why.
+    relations behind them; a question the layer cannot answer gets "I cannot answer this" and why
+    (exit status 2). Every question and its answer is recorded in agents.asked_questions.
     """
+    import getpass
     import json
 
     from assay.agents.ask import Asker
+    from assay.agents.ask_log import record
     from assay.agents.tools.db import ReaderSession, ToolError
 
     postgres = PostgresResource()
     try:
         with ReaderSession(postgres.reader_url()) as session:
             answer = Asker(session).ask(question)
+        asked_id = record(postgres, answer, via="cli", asked_by=getpass.getuser())
     except (DatabaseError, ToolError) as exc:
         raise click.ClickException(printable(str(exc))) from exc
-    result = answer.as_dict()
+    result = answer.as_dict() | {"asked_id": asked_id}
     if as_json:
         echo(json.dumps(result, indent=2, default=str))
         return
@@ -392,6 +396,7 @@ def ask(question: str, as_json: bool) -> None:
         for row in result["rows"][:20]:
             echo(f"            {json.dumps(row)}")
         echo(f"provenance: {', '.join(answer.provenance)}")
+    echo(f"recorded:   agents.asked_questions, asked_id {asked_id}")
     if answer.abstained:
         sys.exit(2)
 

@@ -85,7 +85,9 @@ def test_scopes_limit_endpoints_and_marts_with_403(http, api_keys):
 def test_every_endpoint_needs_a_key_with_its_scope(http, postgres, api_keys, agent_answers):
     from assay.api.keys import SCOPES, create_key
 
-    assert set(SCOPED.values()) | {"marts", "metrics"} == set(SCOPES)
+    assert set(SCOPED.values()) | {"marts", "metrics", "ask"} == set(
+        SCOPES
+    )  # POST /v1/ask: tests/test_ask.py
     keys = {scope: create_key(postgres, f"only {scope}", scopes=[scope])[1] for scope in set(SCOPED.values())}
     for path, scope in SCOPED.items():
         _assert_problem(http.get(path), 401, "missing API key")

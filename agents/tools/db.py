@@ -56,6 +56,16 @@ class ReaderSession:
         options = reader_options(statement_timeout_ms)  # role settings the reader stored cannot change these
         self.conn = psycopg.connect(reader_url, autocommit=False, options=options)
 
+    @classmethod
+    def on(cls, conn: psycopg.Connection, *, row_cap: int = ROW_CAP) -> ReaderSession:
+        """A session over a reader connection someone else opened and owns (the API's read-only pool,
+        whose connections already carry `reader_options`); `close` leaves it open."""
+        session = cls.__new__(cls)
+        session.conn, session.row_cap, session.encoders = conn, row_cap, None
+        session.statement_timeout_ms = STATEMENT_TIMEOUT_MS
+        session._borrowed = True
+        return session
+
     def query(
         self,
         query: str | sql.Composable,
@@ -105,7 +115,8 @@ class ReaderSession:
         return self.query("select to_regclass(%s) is not null", [qualified]).rows[0][0]
 
     def close(self) -> None:
-        self.conn.close()
+        if not getattr(self, "_borrowed", False):
+            self.conn.close()
 
     def __enter__(self) -> ReaderSession:
         return self
