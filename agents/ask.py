@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import itertools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -160,43 +161,67 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
 # -- literal values
 
 
-def _phrases(text: str, longest: int = 4) -> list[str]:
+def _phrases(text: str, longest: int = 4) -> list[tuple[str, range]]:
+    """Every word n-gram of the text (lowercase, possessive 's dropped) with the words it spans."""
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
-    return [" ".join(words[i : i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)]
+    return [
+        (" ".join(words[i : i + n]), range(i, i + n))
+        for n in range(1, longest + 1)
+        for i in range(len(words) - n + 1)
+    ]
 
 
 # Legal forms are left out when analysts name a vendor ("Fjord Hotels" for "Fjord Hotels GmbH").
 _LEGAL_FORM = re.compile(r"[\s,]+(gmbh|ltd|inc|b\.v|sas|ag|llc|plc|s\.a|oy|ab)\.?$")
+# Words before a value that say which dimension it is ("spend ON marketing" is a category, "the
+# marketing TEAM" or "did Marketing spend" a department).
+_CUES = {"category": ("on", "for", "of"), "department": ("did", "does", "has", "team", "department", "by")}
 
 
 def _keys(value: str) -> set[str]:
-    low = value.lower()
+    low = value.lower().replace("_", " ")
     return {low, _LEGAL_FORM.sub("", low)}
+
+
+def _candidates(phrases: list[tuple[str, range]], options: list[str]) -> list[tuple[float, str, range]]:
+    keys = {key: option for option in options if option for key in _keys(option)}
+    choices = [k for k in keys if len(k) >= 4]
+    found = []
+    for phrase, span in phrases:
+        if phrase in keys and len(phrase) < 4:
+            found.append((100.0 + len(phrase) / 100, keys[phrase], span))
+        elif len(phrase) >= 4:
+            hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+            if hit:  # longer matches win over a shorter one inside them
+                found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
+    return found
 
 
 def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
     """The dimension values a question names: every word n-gram of the question against each
-    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive, a vendor's legal form
-    optional; a value shorter than 4 characters, such as "HR", must match exactly); the best value per
-    dimension, and longer matches win over a shorter one inside them."""
+    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive, `_` as a space, a
+    vendor's legal form optional; a value under 4 characters, such as "HR", must match exactly). Each
+    word names one value of one dimension at most: when a word fits two ("marketing" is a category and
+    a department), the assignment that names the most dimensions wins, then the one whose cue words fit
+    ("on marketing": category; "did Marketing spend", "the marketing team": department)."""
     phrases = _phrases(text)
-    found: dict[str, list[str]] = {}
-    for dim, options in values.items():
-        keys = {key: option for option in options if option for key in _keys(option)}
-        choices = [k for k in keys if len(k) >= 4]
-        best = None
-        for phrase in phrases:
-            if phrase in keys and len(phrase) < 4:
-                hit = (phrase, 100.0, None)
-            elif len(phrase) >= 4:
-                hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
-            else:
-                continue
-            if hit and (best is None or (hit[1], len(hit[0])) > (best[1], len(best[0]))):
-                best = hit
-        if best:
-            found[dim] = [keys[best[0]]]
-    return found
+    words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
+    options = {dim: [None, *_candidates(phrases, vals)] for dim, vals in values.items()}
+
+    def cue(dim: str, span: range) -> int:
+        near = words[max(span.start - 1, 0) : span.start] + words[span.stop : span.stop + 1]
+        return sum(w in _CUES.get(dim, ()) for w in near)
+
+    best, best_rank = {}, None
+    for combo in itertools.product(*options.values()):
+        chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
+        used = [i for _, c in chosen for i in c[2]]
+        if len(used) != len(set(used)):
+            continue  # a word claimed twice
+        rank = (len(chosen), sum(cue(dim, c[2]) for dim, c in chosen), sum(c[0] for _, c in chosen))
+        if best_rank is None or rank > best_rank:
+            best, best_rank = {dim: [c[1]] for dim, c in chosen}, rank
+    return best
 
 
 # -- metric choice
