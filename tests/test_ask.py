@@ -312,3 +312,42 @@ def test_post_ask_keeps_an_injected_instruction_as_data(http, api_keys, reader):
     ).rows[0][0]
     assert payload["stated"] == float(expected) and "drop" not in payload["sql"]
     assert reader.query("select count(*) from gold.monthly_summary").rows[0][0] > 0
+
+
+def test_batch_questions_take_the_deterministic_path_first(reader, postgres):
+    """agents.questions: what Ask assay answers never reaches the model (a labelled test double that
+    replies garbage stands in for it); the answers equal each question's expected_sql."""
+    from assay.agents.backends.base import BackendStats, Generation
+    from assay.agents.evaluation import _matches
+    from assay.agents.runner import run_lockstep
+    from assay.agents.store import AgentStore
+    from assay.agents.tasks.answer_questions import AnswerQuestions
+    from assay.agents.tools import ToolBox
+
+    class GarbageModel:  # test double: counts prompts, never answers usefully
+        name, model_name, device, fingerprint = "test-double", "none", "cpu", "none"
+        stats = BackendStats()
+        prompts = 0
+
+        def generate(self, requests):
+            self.prompts += len(requests)
+            return [Generation("not json") for _ in requests]
+
+    AgentStore(postgres).seed_questions()
+    task, model = AnswerQuestions(), GarbageModel()
+    inputs = task.load_inputs(reader)
+    report = run_lockstep(task, inputs, model, ToolBox(reader))
+    references = {
+        key: (sql_text, kind)
+        for key, sql_text, kind in reader.bulk(
+            "select question_id, expected_sql, answer_type from agents.questions"
+        )
+    }
+    answered = [run for run in report.runs if run.status == "succeeded"]
+    assert len(answered) >= 5
+    for run in answered:
+        sql_text, kind = references[run.key]
+        assert _matches(run.answer["answer"], reader.query(sql_text, cap=1).rows[0][0], kind), run.key
+        assert run.answer["sql"] and run.answer["rows"]
+    to_model = len(report.runs) - len(answered)
+    assert model.prompts == 2 * to_model  # each unanswered question: one prompt and its one retry
