@@ -75,12 +75,15 @@ class Answer:
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)  # the relations the answer read
+    derived: Any = None  # a value computed from the rows (growth in %), when the answer states one
 
     @property
     def stated(self) -> Any:
         """What the answer states: the value, or the top row's label when the query ranks."""
         if self.abstained or not self.rows:
             return None
+        if self.derived is not None:
+            return _plain(self.derived)
         return _plain(self.rows[0][0] if (self.query or {}).get("group_by") else self.rows[0][-1])
 
     def as_dict(self) -> dict[str, Any]:
@@ -245,8 +248,6 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "anomaly_weeks"
     if _has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
         return "avg_weekly_spend_eur"
-    if _has(low, _GROWTH):
-        raise Abstain("growth between periods is not in the semantic layer; ask for each period's total")
     counting = _has(low, ("how many", "number of", "count", "most", "fewest", "least"))
     if counting and _has(low, ("transactions", "transaction", "purchases", "payments", "expenses", "times")):
         return "vendor_transaction_count" if vendor else "transaction_count"
@@ -321,8 +322,37 @@ class Asker:
         start, end, period = parse_period(question, self.today)
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
+        if _has(low, _GROWTH):
+            return self._growth(StructuredQuery(name, None, filters, start, end), period, group_by)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
         return query, period
+
+    def _growth(self, query: StructuredQuery, period: str | None, group_by: str | None):
+        """Growth against the period before: one query grouped by the period's grain over both."""
+        months = (
+            query.start and (query.end.year - query.start.year) * 12 + query.end.month - query.start.month
+        )
+        grain = {1: "month", 3: "quarter", 12: "year"}.get(months or 0)
+        if grain is None or group_by is not None or self.layer[query.metric].unit == "%":
+            raise Abstain(
+                "growth needs one month, quarter or year to compare with the one before, and a total"
+            )
+        first = query.start.year * 12 + query.start.month - 1 - months
+        query.start, query.group_by, query.limit = dt.date(first // 12, first % 12 + 1, 1), grain, 2
+        return query, period
+
+    def _growth_answer(self, question: str, metric: Metric, query: StructuredQuery, period, rows) -> Answer:
+        rows = sorted(rows)
+        if len(rows) != 2 or not rows[0][1]:
+            raise Abstain("the period before has no spend to compare with")
+        (before, old), (now, new) = rows
+        growth = round(100 * (Decimal(new) - Decimal(old)) / Decimal(old), 2)
+        scope = "; ".join(f"{dim} {', '.join(vals)}" for dim, vals in sorted(query.filters.items()))
+        text = (
+            f"{metric.label}{f' ({scope})' if scope else ''}: {_number(new, metric.unit)} in {now} against"
+            f" {_number(old, metric.unit)} in {before}, a change of {growth:+.2f} %."
+        )
+        return Answer(question, text, False, query.as_dict() | {"derived": "growth_pct"}, derived=growth)
 
     def ask(self, question: str) -> Answer:
         try:
@@ -332,18 +362,19 @@ class Asker:
         except (Abstain, ToolError) as exc:
             return Answer(question, f"I cannot answer this: {exc}.", True)
         metric = self.layer[query.metric]
-        text = render(metric, query, period, result.columns, result.rows)
-        return Answer(
-            question,
-            text,
-            abstained=not result.rows or result.rows[0][-1] is None and query.group_by is None,
-            query=query.as_dict(),
-            sql=statement.as_string(self.session.conn),
-            params=params,
-            columns=result.columns,
-            rows=[list(r) for r in result.rows],
-            provenance=[metric.relation],
-        )
+        sql_text = statement.as_string(self.session.conn)
+        if _has(question.lower(), _GROWTH):
+            try:
+                answer = self._growth_answer(question, metric, query, period, result.rows)
+            except Abstain as exc:
+                return Answer(question, f"I cannot answer this: {exc}.", True)
+        else:
+            text = render(metric, query, period, result.columns, result.rows)
+            empty = not result.rows or result.rows[0][-1] is None and query.group_by is None
+            answer = Answer(question, text, empty, query.as_dict())
+        answer.sql, answer.params, answer.columns = sql_text, params, result.columns
+        answer.rows, answer.provenance = [list(r) for r in result.rows], [metric.relation]
+        return answer
 
 
 def _number(value: Any, unit: str) -> str:

@@ -351,3 +351,19 @@ def test_batch_questions_take_the_deterministic_path_first(reader, postgres):
         assert run.answer["sql"] and run.answer["rows"]
     to_model = len(report.runs) - len(answered)
     assert model.prompts == 2 * to_model  # each unanswered question: one prompt and its one retry
+
+
+def test_growth_compares_with_the_period_before(reader):
+    june, may = (
+        reader.query(
+            "select sum(total_amount_eur) from gold.monthly_summary"
+            " where category = 'software' and month = %s",
+            [day],
+        ).rows[0][0]
+        for day in (dt.date(2025, 6, 1), dt.date(2025, 5, 1))
+    )
+    answer = Asker(reader).ask("By how much did software spend grow from May to June 2025?")
+    assert not answer.abstained and answer.query["derived"] == "growth_pct"
+    assert answer.stated == float(round(100 * (june - may) / may, 2))
+    assert answer.rows == [["2025-05", may], ["2025-06", june]]
+    assert Asker(reader).ask("How much did vendor shares grow in March 2025?").abstained
