@@ -363,7 +363,9 @@ class Asker:
             return Answer(question, f"I cannot answer this: {exc}.", True)
         metric = self.layer[query.metric]
         sql_text = statement.as_string(self.session.conn)
+        rows = result.rows
         if _has(question.lower(), _GROWTH):
+            rows = sorted(rows)  # the two periods in time order
             try:
                 answer = self._growth_answer(question, metric, query, period, result.rows)
             except Abstain as exc:
@@ -373,7 +375,7 @@ class Asker:
             empty = not result.rows or result.rows[0][-1] is None and query.group_by is None
             answer = Answer(question, text, empty, query.as_dict())
         answer.sql, answer.params, answer.columns = sql_text, params, result.columns
-        answer.rows, answer.provenance = [list(r) for r in result.rows], [metric.relation]
+        answer.rows, answer.provenance = [list(r) for r in rows], [metric.relation]
         return answer
 
 
