@@ -31,6 +31,7 @@ from dagster import (
     Output,
 )
 from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliInvocation,
@@ -43,8 +44,10 @@ from psycopg.conninfo import conninfo_to_dict
 from assay.assets.dbt_project import runtime_project
 from assay.assets.metadata import table_value
 from assay.assets.partitions import daily_partitions, single_run, window_days
+from assay.assets.quarantine import quarantine_failures, quarantine_metadata
 from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
+from assay.landing.quarantine import QuarantinedRow
 
 LAYERS = ("silver", "gold", "platinum")
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
@@ -136,16 +139,54 @@ def _step_assets(step: str) -> AssetsDefinition:
             window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
             context.log.info(f"daily models over {first} .. {last}")
             args += ["--vars", json.dumps(window)]
-        invocation = dbt.cli(args, context=context)
-        try:
-            for event in invocation.stream().fetch_row_counts():
-                if isinstance(event, Output) and context.asset_key_for_output(event.output_name) == REJECTS:
-                    event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
-                yield event
-        finally:
-            _keep_partial_parse(invocation.target_path)
+        events, quarantined = _build_with_quarantine(context, dbt, postgres, args, step)
+        for event in events:
+            if isinstance(event, Output):
+                key = context.asset_key_for_output(event.output_name)
+                extra = _reject_metadata(postgres) if key == REJECTS else {}
+                if quarantined and key in {row_key for row_key, _ in quarantined}:
+                    extra |= quarantine_metadata([row for row_key, row in quarantined if row_key == key])
+                if extra:
+                    event = event.with_metadata({**event.metadata, **extra})
+            yield event
 
     return _models
+
+
+def _build_with_quarantine(
+    context: AssetExecutionContext,
+    dbt: "DbtResource",
+    postgres: PostgresResource,
+    args: list[str],
+    step: str,
+) -> tuple[list, list[tuple[AssetKey, QuarantinedRow]]]:
+    """Run the step's dbt call; if a model fails on rows' data, quarantine those rows and run it
+    once more (the checked models then reject them as `quarantined`), so no single row stops the
+    others and a rerun never fails the same way. The events of the call that counts are returned
+    whole (a failed first call's partial events would name outputs twice). Returns the events and
+    the quarantined rows by the asset of the model they made fail."""
+    invocation = dbt.cli(args, context=context)
+    try:
+        return list(invocation.stream().fetch_row_counts()), []
+    except DagsterDbtCliRuntimeError:
+        rows = quarantine_failures(postgres, invocation.target_path, f"dbt_{step}")
+        if not rows:
+            raise
+    finally:
+        _keep_partial_parse(invocation.target_path)
+    keyed = []
+    for node, row in rows:
+        keyed.append((AssetKey([_layer(node), node["name"]]), row))
+        context.log.warning(
+            f"{row.source} bronze row {row.bronze_id} quarantined: {row.reason} (in {row.step}); "
+            f"`{row.release_command}` lets it through again"
+        )
+    context.log.warning(f"{len(rows)} row(s) quarantined; running the step again without them")
+    again = dbt.cli(args, context=context)
+    try:
+        return list(again.stream().fetch_row_counts()), keyed
+    finally:
+        _keep_partial_parse(again.target_path)
 
 
 def _keep_partial_parse(invocation_target: Path) -> None:

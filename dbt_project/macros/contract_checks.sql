@@ -73,3 +73,13 @@
 {% macro iso_timestamp_pattern(value) -%}
     {{ value }} ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?$'
 {%- endmacro %}
+
+{#- True for a row of bronze `source_name` that a run quarantined (a database error on its data in a
+    step no rule covered; landing/quarantine.py) and nobody has released since. An uncorrelated IN:
+    Postgres hashes the few open quarantine ids once per statement. -#}
+{% macro quarantined(source_name, bronze_id) -%}
+    {{ bronze_id }} in (
+        select quarantine.bronze_id from {{ source('bronze', 'quarantine') }} as quarantine
+        where quarantine.source = '{{ source_name }}' and quarantine.released_at is null
+    )
+{%- endmacro %}
