@@ -5,9 +5,10 @@ SQL; `manifest.json`: each node's parents and relation names) and hands each fai
 `landing.quarantine.isolate`, narrowed to the bronze rows of its own lineage: a model that reads a
 bronze source directly is narrowed there (`int_transactions_checked` -> `bronze.transactions_active`),
 a model on one such model is narrowed on that parent's `bronze_id` (`transactions` ->
-`int_transactions_checked`). A model with no single bronze lineage (`rejects`, gold) is left as it
-failed. Only database errors on data count (SQLSTATE classes 22, 23, 54): a broken connection or
-SQL is never a row's fault.
+`int_transactions_checked`). A failed ERROR test whose failing rows carry a `bronze_id`
+(`expression_is_true`: `select * ... where not (...)`) names its rows itself: those are quarantined.
+A model with no single bronze lineage (`rejects`, gold) is left as it failed. Only database errors
+on data count (SQLSTATE classes 22, 23, 54): a broken connection or SQL is never a row's fault.
 """
 
 import json
@@ -19,9 +20,7 @@ from dagster import MetadataValue
 
 from assay.assets.metadata import table_value
 from assay.core.database import PostgresResource
-from assay.landing.quarantine import Probe, QuarantinedRow, isolate, quarantine_rows
-
-QUARANTINE_SOURCE = "quarantine"  # the bronze source of the quarantine table itself
+from assay.landing.quarantine import Probe, QuarantinedRow, failing_rows, isolate, quarantine_rows
 
 
 def _bronze_lineage(manifest: Mapping[str, Any], unique_id: str) -> tuple[str, str] | None:
@@ -33,9 +32,7 @@ def _bronze_lineage(manifest: Mapping[str, Any], unique_id: str) -> tuple[str, s
     bronze = [
         manifest["sources"][p]
         for p in parents
-        if p.startswith("source.")
-        and manifest["sources"][p]["source_name"] == "bronze"
-        and manifest["sources"][p]["name"] != QUARANTINE_SOURCE
+        if p.startswith("source.") and manifest["sources"][p]["source_name"] == "bronze"
     ]
     if len(bronze) == 1:
         return bronze[0]["name"], bronze[0]["relation_name"]
@@ -49,13 +46,19 @@ def _bronze_lineage(manifest: Mapping[str, Any], unique_id: str) -> tuple[str, s
     return lineages[0] if len(lineages) == 1 else None
 
 
-def failed_models(target: Path) -> list[dict[str, Any]]:
-    """The results of a dbt call's models that ended in error (run_results.json)."""
+def failed_nodes(target: Path) -> list[dict[str, Any]]:
+    """The results of a dbt call's models that ended in error and tests that failed (ERROR severity:
+    a WARN test's status is `warn`), from run_results.json."""
     path = target / "run_results.json"
     if not path.exists():
         return []
     results = json.loads(path.read_text())["results"]
-    return [r for r in results if r["status"] == "error" and r["unique_id"].startswith("model.")]
+    return [
+        r
+        for r in results
+        if (r["status"] == "error" and r["unique_id"].startswith("model."))
+        or (r["status"] == "fail" and r["unique_id"].startswith("test."))
+    ]
 
 
 def quarantine_failures(
@@ -64,22 +67,27 @@ def quarantine_failures(
     """Isolate and quarantine the rows that made this call's models fail; returns each quarantined
     row with the manifest node of the model it broke (empty: nothing here was a row's fault, the
     step's error stands)."""
-    failed = failed_models(target)
+    failed = failed_nodes(target)
     if not failed:
         return []
     manifest = json.loads((target / "manifest.json").read_text())
     done: list[tuple[Mapping[str, Any], QuarantinedRow]] = []
     with postgres.connect(autocommit=True) as conn:
         for result in failed:
-            lineage = _bronze_lineage(manifest, result["unique_id"])
-            node = manifest["nodes"][result["unique_id"]]
-            compiled = result.get("compiled_code") or node.get("compiled_code")
+            test = manifest["nodes"][result["unique_id"]]
+            # a test's rows belong to the model it is attached to
+            model_id = test.get("attached_node") if test["resource_type"] == "test" else result["unique_id"]
+            node = manifest["nodes"].get(model_id or "")
+            lineage = _bronze_lineage(manifest, model_id) if node else None
+            compiled = result.get("compiled_code") or test.get("compiled_code")
             if lineage is None or not compiled:
                 continue
             source, parent = lineage
-            exists = conn.execute("select to_regclass(%s)", [node["relation_name"]]).fetchone()[0]
-            probe = Probe(compiled, parent, node["relation_name"] if exists else None)
-            errors = isolate(conn, probe)
+            if test["resource_type"] == "test":
+                errors = failing_rows(conn, compiled, f"dbt test {test['name']} fails on this row")
+            else:
+                exists = conn.execute("select to_regclass(%s)", [node["relation_name"]]).fetchone()[0]
+                errors = isolate(conn, Probe(compiled, parent, node["relation_name"] if exists else None))
             rows = quarantine_rows(conn, source, errors, f"{node['schema']}.{node['name']} ({step})")
             done += [(node, row) for row in rows]
     return done

@@ -139,6 +139,25 @@ def isolate(conn: psycopg.Connection, probe: Probe, max_rows: int = 100) -> dict
     return found
 
 
+def failing_rows(conn: psycopg.Connection, test_sql: str, reason: str, max_rows: int = 100) -> dict[int, str]:
+    """The bronze ids of the rows a failing test returns (its compiled SQL selects the failing rows),
+    each with `reason`. Empty when the test's rows carry no `bronze_id` (`unique`, `relationships`:
+    they name values, not rows) or when more than `max_rows` fail (a rule, not a few rows)."""
+    select = test_sql.strip().rstrip(";")
+    try:
+        with conn.transaction(force_rollback=True):
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"select distinct bronze_id from ({select}) as failing"
+                    f" where bronze_id is not null limit {max_rows + 1:d}"
+                )
+            ]
+    except psycopg.errors.UndefinedColumn:
+        return {}
+    return {} if len(ids) > max_rows else dict.fromkeys(ids, reason)
+
+
 def quarantine_rows(
     conn: psycopg.Connection, source: str, errors: dict[int, str], step: str
 ) -> list[QuarantinedRow]:

@@ -150,3 +150,23 @@ def test_a_failure_no_row_causes_is_not_quarantined(home):
 
 def _first_id(conn) -> int:
     return conn.execute("select min(bronze_id) from bronze.transactions_active").fetchone()[0]
+
+
+def test_a_failing_test_names_its_rows_when_they_carry_bronze_id(home):
+    """What a failed ERROR test quarantines: the rows its compiled SQL returns, when they carry a
+    `bronze_id` (the shape of `expression_is_true`), nothing when they name values only (`unique`).
+    Here on the SQL alone: no shipped test can fail on data that passed the rules."""
+    from assay.core.database import PostgresResource
+    from assay.landing.quarantine import failing_rows
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        q3 = conn.execute("select bronze_id from silver.transactions where transaction_id = 'Q3'").fetchone()[
+            0
+        ]
+        rows = failing_rows(
+            conn, "select * from silver.transactions where not (transaction_id <> 'Q3')", "why"
+        )
+        assert rows == {q3: "why"}
+        values = "select transaction_id as unique_field, count(*) as n from silver.transactions group by 1"
+        assert failing_rows(conn, values, "why") == {}
+        assert failing_rows(conn, "select * from silver.transactions", "why", max_rows=2) == {}

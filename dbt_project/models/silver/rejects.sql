@@ -54,7 +54,7 @@ final as (
         rejected.loaded_at
 
     from rejected
-    left join {{ source('bronze', 'quarantine') }} as quarantine
+    left join {{ quarantine_relation() }} as quarantine
         on rejected.source = quarantine.source
         and rejected.bronze_id = quarantine.bronze_id
         and quarantine.released_at is null
