@@ -163,13 +163,18 @@ def _build_with_quarantine(
     """Run the step's dbt call; if a model fails on rows' data, quarantine those rows and run it
     once more (the checked models then reject them as `quarantined`), so no single row stops the
     others and a rerun never fails the same way. The events of the call that counts are returned
-    whole (a failed first call's partial events would name outputs twice). Returns the events and
-    the quarantined rows by the asset of the model they made fail."""
+    whole when it ends (a failed first call's partial events would name outputs twice, so the UI
+    shows the step's models at its end rather than one by one). Returns the events and the
+    quarantined rows by the asset of the model they made fail."""
     invocation = dbt.cli(args, context=context)
     try:
         return list(invocation.stream().fetch_row_counts()), []
     except DagsterDbtCliRuntimeError:
-        rows = quarantine_failures(postgres, invocation.target_path, f"dbt_{step}")
+        try:
+            rows = quarantine_failures(postgres, invocation.target_path, f"dbt_{step}")
+        except Exception as exc:  # the step's own error is what the user must see, not this one's
+            context.log.warning(f"could not isolate the rows behind this failure: {exc!r}")
+            rows = []
         if not rows:
             raise
     finally:

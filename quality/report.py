@@ -113,6 +113,12 @@ def _unblock(conn: psycopg.Connection, check: dict) -> str:
     """The commands that clear a failed blocking check."""
     layer, _, table = check["asset_key"].partition("/")
     rerun = "then `assay run`"
+    if check["check_name"] == "reject_rate_quarantined":
+        return (
+            "rows that made a step fail were quarantined (`assay bronze quarantine` lists them with the "
+            "error); fix the cause, then `assay bronze quarantine release ID` for each, or correct or "
+            f"retract their files (`assay bronze retract <file>`), {rerun}"
+        )
     if check["check_name"].startswith("reject_rate_"):
         reason_class = check["check_name"].removeprefix("reject_rate_")
         files = (

@@ -170,3 +170,12 @@ def test_a_failing_test_names_its_rows_when_they_carry_bronze_id(home):
         values = "select transaction_id as unique_field, count(*) as n from silver.transactions group by 1"
         assert failing_rows(conn, values, "why") == {}
         assert failing_rows(conn, "select * from silver.transactions", "why", max_rows=2) == {}
+
+
+def test_quality_says_how_to_clear_a_quarantine_gate(home):
+    from assay.core.database import PostgresResource
+    from assay.quality.report import _unblock
+
+    with PostgresResource().connect() as conn:
+        hint = _unblock(conn, {"asset_key": "silver/transactions", "check_name": "reject_rate_quarantined"})
+    assert "assay bronze quarantine release ID" in hint and "assay bronze retract" in hint
