@@ -74,17 +74,18 @@ def quarantine_failures(
     done: list[tuple[Mapping[str, Any], QuarantinedRow]] = []
     with postgres.connect(autocommit=True) as conn:
         for result in failed:
-            test = manifest["nodes"][result["unique_id"]]
+            failed_node = manifest["nodes"][result["unique_id"]]
+            is_test = failed_node["resource_type"] == "test"
             # a test's rows belong to the model it is attached to
-            model_id = test.get("attached_node") if test["resource_type"] == "test" else result["unique_id"]
+            model_id = failed_node.get("attached_node") if is_test else result["unique_id"]
             node = manifest["nodes"].get(model_id or "")
             lineage = _bronze_lineage(manifest, model_id) if node else None
-            compiled = result.get("compiled_code") or test.get("compiled_code")
+            compiled = result.get("compiled_code") or failed_node.get("compiled_code")
             if lineage is None or not compiled:
                 continue
             source, parent = lineage
-            if test["resource_type"] == "test":
-                errors = failing_rows(conn, compiled, f"dbt test {test['name']} fails on this row")
+            if is_test:
+                errors = failing_rows(conn, compiled, f"dbt test {failed_node['name']} fails on this row")
             else:
                 exists = conn.execute("select to_regclass(%s)", [node["relation_name"]]).fetchone()[0]
                 errors = isolate(conn, Probe(compiled, parent, node["relation_name"] if exists else None))

@@ -84,6 +84,7 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
     backfill), and vendors, employees, gold and platinum are rebuilt from all days.
     """
     from assay.landing.bronze import loaded_files
+    from assay.landing.quarantine import quarantined
     from assay.orchestration.pipeline import reject_reasons, run_days, run_pipeline, table_counts
 
     settings = get_settings()
@@ -130,6 +131,14 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         echo("Rejected rows by reason (silver.rejects):")
         for source, reason, n in reasons:
             echo(f"  {source:<13}{reason:<28}{n:>8,}")
+    with postgres.connect() as conn:
+        held = len(quarantined(conn))
+    if held:
+        echo(
+            f"{held:,} row(s) in quarantine: each made a step fail on a case no rule covers, and the runs "
+            "went on without them; `assay bronze quarantine` lists them with the error and the command "
+            "that releases each."
+        )
     echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
     if outcome.success:
         for check in outcome.failed_checks:  # only WARN checks fail in a successful run
