@@ -96,6 +96,7 @@ def headline(report: QualityReport, day: date) -> dict:
         "failing_checks": len(report.failing_checks),
         "failing_blocking_checks": sum(c["severity"] == "ERROR" for c in report.failing_checks),
         "rejected_rows_top_reasons": sum(r["n"] for r in report.reject_reasons),
+        "quarantined_rows_open": len(report.quarantined),
     }
 
 

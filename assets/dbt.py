@@ -31,6 +31,7 @@ from dagster import (
     Output,
 )
 from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliInvocation,
@@ -43,8 +44,10 @@ from psycopg.conninfo import conninfo_to_dict
 from assay.assets.dbt_project import runtime_project
 from assay.assets.metadata import table_value
 from assay.assets.partitions import daily_partitions, single_run, window_days
+from assay.assets.quarantine import quarantine_failures, quarantine_metadata
 from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
+from assay.landing.quarantine import QuarantinedRow
 
 LAYERS = ("silver", "gold", "platinum")
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
@@ -136,16 +139,70 @@ def _step_assets(step: str) -> AssetsDefinition:
             window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
             context.log.info(f"daily models over {first} .. {last}")
             args += ["--vars", json.dumps(window)]
-        invocation = dbt.cli(args, context=context)
-        try:
-            for event in invocation.stream().fetch_row_counts():
-                if isinstance(event, Output) and context.asset_key_for_output(event.output_name) == REJECTS:
-                    event = event.with_metadata({**event.metadata, **_reject_metadata(postgres)})
-                yield event
-        finally:
-            _keep_partial_parse(invocation.target_path)
+        events, quarantined, error = _build_with_quarantine(context, dbt, postgres, args, step)
+        for event in events:
+            if isinstance(event, Output):
+                key = context.asset_key_for_output(event.output_name)
+                extra = _reject_metadata(postgres) if key == REJECTS else {}
+                if quarantined and key in {row_key for row_key, _ in quarantined}:
+                    extra |= quarantine_metadata([row for row_key, row in quarantined if row_key == key])
+                if extra:
+                    event = event.with_metadata({**event.metadata, **extra})
+            yield event
+        if error is not None:
+            raise error  # after its events: failed tests still arrive as failed checks
 
     return _models
+
+
+def _build_with_quarantine(
+    context: AssetExecutionContext,
+    dbt: "DbtResource",
+    postgres: PostgresResource,
+    args: list[str],
+    step: str,
+) -> tuple[list, list[tuple[AssetKey, QuarantinedRow]], Exception | None]:
+    """Run the step's dbt call; if a model fails on rows' data, quarantine those rows and run it
+    once more (the checked models then reject them as `quarantined`), so no single row stops the
+    others and a rerun never fails the same way. The events of the call that counts are returned
+    whole when it ends (a failed first call's partial events would name outputs twice, so the UI
+    shows the step's models at its end rather than one by one), with the quarantined rows by the
+    asset of the model they made fail, and the call's error if it failed all the same (to raise
+    after its events, as dagster-dbt's stream does)."""
+    events: list = []
+    invocation = dbt.cli(args, context=context)
+    try:
+        for event in invocation.stream().fetch_row_counts():
+            events.append(event)  # one by one: what came before an error is kept
+        return events, [], None
+    except DagsterDbtCliRuntimeError as error:
+        try:
+            rows = quarantine_failures(postgres, invocation.target_path, f"dbt_{step}")
+        except Exception as exc:  # the step's own error is what the user must see, not this one's
+            context.log.warning(f"could not isolate the rows behind this failure: {exc!r}")
+            rows = []
+        if not rows:
+            return events, [], error
+    finally:
+        _keep_partial_parse(invocation.target_path)
+    keyed = []
+    for node, row in rows:
+        keyed.append((AssetKey([_layer(node), node["name"]]), row))
+        context.log.warning(
+            f"{row.source} bronze row {row.bronze_id} quarantined: {row.reason} (in {row.step}); "
+            f"`{row.release_command}` lets it through again"
+        )
+    context.log.warning(f"{len(rows)} row(s) quarantined; running the step again without them")
+    events = []
+    again = dbt.cli(args, context=context)
+    try:
+        for event in again.stream().fetch_row_counts():
+            events.append(event)
+    except DagsterDbtCliRuntimeError as error:
+        return events, keyed, error
+    finally:
+        _keep_partial_parse(again.target_path)
+    return events, keyed, None
 
 
 def _keep_partial_parse(invocation_target: Path) -> None:

@@ -84,6 +84,7 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
     backfill), and vendors, employees, gold and platinum are rebuilt from all days.
     """
     from assay.landing.bronze import loaded_files
+    from assay.landing.quarantine import quarantined
     from assay.orchestration.pipeline import reject_reasons, run_days, run_pipeline, table_counts
 
     settings = get_settings()
@@ -130,6 +131,14 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         echo("Rejected rows by reason (silver.rejects):")
         for source, reason, n in reasons:
             echo(f"  {source:<13}{reason:<28}{n:>8,}")
+    with postgres.connect() as conn:
+        held = len(quarantined(conn))
+    if held:
+        echo(
+            f"{held:,} row(s) in quarantine: each made a step fail on a case no rule covers, and the runs "
+            "went on without them; `assay bronze quarantine` lists them with the error and the command "
+            "that releases each."
+        )
     echo(f"Total time {outcome.seconds:.1f}s, Dagster run {outcome.run_id}.")
     if outcome.success:
         for check in outcome.failed_checks:  # only WARN checks fail in a successful run
@@ -403,7 +412,7 @@ def ask(question: str, as_json: bool) -> None:
 
 @main.group()
 def bronze() -> None:
-    """Inspect bronze's ledger of loaded files; retract a bad file.
+    """Inspect bronze's ledger of loaded files; retract a bad file; list or release quarantined rows.
 
     Bronze keeps every line it loaded. A file landed again under the same name with new content
     supersedes its earlier version (the run says so); deleting a landing file changes nothing in
@@ -452,6 +461,46 @@ def bronze_retract(file: str, reason: str, undo: bool) -> None:
     done = "active again" if undo else "retracted (kept in bronze for audit)"
     echo(f"{printable(name)}: {len(changed)} version(s), {rows:,} rows {done}.")
     echo("Next: `assay run` rebuilds silver, gold and platinum with the change.")
+
+
+@bronze.command("quarantine")
+@click.argument("action", type=click.Choice(["list", "release"]), default="list")
+@click.argument("quarantine_id", type=int, required=False)
+@click.option("--all", "show_all", is_flag=True, help="list: released rows too.")
+def bronze_quarantine(action: str, quarantine_id: int | None, show_all: bool) -> None:
+    """List the rows a run quarantined, or release one (`release ID`).
+
+    A row that makes a silver step fail on a case no reject rule covers (a database error on its
+    data) is quarantined by the run that met it: kept in bronze, rejected in silver as `quarantined`
+    with the error, while the rest goes on. Release it once the cause is fixed: the next `assay run`
+    checks it against the rules again (and quarantines it again should it still fail)."""
+    from assay.landing.quarantine import quarantined, release
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        if action == "release":
+            if quarantine_id is None:
+                raise click.UsageError(
+                    "release needs the quarantine ID (`assay bronze quarantine` lists them)"
+                )
+            row = release(conn, quarantine_id)
+            if row is None:
+                raise click.ClickException(
+                    f"no quarantined row with id {quarantine_id}; `assay bronze quarantine` lists them"
+                )
+            echo(f"Released {row.source} bronze row {row.bronze_id} (quarantine id {row.quarantine_id}).")
+            echo("Next: `assay run` checks it against the rules again.")
+            return
+        rows = quarantined(conn, released=show_all)
+    if not rows:
+        echo("No quarantined rows.")
+        return
+    echo(f"{'id':>6}  {'source':<13}{'bronze_id':>10}  {'quarantined at':<17} step / error")
+    for r in rows:
+        state = f" (released {r.released_at:%Y-%m-%d %H:%M})" if r.released_at else ""
+        when = f"{r.quarantined_at:%Y-%m-%d %H:%M}"
+        echo(f"{r.quarantine_id:>6}  {r.source:<13}{r.bronze_id:>10}  {when:<17} {r.step}{state}")
+        echo(f"{'':>8}{printable(r.reason)}")
+    echo("Release one with `assay bronze quarantine release ID`, then `assay run`.")
 
 
 def _ledger_name(file: str) -> str:

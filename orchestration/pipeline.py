@@ -237,10 +237,12 @@ class _ProgressWatcher(threading.Thread):
             rows = mat.metadata.get("dagster/row_count")
             rows_text = f"{rows.value:>10,} rows" if rows is not None else ""
             self.echo(f"  [{elapsed:6.1f}s] {key:<38} {rows_text}")
-            superseded = mat.metadata.get("files_superseded")  # bronze: files loaded again by name
-            if superseded is not None and superseded.value != "none":
-                for note in superseded.value.splitlines():
-                    self.echo(f"           note: {printable(note.removeprefix('- '))}")
+            # bronze: files loaded again by name; silver: rows a failed model made the run quarantine
+            for name in ("files_superseded", "quarantine_notes"):
+                notes = mat.metadata.get(name)
+                if notes is not None and notes.value != "none":
+                    for note in notes.value.splitlines():
+                        self.echo(f"           note: {printable(note.removeprefix('- '))}")
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             if not evaluation.passed:

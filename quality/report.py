@@ -19,10 +19,13 @@ class QualityReport:
     failing_checks: list[dict] = field(default_factory=list)
     reject_reasons: list[dict] = field(default_factory=list)
     failed_run: dict | None = None  # the latest run, when it failed (quality.run_failures)
+    quarantined: list[dict] = field(default_factory=list)  # open quarantines (bronze.quarantine)
 
     @property
     def empty(self) -> bool:
-        return not (self.scores or self.failing_checks or self.reject_reasons or self.failed_run)
+        return not (
+            self.scores or self.failing_checks or self.reject_reasons or self.failed_run or self.quarantined
+        )
 
 
 def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2) -> QualityReport:
@@ -80,6 +83,13 @@ def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2)
                     [reason["source"], reason["reason"], examples],
                 )
             )
+    if _exists(conn, "bronze.quarantine"):
+        report.quarantined = _dicts(
+            conn.execute(
+                "select quarantine_id, source, bronze_id, reason, step, quarantined_at from bronze.quarantine"
+                " where released_at is null order by quarantine_id"
+            )
+        )
     return report
 
 
@@ -103,6 +113,12 @@ def _unblock(conn: psycopg.Connection, check: dict) -> str:
     """The commands that clear a failed blocking check."""
     layer, _, table = check["asset_key"].partition("/")
     rerun = "then `assay run`"
+    if check["check_name"] == "reject_rate_quarantined":
+        return (
+            "rows that made a step fail were quarantined (`assay bronze quarantine` lists them with the "
+            "error); fix the cause, then `assay bronze quarantine release ID` for each, or correct or "
+            f"retract their files (`assay bronze retract <file>`), {rerun}"
+        )
     if check["check_name"].startswith("reject_rate_"):
         reason_class = check["check_name"].removeprefix("reject_rate_")
         files = (
@@ -193,6 +209,17 @@ def render(report: QualityReport) -> list[str]:
                 lines.append(f"      {e['source_file']}:{e['line_number']}  {e['payload']}")
     else:
         lines.append("Rejected rows: none.")
+    if report.quarantined:
+        lines += ["", "Quarantined rows (a step failed on them; the run went on without them):"]
+        for q in report.quarantined:
+            lines.append(
+                f"  {q['quarantine_id']:>6}  {q['source']} bronze row {q['bronze_id']}, in {q['step']}"
+                f" ({_when(q['quarantined_at'])})"
+            )
+            lines.append(f"          {q['reason']}")
+            lines.append(
+                f"          release: `assay bronze quarantine release {q['quarantine_id']}`, then `assay run`"
+            )
     return lines
 
 
@@ -237,6 +264,14 @@ def render_markdown(report: QualityReport, title: str) -> str:
             lines.append(f"| {r['source']} | {r['reason']} | {r['n']:,} | {example} |")
     else:
         lines.append("None.")
+    if report.quarantined:
+        lines += ["", "## Quarantined rows (open)", "", "| id | source | bronze_id | step | error |"]
+        lines.append("| ---: | --- | ---: | --- | --- |")
+        for q in report.quarantined:
+            error = " ".join(q["reason"].split()).replace("|", "\\|")
+            lines.append(
+                f"| {q['quarantine_id']} | {q['source']} | {q['bronze_id']} | {q['step']} | {error} |"
+            )
     return "\n".join(lines) + "\n"
 
 

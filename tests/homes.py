@@ -1,4 +1,5 @@
-"""A throwaway ASSAY_HOME for a test module or the session, and its clean-up."""
+"""A throwaway ASSAY_HOME for a test module or the session, its clean-up, and small helpers for
+tests that write their own landing lines and run bronze and silver over them."""
 
 import contextlib
 import os
@@ -27,3 +28,25 @@ def own_home(prefix: str) -> Iterator[Path]:
             os.environ.pop("ASSAY_HOME", None)
         else:
             os.environ["ASSAY_HOME"] = previous
+
+
+def write_landing(home: Path, rel: str, lines: list[str]) -> None:
+    """Write `lines` as the landing file `rel` (e.g. `transactions/transactions-2025-06-16.jsonl`)."""
+    path = home / "landing" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def run_bronze_silver():
+    """Bronze and silver over every day the landing folder and the ledger know (as `assay run`);
+    asserts the run succeeded and returns its result."""
+    from dagster import AssetSelection
+
+    from assay.orchestration.definitions import defs
+    from assay.orchestration.pipeline import full_range_tags
+
+    job = defs.resolve_job_def("pipeline")
+    keys = AssetSelection.groups("bronze", "silver").resolve(defs.resolve_asset_graph())
+    result = job.execute_in_process(raise_on_error=False, tags=full_range_tags(), asset_selection=list(keys))
+    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    return result

@@ -341,61 +341,48 @@ def test_a_rebuilt_mart_is_served_fresh_within_a_poll(client, conn):
     assert _wait_for(client, url, lambda body: body == original, 2.0) == original
 
 
-def test_fuzzing_the_openapi_schema_finds_no_server_error(api_server, api_keys, agent_answers):
-    """Schemathesis: positive and negative cases for every operation; no 5xx, documented responses.
+def test_schemathesis_cli_every_check_no_server_error(api_server, api_keys, agent_answers, tmp_path):
+    """The schemathesis CLI as a user runs it: `--checks all` on its default configuration (fewer
+    examples per operation, to fit the suite's time), authenticated as the admin key.
 
-    Every table the API reads exists (the pipeline's output and a real agent run), so a 503 here
-    would be a failure too.
-    """
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+    Every check must pass except the two that judge which requests a schema-valid client may send:
+    an opaque `cursor` the server never handed out, an `or=` group outside its grammar, and a URL
+    past the request-size caps are refused (400, 414) although no OpenAPI schema can say so
+    (README, "Fuzzing"). No server error, no undocumented status or content type, no response
+    outside its schema, no ignored authentication."""
+    import subprocess
+    import sys
 
-    schema = schemathesis.openapi.from_url(f"{api_server}/openapi.json")
-    headers = {"Authorization": f"Bearer {api_keys['admin']}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
-    labels = {operation.label for operation in operations}
-    assert (
-        len(operations) >= 20
-        and {
-            "GET /v1/answers/{task}/{key}",
-            "GET /v1/search",
-            "GET /v1/process/conformance/cases",
-            "GET /v1/quality/checks",
-        }
-        <= labels
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{api_server}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "10",
+            "--generation-deterministic",
+            "-H",
+            f"Authorization: Bearer {api_keys['admin']}",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        check=False,
     )
-    seen: list[int] = []
-    for operation in operations:
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-
-            @settings(
-                max_examples=12,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case):
-                response = case.call(base_url=api_server, headers=headers)
-                seen.append(response.status_code)
-                assert response.status_code < 500, f"{case.method} {case.formatted_path} {case.query}"
-                case.validate_response(
-                    response,
-                    checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
-                    headers=headers,
-                )
-
-            try:
-                run()
-            except Unsatisfiable:
-                # nothing to get wrong: an operation without parameters has no negative cases
-                assert mode == schemathesis.GenerationMode.NEGATIVE, operation.label
-    assert seen and max(seen) < 500
-    assert 200 in seen and 400 in seen
+    assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["complete"] and result["operations"]["tested"] >= 20, result["operations"]
+    assert result["test_cases"]["generated"] >= 500 and not result["errors"], result["errors"]
+    unexpected = [f for f in result["failures"] if f["code"] not in ("ST201", "ST202")]
+    assert not unexpected, json.dumps(unexpected, indent=1) + run.stdout[-6000:]
 
 
 def test_database_stopped_then_restarted_503_then_recovery(client, assay_home, monkeypatch):

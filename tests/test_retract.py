@@ -8,11 +8,10 @@ silver only (what the ledger decides), not the whole graph.
 import datetime as dt
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from homes import own_home
+from homes import own_home, run_bronze_silver, write_landing
 
 pytestmark = pytest.mark.integration
 
@@ -35,34 +34,14 @@ def _tx(tx_id: str, amount: float) -> str:
     )
 
 
-def _write(home: Path, rel: str, lines: list[str]) -> None:
-    path = home / "landing" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines))
-
-
 @pytest.fixture(scope="module")
 def home():
     with own_home("assay-retract-") as home:
         vendor = {"vendor_id": "V0001", "vendor_name": "Taxi", "country": "DE"}
-        _write(home, "vendors/vendors.jsonl", [json.dumps(vendor)])
+        write_landing(home, "vendors/vendors.jsonl", [json.dumps(vendor)])
         employee = {"employee_id": "E00001", "employee_name": "A. Person", "department": "Sales"}
-        _write(home, "employees/employees.jsonl", [json.dumps(employee)])
+        write_landing(home, "employees/employees.jsonl", [json.dumps(employee)])
         yield home
-
-
-def _run_silver():
-    """Bronze and silver over every day the landing folder and the ledger know (as `assay run`)."""
-    from dagster import AssetSelection
-
-    from assay.orchestration.definitions import defs
-    from assay.orchestration.pipeline import full_range_tags
-
-    job = defs.resolve_job_def("pipeline")
-    keys = AssetSelection.groups("bronze", "silver").resolve(defs.resolve_asset_graph())
-    result = job.execute_in_process(raise_on_error=False, tags=full_range_tags(), asset_selection=list(keys))
-    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
-    return result
 
 
 def _silver(conn) -> dict[str, Decimal]:
@@ -83,14 +62,14 @@ def test_replace_retract_and_delete(home):
     from assay.core.database import PostgresResource
     from assay.orchestration.cli import main
 
-    _write(home, TX_FILE, [_tx("T1", 649.08), _tx("T2", 20.0), _tx("T3", 30.0)])
-    _run_silver()
+    write_landing(home, TX_FILE, [_tx("T1", 649.08), _tx("T2", 20.0), _tx("T3", 30.0)])
+    run_bronze_silver()
     with PostgresResource().connect(autocommit=True) as conn:
         assert _silver(conn) == {"T1": Decimal("649.08"), "T2": Decimal("20.00"), "T3": Decimal("30.00")}
 
     # the same name, corrected content: the new version replaces the old, nothing doubles
-    _write(home, TX_FILE, [_tx("T1", 1649.08), _tx("T2", 20.0)])
-    result = _run_silver()
+    write_landing(home, TX_FILE, [_tx("T1", 1649.08), _tx("T2", 20.0)])
+    result = run_bronze_silver()
     notes = [
         m.metadata["files_superseded"].value
         for m in result.asset_materializations_for_node("bronze__transactions")
@@ -117,7 +96,7 @@ def test_replace_retract_and_delete(home):
     assert "2 version(s), 5 rows retracted" in retracted.output and "assay run" in retracted.output
     again = runner.invoke(main, ["bronze", "retract", TX_FILE])
     assert again.exit_code != 0 and "no active loaded file" in again.output
-    _run_silver()
+    run_bronze_silver()
     with PostgresResource().connect(autocommit=True) as conn:
         assert _silver(conn) == {}
         assert conn.execute("select count(*) from bronze.transactions").fetchone()[0] == 5
@@ -140,7 +119,7 @@ def test_a_version_put_back_is_active_again(home):
     versions = ([_tx("R1", 1.0)], [_tx("R1", 2.0), _tx("R2", 3.0)], [_tx("R1", 1.0)])
     notes = []
     for lines in versions:
-        _write(home, rel, lines)
+        write_landing(home, rel, lines)
         notes += [f.note for f in load_source(postgres, "transactions", home / "landing") if f.note]
     assert len(notes) == 2 and "active again" in notes[1]
     with postgres.connect() as conn:

@@ -30,6 +30,8 @@ checked as (
     select
         *,
         case
+            -- a row that made a step fail on a case no rule covers (bronze.quarantine)
+            when {{ quarantined('employees', 'bronze_id') }} then 'quarantined'
             when parse_error is not null then 'parse_error'
             when employee_id is null then 'missing_field:employee_id'
             when department is null then 'missing_field:department'

@@ -79,6 +79,8 @@ checked as (
     select
         ranked.*,
         case
+            -- a row that made a step fail on a case no rule covers (bronze.quarantine)
+            when {{ quarantined('events', 'bronze_id') }} then 'quarantined'
             when parse_error is not null then 'parse_error'
             when case_id is null then 'missing_field:case_id'
             when ranked.activity is null then 'missing_field:activity'

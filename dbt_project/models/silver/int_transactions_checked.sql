@@ -81,6 +81,8 @@ checked as (
         typed.*,
         rates.rate_to_eur,
         case
+            -- a row that made a step fail on a case no rule covers (bronze.quarantine)
+            when {{ quarantined('transactions', 'typed.bronze_id') }} then 'quarantined'
             when typed.parse_error is not null then 'parse_error'
             when typed.transaction_id is null then 'missing_field:id'
             when typed.employee_id is null then 'missing_field:employee_id'

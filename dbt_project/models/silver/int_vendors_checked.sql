@@ -30,6 +30,8 @@ checked as (
     select
         fields.*,
         case
+            -- a row that made a step fail on a case no rule covers (bronze.quarantine)
+            when {{ quarantined('vendors', 'fields.bronze_id') }} then 'quarantined'
             when parse_error is not null then 'parse_error'
             when fields.vendor_id is null then 'missing_field:vendor_id'
             when vendor_name is null then 'missing_field:vendor_name'

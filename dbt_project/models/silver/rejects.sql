@@ -39,16 +39,25 @@ with rejected as (
 final as (
 
     select
-        source,
-        bronze_id,
-        source_file,
-        line_number,
-        reject_reason as reason,
-        split_part(reject_reason, ':', 1) as reason_class,
-        payload,
-        loaded_at
+        rejected.source,
+        rejected.bronze_id,
+        rejected.source_file,
+        rejected.line_number,
+        rejected.reject_reason as reason,
+        split_part(rejected.reject_reason, ':', 1) as reason_class,
+        -- why a quarantined row was quarantined: the database error and the step that met it
+        case when rejected.reject_reason = 'quarantined' then
+            quarantine.reason || ' (in ' || quarantine.step || '; quarantine id '
+            || quarantine.quarantine_id || ')'
+        end as detail,
+        rejected.payload,
+        rejected.loaded_at
 
     from rejected
+    left join {{ quarantine_relation() }} as quarantine
+        on rejected.source = quarantine.source
+        and rejected.bronze_id = quarantine.bronze_id
+        and quarantine.released_at is null
 
 )
 
