@@ -1,6 +1,6 @@
 -- Questions asked on demand (`assay ask`, `POST /v1/ask`) and their answers, for a team to review:
 -- who asked through which key, when, the answer, the structured query, the SQL and its parameters.
--- depends: 0009-api-key-expiry
+-- depends: 0010-bronze-quarantine
 
 create table if not exists agents.asked_questions (
     asked_id     bigint generated always as identity primary key,
