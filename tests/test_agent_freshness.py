@@ -147,10 +147,9 @@ class SpendProbe(Task):
     def request(self, run: RunState) -> GenerationRequest:
         if "values" not in run.scratch:
             call = {k: {"const": v} for k, v in run.input.data.items()}
-            schema = {"type": "object", "properties": call, "required": list(call)}
         else:
-            schema = {"type": "object", "properties": {"total": {"enum": run.scratch["values"]}}}
-            schema["required"] = ["total"]
+            call = {"total": {"enum": run.scratch["values"]}}
+        schema = {"type": "object", "properties": call, "required": list(call), "additionalProperties": False}
         return GenerationRequest(tuple(run.messages), 40, Constraint.json_schema(schema))
 
     def parse(self, run: RunState, text: str) -> ToolCall | Final:
