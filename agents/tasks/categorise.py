@@ -8,9 +8,10 @@ measured on equal terms.
 
 Where all the neighbours carry the same label there is nothing for the model to decide: that label
 is the answer and no prompt is generated. Only where they disagree is the model asked, and then
-`LLM_DECIDES` says whose label stands. Measured on the small sample (README, "Agents") the model
-never beat the neighbours' majority, so the baseline decides; the model's pick is kept beside it
-(`llm_category`) so the asset check keeps measuring whether it would add anything.
+`LLM_DECIDES` says whose label stands. Measured on the small sample (README, "Agent runs") the
+neighbours disagree on 4 of 60 transactions; there the model was right 4 times and the majority 3,
+so the model decides those (98.3 % against the baseline's 96.7 %). Both picks are stored
+(`category`, `llm_category`) and the asset check keeps comparing them with the baseline.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from assay.agents.tools.retrieval import majority_label, similar_labelled_transa
 EXAMPLES = 5
 # Whose label stands where the neighbours disagree: the model's (True) or their majority's (False).
 # Set from the measurement in the README: flip it only when the check shows the model ahead.
-LLM_DECIDES = False
+LLM_DECIDES = True
 
 
 class Categorise(Task):
