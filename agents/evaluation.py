@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.agents.runner import TaskOutcome
+from assay.agents.tasks.categorise import LLM_DECIDES
 from assay.agents.tools import ReaderSession, ToolError
 
 
@@ -47,24 +48,33 @@ def categorisation_accuracy(outcome: TaskOutcome, truth_csv: Path) -> Evaluation
     scored = [i for i in outcome.inputs if truth.get(i.key)]
     if not scored:
         return Evaluation(True, {"evaluated": 0}, "no input has a known true category")
-    llm = sum(answers.get(i.key, {}).get("category") == truth[i.key] for i in scored)
+    final = sum(answers.get(i.key, {}).get("category") == truth[i.key] for i in scored)
     baseline = sum(i.data.get("baseline") == truth[i.key] for i in scored)
     answered = sum(i.key in answers for i in scored)
-    agree = sum(answers.get(i.key, {}).get("category") == i.data.get("baseline") for i in scored)
+    # where the neighbours disagree the model was asked: its pick against theirs, on those inputs only
+    asked = [i for i in scored if answers.get(i.key, {}).get("llm_category") is not None]
+    llm_asked = sum(answers[i.key]["llm_category"] == truth[i.key] for i in asked)
+    baseline_asked = sum(i.data.get("baseline") == truth[i.key] for i in asked)
+    disputed = sum(bool(i.data.get("disputed")) for i in scored)
     n = len(scored)
     metadata = {
         "evaluated": n,
         "answered": answered,
-        "llm_accuracy": round(llm / n, 4),
+        "accuracy": round(final / n, 4),
         "nn_baseline_accuracy": round(baseline / n, 4),
-        "llm_minus_baseline": round((llm - baseline) / n, 4),
-        "llm_agrees_with_baseline": round(agree / n, 4),  # how often the model just echoes the examples
+        "accuracy_minus_baseline": round((final - baseline) / n, 4),
+        "neighbours_disagree": disputed,  # the only inputs the model is asked about
+        "llm_asked": len(asked),
+        "llm_correct_where_asked": llm_asked,
+        "baseline_correct_where_asked": baseline_asked,
     }
-    verdict = "beats or matches" if llm >= baseline else "is below"
+    decider = "the LLM decides where the neighbours disagree" if LLM_DECIDES else "the baseline decides"
     return Evaluation(
-        llm >= baseline,
+        final >= baseline,
         metadata,
-        f"LLM {llm / n:.1%} {verdict} the nearest-neighbour baseline {baseline / n:.1%} on {n} transactions",
+        f"{decider}: {final / n:.1%} against the nearest-neighbour baseline's {baseline / n:.1%} on {n} "
+        f"transactions; where the neighbours disagree ({len(asked)} asked) the LLM was right "
+        f"{llm_asked} times, the baseline {baseline_asked}",
     )
 
 
@@ -191,3 +201,35 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
         f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |" for r in report.results
     )
     return {f"ask_{k}": v for k, v in report.summary().items()} | {"ask_results": table}
+
+
+def explanation_faithfulness(outcome: TaskOutcome) -> Evaluation:
+    """Every number and date an explanation states is in its facts or its cited rows: 100 % or fail."""
+    from assay.agents.tasks.anomaly_text import faithfulness
+
+    answers = outcome.answers()
+    checked, failures = faithfulness(
+        (
+            run_input.key,
+            answers[run_input.key].get("explanation", ""),
+            run_input.data["facts"],
+            [
+                row
+                for row in run_input.data["transactions"]
+                if row["id"] in answers[run_input.key].get("cited_transaction_ids", [])
+            ],
+        )
+        for run_input in outcome.inputs
+        if run_input.key in answers
+    )
+    metadata = {
+        "explanations_checked": checked,
+        "unfaithful_explanations": len(failures),
+        "unfaithful_examples": "; ".join(failures[:5]) or "none",
+    }
+    return Evaluation(
+        not failures,
+        metadata,
+        f"{checked - len(failures)} of {checked} explanations state only numbers and dates from their "
+        "facts or cited rows",
+    )

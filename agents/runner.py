@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assay.agents.backends import Backend, GenerationRequest
+from assay.agents.data_version import result_hash, still_current
 from assay.agents.tasks.base import Final, OutputError, RunInput, RunState, Task, ToolCall, stable_hash
 from assay.agents.tools import TOOLS, ReaderSession, ToolBox, ToolError
 from assay.agents.tools.db import ROW_CAP, STATEMENT_TIMEOUT_MS
@@ -32,6 +33,8 @@ class TaskReport:
     task: str
     runs: list[RunState] = field(default_factory=list)
     cached: int = 0
+    stale: int = 0  # cache hits whose data changed, so they ran again
+    removed: int = 0  # answers deleted because their input no longer exists
     steps: int = 0
     generate_calls: int = 0
     generate_seconds: float = 0.0
@@ -66,6 +69,8 @@ class TaskReport:
         return {
             "runs": len(self.runs),
             "cached": self.cached,
+            "stale": self.stale,
+            "removed": self.removed,
             "succeeded": self.succeeded,
             "failed": self.failed,
             "success_rate": round(self.success_rate, 4),
@@ -159,6 +164,7 @@ def run_lockstep(
                     "tool": call.tool,
                     "arguments": call.arguments,
                     "rows": len(result.get("rows", [])),
+                    "result_hash": result_hash(result),
                     "ms": round(1000 * (time.perf_counter() - tool_started), 1),
                 }
             )
@@ -261,12 +267,18 @@ def run_task(
         inputs = task.load_inputs(session, limit)
         keys = {i.key: cache_key(task, i, prompt_hash, backend.fingerprint) for i in inputs}
         hits = store.cached(task.name, keys)
-        todo = [i for i in inputs if i.key not in hits]
         allowed = {name: TOOLS[name] for name in task.tools}
-        report = (
-            run_lockstep(task, todo, backend, ToolBox(session, allowed)) if todo else TaskReport(task.name)
-        )
+        toolbox = ToolBox(session, allowed)
+        # a hit whose tool calls now return other rows read data that changed: it runs again
+        stale = [key for key, hit in hits.items() if not still_current(toolbox, hit.pop("steps"))]
+        for key in stale:
+            del hits[key]
+        todo = [i for i in inputs if i.key not in hits]
+        report = run_lockstep(task, todo, backend, toolbox) if todo else TaskReport(task.name)
     report.cached = len(hits)
+    report.stale = len(stale)
+    if limit is None:  # the full input set: answers of inputs that are gone (a week no longer flagged)
+        report.removed = store.prune(task.name, [i.key for i in inputs])
     batch_id = uuid.uuid4().hex
     store.record(
         [

@@ -3,7 +3,8 @@ task and input key) and `agents.questions` (the analyst questions, seeded with a
 are made by the migrations (`core/migrations/0005-agents.sql`).
 
 The cache key is input hash + prompt hash + model fingerprint: an answer is reused only when all
-three are unchanged, so a rerun with nothing changed generates no tokens.
+three are unchanged and its tool calls still return what they returned (`data_version.py`), so a
+rerun with nothing changed generates no tokens and a change in gold re-runs exactly what it affects.
 """
 
 from __future__ import annotations
@@ -75,17 +76,31 @@ class AgentStore:
             return conn.execute("select count(*) from agents.questions").fetchone()[0]
 
     def cached(self, task: str, cache_keys: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """Stored answers whose cache key equals the one computed now, by input key."""
+        """Stored answers whose cache key equals the one computed now, by input key, with the trace
+        (`steps`) of the run that made them, whose tool calls tell whether their data changed."""
         if not cache_keys:
             return {}
         with self.postgres.connect(autocommit=True) as conn:
             rows = conn.execute(
-                "select input_key, answer, citations from agents.answers"
+                "select a.input_key, a.answer, a.citations, r.steps from agents.answers a"
                 " join unnest(%s::text[], %s::text[]) as k(input_key, cache_key) using (input_key, cache_key)"
-                " where task = %s",
+                " left join agents.runs r using (run_id)"
+                " where a.task = %s",
                 [list(cache_keys), list(cache_keys.values()), task],
             ).fetchall()
-        return {key: {"answer": answer, "citations": citations} for key, answer, citations in rows}
+        return {
+            key: {"answer": answer, "citations": citations, "steps": steps}
+            for key, answer, citations, steps in rows
+        }
+
+    def prune(self, task: str, keep: Sequence[str]) -> int:
+        """Delete the task's answers whose input is no longer among `keep` (e.g. a week no longer
+        flagged as anomalous); their runs stay in `agents.runs` as history."""
+        with self.postgres.connect(autocommit=True) as conn:
+            return conn.execute(
+                "delete from agents.answers where task = %s and input_key <> all(%s::text[])",
+                [task, list(keep)],
+            ).rowcount
 
     def record(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store executed runs; valid answers replace the task's previous answer for that key."""

@@ -90,7 +90,9 @@ def test_answer_pages_return_each_answer_once_as_stored(client, conn, agent_answ
             model_hash,
             input_hash,
         )
-        assert prov["tokens_out"] == out > 0
+        assert prov["tokens_out"] == out
+        # categorise prompts the model only where the neighbours disagree
+        assert (out > 0) == (answer["decided_by"] != "neighbours_agree")
         assert _same_time(prov["created_at"], created) and _same_time(got["updated_at"], upd)
     assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1" and prov["backend"] == "transformers"
 
