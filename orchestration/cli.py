@@ -709,3 +709,37 @@ def _has_landing_files(landing_dir: Path) -> bool:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts for failed runs and failed blocking checks (sent to ASSAY_ALERT_URLS)."""
+
+
+@alerts.command("test")
+def alerts_test() -> None:
+    """Send a test notification to every URL in ASSAY_ALERT_URLS."""
+    from assay.quality.alerts import send
+
+    urls = get_settings().alert_urls
+    if not urls:
+        raise click.ClickException(
+            "ASSAY_ALERT_URLS is empty: set it to apprise URLs, e.g. mailto://user:pass@smtp.example.com"
+        )
+    try:
+        send(urls, "assay: test alert", "A test notification from `assay alerts test`.")
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    echo(f"test alert sent to {len(urls)} URL(s)")
+
+
+@alerts.command("send")
+def alerts_send() -> None:
+    """Send the alerts for failures not alerted yet (what the sensors do after every run)."""
+    from assay.quality.alerts import notify_new
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        sent = notify_new(conn, get_settings().alert_urls)
+    for alert in sent:
+        echo(f"sent: {alert.title}")
+    echo(f"{len(sent)} alert(s) sent")

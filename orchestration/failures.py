@@ -12,7 +12,9 @@ from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_se
 from psycopg.types.json import Jsonb
 
 from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
 from assay.core.text import printable
+from assay.quality.alerts import notify_new
 
 DBT_ERRORS = "Errors parsed from dbt logs:"
 
@@ -81,3 +83,7 @@ def record_run_failures(context: RunFailureSensorContext, postgres: PostgresReso
     context.log.error(f"run {run.run_id} of job {run.job_name} failed - {steps}")
     message = context.failure_event.message or "run failed"
     record_failure(postgres, run.run_id, run.job_name, errors, message, dict(run.tags))
+    # one alert per failed run (quality.alerts_sent), naming each step's cause and the command after
+    with postgres.connect(autocommit=True) as conn:
+        for alert in notify_new(conn, get_settings().alert_urls):
+            context.log.info(f"alert sent: {alert.title}")
