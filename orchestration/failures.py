@@ -8,7 +8,14 @@ function (`record_failure`).
 
 import re
 
-from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
 from psycopg.types.json import Jsonb
 
 from assay.core.database import PostgresResource
@@ -87,3 +94,16 @@ def record_run_failures(context: RunFailureSensorContext, postgres: PostgresReso
     with postgres.connect(autocommit=True) as conn:
         for alert in notify_new(conn, get_settings().alert_urls):
             context.log.info(f"alert sent: {alert.title}")
+
+
+@sensor(
+    name="send_alerts",
+    description="Sends alerts not sent yet, stale layers included (ASSAY_ALERT_URLS), every 10 minutes.",
+    minimum_interval_seconds=600,
+    default_status=DefaultSensorStatus.RUNNING,
+)
+def send_alerts(context: SensorEvaluationContext, postgres: PostgresResource) -> SkipReason:
+    # Staleness has no run to hang on (no run is the problem), so it is looked for on a timer.
+    with postgres.connect(autocommit=True) as conn:
+        sent = notify_new(conn, get_settings().alert_urls)
+    return SkipReason(f"{len(sent)} alert(s) sent" if sent else "nothing new to alert")

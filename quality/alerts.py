@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import apprise
 import psycopg
 
+from assay.core.settings import FRESHNESS_LAYERS, get_settings
 from assay.quality.report import build_report
+
+# Tables of each layer last built (ANALYZEd: dbt's post-hook) longer ago than the layer's fail window.
+_STALE = """
+select schemaname, relname, last_analyze
+from pg_stat_user_tables
+where schemaname = %(layer)s and last_analyze < now() - %(fail)s
+order by relname
+"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,29 @@ def pending_alerts(conn: psycopg.Connection) -> list[Alert]:
                 f"{check['description'] or name}\n\nUnblock: {check['unblock']}",
             )
         )
+    return alerts + stale_alerts(conn)
+
+
+def stale_alerts(conn: psycopg.Connection) -> list[Alert]:
+    """One alert per layer with tables older than the layer's fail window (ASSAY_FRESHNESS_*); keyed
+    by the oldest build time, so a layer that is rebuilt and goes stale again alerts again."""
+    freshness = get_settings().freshness
+    alerts = []
+    for layer in FRESHNESS_LAYERS:
+        _, fail = freshness.window(layer)
+        rows = conn.execute(_STALE, {"layer": layer, "fail": fail}).fetchall()
+        if rows:
+            oldest = min(at for _, _, at in rows)
+            tables = ", ".join(f"{schema}.{name}" for schema, name, _ in rows)
+            alerts.append(
+                Alert(
+                    f"stale:{layer}:{oldest.isoformat()}",
+                    f"assay: {layer} is stale",
+                    f"{tables} older than the {layer} fail window of {fail.total_seconds() / 3600:g} h"
+                    f" (ASSAY_FRESHNESS_{layer.upper()}_FAIL_HOURS); oldest build {oldest.isoformat()}."
+                    "\n\nUnblock: `assay run` (or see why the schedule did not run in `assay ui`).",
+                )
+            )
     return alerts
 
 

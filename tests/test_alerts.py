@@ -86,3 +86,25 @@ def test_a_failed_run_alerts_once_with_its_cause_and_the_command(postgres, recei
     assert len(bodies) == 1
     assert "UndefinedColumn: column x does not exist" in bodies[0]["message"]
     assert "`assay run`" in bodies[0]["message"] and "pipeline" in bodies[0]["title"]
+
+
+def test_a_layer_older_than_its_fail_window_alerts_once(postgres, receiver, monkeypatch):
+    hook, bodies = receiver
+    # any gold table built before now is older than a window of 3.6 ms
+    monkeypatch.setenv("ASSAY_FRESHNESS_GOLD_WARN_HOURS", "0.000001")
+    monkeypatch.setenv("ASSAY_FRESHNESS_GOLD_FAIL_HOURS", "0.000001")
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("delete from quality.alerts_sent")
+        conn.execute("create table if not exists gold.alert_probe (x int)")
+        conn.execute("analyze gold.alert_probe")  # what dbt's post-hook does after a build
+        try:
+            first = notify_new(conn, [hook])
+            again = notify_new(conn, [hook])
+        finally:
+            conn.execute("drop table gold.alert_probe")
+            conn.execute("delete from quality.alerts_sent")
+    assert [a.title for a in first if a.key.startswith("stale:")] == ["assay: gold is stale"]
+    assert again == []
+    gold = [b for b in bodies if b["title"] == "assay: gold is stale"]
+    assert len(gold) == 1 and "gold.alert_probe" in gold[0]["message"]
+    assert "ASSAY_FRESHNESS_GOLD_FAIL_HOURS" in gold[0]["message"] and "`assay run`" in gold[0]["message"]
