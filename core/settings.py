@@ -75,6 +75,8 @@ class ApiSettings(BaseSettings):
     """How often the marts' versions are checked: a rebuilt mart is served fresh within this long."""
     key_cache_seconds: float = Field(5.0, ge=0)
     """How long a checked key is trusted without asking the database: a revocation takes this long."""
+    audit_flush_seconds: float = Field(1.0, gt=0)
+    """How often the access audit's queued rows are written to audit.api_access."""
     max_concurrency: int | None = None
     """Connections + tasks uvicorn serves at once before answering 503 (unset: no limit)."""
 
@@ -162,6 +164,8 @@ class Settings(BaseSettings):
     """Where failed runs and failed blocking checks are sent: apprise URLs, comma-separated
     (`mailto://user:pass@smtp.example.com?to=ops@example.com`, `json://host:port/path`, Slack, ...).
     Empty: no alerts (the failures are still recorded in quality.run_failures / check_results)."""
+    audit_retention_days: int = Field(90, ge=1)
+    """Rows of audit.api_access older than this are deleted by the daily maintenance job."""
     backup_keep: int = Field(7, ge=1)
     """Backups the daily `backup_database` job keeps in `$ASSAY_HOME/backups` (the oldest go first)."""
 

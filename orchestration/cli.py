@@ -271,7 +271,7 @@ def api_key_list() -> None:
     if not keys:
         echo("No API keys. Create one with `assay api-key create NAME`.")
         return
-    echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
+    echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  {'last used':<17}status")
     for k in keys:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         if not k.revoked_at and k.expires_at:
@@ -279,7 +279,8 @@ def api_key_list() -> None:
             status = f"{'expired' if k.expires_at <= now else 'expires'} {k.expires_at:%Y-%m-%d %H:%M}"
         limit = str(k.rate_limit_per_minute or "default")
         marts = ",".join(k.marts)[:31]
-        echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {used:<17}{status}")
 
 
 @api_key.command("revoke")
