@@ -90,7 +90,10 @@ def send(urls: list[str], title: str, body: str) -> None:
             raise ValueError(f"ASSAY_ALERT_URLS: {url.split('://')[0]}:// is not a valid apprise URL")
     if not notifier.notify(title=title, body=body):
         schemes = ", ".join(sorted({url.split("://")[0] + "://" for url in urls}))
-        raise RuntimeError(f"the alert could not be delivered to {schemes}; `assay alerts test` retries it")
+        raise RuntimeError(
+            f"the alert could not be delivered to {schemes}: check the URL and that its receiver is"
+            " reachable, then `assay alerts test`"
+        )
 
 
 def notify_new(conn: psycopg.Connection, urls: list[str]) -> list[Alert]:
