@@ -21,6 +21,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+from assay.api.audit import AccessLog
 from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
 from assay.api.db import Database
@@ -78,11 +79,13 @@ def create_app(
             settings.unauthenticated_burst,
             share=1.0 / settings.workers,
         ),
+        audit=AccessLog(postgres.reader_url(), settings.audit_flush_seconds),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller = None
+        auditor = asyncio.create_task(state.audit.run(), name="access-audit") if state.audit else None
         if settings.preload_search_model:
             # in the background: the API answers meanwhile; a search that comes first waits for it
             asyncio.get_running_loop().run_in_executor(None, search.load_model)
@@ -94,6 +97,11 @@ def create_app(
                 poller = asyncio.create_task(state.cache.poll(db, MART_SCHEMA, tables), name="cache-poll")
             yield
         finally:
+            if auditor is not None:
+                auditor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await auditor
+                await state.audit.close()
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

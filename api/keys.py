@@ -48,6 +48,7 @@ class KeyInfo:
     created_at: dt.datetime
     revoked_at: dt.datetime | None
     expires_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None  # the latest request (audit.record_access stamps it)
 
 
 def digest(token: str) -> bytes:
@@ -117,11 +118,11 @@ def list_keys(postgres: PostgresResource) -> list[KeyInfo]:
     with postgres.connect(autocommit=True) as conn:
         rows = conn.execute(
             sql.SQL(
-                "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at, expires_at"
-                " from {} order by created_at, id"
+                "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at, expires_at,"
+                " last_used_at from {} order by created_at, id"
             ).format(sql.Identifier(SCHEMA, TABLE))
         ).fetchall()
-    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
+from assay.api.audit import AccessLog
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
 from assay.api.db import Database
@@ -25,6 +26,8 @@ class AppState:
     cache: ResponseCache
     # failed authentications per client address: checked before a key is looked up
     strangers: RateLimiter | None = None
+    # who read what: one queued row per authenticated request, written in batches (api/audit.py)
+    audit: AccessLog | None = None
 
 
 def app_state(request: Request) -> AppState:
@@ -84,7 +87,20 @@ async def authenticate(request: Request) -> Principal:
             f"rate limit of this API key exceeded; retry in {RateLimiter.retry_after(wait)} s",
             {"Retry-After": RateLimiter.retry_after(wait)},
         )
+    if state.audit is not None:
+        state.audit.record(principal.key_id, request.method, *_route_and_mart(request))
     return principal
+
+
+def _route_and_mart(request: Request) -> tuple[str, str | None]:
+    """The route's template (the mart routes are one literal path per mart) and the mart it names."""
+    scope = request.scope
+    route = getattr(scope.get("route"), "path", None) or getattr(scope.get("endpoint"), "route_path", None)
+    path = request.url.path
+    mart = request.path_params.get("mart")
+    if mart is None and path.startswith("/v1/marts/"):
+        mart = path.split("/")[3] or None
+    return route or path, mart
 
 
 def admit(scope: str) -> DependsParam:

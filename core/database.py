@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DATABASE = "assay"
 READER_ROLE = "assay_reader"
 # `api` holds the read API's key table (hashes only): written by `assay api-key`, read by the API.
-SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents", "api")
+SCHEMAS = ("bronze", "silver", "gold", "platinum", "quality", "agents", "api", "audit")
 READABLE_SCHEMAS = ("gold", "platinum", "quality", "agents", "api")
 MIN_SERVER_VERSION = 160000  # pg_input_is_valid() is used to keep bad values as rejects
 # Written by `assay db start` (core/db_service.py) beside pgdata: the postmaster's own PID is then on
@@ -169,7 +169,26 @@ def _bootstrapped(url: str) -> bool:
             _lock_down_reader(conn)
     # the tables Python owns, versioned (core/migrations/); dbt makes its own models
     migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        _grant_audit_writer(conn)
     return True
+
+
+def _grant_audit_writer(conn: psycopg.Connection) -> None:
+    """The reader's one way to write: EXECUTE on `audit.record_access` (core/migrations/0012), granted
+    at every bootstrap because a restore (`--no-privileges`) brings the function back without it."""
+    reader = sql.Identifier(READER_ROLE)
+    for statement in (
+        sql.SQL("revoke all on function audit.record_access(jsonb) from public"),
+        sql.SQL("grant usage on schema audit to {}").format(reader),
+        sql.SQL("grant execute on function audit.record_access(jsonb) to {}").format(reader),
+    ):
+        try:
+            with conn.transaction():
+                conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            why = "the access audit's grants are missing"
+            log.warning("%s", _for_the_dba(conn, statement.as_string(conn) + ";", why))
 
 
 def bootstrap(url: str) -> None:

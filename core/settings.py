@@ -10,8 +10,15 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _comma_list(value: object) -> object:
+    """A comma-separated environment value as a list (blank items dropped)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class ApiSettings(BaseSettings):
@@ -68,15 +75,52 @@ class ApiSettings(BaseSettings):
     """How often the marts' versions are checked: a rebuilt mart is served fresh within this long."""
     key_cache_seconds: float = Field(5.0, ge=0)
     """How long a checked key is trusted without asking the database: a revocation takes this long."""
+    audit_flush_seconds: float = Field(1.0, gt=0)
+    """How often the access audit's queued rows are written to audit.api_access."""
     max_concurrency: int | None = None
     """Connections + tasks uvicorn serves at once before answering 503 (unset: no limit)."""
 
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+    _split_origins = field_validator("cors_origins", mode="before")(lambda value: _comma_list(value))
+
+
+class FreshnessSettings(BaseSettings):
+    """How old each layer's latest build may get, read from `ASSAY_FRESHNESS_<LAYER>_WARN_HOURS` /
+    `..._FAIL_HOURS` (e.g. `ASSAY_FRESHNESS_GOLD_FAIL_HOURS=26`). Defaults: a daily batch pipeline,
+    worth a look after a day (warn), a missed run after two (fail)."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_FRESHNESS_", extra="ignore")
+
+    bronze_warn_hours: float = Field(24, gt=0)
+    bronze_fail_hours: float = Field(48, gt=0)
+    silver_warn_hours: float = Field(24, gt=0)
+    silver_fail_hours: float = Field(48, gt=0)
+    gold_warn_hours: float = Field(24, gt=0)
+    gold_fail_hours: float = Field(48, gt=0)
+    """`/health/ready` answers 503 once a gold mart is older than this."""
+    platinum_warn_hours: float = Field(24, gt=0)
+    platinum_fail_hours: float = Field(48, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self) -> FreshnessSettings:
+        for layer in FRESHNESS_LAYERS:
+            warn, fail = self.window(layer)
+            if warn > fail:
+                raise ValueError(
+                    f"ASSAY_FRESHNESS_{layer.upper()}_WARN_HOURS ({warn.total_seconds() / 3600:g}) is"
+                    f" longer than ..._FAIL_HOURS ({fail.total_seconds() / 3600:g}): make warn <= fail"
+                )
+        return self
+
+    def window(self, layer: str) -> tuple[dt.timedelta, dt.timedelta]:
+        """(warn after, fail after) for `layer` (one of FRESHNESS_LAYERS)."""
+        return (
+            dt.timedelta(hours=getattr(self, f"{layer}_warn_hours")),
+            dt.timedelta(hours=getattr(self, f"{layer}_fail_hours")),
+        )
+
+
+FRESHNESS_LAYERS = ("bronze", "silver", "gold", "platinum")
+"""Layers rebuilt on a schedule, so with a freshness window."""
 
 
 class Settings(BaseSettings):
@@ -116,12 +160,24 @@ class Settings(BaseSettings):
     partitions_start: dt.date = dt.date(2025, 1, 1)
     """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    alert_urls: Annotated[list[str], NoDecode] = []
+    """Where failed runs and failed blocking checks are sent: apprise URLs, comma-separated
+    (`mailto://user:pass@smtp.example.com?to=ops@example.com`, `json://host:port/path`, Slack, ...).
+    Empty: no alerts (the failures are still recorded in quality.run_failures / check_results)."""
+    audit_retention_days: int = Field(90, ge=1)
+    """Rows of audit.api_access older than this are deleted by the daily maintenance job."""
     backup_keep: int = Field(7, ge=1)
     """Backups the daily `backup_database` job keeps in `$ASSAY_HOME/backups` (the oldest go first)."""
+
+    _split_alert_urls = field_validator("alert_urls", mode="before")(lambda value: _comma_list(value))
 
     @property
     def api(self) -> ApiSettings:
         return ApiSettings()
+
+    @property
+    def freshness(self) -> FreshnessSettings:
+        return FreshnessSettings()
 
     @property
     def home_dir(self) -> Path:

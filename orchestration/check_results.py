@@ -4,7 +4,8 @@ Asset checks (dbt tests via dagster-dbt, the quality gates, GX suites, drift, th
 only yield their results; Dagster writes them to the run's event log. After a run ends, whatever
 its outcome, these sensors (in the Dagster daemon: `assay ui`, or a deployment's daemon) copy the
 run's check evaluations into the table with `record_run_checks`; `assay run`, which needs no daemon,
-calls the same function after its in-process run. Recording a run twice rewrites its rows.
+calls the same function after its in-process run. Recording a run twice rewrites its rows. Then
+the alerts not sent yet go out (quality/alerts.py).
 """
 
 from dagster import (
@@ -16,6 +17,8 @@ from dagster import (
 )
 
 from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
+from assay.quality.alerts import notify_new
 from assay.quality.store import record_run_checks
 
 
@@ -33,6 +36,10 @@ def _check_results_sensor(status: DagsterRunStatus) -> SensorDefinition:
         recorded = record_run_checks(postgres, context.instance, run_id)
         if recorded:
             context.log.info(f"run {run_id}: {recorded} check results recorded")
+        # failed blocking checks (and a failed run, once recorded) notify ASSAY_ALERT_URLS, once each
+        with postgres.connect(autocommit=True) as conn:
+            for alert in notify_new(conn, get_settings().alert_urls):
+                context.log.info(f"alert sent: {alert.title}")
 
     return _record
 

@@ -271,7 +271,7 @@ def api_key_list() -> None:
     if not keys:
         echo("No API keys. Create one with `assay api-key create NAME`.")
         return
-    echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  status")
+    echo(f"{'id':<13}{'name':<20}{'scopes':<16}{'marts':<32}{'limit/min':>10}  {'last used':<17}status")
     for k in keys:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         if not k.revoked_at and k.expires_at:
@@ -279,7 +279,8 @@ def api_key_list() -> None:
             status = f"{'expired' if k.expires_at <= now else 'expires'} {k.expires_at:%Y-%m-%d %H:%M}"
         limit = str(k.rate_limit_per_minute or "default")
         marts = ",".join(k.marts)[:31]
-        echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {status}")
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {used:<17}{status}")
 
 
 @api_key.command("revoke")
@@ -751,3 +752,37 @@ def _has_landing_files(landing_dir: Path) -> bool:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts for failed runs and failed blocking checks (sent to ASSAY_ALERT_URLS)."""
+
+
+@alerts.command("test")
+def alerts_test() -> None:
+    """Send a test notification to every URL in ASSAY_ALERT_URLS."""
+    from assay.quality.alerts import send
+
+    urls = get_settings().alert_urls
+    if not urls:
+        raise click.ClickException(
+            "ASSAY_ALERT_URLS is empty: set it to apprise URLs, e.g. mailto://user:pass@smtp.example.com"
+        )
+    try:
+        send(urls, "assay: test alert", "A test notification from `assay alerts test`.")
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    echo(f"test alert sent to {len(urls)} URL(s)")
+
+
+@alerts.command("send")
+def alerts_send() -> None:
+    """Send the alerts for failures not alerted yet (what the sensors do after every run)."""
+    from assay.quality.alerts import notify_new
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        sent = notify_new(conn, get_settings().alert_urls)
+    for alert in sent:
+        echo(f"sent: {alert.title}")
+    echo(f"{len(sent)} alert(s) sent")

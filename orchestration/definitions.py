@@ -26,7 +26,7 @@ from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
 from assay.orchestration.check_results import check_result_sensors
-from assay.orchestration.failures import record_run_failures
+from assay.orchestration.failures import record_run_failures, send_alerts
 from assay.orchestration.maintenance import backup_database_job, backup_schedule, retract_file_job
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
@@ -93,7 +93,7 @@ defs = Definitions(
         backup_database_job,
     ],
     schedules=[daily_report_schedule, backup_schedule],
-    sensors=[landing_sensor, record_run_failures, *check_result_sensors],
+    sensors=[landing_sensor, record_run_failures, send_alerts, *check_result_sensors],
     resources={
         "postgres": PostgresResource(),
         "dbt": dbt_resource(),

@@ -8,11 +8,20 @@ function (`record_failure`).
 
 import re
 
-from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
 from psycopg.types.json import Jsonb
 
 from assay.core.database import PostgresResource
+from assay.core.settings import get_settings
 from assay.core.text import printable
+from assay.quality.alerts import notify_new
 
 DBT_ERRORS = "Errors parsed from dbt logs:"
 
@@ -81,3 +90,20 @@ def record_run_failures(context: RunFailureSensorContext, postgres: PostgresReso
     context.log.error(f"run {run.run_id} of job {run.job_name} failed - {steps}")
     message = context.failure_event.message or "run failed"
     record_failure(postgres, run.run_id, run.job_name, errors, message, dict(run.tags))
+    # one alert per failed run (quality.alerts_sent), naming each step's cause and the command after
+    with postgres.connect(autocommit=True) as conn:
+        for alert in notify_new(conn, get_settings().alert_urls):
+            context.log.info(f"alert sent: {alert.title}")
+
+
+@sensor(
+    name="send_alerts",
+    description="Sends alerts not sent yet, stale layers included (ASSAY_ALERT_URLS), every 10 minutes.",
+    minimum_interval_seconds=600,
+    default_status=DefaultSensorStatus.RUNNING,
+)
+def send_alerts(context: SensorEvaluationContext, postgres: PostgresResource) -> SkipReason:
+    # Staleness has no run to hang on (no run is the problem), so it is looked for on a timer.
+    with postgres.connect(autocommit=True) as conn:
+        sent = notify_new(conn, get_settings().alert_urls)
+    return SkipReason(f"{len(sent)} alert(s) sent" if sent else "nothing new to alert")

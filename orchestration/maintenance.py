@@ -85,13 +85,26 @@ def write_backup(context: OpExecutionContext, postgres: PostgresResource) -> Out
     )
 
 
+@op(description="Delete rows of audit.api_access older than ASSAY_AUDIT_RETENTION_DAYS.")
+def purge_access_audit(context: OpExecutionContext, postgres: PostgresResource) -> Output:
+    days = get_settings().audit_retention_days
+    with postgres.connect(autocommit=True) as conn:
+        deleted = conn.execute(
+            "delete from audit.api_access where accessed_at < now() - make_interval(days => %s)", [days]
+        ).rowcount
+    context.log.info(f"access audit: {deleted:,} rows older than {days} days deleted")
+    return Output(None, metadata={"deleted": deleted, "retention_days": days})
+
+
 @job(
     name="backup_database",
     description="Back up the assay database (pg_dump -Fc, as `assay db backup`) and keep the newest "
-    "ASSAY_BACKUP_KEEP backups (default 7).",
+    "ASSAY_BACKUP_KEEP backups (default 7); then delete access-audit rows beyond "
+    "ASSAY_AUDIT_RETENTION_DAYS (default 90).",
 )
 def backup_database_job() -> None:
     write_backup()
+    purge_access_audit()
 
 
 backup_schedule = ScheduleDefinition(

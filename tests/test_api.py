@@ -419,3 +419,23 @@ def test_database_stopped_then_restarted_503_then_recovery(client, assay_home, m
         time.sleep(0.2)
     assert after.json() == before.json()
     assert client.get("/health/ready").status_code == 200
+
+
+def test_health_ready_is_503_once_gold_is_older_than_its_fail_window(
+    pipeline_run, postgres, api_settings, monkeypatch
+):
+    from fastapi.testclient import TestClient
+
+    from assay.api.app import create_app
+
+    # every mart was built before this test started, so it is older than a window of 3.6 ms
+    monkeypatch.setenv("ASSAY_FRESHNESS_GOLD_WARN_HOURS", "0.000001")
+    monkeypatch.setenv("ASSAY_FRESHNESS_GOLD_FAIL_HOURS", "0.000001")
+    app = create_app(api_settings.model_copy(update={"preload_search_model": False}), postgres)
+    with TestClient(app) as c:
+        response = c.get("/health/ready")
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["status"] == "stale" and body["database"] == "ok"
+    assert body["stale_marts"] == sorted(MARTS)
+    assert "ASSAY_FRESHNESS_GOLD_FAIL_HOURS" in body["reason"] and "assay run" in body["reason"]

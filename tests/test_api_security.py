@@ -200,11 +200,15 @@ def _fingerprint(conn) -> dict:
         " where schemaname in ('gold', 'api', 'agents', 'quality', 'platinum')"
     ).fetchall():
         digest = "select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {} t"
+        if (schema, table) == ("api", "keys"):
+            # the one write a request makes on purpose: the access audit stamps the key's last use
+            digest = digest.replace("t::text", "(to_jsonb(t) - 'last_used_at')::text")
         contents[f"{schema}.{table}"] = conn.execute(
             sql.SQL(digest).format(sql.Identifier(schema, table))
         ).fetchone()
     counters = conn.execute(
-        "select sum(n_tup_ins + n_tup_upd + n_tup_del) from pg_stat_user_tables"
+        "select sum(n_tup_ins + n_tup_del + case when (schemaname, relname) = ('api', 'keys') then 0"
+        " else n_tup_upd end) from pg_stat_user_tables"
         " where schemaname in ('gold', 'api', 'agents', 'quality', 'platinum')"
     ).fetchone()
     roles = conn.execute("select rolname, rolsuper, rolcanlogin from pg_roles order by 1").fetchall()
@@ -423,3 +427,45 @@ def test_search_sees_only_the_documents_of_the_keys_marts(http, postgres, conn):
         403,
         "may read no search documents",
     )
+
+
+def test_a_read_leaves_an_audit_row_and_the_reader_can_write_nothing_else(
+    pipeline_run, postgres, api_settings, api_keys
+):
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from assay.api.app import create_app
+    from assay.api.keys import list_keys
+
+    key_id = next(k.id for k in list_keys(postgres) if k.name == "test vendors")
+    app = create_app(api_settings.model_copy(update={"preload_search_model": False}), postgres)
+    with postgres.connect(autocommit=True) as conn:
+        before = conn.execute("select now()").fetchone()[0]
+    with TestClient(app, headers={"X-API-Key": api_keys["vendors"]}) as c:
+        assert c.get("/v1/marts/vendor_spend/rows", params={"limit": 1}).status_code == 200
+    # leaving the TestClient ends the lifespan, which writes what is queued
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "select key_id, method, route, mart from audit.api_access where accessed_at >= %s", [before]
+        ).fetchall()
+    mine = {(method, route, mart) for key, method, route, mart in rows if key == key_id}
+    assert ("GET", "/v1/marts/vendor_spend/rows", "vendor_spend") in mine
+    used = {k.id: k.last_used_at for k in list_keys(postgres)}[key_id]
+    assert used is not None and used >= before
+    from assay.orchestration.cli import main
+
+    listed = CliRunner().invoke(main, ["api-key", "list"]).stdout.splitlines()
+    assert "last used" in listed[0]
+    assert f"{used:%Y-%m-%d %H:%M}" in next(line for line in listed if line.startswith(key_id))
+    # the reader's only door is the function: no direct write to the audit table or anywhere else
+    with postgres.connect(autocommit=True, reader=True) as reader:
+        reader.execute("set session characteristics as transaction read write")
+        for statement in (
+            "insert into audit.api_access (accessed_at, key_id, method, route)"
+            " values (now(), 'x', 'GET', '/')",
+            "delete from audit.api_access",
+            "update api.keys set last_used_at = null",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                reader.execute(statement)

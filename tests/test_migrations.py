@@ -36,6 +36,8 @@ OWNED = (
     "agents.answers",
     "agents.questions",
     "api.keys",
+    "quality.alerts_sent",
+    "audit.api_access",
 )
 
 
