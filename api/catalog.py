@@ -102,7 +102,7 @@ class Catalog:
 
 
 def load_mart_specs(manifest_path: Path | None = None) -> dict[str, MartSpec]:
-    """Every gold model of the manifest (default: the one the pipeline uses), by name."""
+    """Every gold model of the manifest (default: the one the pipeline uses) but the time spine, by name."""
     manifest_path = manifest_path or dbt_files.manifest_path()
     if not manifest_path.exists():
         raise FileNotFoundError(
@@ -117,6 +117,8 @@ def load_mart_specs(manifest_path: Path | None = None) -> dict[str, MartSpec]:
         if node["resource_type"] == "model"
         and node["schema"] == MART_SCHEMA
         and node["config"].get("materialized") in ("table", "incremental", "view", "materialized_view")
+        # the semantic layer's calendar (gold/time_spine_day.yml) is not a mart
+        and not node.get("time_spine")
     }
     unique: dict[str, list[tuple[str, ...]]] = {uid: [] for uid in models}
     not_null: dict[str, set[str]] = {uid: set() for uid in models}

@@ -22,7 +22,7 @@ from assay.agents.tasks import TASKS, Final, OutputError, RunInput, RunState, Ta
 from assay.agents.tasks.base import data_block, parse_json_object
 from assay.agents.tasks.categorise import Categorise
 from assay.agents.tools import ReaderSession, ToolBox, ToolError
-from assay.agents.tools.retrieval import similar_labelled_transactions
+from assay.agents.tools.retrieval import majority_label, similar_labelled_transactions
 
 # Converted once per machine, not per session: the GGUF is dequantised only the first time.
 MODEL_CACHE = Path(tempfile.gettempdir()) / "assay-test-models"
@@ -217,6 +217,9 @@ def test_injected_instructions_in_descriptions_stay_data(backend, reader, conn):
             "transaction": {"id": "injected", "text": injected},
             "examples": [{"id": e["id"], "text": e["text"], "category": e["category"]} for e in examples],
             "categories": categories,
+            "baseline": majority_label(examples),
+            # the model is asked (as where the neighbours disagree): the injected text reaches its prompt
+            "disputed": True,
         },
     )
     (run,) = run_lockstep(Categorise(), [run_input], backend, ToolBox(reader, {})).runs
