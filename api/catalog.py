@@ -117,8 +117,7 @@ def load_mart_specs(manifest_path: Path | None = None) -> dict[str, MartSpec]:
         if node["resource_type"] == "model"
         and node["schema"] == MART_SCHEMA
         and node["config"].get("materialized") in ("table", "incremental", "view", "materialized_view")
-        # the semantic layer's calendar (gold/time_spine_day.yml) is not a mart
-        and not node.get("time_spine")
+        and not dbt_files.is_time_spine(node)
     }
     unique: dict[str, list[tuple[str, ...]]] = {uid: [] for uid in models}
     not_null: dict[str, set[str]] = {uid: set() for uid in models}

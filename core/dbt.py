@@ -102,3 +102,9 @@ def prune_runs(keep: int = KEEP_RUNS) -> None:
     calls = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     for old in calls[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def is_time_spine(node: dict) -> bool:
+    """A manifest node that is the semantic layer's calendar (a `time_spine:` model in gold): it lives
+    with the marts for dbt's sake but is not one, so the API, quality rules and scores leave it out."""
+    return bool(node.get("time_spine"))

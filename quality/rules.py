@@ -84,7 +84,9 @@ def gold_rules() -> dict[str, GoldRules]:
     models = {
         uid: node
         for uid, node in nodes.items()
-        if node["resource_type"] == "model" and node["fqn"][1:2] == [GOLD_FOLDER]
+        if node["resource_type"] == "model"
+        and node["fqn"][1:2] == [GOLD_FOLDER]
+        and not dbt_files.is_time_spine(node)
     }
     found: dict[str, dict[str, list]] = {
         uid: {"keys": [], "required": [], "valid": [], "timely": []} for uid in models
