@@ -1,41 +1,38 @@
 """The record of questions asked on demand: one row in agents.asked_questions per question.
 
-Written with the pipeline owner's connection (the reader role cannot write, by design); one
-parameterised insert, the answer's values as JSON.
+Written through `agents.record_asked` (core/migrations/0014), a SECURITY DEFINER function: the
+read API calls it with its read-only connection (the reader has no privilege on the table, only on
+the function), `assay ask` with the owner's. One call, the answer's values as one JSON argument.
 """
 
 from __future__ import annotations
 
 import json
 
-from assay.agents.ask import Answer
-from assay.core.database import PostgresResource
+import psycopg
 
-_INSERT = (
-    "insert into agents.asked_questions"
-    " (via, asked_by, api_key_id, question, answer, abstained, query, sql, params, rows)"
-    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning asked_id"
-)
+from assay.agents.ask import Answer
 
 
 def record(
-    postgres: PostgresResource, answer: Answer, *, via: str, asked_by: str, key_id: str | None = None
+    conn: psycopg.Connection, answer: Answer, *, via: str, asked_by: str, key_id: str | None = None
 ) -> int:
     """Store one asked question and its answer; returns its asked_id."""
     data = answer.as_dict()
-    with postgres.connect(autocommit=True) as conn:
-        return conn.execute(
-            _INSERT,
-            [
-                via,
-                asked_by,
-                key_id,
-                answer.question,
-                answer.answer,
-                answer.abstained,
-                json.dumps(data["query"]) if data["query"] is not None else None,
-                answer.sql,
-                json.dumps(data["params"]),
-                json.dumps(data["rows"]),
-            ],
-        ).fetchone()[0]
+    asked = {
+        "via": via,
+        "asked_by": asked_by,
+        "api_key_id": key_id,
+        "question": answer.question,
+        "answer": answer.answer,
+        "abstained": answer.abstained,
+        "query": data["query"],
+        "sql": answer.sql,
+        "params": data["params"],
+        "rows": data["rows"],
+    }
+    with conn.transaction():
+        # a reader session's transactions are read-only by default; the function is its one write
+        conn.execute("set transaction read write")
+        row = conn.execute("select agents.record_asked(%s::jsonb)", [json.dumps(asked, default=str)])
+        return row.fetchone()[0]

@@ -390,7 +390,8 @@ def ask(question: str, as_json: bool) -> None:
     try:
         with ReaderSession(postgres.reader_url()) as session:
             answer = Asker(session).ask(question)
-        asked_id = record(postgres, answer, via="cli", asked_by=getpass.getuser())
+        with postgres.connect(autocommit=True) as conn:
+            asked_id = record(conn, answer, via="cli", asked_by=getpass.getuser())
     except (DatabaseError, ToolError) as exc:
         raise click.ClickException(printable(str(exc))) from exc
     result = answer.as_dict() | {"asked_id": asked_id}

@@ -6,12 +6,15 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from assay.agents.ask import Abstain, Asker, choose_metric, match_values, parse_period
+from assay.agents.ask_log import record
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
+from assay.core.database import reader_options
 
 LAYER = semantic_layer()
 TODAY = dt.date(2025, 12, 1)
@@ -299,6 +302,29 @@ def test_post_ask_returns_answer_query_sql_rows(http, api_keys, reader, conn):
     assert "/v1/ask" in http.get("/openapi.json").json()["paths"]
     for bad in ({"question": ""}, {"question": "x" * 501}, {"question": "ok?", "sql": "select 1"}, {}):
         assert http.post("/v1/ask", json=bad, headers=headers).status_code in (400, 422), bad
+
+
+def test_the_reader_records_through_the_function_and_writes_nothing_else(postgres, conn, reader):
+    """The API's one write is `agents.record_asked` on its read-only connection: the reader role
+    can call it (in a transaction it makes read-write) and still cannot touch the table itself."""
+    answer = Asker(reader).ask("How many transactions were there in 2025?")
+    options = reader_options(5000)
+    with psycopg.connect(postgres.reader_url(), autocommit=True, options=options) as as_reader:
+        asked_id = record(as_reader, answer, via="api", asked_by="reader test", key_id="k-reader")
+        for write in (
+            "insert into agents.asked_questions (via, asked_by, question, answer, abstained)"
+            " values ('api', 'x', 'q', 'a', false)",
+            "delete from agents.asked_questions",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), as_reader.transaction():
+                as_reader.execute("set transaction read write")
+                as_reader.execute(write)
+    stored = conn.execute(
+        "select via, asked_by, api_key_id, abstained, query->>'metric', jsonb_array_length(rows)"
+        " from agents.asked_questions where asked_id = %s",
+        [asked_id],
+    ).fetchone()
+    assert stored == ("api", "reader test", "k-reader", False, "transaction_count", 1)
 
 
 def test_post_ask_keeps_an_injected_instruction_as_data(http, api_keys, reader):

@@ -8,7 +8,7 @@ question is data: nothing in it becomes SQL or an instruction. A question the la
 agents.asked_questions with the key that asked it.
 """
 
-import asyncio
+import functools
 from typing import Annotated, Any
 
 import psycopg
@@ -21,7 +21,6 @@ from assay.agents.tools.db import ReaderSession
 from assay.api.errors import error_responses
 from assay.api.keys import Principal
 from assay.api.state import SECURED, AppState, admit
-from assay.core.database import PostgresResource
 
 SCOPE = "ask"
 TAG = "ask"
@@ -70,8 +69,7 @@ def install(app: FastAPI, state: AppState) -> None:
         answer = await state.db.run_sync(run, table="gold.monthly_summary")
         for relation in answer.provenance:  # a key restricted to some marts reads only those
             principal.require(SCOPE, relation.split(".", 1)[1])
-        # the record is the one write: the owner's connection, one insert (agents/ask_log.py)
-        await asyncio.to_thread(
-            record, PostgresResource(), answer, via="api", asked_by=principal.name, key_id=principal.key_id
-        )
+        # the one write, as the reader through a SECURITY DEFINER function (agents/ask_log.py)
+        asker = {"via": "api", "asked_by": principal.name, "key_id": principal.key_id}
+        await state.db.run_sync(functools.partial(record, answer=answer, **asker))
         return answer.as_dict()
