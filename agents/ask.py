@@ -21,6 +21,7 @@ from psycopg import sql
 from rapidfuzz import fuzz, process
 
 from assay.agents.tools.db import ReaderSession, ToolError
+from assay.agents.tools.lineage import transaction_sources
 from assay.agents.tools.semantic import Metric, StructuredQuery, compile_query, semantic_layer
 
 MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
@@ -60,6 +61,14 @@ _DIMENSION_WORDS = {
 }
 
 
+# "the largest expense", "biggest single purchase", "top 3 transactions": single transactions ranked
+_LARGEST_EXPENSE = re.compile(
+    r"\b(largest|biggest|most expensive|highest|top(?:\s+\w+)?)\s+(?:single\s+|individual\s+)?"
+    r"(expense|expenses|transaction|transactions|purchase|purchases|payment|payments)\b"
+)
+_TXN_FILTERS = {"category": "category", "department": "department"}  # dimension -> documents column
+
+
 class Abstain(Exception):
     """The question cannot be answered from the semantic layer; the message says why."""
 
@@ -76,6 +85,7 @@ class Answer:
     rows: list[list[Any]] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)  # the relations the answer read
     derived: Any = None  # a value computed from the rows (growth in %), when the answer states one
+    sources: list[dict[str, Any]] = field(default_factory=list)  # each named transaction's landing line
 
     @property
     def stated(self) -> Any:
@@ -98,6 +108,7 @@ class Answer:
             "columns": self.columns,
             "rows": [[_plain(v) for v in row] for row in self.rows],
             "provenance": self.provenance,
+            "sources": self.sources,
         }
 
 
@@ -354,7 +365,55 @@ class Asker:
         )
         return Answer(question, text, False, query.as_dict() | {"derived": "growth_pct"}, derived=growth)
 
+    def _largest_expenses(self, question: str) -> Answer:
+        """ "The largest expense in March 2025": single transactions ranked by amount (platinum's
+        transaction documents, as search reads them), each with its landing file and line."""
+        low = question.lower()
+        filters = match_values(question, {k: v for k, v in self.values.items() if k in _TXN_FILTERS})
+        start, end, period = parse_period(question, self.today)
+        limit = 1
+        if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
+            limit = min({"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1]), self.session.row_cap)
+        conditions, params = [sql.SQL("doc_type = 'transaction'")], []
+        for dim, values in sorted(filters.items()):
+            conditions.append(sql.SQL("{} = any(%s)").format(sql.Identifier(_TXN_FILTERS[dim])))
+            params.append(values)
+        if start:
+            conditions.append(sql.SQL("doc_date >= %s and doc_date < %s"))
+            params += [start, end]
+        statement = sql.SQL(
+            "select source_id as transaction_id, doc_date as transaction_date, title, category,"
+            " department, amount_eur from platinum.documents where {} order by amount_eur desc,"
+            " source_id limit {}"
+        ).format(sql.SQL(" and ").join(conditions), sql.Literal(limit))
+        result = self.session.query(statement, params)
+        query = {"kind": "largest_expenses", "filters": filters, "period": period, "limit": limit}
+        scope = [f"{dim} {', '.join(vals)}" for dim, vals in sorted(filters.items())] + [period or ""]
+        where = f" ({'; '.join(x for x in scope if x)})" if any(scope) else ""
+        if not result.rows:
+            answer = Answer(question, f"No data: no expenses{where} in platinum.", True, query)
+        else:
+            ranked = "; ".join(f"{r[2]} (transaction {r[0]})" for r in result.rows)
+            answer = Answer(
+                question, f"Largest expense{'s' if limit > 1 else ''}{where}: {ranked}.", False, query
+            )
+        found = transaction_sources(self.session, [r[0] for r in result.rows])
+        answer.sql, answer.params = statement.as_string(self.session.conn), params
+        answer.columns, answer.rows = result.columns, [list(r) for r in result.rows]
+        answer.provenance = ["platinum.documents", "agents.transaction_sources"]
+        answer.sources = [
+            {"transaction_id": r[0], "file": src.source_file, "line": src.line_number}
+            for r in result.rows
+            if (src := found.get(r[0]))
+        ]
+        return answer
+
     def ask(self, question: str) -> Answer:
+        if _LARGEST_EXPENSE.search(question.lower()) and not _has(question.lower(), _OUT_OF_SCOPE):
+            try:
+                return self._largest_expenses(question)
+            except ToolError as exc:
+                return Answer(question, f"I cannot answer this: {exc}.", True)
         try:
             query, period = self.plan(question)
             statement, params = compile_query(query, self.layer, cap=self.session.row_cap)

@@ -407,6 +407,8 @@ def ask(question: str, as_json: bool) -> None:
         for row in result["rows"][:20]:
             echo(f"            {json.dumps(row)}")
         echo(f"provenance: {', '.join(answer.provenance)}")
+        for source in answer.sources:  # the landing line of each transaction the answer names
+            echo(f"source:     {source['transaction_id']} {source['file']}:{source['line']}")
     echo(f"recorded:   agents.asked_questions, asked_id {asked_id}")
     if answer.abstained:
         sys.exit(2)

@@ -47,6 +47,10 @@ class AskResponse(BaseModel):
     columns: list[str]
     rows: list[list[Any]] = Field(description="The gold rows the answer read")
     provenance: list[str] = Field(description="The relations the answer read")
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="For each transaction the answer names: transaction_id, landing `file` and `line`",
+    )
 
 
 def install(app: FastAPI, state: AppState) -> None:
