@@ -409,7 +409,9 @@ class Asker:
         return answer
 
     def ask(self, question: str) -> Answer:
-        if _LARGEST_EXPENSE.search(question.lower()) and not _has(question.lower(), _OUT_OF_SCOPE):
+        low = question.lower()
+        counting = _has(low, ("how many", "number of", "count"))
+        if _LARGEST_EXPENSE.search(low) and not counting and not _has(low, _OUT_OF_SCOPE):
             try:
                 return self._largest_expenses(question)
             except ToolError as exc:
