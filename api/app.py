@@ -16,7 +16,6 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
@@ -24,13 +23,13 @@ from starlette.responses import HTMLResponse
 from assay.api.audit import AccessLog
 from assay.api.cache import ResponseCache
 from assay.api.catalog import MART_SCHEMA, load_catalog, load_mart_specs
+from assay.api.compression import CompressionMiddleware
 from assay.api.db import Database
-from assay.api.errors import error_responses, install_error_handlers
+from assay.api.errors import error_responses, install_error_handlers, problems_only
 from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
 from assay.api.routers import answers, ask, export, health, marts, metrics, process, quality, search
-from assay.api.routers.marts import GZIP_MIN_BYTES
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import ApiSettings, get_settings
@@ -123,7 +122,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.assay = state
-    _document_security(app)
+    _finish_openapi(app)
     if settings.docs:
         _serve_docs(app)
     install_error_handlers(app)
@@ -147,22 +146,24 @@ def create_app(
             expose_headers=["Retry-After", "X-Next-Cursor", "ETag"],
             max_age=600,
         )
-    # gzip for the JSON endpoints; the mart routes gzip their cached bodies once themselves
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=6)
+    # br or gzip for the JSON endpoints and exports; the mart routes compress their cached bodies once
+    app.add_middleware(CompressionMiddleware)
     app.add_middleware(
         GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
     )
     return app
 
 
-def _document_security(app: FastAPI) -> None:
-    """Add the key schemes to the generated OpenAPI document (routes refer to them via `SECURED`)."""
+def _finish_openapi(app: FastAPI) -> None:
+    """Add the key schemes to the generated OpenAPI document (routes refer to them via `SECURED`), and
+    document the errors as they are sent (`problems_only`)."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = generate()
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            problems_only(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
+from assay.api import compression
 from assay.api.db import PoolBusy
 from assay.api.errors import ApiError
 
@@ -53,7 +54,7 @@ class Cached:
     media_type: str
     cursor: str | None
     total: int | None = None  # `count=exact`: the rows matching the filters, all pages
-    _gzipped: bytes | None = field(default=None, repr=False, compare=False)
+    _encoded: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
     _etag: str | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -64,16 +65,21 @@ class Cached:
 
     @property
     def etag(self) -> str:
-        """A weak validator of the body (weak: the gzipped and the plain body share it)."""
+        """A weak validator of the body (weak: its encodings and the plain body share it)."""
         if self._etag is None:
             self._etag = 'W/"%s"' % hashlib.blake2b(self.body, digest_size=12).hexdigest()  # noqa: UP031
         return self._etag
 
-    def gzipped(self) -> bytes:
-        """The body gzipped, compressed once per entry rather than once per response."""
-        if self._gzipped is None:
-            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
-        return self._gzipped
+    def encoded(self, encoding: str) -> bytes:
+        """The body gzipped or brotli-compressed (`br`), once per entry rather than once per response."""
+        found = self._encoded.get(encoding)
+        if found is None:
+            if encoding == "br":
+                found = compression.brotli_compress(self.body)
+            else:
+                found = gzip.compress(self.body, compresslevel=compression.GZIP_LEVEL, mtime=0)
+            self._encoded[encoding] = found
+        return found
 
 
 class ResponseCache:

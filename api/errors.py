@@ -69,6 +69,26 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def problems_only(openapi: dict[str, Any]) -> None:
+    """Make the generated OpenAPI document say what the API answers on errors: FastAPI puts each error
+    model under the route's `application/json` and adds a 422 with its validation schema to every route
+    with parameters, while every error here is `application/problem+json` (`Problem`) and a parameter
+    that fails validation is a 400."""
+    fallback = {"$ref": "#/components/schemas/Problem"}
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for status, response in responses.items():
+                if status[0] in "45":
+                    schema = response.get("content", {}).get("application/json", {}).get("schema", fallback)
+                    response["content"] = {PROBLEM_JSON: {"schema": schema}}
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        if name in schemas and f"#/components/schemas/{name}" not in orjson.dumps(openapi).decode():
+            del schemas[name]
+
+
 def bad_request(detail: str) -> ApiError:
     return ApiError(400, detail)
 

@@ -4,7 +4,12 @@ A key is `assay_<id>_<secret>`: a 12-hex-digit public id and 256 random bits. On
 whole key is stored (`api.keys.secret_sha256`), so the table - readable by the read-only role - never
 holds a usable key; a random 256-bit secret needs no salt or slow hash against guessing. Each key is
 scoped to endpoint groups (`SCOPES`) and to marts (`*` = all), and may carry an expiry (`expires_at`):
-from then on it answers 401 "expired", also from a server's key cache.
+from then on it answers 401 "expired", also from a server's key cache. It may also mask columns
+(`masks`, each `<mart>.<column>`): the key reads a masked column as null everywhere (pages, lookups,
+exports, `select=`), may not filter or sort on it (403: a filter would disclose it by bisection), and
+sees no search document type and no `/v1/ask` answer drawn from a mart it masks. A column of the
+mart's key cannot be masked: the key orders the pages (their cursors carry its values) and names
+rows in lookups.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +39,7 @@ ALL = "*"
 # Endpoint groups a key can be scoped to. A new router adds its group here (see README "Read API").
 SCOPES = ("marts", "answers", "search", "process", "quality", "metrics", "ask")
 DEFAULT_SCOPES = ("marts",)
+_NONE: frozenset[str] = frozenset()
 
 _TOKEN = re.compile(r"assay_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
@@ -49,6 +55,7 @@ class KeyInfo:
     revoked_at: dt.datetime | None
     expires_at: dt.datetime | None = None
     last_used_at: dt.datetime | None = None  # the latest request (audit.record_access stamps it)
+    masks: tuple[str, ...] = ()  # `<mart>.<column>` read as null
 
 
 def digest(token: str) -> bytes:
@@ -64,9 +71,16 @@ def create_key(
     rate_limit_per_minute: int | None = None,
     known_marts: Iterable[str] | None = None,
     expires_at: dt.datetime | None = None,
+    masks: Iterable[str] = (),
+    mart_columns: Mapping[str, tuple[Iterable[str], Iterable[Iterable[str]]]] | None = None,
 ) -> tuple[KeyInfo, str]:
-    """Store a new key and return it with its token (shown once; only the hash is kept)."""
+    """Store a new key and return it with its token (shown once; only the hash is kept).
+
+    `mart_columns` (mart -> (its columns, its unique keys), from the manifest) checks the masks: a
+    mask must name a column, and not one of a unique key (nor any column of a mart without one,
+    whose every column is then its key)."""
     scopes, marts = tuple(dict.fromkeys(scopes)), tuple(dict.fromkeys(marts))
+    masks = tuple(dict.fromkeys(masks))
     if not name.strip():
         raise ValueError("a key needs a name")
     bad = [s for s in scopes if s not in (*SCOPES, ALL)]
@@ -79,6 +93,7 @@ def create_key(
             raise ValueError(f"unknown mart {unknown[0]!r}; marts are {', '.join(sorted(allowed))}")
     if not marts:
         raise ValueError("a key needs at least one mart (or *)")
+    _check_masks(masks, marts, mart_columns)
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
         raise ValueError("the rate limit must be at least 1 request per minute")
     if expires_at is not None:
@@ -91,13 +106,55 @@ def create_key(
     with postgres.connect(autocommit=True) as conn:
         row = conn.execute(
             sql.SQL(
-                "insert into {} (id, name, secret_sha256, scopes, marts, rate_limit_per_minute, expires_at)"
-                " values (%s, %s, %s, %s, %s, %s, %s) returning created_at"
+                "insert into {} (id, name, secret_sha256, scopes, marts, rate_limit_per_minute, expires_at,"
+                " masks) values (%s, %s, %s, %s, %s, %s, %s, %s) returning created_at"
             ).format(sql.Identifier(SCHEMA, TABLE)),
-            [key_id, name, digest(token), list(scopes), list(marts), rate_limit_per_minute, expires_at],
+            [
+                key_id,
+                name,
+                digest(token),
+                list(scopes),
+                list(marts),
+                rate_limit_per_minute,
+                expires_at,
+                list(masks),
+            ],
         ).fetchone()
     assert row is not None
-    return KeyInfo(key_id, name, scopes, marts, rate_limit_per_minute, row[0], None, expires_at), token
+    info = KeyInfo(key_id, name, scopes, marts, rate_limit_per_minute, row[0], None, expires_at, masks=masks)
+    return info, token
+
+
+def _check_masks(
+    masks: tuple[str, ...],
+    marts: tuple[str, ...],
+    mart_columns: Mapping[str, tuple[Iterable[str], Iterable[Iterable[str]]]] | None,
+) -> None:
+    for mask in masks:
+        mart, dot, column = mask.partition(".")
+        if not dot or not mart or not column:
+            raise ValueError(f"mask {mask!r}: expected <mart>.<column>, e.g. vendor_spend.vendor_name")
+        if ALL not in marts and mart not in marts:
+            raise ValueError(f"mask {mask!r}: the key may not read mart {mart!r} at all; drop the mask")
+        if mart_columns is None:
+            continue
+        if mart not in mart_columns:
+            raise ValueError(
+                f"mask {mask!r}: unknown mart {mart!r}; marts are {', '.join(sorted(mart_columns))}"
+            )
+        columns, unique_keys = mart_columns[mart]
+        columns = list(columns)
+        if column not in columns:
+            raise ValueError(
+                f"mask {mask!r}: {mart} has no column {column!r}; its columns are {', '.join(columns)}"
+            )
+        keys = [tuple(k) for k in unique_keys]
+        if not keys or any(column in k for k in keys):
+            raise ValueError(
+                f"mask {mask!r}: {column} is part of {mart}'s key, which orders its pages (their cursors"
+                " carry its values) and names rows in lookups, so a mask could not hide it; mask another"
+                " column or leave the mart out of --mart"
+            )
 
 
 def revoke_key(postgres: PostgresResource, key_id: str) -> bool:
@@ -119,10 +176,10 @@ def list_keys(postgres: PostgresResource) -> list[KeyInfo]:
         rows = conn.execute(
             sql.SQL(
                 "select id, name, scopes, marts, rate_limit_per_minute, created_at, revoked_at, expires_at,"
-                " last_used_at from {} order by created_at, id"
+                " last_used_at, masks from {} order by created_at, id"
             ).format(sql.Identifier(SCHEMA, TABLE))
         ).fetchall()
-    return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    return [KeyInfo(*r[:9], masks=tuple(r[9])) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -135,6 +192,14 @@ class Principal:
     marts: frozenset[str]
     rate_limit_per_minute: int | None
     expires_at: float | None = None  # time.time() from which the key is refused
+    masks: frozenset[str] = frozenset()  # `<mart>.<column>` this key reads as null
+
+    def masked(self, mart: str) -> frozenset[str]:
+        """The columns of `mart` this key reads as null (and may not filter or sort on)."""
+        if not self.masks:
+            return _NONE
+        prefix = mart + "."
+        return frozenset(m[len(prefix) :] for m in self.masks if m.startswith(prefix))
 
     def may_use(self, scope: str) -> bool:
         return ALL in self.scopes or scope in self.scopes
@@ -161,7 +226,7 @@ class KeyStore:
 
     LOOKUP = sql.SQL(
         "select secret_sha256, name, scopes, marts, rate_limit_per_minute, revoked_at is not null,"
-        " extract(epoch from expires_at)::float8 from {} where id = %s"
+        " extract(epoch from expires_at)::float8, masks from {} where id = %s"
     ).format(sql.Identifier(SCHEMA, TABLE))
     MAX_CACHED = 10_000
 
@@ -216,10 +281,12 @@ class KeyStore:
         rows = await self.db.fetch(self.LOOKUP, [key_id])
         if not rows:
             return None
-        secret_sha256, name, scopes, marts, rate_limit, revoked, expires_at = rows[0]
+        secret_sha256, name, scopes, marts, rate_limit, revoked, expires_at, masks = rows[0]
         if revoked or not hmac.compare_digest(bytes(secret_sha256), hashed):
             return None
-        return Principal(key_id, name, frozenset(scopes), frozenset(marts), rate_limit, expires_at)
+        return Principal(
+            key_id, name, frozenset(scopes), frozenset(marts), rate_limit, expires_at, frozenset(masks)
+        )
 
 
 def _expired(principal: Principal) -> bool:

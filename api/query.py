@@ -15,6 +15,9 @@ Query parameters (per mart, documented in the OpenAPI schema):
 
 Every value is parsed by its column's type and bound as a parameter; every identifier comes from the
 catalog and is quoted with `sql.Identifier`. Nothing from the request is ever spliced into SQL text.
+
+Columns the API key masks (`PageRequest.masked`) are rendered as null in every format, and a filter
+or sort on one is refused with 403 (its answers would disclose the values by bisection).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import orjson
 from psycopg import sql
 
 from assay.api.catalog import Column, Kind, Mart
-from assay.api.errors import bad_request
+from assay.api.errors import ApiError, bad_request
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 LIST_OPS = ("in", "nin")  # repeat the parameter for several values
@@ -165,6 +168,7 @@ class PageRequest:
     csv: bool
     columns: tuple[Column, ...] = ()  # `select`; empty: all of them
     count: bool = False  # `count=exact`
+    masked: frozenset[str] = frozenset()  # columns the key reads as null
 
     @property
     def sort_signature(self) -> str:
@@ -180,7 +184,9 @@ def parse_page_request(
     max_limit: int,
     max_in: int,
     accept: str = "",
+    masked: frozenset[str] = frozenset(),
 ) -> PageRequest:
+    check_key_unmasked(mart, masked)
     grouped: dict[str, list[str]] = {}
     for name, value in params:
         grouped.setdefault(name, []).append(value)
@@ -196,11 +202,13 @@ def parse_page_request(
         if len(grouped.get(name, ())) > 1:
             raise bad_request(f"{name} given more than once")
 
-    filters = [_parse_or(mart, text, allowed, max_in) for text in grouped.get("or", [])]
+    filters = [_parse_or(mart, text, allowed, max_in, masked) for text in grouped.get("or", [])]
     for name, values in grouped.items():
         if name in RESERVED:
             continue
         column, op = allowed[name]
+        if column.name in masked:
+            raise masked_column(mart, column, name)
         if op in LIST_OPS:
             if len(values) > max_in:
                 raise bad_request(f"{name}: at most {max_in} values")
@@ -217,7 +225,7 @@ def parse_page_request(
         else:
             filters.append(Filter(column, op, parse_value(column, values[0], name)))
 
-    order = _parse_sort(mart, grouped.get("sort", []))
+    order = _parse_sort(mart, grouped.get("sort", []), masked)
 
     limit = default_limit
     if "limit" in grouped:
@@ -234,16 +242,38 @@ def parse_page_request(
     if grouped.get("count", ["exact"]) != ["exact"]:
         raise bad_request("count: the only choice is exact")
     columns = _parse_select(mart, grouped["select"]) if "select" in grouped else ()
-    request = PageRequest(tuple(filters), order, limit, None, csv, columns, "count" in grouped)
+    request = PageRequest(tuple(filters), order, limit, None, csv, columns, "count" in grouped, masked)
     if "cursor" in grouped:
         request = replace(request, after=decode_cursor(mart, request, grouped["cursor"][0]))
     return request
 
 
+def masked_column(mart: Mart, column: Column, param: str) -> ApiError:
+    return ApiError(
+        403,
+        f"{param}: this API key masks {mart.name}.{column.name} (it reads as null), so it cannot filter or"
+        " sort on it; use a key without that mask",
+    )
+
+
+def check_key_unmasked(mart: Mart, masked: frozenset[str]) -> None:
+    """Refuse a key that masks a column of the mart's key: cursors and lookups would disclose it.
+    (`assay api-key create` refuses such a mask; this holds should the catalog choose another key.)"""
+    hidden = [name for name in mart.key if name in masked]
+    if hidden:
+        raise ApiError(
+            403,
+            f"this API key masks {mart.name}.{hidden[0]}, part of the mart's key (cursors and lookups"
+            " carry it), so it cannot read this mart; use a key without that mask",
+        )
+
+
 _OR_TERM = re.compile(r'\s*([^.,()"]+)\.([a-z]+)\.("(?:[^"\\]|\\.)*"|[^,()"]*)\s*(,|$)')
 
 
-def _parse_or(mart: Mart, text: str, allowed: dict[str, tuple[Column, str]], max_in: int) -> Filter:
+def _parse_or(
+    mart: Mart, text: str, allowed: dict[str, tuple[Column, str]], max_in: int, masked: frozenset[str]
+) -> Filter:
     """`(col.op.value,...)` as one Filter whose value is its terms; each term is checked against the
     same allowlist as a plain filter (`col` for eq, `col__op` otherwise) and its value parsed by type."""
     usage = "or: expected (column.op.value,...), e.g. or=(category.eq.travel,total_amount_eur.gt.100)"
@@ -263,6 +293,8 @@ def _parse_or(mart: Mart, text: str, allowed: dict[str, tuple[Column, str]], max
                 f"columns: {', '.join(c.name for c in mart.columns)})"
             )
         column = found[0]
+        if column.name in masked:
+            raise masked_column(mart, column, f"or: {name}.{op}")
         value = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw
         if op == "is":
             if value not in IS_VALUES:
@@ -290,7 +322,7 @@ def _parse_select(mart: Mart, values: list[str]) -> tuple[Column, ...]:
     return tuple(mart.by_name[name] for name in names)
 
 
-def _parse_sort(mart: Mart, values: list[str]) -> tuple[tuple[Column, bool], ...]:
+def _parse_sort(mart: Mart, values: list[str], masked: frozenset[str]) -> tuple[tuple[Column, bool], ...]:
     order: list[tuple[Column, bool]] = []
     seen: set[str] = set()
     for token in (t.strip() for v in values for t in v.split(",")):
@@ -302,6 +334,8 @@ def _parse_sort(mart: Mart, values: list[str]) -> tuple[tuple[Column, bool], ...
         if column is None or not column.orderable:
             sortable = ", ".join(c.name for c in mart.columns if c.orderable)
             raise bad_request(f"sort: {name!r} is not a sortable column of {mart.name} ({sortable})")
+        if name in masked:
+            raise masked_column(mart, column, "sort")
         if name in seen:
             raise bad_request(f"sort: {name!r} given twice")
         seen.add(name)
@@ -405,10 +439,24 @@ def _order_by(request: PageRequest) -> sql.Composable:
     )
 
 
-def _json_object(columns: Sequence[Column]) -> sql.Composable:
+def _value(column: Column, masked: frozenset[str]) -> sql.Composable:
+    """The column's value, or null where the key masks it."""
+    return sql.SQL("null") if column.name in masked else _col(column)
+
+
+def _json_object(columns: Sequence[Column], masked: frozenset[str]) -> sql.Composable:
     """The row's chosen columns as a JSON object's text (`select`), in their order."""
-    pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c.name), _col(c)) for c in columns)
+    pairs = sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(c.name), _value(c, masked)) for c in columns
+    )
     return sql.SQL("json_build_object({})::text").format(pairs)
+
+
+def _named_values(columns: Sequence[Column], masked: frozenset[str]) -> sql.Composable:
+    """The columns as a select list under their own names (a CSV header), masked ones as null."""
+    return sql.SQL(", ").join(
+        sql.SQL("null as {}").format(sql.Identifier(c.name)) if c.name in masked else _col(c) for c in columns
+    )
 
 
 def _where(where: list[sql.Composable]) -> sql.Composable:
@@ -436,9 +484,9 @@ def build_page_query(mart: Mart, request: PageRequest) -> tuple[sql.Composed, li
         where.append(_after(request, params))
     columns = request.columns or mart.columns
     if request.csv:
-        payload = sql.SQL(", ").join(sql.SQL("{}::text").format(_col(c)) for c in columns)
-    elif request.columns:
-        payload = _json_object(columns)
+        payload = sql.SQL(", ").join(sql.SQL("{}::text").format(_value(c, request.masked)) for c in columns)
+    elif request.columns or request.masked:
+        payload = _json_object(columns, request.masked)
     else:
         payload = sql.SQL("to_json(t)::text")
     order_values = sql.SQL(", ").join(_col(c) for c, _ in request.order)
@@ -467,13 +515,21 @@ def build_export_select(
 ) -> tuple[sql.Composed, list[Any], tuple[Column, ...]]:
     """SELECT of every row matching the filters, in the request's order, for a typed export (Parquet):
     the chosen columns with their own types, except those `casts` maps to another (a fixed type
-    name from the caller's code, never from the request)."""
+    name from the caller's code, never from the request). A masked column comes back null, and
+    nullable in the returned columns."""
     params: list[Any] = []
     where = _filters(request, params)
-    columns = tuple(request.columns or mart.columns)
+    masked = request.masked
+    columns = tuple(
+        replace(c, nullable=True) if c.name in masked else c for c in request.columns or mart.columns
+    )
     cast = casts(columns)
     payload = sql.SQL(", ").join(
-        sql.SQL("{}::{}").format(_col(c), sql.SQL(cast[c.name])) if c.name in cast else _col(c)
+        sql.SQL("null")
+        if c.name in masked
+        else sql.SQL("{}::{}").format(_col(c), sql.SQL(cast[c.name]))
+        if c.name in cast
+        else _col(c)
         for c in columns
     )
     query = sql.SQL("select {} from {} as t{} order by {}").format(
@@ -490,10 +546,10 @@ def build_export_query(mart: Mart, request: PageRequest, ndjson: bool) -> tuple[
     where = _filters(request, params)
     columns = request.columns or mart.columns
     if ndjson:
-        payload = _json_object(columns)
+        payload = _json_object(columns, request.masked)
         options = sql.SQL("")
     else:
-        payload = sql.SQL(", ").join(_col(c) for c in columns)
+        payload = _named_values(columns, request.masked)
         options = sql.SQL(" (format csv, header)")
     order_by = _order_by(request)
     query = sql.SQL("copy (select {} from {} as t{} order by {}) to stdout{}").format(
@@ -502,8 +558,9 @@ def build_export_query(mart: Mart, request: PageRequest, ndjson: bool) -> tuple[
     return query, params
 
 
-def build_lookup_query(mart: Mart) -> sql.Composed:
+def build_lookup_query(mart: Mart, masked: frozenset[str] = frozenset()) -> sql.Composed:
     where = sql.SQL(" and ").join(sql.SQL("{} = %s").format(_col(mart.by_name[n])) for n in mart.key)
-    return sql.SQL("select to_json(t)::text from {} as t where {} limit 2").format(
-        sql.Identifier(mart.schema, mart.table), where
+    payload = _json_object(mart.columns, masked) if masked else sql.SQL("to_json(t)::text")
+    return sql.SQL("select {} from {} as t where {} limit 2").format(
+        payload, sql.Identifier(mart.schema, mart.table), where
     )

@@ -21,10 +21,15 @@ as the median over rounds. With a closed loop at saturation, latency = connectio
 (Little's law), so p95 measures the queue as much as the service time. `--rate` adds an open-loop phase
 at a fixed total request rate, with latency counted from each request's scheduled send time.
 
-`--search` adds hybrid `/v1/search` on the API server at one connection (one query at a time) and at
-`--connections`, and prints the ratio of their requests/s: what micro-batching concurrent queries
-into one model call (`api/batching.py`) buys (target >= 4x). The server loads the embedding model at
-start-up; a warm-up search waits for it before measuring.
+`--search` adds hybrid `/v1/search` at `--connections` on the API server (micro-batching: the queries
+of concurrent requests go to the model in one call, `api/batching.py`) and on a second API server
+with batching off (`ASSAY_API_SEARCH_BATCH_MAX=1`: one model call per query, one at a time), and
+prints the ratio of their requests/s (target >= 4x); also the batched server at one connection. Each
+server loads the embedding model at start-up; a warm-up search waits for it before measuring.
+
+Also printed: the uncached mart page's requests/s relative to bare (the "page, no cache" row), and
+the size of one page of up to 1,000 rows (the largest mart's first page) as sent plain, gzipped and
+brotli-compressed (br), as the API sends them to a client that accepts each.
 
 Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
 pipeline there on first use.
@@ -84,6 +89,10 @@ def _serve(kind: str, port: int, workers: int) -> None:
     os.environ["ASSAY_API_WORKERS"] = str(workers)
     if kind == "api-nocache":
         os.environ["ASSAY_API_CACHE_MB"] = "0"
+    if kind == "api-nobatch":
+        os.environ["ASSAY_API_SEARCH_BATCH_MAX"] = "1"
+    elif kind != "bare":
+        os.environ["ASSAY_API_PRELOAD_SEARCH_MODEL"] = "false" if kind == "api-nocache" else "true"
     # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
@@ -302,24 +311,56 @@ SEARCH_QUERIES = (
 )
 
 
-def _bench_search(port: int, token: str, args) -> None:
+def _bench_search(port: int, unbatched_port: int, token: str, args) -> None:
     from urllib.parse import quote
 
     import uvloop
 
     requests = [_request(f"/v1/search?q={quote(q)}&method=hybrid&k=10", token) for q in SEARCH_QUERIES]
-    _fetch(port, "/v1/search?q=warm+up&k=1", token, timeout=600)  # waits for the model to load
+    for server in (port, unbatched_port):
+        _fetch(server, "/v1/search?q=warm+up&k=1", token, timeout=600)  # waits for the model to load
     rps = {}
-    for connections in (1, args.connections):
+    cases = (("batched", port, args.connections), ("one at a time", unbatched_port, args.connections))
+    for name, server, connections in (*cases, ("batched", port, 1)):
         runs = []
+        label = f"search {name[:7]} x{connections}"
         for _ in range(args.rounds):
-            name = f"search x{connections}"
-            runs.append(uvloop.run(_closed_loop(port, requests, connections, args.seconds, name)))
+            runs.append(uvloop.run(_closed_loop(server, requests, connections, args.seconds, label)))
             print(_show(runs[-1], None), flush=True)
-        rps[connections] = statistics.median(r.rps for r in runs)
+        rps[name, connections] = statistics.median(r.rps for r in runs)
+    batched, single = rps["batched", args.connections], rps["one at a time", args.connections]
     print(
-        f"hybrid search: {rps[1]:,.1f} req/s one at a time, {rps[args.connections]:,.1f} req/s at "
-        f"{args.connections} connections: {rps[args.connections] / rps[1]:.1f}x (target >= 4x)"
+        f"hybrid search at {args.connections} connections: {batched:,.1f} req/s micro-batched, {single:,.1f} "
+        f"req/s with one model call per query: {batched / single:.1f}x (target >= 4x); "
+        f"batched at 1 connection {rps['batched', 1]:,.1f} req/s"
+    )
+
+
+def _page_sizes(port: int, token: str) -> None:
+    """Bytes on the wire of one page of up to 1,000 rows of the largest mart: plain, gzip, br."""
+    import httpx
+
+    from assay.core.database import PostgresResource
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        counts = {
+            mart: conn.execute(f"select count(*) from gold.{mart}").fetchone()[0]  # noqa: S608 - fixed names
+            for mart in ("category_trends", "monthly_summary", "vendor_spend")
+        }
+    mart = max(counts, key=counts.get)
+    url = f"http://127.0.0.1:{port}/v1/marts/{mart}/rows?limit=1000"
+    sizes = {}
+    for encoding in ("identity", "gzip", "br"):
+        headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": encoding}
+        with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+            response.raise_for_status()
+            assert response.headers.get("content-encoding", "identity") == encoding, response.headers
+            sizes[encoding] = sum(len(chunk) for chunk in response.iter_raw())
+    rows = min(1000, counts[mart])
+    print(
+        f"a {rows:,}-row page of {mart}: {sizes['identity'] / 1000:,.1f} kB plain, "
+        f"{sizes['gzip'] / 1000:,.1f} kB gzip ({sizes['gzip'] / sizes['identity']:.1%}), "
+        f"{sizes['br'] / 1000:,.1f} kB br ({sizes['br'] / sizes['identity']:.1%})"
     )
 
 
@@ -344,7 +385,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
     parser.add_argument("--search", action="store_true", help="also hybrid search, 1 vs N connections")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
-    parser.add_argument("--serve", choices=["bare", "api", "api-nocache"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["bare", "api", "api-nocache", "api-nobatch"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["ASSAY_HOME"] = args.home
@@ -383,7 +426,7 @@ def main() -> None:
     }
     results: dict[str, list[Result]] = {name: [] for name in cases}
     try:
-        for kind in ("api", "api-nocache"):
+        for kind in ("api", "api-nocache", *(["api-nobatch"] if args.search else [])):
             servers[kind] = _start(kind, args.workers)
         page_file = Path(args.home) / "bench-page.json"
         page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
@@ -404,8 +447,12 @@ def main() -> None:
                     _open_loop(port, requests, args.connections, args.seconds, args.rate, name)
                 )
                 print(_show(result, None), flush=True)
+        _page_sizes(servers["api"][1], token)
         if args.search:
-            _bench_search(servers["api"][1], token, args)
+            idle, _ = servers.pop("api-nocache")  # its CPU share goes to the search servers
+            idle.terminate()
+            idle.wait(10)
+            _bench_search(servers["api"][1], servers["api-nobatch"][1], token, args)
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -430,6 +477,11 @@ def main() -> None:
     print(
         f"targets: mart page p95 {page.pct(0.95):.1f} ms (<= 15 ms), "
         f"requests/s {page_rps / bare_rps:.2f} of bare (>= 0.50)"
+    )
+    uncached = medians["page, no cache"][0]
+    print(
+        f"uncached mart page at {args.connections} connections: {uncached:,.0f} req/s, "
+        f"{uncached / bare_rps:.3f} of the bare endpoint's {bare_rps:,.0f}"
     )
 
 

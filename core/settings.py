@@ -67,6 +67,8 @@ class ApiSettings(BaseSettings):
     """Connections per worker for search, which runs the (blocking) search library in threads."""
     search_max_k: int = Field(50, ge=1)
     """Most hits one search returns."""
+    search_batch_max: int = Field(64, ge=1)
+    """Most search queries encoded in one model call (micro-batching across requests); 1: one call each."""
     preload_search_model: bool = True
     """Load the embedding model when the API starts (in the background) rather than on the first search."""
     cache_mb: int = Field(64, ge=0)

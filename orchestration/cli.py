@@ -225,28 +225,39 @@ def api_key() -> None:
 @click.option(
     "--expires-in-days", type=click.IntRange(1), default=None, help="Refuse the key after this many days."
 )
+@click.option(
+    "--mask",
+    "masks",
+    multiple=True,
+    metavar="MART.COLUMN",
+    help="A column the key reads as null and may not filter or sort on; repeat for several.",
+)
 def api_key_create(
     name: str,
     scopes: tuple[str, ...],
     marts: tuple[str, ...],
     rate_limit: int | None,
     expires_in_days: int | None,
+    masks: tuple[str, ...],
 ) -> None:
     """Create a key called NAME and print it (once: only its hash is stored)."""
     from assay.api.catalog import load_mart_specs
     from assay.api.keys import ALL, DEFAULT_SCOPES, create_key
 
     try:
+        specs = load_mart_specs()
         info, token = create_key(
             PostgresResource(),
             name,
             scopes=scopes or DEFAULT_SCOPES,
             marts=marts or (ALL,),
             rate_limit_per_minute=rate_limit,
-            known_marts=load_mart_specs(),
+            known_marts=specs,
             expires_at=(
                 dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
             ),
+            masks=masks,
+            mart_columns={n: (s.column_descriptions, s.unique_keys) for n, s in specs.items()},
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -257,6 +268,7 @@ def api_key_create(
         f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}; marts {', '.join(info.marts)}"
         + (f"; {info.rate_limit_per_minute}/min" if info.rate_limit_per_minute else "")
         + (f"; expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "")
+        + (f"; masks {', '.join(info.masks)}" if info.masks else "")
         + ". Keep it now: it cannot be shown again.",
         err=True,
     )
@@ -264,7 +276,7 @@ def api_key_create(
 
 @api_key.command("list")
 def api_key_list() -> None:
-    """List keys (ids, names, scopes, marts; never secrets)."""
+    """List keys (ids, names, scopes, marts, masks; never secrets)."""
     from assay.api.keys import list_keys
 
     keys = list_keys(PostgresResource())
@@ -280,6 +292,7 @@ def api_key_list() -> None:
         limit = str(k.rate_limit_per_minute or "default")
         marts = ",".join(k.marts)[:31]
         used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        status += f"  masks {','.join(k.masks)}" if k.masks else ""
         echo(f"{k.id:<13}{k.name[:19]:<20}{','.join(k.scopes):<16}{marts:<32}{limit:>10}  {used:<17}{status}")
 
 

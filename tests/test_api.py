@@ -125,6 +125,49 @@ def test_openapi_shows_each_marts_real_columns(client, conn):
     assert "<html" in client.get("/docs").text.lower()
 
 
+def test_openapi_errors_are_problem_json_no_422_columns_described_from_dbt(client):
+    from assay.core import dbt as dbt_files
+
+    spec = client.get("/openapi.json").json()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    operations = [(p, m, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
+    assert len(operations) >= 20
+    for path, method, op in operations:
+        responses = op["responses"]
+        assert "422" not in responses, (path, method)  # a failed validation is a 400 here
+        for status, response in responses.items():
+            if status[0] in "45":
+                assert response["content"] == problem, (path, method, status)
+        if op.get("parameters") or op.get("requestBody"):
+            assert "400" in responses, (path, method)
+    assert not {"HTTPValidationError", "ValidationError"} & set(spec["components"]["schemas"])
+    # every mart column carries its dbt description, in the row schema and on its filters
+    manifest = json.loads(dbt_files.manifest_path().read_text())
+    for mart in MARTS:
+        node = next(
+            n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["name"] == mart
+        )
+        described = {name: column["description"].strip() for name, column in node["columns"].items()}
+        camel = "".join(p.capitalize() for p in mart.split("_"))
+        row = spec["components"]["schemas"][f"{camel}Row"]["properties"]
+        assert set(row) == set(described) and all(described.values()), mart
+        assert {name: prop.get("description") for name, prop in row.items()} == described
+        params = {
+            p["name"]: p["description"] for p in spec["paths"][f"/v1/marts/{mart}/rows"]["get"]["parameters"]
+        }
+        for name, text in described.items():
+            assert params[name].endswith(text) and params[f"{name}__in"].endswith(text)
+    # range operators in code: a leading `>` would render as a Markdown quote, `<` as an HTML tag
+    params = {
+        p["name"]: p["description"]
+        for p in spec["paths"]["/v1/marts/monthly_summary/rows"]["get"]["parameters"]
+    }
+    for op, sign in (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<="), ("neq", "<>")):
+        text = params[f"transaction_count__{op}"]
+        assert text.startswith("`") and f" {sign}`" in text, text
+    assert not [t for t in params.values() if t.lstrip()[:1] in "<>"]
+
+
 @pytest.mark.parametrize("mart", MARTS)
 def test_pagination_returns_every_row_exactly_once(client, conn, mart):
     expected = _sql_rows(conn, mart)

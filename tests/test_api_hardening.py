@@ -469,7 +469,8 @@ def test_docs_and_redoc_load_only_local_assets(http):
 
 def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys, conn):
     key = {"X-API-Key": api_keys["admin"]}
-    first = http.get(ROWS, headers=key)  # httpx asks for gzip and decodes it
+    # httpx decodes gzip (and br: see the next test)
+    first = http.get(ROWS, headers={**key, "Accept-Encoding": "gzip"})
     assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
     etag = first.headers["etag"]
     assert etag.startswith('W/"') and first.headers["cache-control"].startswith("private, max-age=")
@@ -497,8 +498,40 @@ def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys, co
     both = {**key, "If-None-Match": '"other"', "If-Modified-Since": first.headers["last-modified"]}
     assert http.get(ROWS, headers=both).status_code == 200
     # the other endpoints: gzip by the middleware
-    scores = http.get("/v1/quality/scores", headers=key)
+    scores = http.get("/v1/quality/scores", headers={**key, "Accept-Encoding": "gzip"})
     assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"
+
+
+def test_br_is_preferred_when_accepted_and_decodes(http, api_keys):
+    import brotli  # the api extra's; httpx decodes br with it
+
+    key = {"X-API-Key": api_keys["admin"]}
+    page = {"limit": 50}
+    plain = http.get(ROWS, params=page, headers={**key, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) > 1000
+    # a real client: httpx sends br itself and decodes it
+    decoded = http.get(ROWS, params=page, headers=key)
+    assert "br" in decoded.request.headers["accept-encoding"]
+    assert decoded.headers["content-encoding"] == "br" and decoded.json() == plain.json()
+    assert decoded.headers["etag"] == plain.headers["etag"] and "Accept-Encoding" in decoded.headers["vary"]
+    with http.stream("GET", ROWS, params=page, headers={**key, "Accept-Encoding": "gzip, br"}) as raw:
+        body = b"".join(raw.iter_raw())
+    assert raw.headers["content-encoding"] == "br" and brotli.decompress(body) == plain.content
+    gzipped = http.get(ROWS, params=page, headers={**key, "Accept-Encoding": "gzip"})
+    assert len(body) < gzipped.num_bytes_downloaded < len(plain.content)
+    # q-values: a refused br, or a preferred gzip, gets gzip
+    for accept in ("br;q=0, gzip", "gzip;q=1, br;q=0.5"):
+        chosen = http.get(ROWS, params=page, headers={**key, "Accept-Encoding": accept})
+        assert chosen.headers["content-encoding"] == "gzip", accept
+    # the middleware's routes: JSON endpoints and exports, streamed
+    scores = http.get("/v1/quality/scores", headers={**key, "Accept-Encoding": "br"})
+    assert scores.status_code == 200 and scores.headers["content-encoding"] == "br" and scores.json()
+    export = "/v1/marts/category_trends/export"
+    csv_plain = http.get(export, headers={**key, "Accept-Encoding": "identity"})
+    csv_br = http.get(export, headers={**key, "Accept-Encoding": "br"})
+    assert csv_br.headers["content-encoding"] == "br" and csv_br.text == csv_plain.text
+    parquet = http.get(export, params={"format": "parquet"}, headers={**key, "Accept-Encoding": "br"})
+    assert "content-encoding" not in parquet.headers  # zstd inside already
 
 
 # filter operators: neq, nin, is, like / ilike, on bound values ------------------------------------

@@ -235,3 +235,24 @@ def test_or_groups_match_any_of_their_terms_with_bound_values(conn):
         with pytest.raises(ApiError) as raised:
             _page([("or", text)])
         assert fragment in raised.value.detail, raised.value.detail
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("", None),
+        ("identity", None),
+        ("gzip", "gzip"),
+        ("gzip, deflate, br", "br"),
+        ("br;q=0, gzip", "gzip"),
+        ("gzip;q=1, br;q=0.5", "gzip"),
+        ("BR", "br"),
+        ("*", "br"),
+        ("*;q=0", None),
+        ("gzip;q=bad, deflate", None),
+    ],
+)
+def test_accept_encoding_is_negotiated_by_q_values_preferring_br(accept, expected):
+    from assay.api.compression import negotiate
+
+    assert negotiate(accept) == expected

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assay.agents.ask import Answer, Asker
 from assay.agents.ask_log import record
 from assay.agents.tools.db import ReaderSession
-from assay.api.errors import error_responses
+from assay.api.errors import ApiError, error_responses
 from assay.api.keys import Principal
 from assay.api.state import SECURED, AppState, admit
 
@@ -72,7 +72,13 @@ def install(app: FastAPI, state: AppState) -> None:
 
         answer = await state.db.run_sync(run, table="gold.monthly_summary")
         for relation in answer.provenance:  # a key restricted to some marts reads only those
-            principal.require(SCOPE, relation.split(".", 1)[1])
+            mart = relation.split(".", 1)[1]
+            principal.require(SCOPE, mart)
+            if principal.masked(mart):  # the answer's rows and sentence would carry masked values
+                masks = ", ".join(sorted(principal.masked(mart)))
+                raise ApiError(
+                    403, f"this API key masks columns of {mart} ({masks}), which this answer reads"
+                )
         # the one write, as the reader through a SECURITY DEFINER function (agents/ask_log.py)
         asker = {"via": "api", "asked_by": principal.name, "key_id": principal.key_id}
         await state.db.run_sync(functools.partial(record, answer=answer, **asker))

@@ -58,7 +58,7 @@ def install(app: FastAPI, state: AppState) -> None:
             ),
         ] = "csv",
     ) -> StreamingResponse:
-        found = await readable_mart(request, marts, mart)
+        found, principal = await readable_mart(request, marts, mart)
         if format not in FORMATS:
             raise bad_request(f"format: expected one of {', '.join(FORMATS)}")
         given = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
@@ -66,7 +66,13 @@ def install(app: FastAPI, state: AppState) -> None:
         if paged:
             raise bad_request(f"{', '.join(paged)}: an export streams every matching row; drop it")
         page = parse_page_request(
-            found, given, allowed[mart], default_limit=1, max_limit=1, max_in=state.settings.max_in_values
+            found,
+            given,
+            allowed[mart],
+            default_limit=1,
+            max_limit=1,
+            max_in=state.settings.max_in_values,
+            masked=principal.masked(found.name),
         )
         table = f"{found.schema}.{found.table}"
         if format == "parquet":

@@ -15,9 +15,11 @@ from fastapi import FastAPI, Path, Request
 from pydantic import BaseModel, Field, create_model
 from starlette.responses import Response
 
+from assay.api import compression
 from assay.api.cache import Cached
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import ApiError, bad_request, error_responses
+from assay.api.keys import Principal
 from assay.api.query import (
     IS_VALUES,
     LIST_OPS,
@@ -27,6 +29,7 @@ from assay.api.query import (
     build_count_query,
     build_lookup_query,
     build_page_query,
+    check_key_unmasked,
     column_ops,
     encode_cursor,
     filter_params,
@@ -49,6 +52,9 @@ class ColumnInfo(BaseModel):
         description="Operators this column accepts as <column>__<op>; eq is <column>; in and nin repeat"
     )
     sortable: bool
+    masked: bool = Field(
+        False, description="This API key reads the column as null and cannot filter or sort on it"
+    )
 
 
 class MartInfo(BaseModel):
@@ -94,7 +100,7 @@ def _value_schema(column: Column) -> dict[str, Any]:
     return schema
 
 
-def _info(mart: Mart) -> MartInfo:
+def _info(mart: Mart, masked: frozenset[str] = frozenset()) -> MartInfo:
     return MartInfo(
         name=mart.name,
         description=mart.description,
@@ -109,8 +115,9 @@ def _info(mart: Mart) -> MartInfo:
                 kind=c.kind,
                 nullable=c.nullable,
                 description=c.description,
-                filters=column_ops(c),
-                sortable=c.orderable,
+                filters=[] if c.name in masked else column_ops(c),
+                sortable=c.orderable and c.name not in masked,
+                masked=c.name in masked,
             )
             for c in mart.columns
         ],
@@ -124,7 +131,9 @@ def _camel(name: str) -> str:
 def _row_model(mart: Mart) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for c in mart.columns:
-        annotation = _PY_TYPES[c.kind] | None if c.nullable else _PY_TYPES[c.kind]
+        # a column outside the key may be masked for some API keys, which read it as null
+        nullable = c.nullable or c.name not in mart.key
+        annotation = _PY_TYPES[c.kind] | None if nullable else _PY_TYPES[c.kind]
         fields[c.name] = (annotation, Field(description=c.description or None))
     return create_model(f"{_camel(mart.name)}Row", __doc__=mart.description or None, **fields)
 
@@ -135,15 +144,17 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
         value = _value_schema(column)
         about = column.description or column.name
         if op == "eq":
-            params.append({"name": name, "in": "query", "description": f"= value. {about}", "schema": value})
+            described = f"`{column.name} =` value. {about}"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
         elif op == "neq":
-            described = "<> value (rows where it is null do not match)"
+            described = f"`{column.name} <>` value (rows where it is null do not match). {about}"
             params.append({"name": name, "in": "query", "description": described, "schema": value})
         elif op == "is":
             schema = {"type": "string", "enum": list(IS_VALUES)}
-            params.append({"name": name, "in": "query", "description": "null or notnull", "schema": schema})
+            described = f"`null` or `notnull`. {about}"
+            params.append({"name": name, "in": "query", "description": described, "schema": schema})
         elif op in PATTERN_OPS:
-            described = f"{PATTERN_OPS[op]} pattern: % any text, _ one character"
+            described = f"`{PATTERN_OPS[op]}` pattern: `%` any text, `_` one character. {about}"
             params.append({"name": name, "in": "query", "description": described, "schema": value})
         elif op in LIST_OPS:
             which = "One of" if op == "in" else "None of"
@@ -158,9 +169,9 @@ def _rows_parameters(mart: Mart, max_limit: int, default_limit: int, max_in: int
                 }
             )
         else:
-            params.append(
-                {"name": name, "in": "query", "description": f"{RANGE_OPS[op]} value", "schema": value}
-            )
+            # in code: a description starting with `>` would render as a Markdown quote, `<` as a tag
+            described = f"`{column.name} {RANGE_OPS[op]}` value. {about}"
+            params.append({"name": name, "in": "query", "description": described, "schema": value})
     sortable = [c.name for c in mart.columns if c.orderable]
     params += [
         {
@@ -248,7 +259,9 @@ def install(app: FastAPI, state: AppState) -> None:
     async def list_marts(request: Request) -> MartList:
         principal = await authenticate(request)
         principal.require(SCOPE)
-        return MartList(marts=[_info(m) for m in marts.values() if principal.may_read(m.name)])
+        return MartList(
+            marts=[_info(m, principal.masked(m.name)) for m in marts.values() if principal.may_read(m.name)]
+        )
 
     names = sorted(marts)
 
@@ -264,11 +277,12 @@ def install(app: FastAPI, state: AppState) -> None:
         mart: Annotated[str, Path(description=f"One of: {', '.join(names)}")],
         request: Request,
     ) -> MartInfo:
-        return _info(await readable_mart(request, marts, mart))
+        found, principal = await readable_mart(request, marts, mart)
+        return _info(found, principal.masked(found.name))
 
 
-async def readable_mart(request: Request, marts: dict[str, Mart], name: str) -> Mart:
-    """The mart `name` for this request's key: 401 without a valid key, 403 outside the marts scope or
+async def readable_mart(request: Request, marts: dict[str, Mart], name: str) -> tuple[Mart, Principal]:
+    """The mart `name` and this request's key: 401 without a valid key, 403 outside the marts scope or
     the key's marts, 404 when there is no such mart (asked after the scope, so it reveals nothing)."""
     principal = await authenticate(request)
     principal.require(SCOPE)
@@ -276,7 +290,7 @@ async def readable_mart(request: Request, marts: dict[str, Mart], name: str) -> 
     if found is None:
         raise ApiError(404, f"no mart {name!r}; marts are {', '.join(sorted(marts))}")
     principal.require(SCOPE, found.name)
-    return found
+    return found, principal
 
 
 def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
@@ -290,12 +304,9 @@ def _add_fast_route(app: FastAPI, path: str, endpoint) -> None:
     app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
-GZIP_MIN_BYTES = 1000
-
-
 def _response(request: Request, entry: Cached, max_age: int) -> Response:
     """The entry as a response: 304 when the client holds this body already (`If-None-Match`),
-    gzipped when the client accepts it and it is worth it, with an ETag and how long to trust it."""
+    br or gzip when the client accepts it and it is worth it, with an ETag and how long to trust it."""
     headers = {"ETag": entry.etag, "Cache-Control": f"private, max-age={max_age}", "Vary": "Accept-Encoding"}
     if entry.cursor:
         headers["X-Next-Cursor"] = entry.cursor
@@ -306,9 +317,10 @@ def _response(request: Request, entry: Cached, max_age: int) -> Response:
         headers["Last-Modified"] = format_datetime(modified, usegmt=True)
     if _not_modified(request, entry.etag, modified):
         return Response(status_code=304, headers=headers)
-    if len(entry.body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        return Response(entry.gzipped(), media_type=entry.media_type, headers=headers)
+    encoding = compression.negotiate(request.headers.get("accept-encoding", ""))
+    if encoding is not None and len(entry.body) >= compression.MIN_BYTES:
+        headers["Content-Encoding"] = encoding
+        return Response(entry.encoded(encoding), media_type=entry.media_type, headers=headers)
     return Response(entry.body, media_type=entry.media_type, headers=headers)
 
 
@@ -351,17 +363,21 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
         accept = request.headers.get("accept", "")
-        # the raw query string is the key: a request that was valid once is valid again
-        key = (mart.name, "rows", request.scope["query_string"], _csv_by_accept(accept))
+        masked = principal.masked(mart.name)
+        # the raw query string is the key: a request that was valid once is valid again; and the key's
+        # masks, so that a page rendered for one key never reaches a key with other masks
+        key = (mart.name, "rows", request.scope["query_string"], _csv_by_accept(accept), masked)
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
             return _response(request, hit, max_age)
         if version is None:
-            return _response(request, await render(request, accept, key, version), max_age)
-        entry = await cache.single_flight(key, lambda: render(request, accept, key, version))
+            return _response(request, await render(request, accept, key, version, masked), max_age)
+        entry = await cache.single_flight(key, lambda: render(request, accept, key, version, masked))
         return _response(request, entry, max_age)
 
-    async def render(request: Request, accept: str, key: tuple, version: tuple | None) -> Cached:
+    async def render(
+        request: Request, accept: str, key: tuple, version: tuple | None, masked: frozenset[str]
+    ) -> Cached:
         page = parse_page_request(
             mart,
             request.query_params.multi_items(),
@@ -370,6 +386,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
             max_limit=settings.page_size_max,
             max_in=settings.max_in_values,
             accept=accept,
+            masked=masked,
         )
         query, params = build_page_query(mart, page)
         rows = await state.db.fetch(query, params)
@@ -441,17 +458,19 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
     async def lookup(request: Request) -> Response:
         principal = await authenticate(request)
         principal.require(SCOPE, mart.name)
-        key = (mart.name, "lookup", request.scope["query_string"])
+        masked = principal.masked(mart.name)
+        key = (mart.name, "lookup", request.scope["query_string"], masked)
         hit, version = cache.lookup(mart.name, key)
         if hit is not None:
             return _response(request, hit, max_age)
         if version is None:
-            return _response(request, await find(request, key, version), max_age)
+            return _response(request, await find(request, key, version, masked), max_age)
         return _response(
-            request, await cache.single_flight(key, lambda: find(request, key, version)), max_age
+            request, await cache.single_flight(key, lambda: find(request, key, version, masked)), max_age
         )
 
-    async def find(request: Request, key: tuple, version: tuple | None) -> Cached:
+    async def find(request: Request, key: tuple, version: tuple | None, masked: frozenset[str]) -> Cached:
+        check_key_unmasked(mart, masked)
         given = request.query_params
         unknown = [name for name in given if name not in mart.key]
         if unknown:
@@ -462,7 +481,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
             if len(texts) != 1:
                 raise bad_request(f"{column.name}: give exactly one value (the key is {', '.join(mart.key)})")
             values.append(parse_value(column, texts[0], column.name))
-        rows = await state.db.fetch(lookup_query, values)
+        rows = await state.db.fetch(build_lookup_query(mart, masked) if masked else lookup_query, values)
         if not rows:
             raise ApiError(404, f"no row of {mart.name} with that key")
         entry = Cached(version, rows[0][0].encode(), "application/json", None)

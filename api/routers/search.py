@@ -38,7 +38,8 @@ MAX_FILTER_CHARS = 200
 # carries the category, department, vendor, date and amount that all three marts aggregate, a vendor
 # document the vendor that vendor_spend names. A key whose marts are restricted sees a document type
 # only if it may read every mart listed for it; the restriction is a bound filter in the search's SQL,
-# so `k` counts only documents the key may see.
+# so `k` counts only documents the key may see. A key that masks any column of one of those marts does
+# not see the type either: a document's text carries the values a mask hides (vendor names, amounts).
 DOCUMENT_MARTS: dict[str, tuple[str, ...]] = {
     "transaction": ("category_trends", "monthly_summary", "vendor_spend"),
     "vendor": ("vendor_spend",),
@@ -152,9 +153,15 @@ ERRORS = error_responses(400, 401, 403, 409, 429, 503)
 
 def visible_doc_types(principal: Principal, asked: list[str] | None) -> list[str] | None:
     """The `doc_type` filter for this key: the asked types (None: all) less those it may not see."""
-    visible = [t for t, marts in DOCUMENT_MARTS.items() if all(principal.may_read(m) for m in marts)]
+    visible = [
+        t
+        for t, marts in DOCUMENT_MARTS.items()
+        if all(principal.may_read(m) and not principal.masked(m) for m in marts)
+    ]
     if not visible:
-        needs = "; ".join(f"{t} documents need marts {', '.join(m)}" for t, m in DOCUMENT_MARTS.items())
+        needs = "; ".join(
+            f"{t} documents need marts {', '.join(m)}, unmasked" for t, m in DOCUMENT_MARTS.items()
+        )
         raise ApiError(403, f"this API key may read no search documents ({needs}); use a key with them")
     if len(visible) == len(DOCUMENT_MARTS):
         return asked
@@ -166,7 +173,9 @@ def install(app: FastAPI, state: AppState) -> None:
     settings = state.settings
     Params = _params_model(settings.search_max_k, settings.max_in_values)
     configured = EmbeddingModelResource().model_name()
-    batcher = QueryBatcher(lambda texts: _encoder(configured).encode_queries(texts))
+    batcher = QueryBatcher(
+        lambda texts: _encoder(configured).encode_queries(texts), max_batch=settings.search_batch_max
+    )
     app.state.search_batcher = batcher
 
     @app.get(
