@@ -295,6 +295,54 @@ def api_key_revoke(key_id: str) -> None:
     echo(f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS).")
 
 
+def _since(value: str | None) -> dt.datetime | None:
+    """`--since`: an ISO date or time (UTC unless it says otherwise), or an age such as 30m, 24h, 7d."""
+    import re
+
+    if value is None:
+        return None
+    if match := re.fullmatch(r"(\d+)\s*([mhd])", value.strip()):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is neither a date/time (2025-03-14, 2025-03-14T08:00) nor an age (30m, 24h, 7d)",
+            param_hint="--since",
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@main.command()
+@click.option("--key", "key_id", default=None, help="Only this API key's id.")
+@click.option("--since", default=None, help="From this date/time (UTC) or age: 2025-03-14, 30m, 24h, 7d.")
+@click.option("--route", default=None, help="Routes starting with this, e.g. /v1/marts or /v1/search.")
+@click.option("--refused", is_flag=True, help="Only refused requests (401, 403, 429).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Newest rows shown.")
+def audit(key_id: str | None, since: str | None, route: str | None, refused: bool, limit: int) -> None:
+    """Who read what, when: the read API's access audit (audit.api_access), newest first. Refused
+    requests (401/403/429) are counted per key, client and route between writes (`requests`)."""
+    from assay.api.audit import history
+
+    start = _since(since)
+    with PostgresResource().connect(autocommit=True) as conn:
+        rows = history(conn, key_id=key_id, since=start, route=route, refused=refused, limit=limit)
+    if not rows:
+        echo("No audit rows match. `assay serve` writes what it served about a second later.")
+        return
+    echo(
+        f"{'time (UTC)':<20}{'key':<13}{'name':<16}{'method':<7}{'route':<36}{'mart':<20}{'status':<8}"
+        f"{'requests':>8}  client"
+    )
+    for at, key, name, method, route_, mart, status, client, requests in rows:
+        when = at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        echo(
+            f"{when:<20}{key or '-':<13}{(name or '-')[:15]:<16}{method:<7}{route_[:35]:<36}"
+            f"{(mart or '-')[:19]:<20}{status or 'ok':<8}{requests:>8}  {client or '-'}"
+        )
+
+
 @main.command()
 @click.option(
     "--size",
