@@ -95,8 +95,8 @@ def targets() -> list[Target]:
         Target("history", "quality.dq_scores", "measured_at"),
         Target("history", "quality.run_failures", "failed_at"),
         Target("history", "quality.daily_reports", "created_at"),
-        # a stale layer keeps its alert's key while it stays stale (else it would alert again)
-        Target("history", "quality.alerts_sent", "sent_at", "alert_key not like 'stale:%%'"),
+        # an open incident keeps its row (else it would alert again)
+        Target("history", "quality.alerts_sent", "sent_at", "recovered_at is not null"),
         Target("audit", "audit.api_access", "accessed_at"),
     ]
     return result

@@ -199,7 +199,8 @@ class Settings(BaseSettings):
     """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     alert_urls: Annotated[list[str], NoDecode] = []
-    """Where failed runs and failed blocking checks are sent: apprise URLs, comma-separated
+    """Where alerts (failed runs and blocking checks, DQ scores, stale layers) and their recovery
+    notices are sent: apprise URLs, comma-separated
     (`mailto://user:pass@smtp.example.com?to=ops@example.com`, `json://host:port/path`, Slack, ...).
     Empty: no alerts (the failures are still recorded in quality.run_failures / check_results)."""
     audit_retention_days: int = Field(90, ge=1)

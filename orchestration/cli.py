@@ -832,7 +832,8 @@ if __name__ == "__main__":
 
 @main.group()
 def alerts() -> None:
-    """Alerts for failed runs and failed blocking checks (sent to ASSAY_ALERT_URLS)."""
+    """Alerts for failed runs, failed blocking checks, DQ scores under threshold and stale layers, and
+    their recovery notices (sent to ASSAY_ALERT_URLS)."""
 
 
 @alerts.command("test")
@@ -854,7 +855,8 @@ def alerts_test() -> None:
 
 @alerts.command("send")
 def alerts_send() -> None:
-    """Send the alerts for failures not alerted yet (what the sensors do after every run)."""
+    """Send the alerts for incidents not alerted yet and the recovery notices of those that cleared
+    (what the sensors do after every run)."""
     from assay.quality.alerts import notify_new
 
     with PostgresResource().connect(autocommit=True) as conn:
