@@ -36,7 +36,6 @@ from psycopg import sql
 
 from assay.core.settings import RetentionSettings, get_settings
 
-LAYERS = ("bronze", "silver", "gold", "platinum", "history", "audit")
 DAILY_SOURCES = ("transactions", "events")
 REFERENCE_SOURCES = ("vendors", "employees")
 _BOUND = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
@@ -208,11 +207,6 @@ def _recorded(conn: psycopg.Connection, days: dict[str, dt.date]) -> dict[str, d
     # a horizon moved further by an earlier run (a shorter window then) stays where it is
     stored = dict(conn.execute("select layer, keep_from from quality.retention_horizons").fetchall())
     return {layer: stored.get(layer, day) for layer, day in days.items()}
-
-
-def recorded_horizons(conn: psycopg.Connection) -> dict[str, dt.date]:
-    """The horizons the last retention run left (empty before the first)."""
-    return dict(conn.execute("select layer, keep_from from quality.retention_horizons").fetchall())
 
 
 def _regclass(conn: psycopg.Connection, table: str) -> int | None:
