@@ -194,6 +194,15 @@ def apply(
 
 
 def _advance(conn: psycopg.Connection, days: dict[str, dt.date]) -> None:
+    """Move the horizons forward, once no daily silver model is rebuilding (they hold the shared
+    lock for their whole transaction, dbt's `delete_window`): a rebuild that starts later reads the
+    new bronze horizon, so none reads a day while its bronze rows are being removed."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('assay.retention'))")
+        _upsert_horizons(conn, days)
+
+
+def _upsert_horizons(conn: psycopg.Connection, days: dict[str, dt.date]) -> None:
     conn.execute(
         "insert into quality.retention_horizons (layer, keep_from)"
         " select * from unnest(%s::text[], %s::date[])"

@@ -244,3 +244,39 @@ def test_the_retention_job_runs_daily_after_the_backup():
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 2 * * *", "UTC")
     assert schedule.job_name == "apply_retention"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
+
+
+def test_the_horizons_wait_for_a_silver_rebuild_in_progress():
+    """A daily silver model holds the shared lock for its transaction (dbt's `delete_window`):
+    retention moves no horizon until it ends, so no rebuild reads a day whose bronze rows go."""
+    import threading
+    import time
+
+    from assay.core import retention
+    from assay.core.database import PostgresResource
+    from assay.core.settings import RetentionSettings
+
+    with own_home("assay-retention-lock-"):
+        postgres = PostgresResource()
+        with postgres.connect() as rebuild, postgres.connect(autocommit=True) as watch:
+            rebuild.execute("select pg_advisory_xact_lock_shared(hashtext('assay.retention'))")
+            done: list = []
+
+            def run() -> None:
+                with postgres.connect(autocommit=True) as conn:
+                    done.append(retention.apply(conn, settings=RetentionSettings(), today=DAYS[0]))
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            waiting = (
+                "select count(*) from pg_stat_activity"
+                " where wait_event_type = 'Lock' and wait_event = 'advisory'"
+            )
+            while watch.execute(waiting).fetchone()[0] == 0:  # until retention waits on the lock
+                assert worker.is_alive(), "retention did not wait for the rebuild's lock"
+                time.sleep(0.05)
+            assert watch.execute("select count(*) from quality.retention_horizons").fetchone()[0] == 0
+            rebuild.commit()  # the rebuild's transaction ends
+            worker.join()
+            assert done and done[0].horizons["bronze"] == DAYS[0] - dt.timedelta(days=90)
+            assert watch.execute("select count(*) from quality.retention_horizons").fetchone()[0] == 6

@@ -28,5 +28,8 @@
 {#- A daily incremental model replaces its window: the window's days are deleted first, in the model's
     own transaction, then its rows appended. dbt's delete+insert would delete only the days that come
     back, so a day left with no rows (its file retracted or superseded) would keep its old rows. -#}
+{#- The shared lock holds off retention's horizon move (core/retention.py) until this model's
+    transaction ends: the window read here cannot lose bronze days half-way. -#}
+select pg_advisory_xact_lock_shared(hashtext('assay.retention'));
 {% if is_incremental() %}delete from {{ this }} where {{ in_window('partition_date') }}{% endif %}
 {%- endmacro %}
