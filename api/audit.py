@@ -1,10 +1,17 @@
-"""The access audit: one row per authenticated request in `audit.api_access` (key, route, mart, time).
+"""The access audit: one row per authenticated request in `audit.api_access` (key, route, mart, time),
+and the refused ones (401, 403, 429), counted.
 
 Off the hot path: a request only appends to an in-memory queue; a background task writes the queue
 every `flush_seconds` in one statement over its own connection (the read-only role, in a read-write
 transaction that can do nothing but call `audit.record_access`, see core/migrations/0012). A full
 queue drops the oldest rows and counts them (`dropped`) rather than slow the reads down; a failed
 write is logged and retried with the next batch.
+
+Refusals are counted, not queued: one counter per (key, client address, method, route, status),
+written as one row with the count (`requests`) at the next flush, so a flood of requests without a
+key costs a dictionary increment each and one row per flush, never a write per request. The counters
+are bounded (`max_denial_groups`); beyond that, new groups are counted together under client `*`.
+A request refused with 403 after its key was checked has its queued row marked instead.
 """
 
 from __future__ import annotations
@@ -22,28 +29,104 @@ from assay.core.database import reader_options
 
 log = logging.getLogger(__name__)
 
+
+def route_and_mart(scope: dict, path: str, path_params: dict) -> tuple[str, str | None]:
+    """The route's template (the mart routes are one literal path per mart) and the mart it names."""
+    route = getattr(scope.get("route"), "path", None) or getattr(scope.get("endpoint"), "route_path", None)
+    mart = path_params.get("mart")
+    if mart is None and path.startswith("/v1/marts/"):
+        mart = path.split("/")[3] or None
+    return route or path, mart
+
+
 RECORD = "select audit.record_access(%s)"
+OVERFLOW = "*"
+"""The client address under which refusals beyond `max_denial_groups` are counted."""
 
 
 class AccessLog:
-    def __init__(self, url: str, flush_seconds: float = 1.0, max_queue: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        flush_seconds: float = 1.0,
+        max_queue: int = 100_000,
+        max_denial_groups: int = 10_000,
+    ) -> None:
         self.url = url
         self.flush_seconds = flush_seconds
         self._queue: deque[dict] = deque(maxlen=max_queue)
         self.dropped = 0
+        self.max_denial_groups = max_denial_groups
+        # (key id, client, method, route, mart, status) -> [first seen, requests]
+        self._denied: dict[tuple, list] = {}
         self._conn: psycopg.AsyncConnection | None = None
 
-    def record(self, key_id: str, method: str, route: str, mart: str | None) -> None:
+    def record(self, key_id: str, method: str, route: str, mart: str | None) -> dict:
+        """Queue an admitted request's row; returns it (a later refusal marks its status)."""
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
         at = dt.datetime.now(dt.UTC).isoformat()
-        self._queue.append({"at": at, "key_id": key_id, "method": method, "route": route, "mart": mart})
+        row = {"at": at, "key_id": key_id, "method": method, "route": route, "mart": mart}
+        self._queue.append(row)
+        return row
+
+    def deny(
+        self, key_id: str | None, client: str, method: str, route: str, mart: str | None, status: int
+    ) -> None:
+        """Count a refused request (no write now: the next flush writes one row per group)."""
+        group = (key_id, client, method, route, mart, status)
+        counted = self._denied.get(group)
+        if counted is None:
+            if len(self._denied) >= self.max_denial_groups:
+                group = (None, OVERFLOW, method, OVERFLOW, None, status)
+                counted = self._denied.get(group)
+            if counted is None:
+                counted = self._denied[group] = [dt.datetime.now(dt.UTC).isoformat(), 0]
+        counted[1] += 1
+
+    def refused(
+        self,
+        row: dict | None,
+        key_id: str | None,
+        client: str,
+        method: str,
+        route: str,
+        mart: str | None,
+        status: int,
+    ) -> None:
+        """A request refused with `status`: its queued row (if still queued) gets the status, else
+        the refusal is counted."""
+        if row is not None and not row.get("sent"):
+            row["status"] = status
+        else:
+            self.deny(key_id, client, method, route, mart, status)
+
+    def _take_denials(self) -> list[dict]:
+        denied, self._denied = self._denied, {}
+        return [
+            {
+                "at": at,
+                "key_id": key_id,
+                "client": client,
+                "method": method,
+                "route": route,
+                "mart": mart,
+                "status": status,
+                "requests": n,
+            }
+            for (key_id, client, method, route, mart, status), (at, n) in denied.items()
+        ]
 
     async def flush(self) -> int:
         """Write what is queued; returns the rows written (0 when the write failed: they stay queued)."""
+        if self._denied:
+            # counted refusals join the queue as rows (bounded by the queue like any other row)
+            self._queue.extend(self._take_denials())
         if not self._queue:
             return 0
         rows = list(self._queue)
+        for row in rows:
+            row["sent"] = True  # from here a refusal is counted rather than marked on the row
         try:
             if self._conn is None or self._conn.closed:
                 options = reader_options(5000, default_transaction_read_only="off")
@@ -51,6 +134,8 @@ class AccessLog:
             await self._conn.execute(RECORD, [Jsonb(rows)])
         except psycopg.Error as exc:
             log.warning("access audit: %d rows not written yet (%s)", len(rows), exc)
+            for row in rows:
+                row.pop("sent", None)
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
@@ -70,3 +155,26 @@ class AccessLog:
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 await self._conn.close()
+
+
+def history(
+    conn: psycopg.Connection,
+    *,
+    key_id: str | None = None,
+    since: dt.datetime | None = None,
+    route: str | None = None,
+    refused: bool = False,
+    limit: int = 100,
+) -> list[tuple]:
+    """Who read what, when: the newest audit rows first, as (time, key id, key name, method, route,
+    mart, status or None, client, requests). `route` matches a prefix (`/v1/marts` covers every mart)."""
+    return conn.execute(
+        "select a.accessed_at, a.key_id, k.name, a.method, a.route, a.mart, a.status, a.client, a.requests"
+        " from audit.api_access a left join api.keys k on k.id = a.key_id"
+        " where (%(key)s::text is null or a.key_id = %(key)s)"
+        " and (%(since)s::timestamptz is null or a.accessed_at >= %(since)s)"
+        " and (%(route)s::text is null or starts_with(a.route, %(route)s))"
+        " and (not %(refused)s or a.status is not null)"
+        " order by a.accessed_at desc, a.access_id desc limit %(limit)s",
+        {"key": key_id, "since": since, "route": route, "refused": refused, "limit": limit},
+    ).fetchall()

@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from assay.api.audit import route_and_mart
+
 log = logging.getLogger("assay.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -98,6 +100,32 @@ def problem(status: int, detail: str, headers: Mapping[str, str] | None = None) 
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Refusals the access audit records (counted per key, client and route: api/audit.py).
+AUDITED_REFUSALS = frozenset({401, 403, 429})
+# Where `authenticate` leaves the checked key's id and its queued audit row (api/state.py).
+AUDIT_KEY = "assay.audit_key"
+AUDIT_ROW = "assay.audit_row"
+
+
+def _audit_refusal(request: Request, status: int) -> None:
+    state = getattr(request.app.state, "assay", None)
+    audit = getattr(state, "audit", None)
+    if audit is None:
+        return
+    scope = request.scope
+    client = scope.get("client")
+    route, mart = route_and_mart(scope, request.url.path, request.path_params)
+    audit.refused(
+        scope.get(AUDIT_ROW),
+        scope.get(AUDIT_KEY),
+        client[0] if client else "unknown",
+        request.method,
+        route,
+        mart,
+        status,
+    )
+
+
 def _validation_detail(exc: RequestValidationError) -> str:
     # Only where and what: pydantic's messages can echo inputs and internal type names.
     parts = []
@@ -110,6 +138,8 @@ def _validation_detail(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
+        if exc.status in AUDITED_REFUSALS:
+            _audit_refusal(request, exc.status)
         return problem(exc.status, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)

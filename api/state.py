@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
-from assay.api.audit import AccessLog
+from assay.api.audit import AccessLog, route_and_mart
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
 from assay.api.db import Database
-from assay.api.errors import ApiError
+from assay.api.errors import AUDIT_KEY, AUDIT_ROW, ApiError
 from assay.api.keys import KeyStore, Principal, unauthorized
 from assay.api.middleware import RATE_LIMITED
 from assay.api.ratelimit import RateLimiter
@@ -79,6 +79,7 @@ async def authenticate(request: Request) -> Principal:
         if exc.status == 401 and strangers is not None:
             strangers.check(address)
         raise
+    request.scope[AUDIT_KEY] = principal.key_id  # a refusal from here on names the key
     wait = state.limiter.check(principal.key_id, principal.rate_limit_per_minute)
     if wait is not None:
         RATE_LIMITED.labels(principal.key_id).inc()
@@ -88,19 +89,13 @@ async def authenticate(request: Request) -> Principal:
             {"Retry-After": RateLimiter.retry_after(wait)},
         )
     if state.audit is not None:
-        state.audit.record(principal.key_id, request.method, *_route_and_mart(request))
+        row = state.audit.record(
+            principal.key_id,
+            request.method,
+            *route_and_mart(request.scope, request.url.path, request.path_params),
+        )
+        request.scope[AUDIT_ROW] = row  # a 403 that follows marks this row (api/errors.py)
     return principal
-
-
-def _route_and_mart(request: Request) -> tuple[str, str | None]:
-    """The route's template (the mart routes are one literal path per mart) and the mart it names."""
-    scope = request.scope
-    route = getattr(scope.get("route"), "path", None) or getattr(scope.get("endpoint"), "route_path", None)
-    path = request.url.path
-    mart = request.path_params.get("mart")
-    if mart is None and path.startswith("/v1/marts/"):
-        mart = path.split("/")[3] or None
-    return route or path, mart
 
 
 def admit(scope: str) -> DependsParam:

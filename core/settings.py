@@ -125,6 +125,44 @@ FRESHNESS_LAYERS = ("bronze", "silver", "gold", "platinum")
 """Layers rebuilt on a schedule, so with a freshness window."""
 
 
+class RetentionSettings(BaseSettings):
+    """How long each layer keeps its rows, read from `ASSAY_RETENTION_*` (e.g.
+    `ASSAY_RETENTION_BRONZE_DAYS=30`), enforced by the daily `apply_retention` job and `assay retention`.
+
+    Bronze is the raw copy: silver keeps what was derived from a removed bronze day (silver, rejects),
+    so bronze can be short. Silver and gold are the analysts' history (years); platinum is what search
+    and the agents work on (days). Run and check history: agents.runs, quality.* (the access audit
+    has its own ASSAY_AUDIT_RETENTION_DAYS)."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_RETENTION_", extra="ignore")
+
+    bronze_days: int = Field(90, ge=1)
+    """Daily bronze partitions older than this are removed, as are superseded and retracted files' rows."""
+    silver_years: int = Field(7, ge=1)
+    """Daily silver rows (transactions, events, their rejects) older than this are removed."""
+    gold_years: int = Field(7, ge=1)
+    """Gold marts keep the months and weeks of the last this many years."""
+    platinum_days: int = Field(730, ge=1)
+    """Transaction documents and their embeddings older than this are removed (vendors stay)."""
+    history_days: int = Field(180, ge=1)
+    """agents.runs (those no answer points to), quality.check_results, dq_scores, run_failures,
+    daily_reports, alerts_sent and agents.asked_questions older than this are removed."""
+    batch_rows: int = Field(10_000, ge=1)
+    """Rows one delete removes, each batch its own transaction (short locks, bounded WAL)."""
+
+    @model_validator(mode="after")
+    def _silver_outlives_bronze(self) -> RetentionSettings:
+        # A silver day may only go once its bronze day is gone: otherwise bronze rows would remain that
+        # neither silver nor rejects account for.
+        if self.silver_years * 365 < self.bronze_days:
+            raise ValueError(
+                f"ASSAY_RETENTION_SILVER_YEARS ({self.silver_years}) is shorter than "
+                f"ASSAY_RETENTION_BRONZE_DAYS ({self.bronze_days} days): bronze rows would outlive the "
+                "silver rows that account for them; make silver_years * 365 >= bronze_days"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
 
@@ -163,7 +201,8 @@ class Settings(BaseSettings):
     """First day of the daily partitions of transactions and events (the sample's first day)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     alert_urls: Annotated[list[str], NoDecode] = []
-    """Where failed runs and failed blocking checks are sent: apprise URLs, comma-separated
+    """Where alerts (failed runs and blocking checks, DQ scores, stale layers) and their recovery
+    notices are sent: apprise URLs, comma-separated
     (`mailto://user:pass@smtp.example.com?to=ops@example.com`, `json://host:port/path`, Slack, ...).
     Empty: no alerts (the failures are still recorded in quality.run_failures / check_results)."""
     audit_retention_days: int = Field(90, ge=1)
@@ -180,6 +219,10 @@ class Settings(BaseSettings):
     @property
     def freshness(self) -> FreshnessSettings:
         return FreshnessSettings()
+
+    @property
+    def retention(self) -> RetentionSettings:
+        return RetentionSettings()
 
     @property
     def home_dir(self) -> Path:

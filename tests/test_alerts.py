@@ -108,3 +108,81 @@ def test_a_layer_older_than_its_fail_window_alerts_once(postgres, receiver, monk
     gold = [b for b in bodies if b["title"] == "assay: gold is stale"]
     assert len(gold) == 1 and "gold.alert_probe" in gold[0]["message"]
     assert "ASSAY_FRESHNESS_GOLD_FAIL_HOURS" in gold[0]["message"] and "`assay run`" in gold[0]["message"]
+
+
+def _score(conn, run_id: str, passed: bool, minutes_ago: int) -> None:
+    conn.execute(
+        "insert into quality.dq_scores (run_id, table_name, layer, row_count, input_rows, completeness,"
+        " uniqueness, validity, timeliness, overall, threshold, passed, measured_at)"
+        " values (%s, 'silver.alert_probe', 'silver', 90, 100, 0.9, 1, 1, 1, %s, 0.95, %s,"
+        " now() - make_interval(mins => %s))",
+        [run_id, 0.97 if passed else 0.9, passed, minutes_ago],
+    )
+
+
+def test_a_dq_score_under_its_threshold_alerts_once_per_incident_and_once_when_it_clears(postgres, receiver):
+    hook, bodies = receiver
+    probe = "dq:silver.alert_probe"
+
+    def mine(alerts):
+        return [(a.key, a.title) for a in alerts if a.family == probe]
+
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("delete from quality.alerts_sent")
+        try:
+            _score(conn, "dq-1", passed=False, minutes_ago=4)
+            first = notify_new(conn, [hook])
+            _score(conn, "dq-2", passed=False, minutes_ago=3)  # still failing: the same incident
+            still = notify_new(conn, [hook])
+            _score(conn, "dq-3", passed=True, minutes_ago=2)
+            cleared = notify_new(conn, [hook])
+            quiet = notify_new(conn, [hook])
+            _score(conn, "dq-4", passed=False, minutes_ago=1)  # a new incident
+            again = notify_new(conn, [hook])
+        finally:
+            conn.execute("delete from quality.dq_scores where table_name = 'silver.alert_probe'")
+            conn.execute("delete from quality.alerts_sent")
+    title = "assay: DQ score of silver.alert_probe under its threshold"
+    assert mine(first) == [(f"{probe}:dq-1", title)]
+    assert mine(still) == [] and mine(quiet) == []
+    assert mine(cleared) == [
+        (f"recovered:{probe}:dq-1", "assay: resolved: DQ score of silver.alert_probe under its threshold")
+    ]
+    assert mine(again) == [(f"{probe}:dq-4", title)]
+    sent = [b for b in bodies if "silver.alert_probe" in b["title"]]
+    assert [b["title"] for b in sent] == [title, "assay: resolved: " + title.removeprefix("assay: "), title]
+    assert (
+        "overall 0.9000 < threshold 0.9500" in sent[0]["message"] and "`assay quality`" in sent[0]["message"]
+    )
+
+
+def test_a_failed_run_sends_one_recovery_notice_once_a_later_run_gets_further(postgres, receiver):
+    hook, bodies = receiver
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute("delete from quality.alerts_sent")
+        conn.execute(
+            "insert into quality.run_failures"
+            " (run_id, job_name, failed_steps, message, errors, tags, failed_at)"
+            " values ('recover-run', 'pipeline', '{s}', 'failed', '{}', '{}', now() - interval '1 minute')"
+        )
+        try:
+            first = notify_new(conn, [hook])
+            conn.execute(  # a later run got as far as a check
+                "insert into quality.check_results (run_id, asset_key, check_name, passed, severity)"
+                " values ('recover-next', 'silver/x', 'recover_probe', true, 'ERROR')"
+            )
+            cleared = notify_new(conn, [hook])
+            quiet = notify_new(conn, [hook])
+        finally:
+            conn.execute("delete from quality.run_failures where run_id = 'recover-run'")
+            conn.execute("delete from quality.check_results where check_name = 'recover_probe'")
+            conn.execute("delete from quality.alerts_sent")
+    assert [a.key for a in first if a.family == "run:pipeline"] == ["run:recover-run"]
+    assert [a.title for a in cleared if a.family == "run:pipeline"] == [
+        "assay: resolved: run recover- of pipeline failed"
+    ]
+    assert [a for a in quiet if a.family == "run:pipeline"] == []
+    assert [b["title"] for b in bodies if "recover-" in b["title"]] == [
+        "assay: run recover- of pipeline failed",
+        "assay: resolved: run recover- of pipeline failed",
+    ]

@@ -161,22 +161,10 @@ def test_the_daily_job_keeps_the_newest_backups(target, monkeypatch):
         path.write_bytes(b"old")
     (folder / "notes.txt").write_text("not a backup")
     monkeypatch.setenv("ASSAY_BACKUP_KEEP", "2")
-    monkeypatch.setenv("ASSAY_AUDIT_RETENTION_DAYS", "30")
-    with PostgresResource().connect(autocommit=True) as conn:
-        conn.execute("delete from audit.api_access")
-        conn.execute(
-            "insert into audit.api_access (accessed_at, key_id, method, route) values"
-            " (now() - interval '31 days', 'old', 'GET', '/v1/marts'),"
-            " (now() - interval '29 days', 'kept', 'GET', '/')"
-        )
     result = backup_database_job.execute_in_process(resources={"postgres": PostgresResource()})
     assert result.success
     outputs = {e.step_key: e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"}
     meta = outputs["write_backup"].event_specific_data.metadata
-    purge = outputs["purge_access_audit"].event_specific_data.metadata
-    assert purge["deleted"].value == 1 and purge["retention_days"].value == 30
-    with PostgresResource().connect(autocommit=True) as conn:
-        assert conn.execute("select key_id from audit.api_access").fetchall() == [("kept",)]
     written = Path(meta["file"].value)
     assert meta["removed"].value == [old[0].name, old[1].name]
     assert sorted(p.name for p in folder.iterdir()) == sorted([old[2].name, written.name, "notes.txt"])

@@ -38,6 +38,7 @@ OWNED = (
     "api.keys",
     "quality.alerts_sent",
     "audit.api_access",
+    "quality.retention_horizons",
 )
 
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from homes import own_home, run_bronze_silver, write_landing
+from homes import own_home, run_bronze_silver, write_landing, write_reference
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +51,7 @@ def _quarantine_notes(result) -> list[str]:
 @pytest.fixture(scope="module")
 def home():
     with own_home("assay-quarantine-") as home:
-        vendor = {"vendor_id": "V0001", "vendor_name": "Taxi", "country": "DE"}
-        write_landing(home, "vendors/vendors.jsonl", [json.dumps(vendor)])
-        employee = {"employee_id": "E00001", "employee_name": "A. Person", "department": "Sales"}
-        write_landing(home, "employees/employees.jsonl", [json.dumps(employee)])
+        write_reference(home)
         yield home
 
 

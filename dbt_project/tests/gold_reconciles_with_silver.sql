@@ -6,6 +6,8 @@ with silver as (
 
     select count(*) as transaction_count, coalesce(sum(amount_eur), 0) as total_amount_eur
     from {{ ref('transactions') }}
+    -- the rows gold keeps (retention)
+    where transaction_date >= {{ retained_from('gold') }}
 
 ),
 

@@ -2,6 +2,8 @@
 with transactions as (
 
     select * from {{ ref('transactions') }}
+    -- the months gold keeps (ASSAY_RETENTION_GOLD_*, applied by `apply_retention`)
+    where transaction_date >= {{ retained_from('gold') }}
 
 ),
 

@@ -6,6 +6,8 @@
 with transactions as (
 
     select * from {{ ref('transactions') }}
+    -- the days platinum keeps (ASSAY_RETENTION_PLATINUM_*, applied by `apply_retention`)
+    where transaction_date >= {{ retained_from('platinum') }}
 
 ),
 
