@@ -10,7 +10,7 @@ MANIFEST = dbt_project/target/manifest.json
 # Tools that recipes start (dbt under dagster-dbt, dagster) come from the venv, activated or not.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-fast lint bench ui ui-check browser clean
+.PHONY: setup run test test-fast lint bench ui ui-check browser redis clean
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -39,7 +39,7 @@ run: setup
 EXTERNAL_TESTS = tests/test_pipeline.py tests/test_database.py tests/test_external.py tests/test_deploy.py
 EXTERNAL_SKIP  = not test_a_second_run_changes_nothing and not test_a_garbage_file_does_not_fail_the_run
 
-test: setup browser
+test: setup browser redis
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=20
 	$(BIN)/python -m pytest -q --external-postgres $(EXTERNAL_TESTS) -k "$(EXTERNAL_SKIP)"
@@ -75,6 +75,14 @@ browser:
 	else echo "installing Debian's chromium for the browser check of the UI ($(APT) install chromium) ..."; \
 		($(APT) update -qq && $(APT) install -y -qq chromium >/dev/null && echo "chromium installed") \
 		|| echo "warning: could not install chromium; tests/test_ui.py will be skipped"; fi
+
+# Debian's redis-server: the broker of the real Celery cluster in tests/test_celery.py (started there
+# on 127.0.0.1, in the foreground, by the test). Without it that test is skipped with its reason.
+redis:
+	@if command -v redis-server >/dev/null; then echo "redis-server: $$(command -v redis-server)"; \
+	else echo "installing Debian's redis-server for the Celery cluster test ($(APT) install redis-server) ..."; \
+		($(APT) update -qq && $(APT) install -y -qq redis-server >/dev/null && echo "redis-server installed") \
+		|| echo "warning: could not install redis-server; tests/test_celery.py will be skipped"; fi
 
 ui-check: setup browser
 	$(BIN)/python tests/ui_check.py --screenshot docs/ui-asset-graph.png $(UI_CHECK_ARGS)

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from homes import own_home
-
-SEED = 7
+from homes import SEED, own_home
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -8,6 +8,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# the seed of the small sample that the session's home and the homes that compare with it generate
+SEED = 7
+
 
 @contextlib.contextmanager
 def own_home(prefix: str) -> Iterator[Path]:
