@@ -3,7 +3,7 @@ and the refused ones (401, 403, 429), counted.
 
 Off the hot path: a request only appends to an in-memory queue; a background task writes the queue
 every `flush_seconds` in one statement over its own connection (the read-only role, in a read-write
-transaction that can do nothing but call `audit.record_access`, see core/migrations/0012). A full
+transaction that can do nothing but call `audit.record_access`, see core/migrations/0013). A full
 queue drops the oldest rows and counts them (`dropped`) rather than slow the reads down; a failed
 write is logged and retried with the next batch.
 

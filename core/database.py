@@ -175,7 +175,7 @@ def _bootstrapped(url: str) -> bool:
 
 
 def _grant_audit_writer(conn: psycopg.Connection) -> None:
-    """The reader's one way to write: EXECUTE on `audit.record_access` (core/migrations/0012), granted
+    """The reader's one way to write: EXECUTE on `audit.record_access` (core/migrations/0013), granted
     at every bootstrap because a restore (`--no-privileges`) brings the function back without it."""
     reader = sql.Identifier(READER_ROLE)
     for statement in (

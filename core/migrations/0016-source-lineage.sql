@@ -4,7 +4,7 @@
 -- set-based query follows silver.transactions' lineage (bronze_id, on its partition day so the BRIN
 -- index narrows the bronze scan) to its bronze row and the file's ledger entry. plpgsql, so the body
 -- resolves silver.transactions when called: dbt makes that table after migrations run.
--- depends: 0013-access-audit
+-- depends: 0015-api-key-masks
 
 create or replace function agents.transaction_sources(ids text[])
 returns table (transaction_id text, source text, source_file text, line_number integer, batch_id uuid)

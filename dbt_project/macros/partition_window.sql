@@ -19,7 +19,7 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- made by the migrations (core/migrations/0014-retention.sql) -#}
+{#- made by the migrations (core/migrations/0017-retention.sql) -#}
 {% macro retention_relation() -%}
     {{ api.Relation.create(database=target.database, schema='quality', identifier='retention_horizons') }}
 {%- endmacro %}

@@ -3,7 +3,7 @@
 -- (`recovered_at` null) no new alert is sent for it, and when it no longer fails one recovery notice
 -- is sent and the row closed. Rows from before this migration are closed as they are (no recovery
 -- notice for them).
--- depends: 0015-audit-refusals
+-- depends: 0018-audit-refusals
 
 alter table quality.alerts_sent
     add column if not exists family text,

@@ -3,7 +3,7 @@
 -- counts refusals in memory and writes one row per (key, client, route, status) and flush, with the
 -- number of requests it stands for (`requests`), so a flood costs no write per request. An
 -- admitted request's row has no status (null).
--- depends: 0014-retention
+-- depends: 0017-retention
 
 alter table audit.api_access
     alter column key_id drop not null,
