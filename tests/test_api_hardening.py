@@ -639,7 +639,7 @@ def test_an_expired_key_is_refused_even_from_the_key_cache():
     class Db:
         async def fetch(self, query, params=None, **kwargs):
             digest = hashlib.sha256(token.encode()).digest()
-            return [(digest, "soon", ["marts"], ["*"], None, False, expires)]
+            return [(digest, "soon", ["marts"], ["*"], None, False, expires, [])]
 
     async def main():
         store = KeyStore(Db(), cache_seconds=60)
