@@ -34,6 +34,7 @@ from assay.agents.tools import ReaderSession
 from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
 from assay.core.settings import get_settings
+from assay.core.text import printable
 
 GROUP = "agents"
 QUESTIONS = AssetKey([GROUP, "questions"])
@@ -157,9 +158,27 @@ def task_asset(task_cls: type[Task]) -> AssetsDefinition:
                     metadata=_metadata(evaluation.metadata),
                 )
             )
+        if sources := source_rows(outcome):  # answers that name transactions: where each one landed
+            metadata["source_rows"] = sources
         return MaterializeResult(metadata=_metadata(metadata), check_results=checks)
 
     return _run
+
+
+def source_rows(outcome: TaskOutcome, limit: int = 20) -> str:
+    """A markdown table of the landing file and line of every transaction the answers name (issue:
+    answers traceable to source rows); empty when no answer names one."""
+    lines = [
+        f"| {run.key} | {printable(src['transaction_id'])} | {printable(src['file'])} | {src['line']} |"
+        for run in outcome.report.runs
+        if run.status == "succeeded"
+        for src in (run.answer or {}).get("sources") or []
+    ]
+    if not lines:
+        return ""
+    more = [f"| ... | {len(lines) - limit} more | | |"] if len(lines) > limit else []
+    header = ["| answer | transaction | landing file | line |", "|---|---|---|---|"]
+    return "\n".join([*header, *lines[:limit], *more])
 
 
 @asset(

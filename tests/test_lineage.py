@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
 from assay.agents.ask import Asker
+from assay.agents.tasks.answer_questions import AnswerQuestions
+from assay.agents.tasks.base import RunInput, RunState
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.lineage import transaction_sources
 
@@ -54,3 +57,22 @@ def test_ask_largest_expense_cites_its_landing_line(pipeline_run, postgres, assa
     record = json.loads(lines[source["line"] - 1])
     assert str(record["id"]).strip() == tid
     assert round(Decimal(str(record["amount"]).strip()), 2) == amount
+
+
+def test_the_answer_questions_asset_shows_each_answers_landing_line(pipeline_run, postgres, conn):
+    """A batch question answered by Ask assay keeps its sources in the stored answer, and the asset's
+    materialisation metadata lists them (assets/agents.py source_rows)."""
+    from assay.assets.agents import source_rows
+
+    (day,) = conn.execute("select max(transaction_date) from silver.transactions").fetchone()
+    question = f"Which were the top 3 expenses in {day:%B %Y}?"
+    with ReaderSession(postgres.reader_url()) as reader:
+        asked = Asker(reader).ask(question).as_dict()
+    assert len(asked["sources"]) == 3, asked["answer"]
+    run = RunState(RunInput("q1", {"question": question, "ask": asked}))
+    AnswerQuestions().start(run)
+    assert run.status == "succeeded" and run.answer["sources"] == asked["sources"]
+    table = source_rows(SimpleNamespace(report=SimpleNamespace(runs=[run])))
+    rows = table.splitlines()[2:]
+    assert [r.split(" | ")[1] for r in rows] == [s["transaction_id"] for s in asked["sources"]]
+    assert all(f"| {s['line']} |" in table and s["file"] in table for s in asked["sources"])

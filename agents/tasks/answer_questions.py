@@ -64,7 +64,7 @@ def _catalogue() -> str:
 
 class AnswerQuestions(Task):
     name = "answer_questions"
-    version = "3"  # 3: Ask assay's deterministic path first (2: hybrid search, fixed process lookups)
+    version = "4"  # 4: answers keep their source rows; 3: Ask assay first; 2: hybrid search
     asset_name = "question_answers"
     description = "Answers to the analyst questions in agents.questions, from tools only."
     reads = (
@@ -123,7 +123,8 @@ class AnswerQuestions(Task):
         data = run.input.data
         if asked := data.get("ask"):
             answer = {"answer": asked["stated"], "sentence": asked["answer"], "query": asked["query"]}
-            run.succeed(answer | {"sql": asked["sql"], "params": asked["params"], "rows": asked["rows"]}, [])
+            found = {k: asked[k] for k in ("sql", "params", "rows", "sources")}
+            run.succeed(answer | found, [])
             return
         system = self.system_prompt.format(
             catalogue=_catalogue(),
