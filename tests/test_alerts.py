@@ -160,10 +160,12 @@ def test_a_failed_run_sends_one_recovery_notice_once_a_later_run_gets_further(po
     hook, bodies = receiver
     with postgres.connect(autocommit=True) as conn:
         conn.execute("delete from quality.alerts_sent")
+        # failed after every check recorded so far (by earlier tests too): a check a moment later
+        # is the later run that got further
         conn.execute(
             "insert into quality.run_failures"
             " (run_id, job_name, failed_steps, message, errors, tags, failed_at)"
-            " values ('recover-run', 'pipeline', '{s}', 'failed', '{}', '{}', now() - interval '1 minute')"
+            " values ('recover-run', 'pipeline', '{s}', 'failed', '{}', '{}', clock_timestamp())"
         )
         try:
             first = notify_new(conn, [hook])
