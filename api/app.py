@@ -78,7 +78,7 @@ def create_app(
             settings.unauthenticated_burst,
             share=1.0 / settings.workers,
         ),
-        audit=AccessLog(postgres.reader_url(), settings.audit_flush_seconds),
+        audit=AccessLog(postgres.reader_url(), settings.audit_flush_seconds) if settings.audit else None,
     )
 
     @contextlib.asynccontextmanager

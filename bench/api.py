@@ -31,6 +31,10 @@ Also printed: the uncached mart page's requests/s relative to bare (the "page, n
 the size of one page of up to 1,000 rows (the largest mart's first page) as sent plain, gzipped and
 brotli-compressed (br), as the API sends them to a client that accepts each.
 
+The access audit (issue 15): a third API server runs with `ASSAY_API_AUDIT=false`; the "no audit" rows
+measure the mart page and the point lookup there, and the p95 ratio audit on / off is printed
+(target <= 1.10).
+
 Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
 pipeline there on first use.
 """
@@ -89,6 +93,8 @@ def _serve(kind: str, port: int, workers: int) -> None:
     os.environ["ASSAY_API_WORKERS"] = str(workers)
     if kind == "api-nocache":
         os.environ["ASSAY_API_CACHE_MB"] = "0"
+    if kind == "api-noaudit":
+        os.environ["ASSAY_API_AUDIT"] = "false"
     if kind == "api-nobatch":
         os.environ["ASSAY_API_SEARCH_BATCH_MAX"] = "1"
     elif kind != "bare":
@@ -265,7 +271,9 @@ def _start(kind: str, workers: int) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--port", str(port), "--workers", str(workers)], env=env
+        [sys.executable, __file__, "--serve", kind, "--port", str(port), "--workers", str(workers)]
+        + ["--home", os.environ["ASSAY_HOME"]],  # the bench's home: its database, where the pipeline ran
+        env=env,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -385,9 +393,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
     parser.add_argument("--search", action="store_true", help="also hybrid search, 1 vs N connections")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
-    parser.add_argument(
-        "--serve", choices=["bare", "api", "api-nocache", "api-nobatch"], help=argparse.SUPPRESS
-    )
+    kinds = ["bare", "api", "api-nocache", "api-nobatch", "api-noaudit"]
+    parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["ASSAY_HOME"] = args.home
@@ -423,10 +430,12 @@ def main() -> None:
         "point lookup": ("api", lookups),
         "page, no cache": ("api-nocache", page),
         "lookup, no cache": ("api-nocache", lookups),
+        "page, no audit": ("api-noaudit", page),
+        "lookup, no audit": ("api-noaudit", lookups),
     }
     results: dict[str, list[Result]] = {name: [] for name in cases}
     try:
-        for kind in ("api", "api-nocache", *(["api-nobatch"] if args.search else [])):
+        for kind in ("api", "api-nocache", "api-noaudit", *(["api-nobatch"] if args.search else [])):
             servers[kind] = _start(kind, args.workers)
         page_file = Path(args.home) / "bench-page.json"
         page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
@@ -448,6 +457,9 @@ def main() -> None:
                 )
                 print(_show(result, None), flush=True)
         _page_sizes(servers["api"][1], token)
+        idle, _ = servers.pop("api-noaudit")
+        idle.terminate()
+        idle.wait(10)
         if args.search:
             idle, _ = servers.pop("api-nocache")  # its CPU share goes to the search servers
             idle.terminate()
@@ -483,6 +495,13 @@ def main() -> None:
         f"uncached mart page at {args.connections} connections: {uncached:,.0f} req/s, "
         f"{uncached / bare_rps:.3f} of the bare endpoint's {bare_rps:,.0f}"
     )
+
+    for on, off in (("mart page", "page, no audit"), ("point lookup", "lookup, no audit")):
+        p95_on, p95_off = medians[on][1].pct(0.95), medians[off][1].pct(0.95)
+        print(
+            f"access audit, {on}: p95 {p95_on:.1f} ms audit on, {p95_off:.1f} ms off: "
+            f"{p95_on / p95_off:.2f}x (target <= 1.10)"
+        )
 
 
 if __name__ == "__main__":

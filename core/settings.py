@@ -77,6 +77,8 @@ class ApiSettings(BaseSettings):
     """How often the marts' versions are checked: a rebuilt mart is served fresh within this long."""
     key_cache_seconds: float = Field(5.0, ge=0)
     """How long a checked key is trusted without asking the database: a revocation takes this long."""
+    audit: bool = True
+    """Record each request in audit.api_access (the access audit); false: no audit rows are written."""
     audit_flush_seconds: float = Field(1.0, gt=0)
     """How often the access audit's queued rows are written to audit.api_access."""
     max_concurrency: int | None = None

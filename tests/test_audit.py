@@ -95,3 +95,24 @@ def test_the_refusal_counters_are_bounded():
     assert len(rows) == 4  # three groups, then everything else together
     assert sum(r["requests"] for r in rows) == 1000
     assert [r for r in rows if r["client"] == OVERFLOW][0]["requests"] == 997
+
+
+def test_with_the_audit_off_requests_are_served_and_nothing_is_written(home):
+    from fastapi.testclient import TestClient
+
+    from assay.api.app import create_app
+    from assay.api.keys import create_key
+    from assay.core.database import PostgresResource
+    from assay.core.settings import ApiSettings
+
+    postgres = PostgresResource()
+    quiet, token = create_key(postgres, "quiet", scopes=["marts"])
+    settings = ApiSettings(access_log=False, preload_search_model=False, audit=False)
+    with TestClient(create_app(settings, postgres)) as client:
+        assert client.get("/v1/marts", headers={"X-API-Key": token}).status_code == 200
+        assert client.get("/v1/marts").status_code == 401
+    with postgres.connect(autocommit=True) as conn:
+        (rows,) = conn.execute(
+            "select count(*) from audit.api_access where key_id = %s", [quiet.id]
+        ).fetchone()
+    assert rows == 0
