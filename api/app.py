@@ -29,7 +29,18 @@ from assay.api.errors import error_responses, install_error_handlers, problems_o
 from assay.api.keys import KeyStore
 from assay.api.middleware import POOLS, GuardMiddleware
 from assay.api.ratelimit import RateLimiter
-from assay.api.routers import answers, ask, export, health, marts, metrics, process, quality, search
+from assay.api.routers import (
+    answers,
+    ask,
+    audit,
+    export,
+    health,
+    marts,
+    metrics,
+    process,
+    quality,
+    search,
+)
 from assay.api.state import SECURITY_SCHEMES, AppState
 from assay.core.database import DatabaseError, PostgresResource
 from assay.core.settings import ApiSettings, get_settings
@@ -135,6 +146,7 @@ def create_app(
     search.install(app, state)
     process.install(app, state)
     quality.install(app, state)
+    audit.install(app, state)
     health.install(app)
     metrics.install(app, public=settings.metrics_public)
     if settings.cors_origins:

@@ -168,13 +168,23 @@ def history(
 ) -> list[tuple]:
     """Who read what, when: the newest audit rows first, as (time, key id, key name, method, route,
     mart, status or None, client, requests). `route` matches a prefix (`/v1/marts` covers every mart)."""
-    return conn.execute(
-        "select a.accessed_at, a.key_id, k.name, a.method, a.route, a.mart, a.status, a.client, a.requests"
-        " from audit.api_access a left join api.keys k on k.id = a.key_id"
-        " where (%(key)s::text is null or a.key_id = %(key)s)"
-        " and (%(since)s::timestamptz is null or a.accessed_at >= %(since)s)"
-        " and (%(route)s::text is null or starts_with(a.route, %(route)s))"
-        " and (not %(refused)s or a.status is not null)"
-        " order by a.accessed_at desc, a.access_id desc limit %(limit)s",
-        {"key": key_id, "since": since, "route": route, "refused": refused, "limit": limit},
-    ).fetchall()
+    return conn.execute(HISTORY, history_params(key_id, since, route, refused, limit)).fetchall()
+
+
+HISTORY = (
+    "select a.accessed_at, a.key_id, k.name, a.method, a.route, a.mart, a.status, a.client, a.requests"
+    " from audit.api_access a left join api.keys k on k.id = a.key_id"
+    " where (%(key)s::text is null or a.key_id = %(key)s)"
+    " and (%(since)s::timestamptz is null or a.accessed_at >= %(since)s)"
+    " and (%(route)s::text is null or starts_with(a.route, %(route)s))"
+    " and (not %(refused)s or a.status is not null)"
+    " order by a.accessed_at desc, a.access_id desc limit %(limit)s"
+)
+"""Who read what, when: `assay audit` (`history`) and `GET /v1/audit` (api/routers/audit.py) both
+run this, with `history_params`' bound values."""
+
+
+def history_params(
+    key_id: str | None, since: dt.datetime | None, route: str | None, refused: bool, limit: int
+) -> dict:
+    return {"key": key_id, "since": since, "route": route, "refused": refused, "limit": limit}

@@ -3,7 +3,8 @@
 A key is `assay_<id>_<secret>`: a 12-hex-digit public id and 256 random bits. Only the SHA-256 of the
 whole key is stored (`api.keys.secret_sha256`), so the table - readable by the read-only role - never
 holds a usable key; a random 256-bit secret needs no salt or slow hash against guessing. Each key is
-scoped to endpoint groups (`SCOPES`) and to marts (`*` = all), and may carry an expiry (`expires_at`):
+scoped to endpoint groups (`SCOPES`; `*` = all but `EXPLICIT_SCOPES`, i.e. `audit`, which a key
+gets only by name) and to marts (`*` = all), and may carry an expiry (`expires_at`):
 from then on it answers 401 "expired", also from a server's key cache. It may also mask columns
 (`masks`, each `<mart>.<column>`): the key reads a masked column as null everywhere (pages, lookups,
 exports, `select=`), may not filter or sort on it (403: a filter would disclose it by bisection), and
@@ -37,7 +38,9 @@ SCHEMA = "api"
 TABLE = "keys"
 ALL = "*"
 # Endpoint groups a key can be scoped to. A new router adds its group here (see README "Read API").
-SCOPES = ("marts", "answers", "search", "process", "quality", "metrics", "ask")
+SCOPES = ("marts", "answers", "search", "process", "quality", "metrics", "ask", "audit")
+# Scopes a key gets only by name, never through `*`: reading who read what is an administrator's.
+EXPLICIT_SCOPES = ("audit",)
 DEFAULT_SCOPES = ("marts",)
 _NONE: frozenset[str] = frozenset()
 
@@ -202,7 +205,7 @@ class Principal:
         return frozenset(m[len(prefix) :] for m in self.masks if m.startswith(prefix))
 
     def may_use(self, scope: str) -> bool:
-        return ALL in self.scopes or scope in self.scopes
+        return scope in self.scopes or (ALL in self.scopes and scope not in EXPLICIT_SCOPES)
 
     def may_read(self, mart: str) -> bool:
         return ALL in self.marts or mart in self.marts

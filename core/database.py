@@ -175,13 +175,15 @@ def _bootstrapped(url: str) -> bool:
 
 
 def _grant_audit_writer(conn: psycopg.Connection) -> None:
-    """The reader's one way to write: EXECUTE on `audit.record_access` (core/migrations/0013), granted
-    at every bootstrap because a restore (`--no-privileges`) brings the function back without it."""
+    """The reader's one way to write: EXECUTE on `audit.record_access` (core/migrations/0013), and
+    SELECT on `audit.api_access` for `GET /v1/audit` (0020), granted at every bootstrap because a
+    restore (`--no-privileges`) brings the function and the table back without them."""
     reader = sql.Identifier(READER_ROLE)
     for statement in (
         sql.SQL("revoke all on function audit.record_access(jsonb) from public"),
         sql.SQL("grant usage on schema audit to {}").format(reader),
         sql.SQL("grant execute on function audit.record_access(jsonb) to {}").format(reader),
+        sql.SQL("grant select on audit.api_access to {}").format(reader),  # GET /v1/audit (0020)
     ):
         try:
             with conn.transaction():

@@ -218,7 +218,8 @@ def api_key() -> None:
     "scopes",
     multiple=True,
     help="Endpoint group the key may use; repeat for several: marts, answers, search, process,"
-    " quality, metrics, or * [default: marts].",
+    " quality, metrics, ask, audit, or * (every group but audit, which is only given by name)"
+    " [default: marts].",
 )
 @click.option("--mart", "marts", multiple=True, help="Mart the key may read; repeat [default: all].")
 @click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute for this key.")

@@ -158,11 +158,12 @@ def api_server(pipeline_run, postgres, api_settings) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def api_keys(postgres) -> dict[str, str]:
-    """Tokens by role: admin (everything), vendors (marts scope, vendor_spend only), revoked."""
+    """Tokens by role: admin (everything: `*`, and `audit`, which `*` does not give), vendors (marts
+    scope, vendor_spend only), revoked."""
     from assay.api.keys import create_key, revoke_key
 
     tokens = {
-        "admin": create_key(postgres, "test admin", scopes=["*"])[1],
+        "admin": create_key(postgres, "test admin", scopes=["*", "audit"])[1],
         "vendors": create_key(postgres, "test vendors", scopes=["marts"], marts=["vendor_spend"])[1],
     }
     info, tokens["revoked"] = create_key(postgres, "test revoked")

@@ -427,6 +427,7 @@ def test_odd_digits_in_limit_are_400_with_the_security_headers(http, api_keys):
         "/v1/process/conformance/cases?is_fit=maybe",
         "/v1/answers/categorise?limit=0",
         "/v1/answers/" + "x" * 200,
+        "/v1/audit?limit=0",
         ROWS + "?limit=0",
         "/v1/marts/vendor_spend/lookup?spend_rank=x",
     ],

@@ -26,6 +26,7 @@ SCOPED = {
     "/v1/process/conformance/cases": "process",
     "/v1/quality/scores": "quality",
     "/v1/quality/checks": "quality",
+    "/v1/audit": "audit",
 }
 
 

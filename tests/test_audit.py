@@ -85,6 +85,81 @@ def test_refusals_are_counted_and_assay_audit_shows_who_read_what(home):
     assert bad.exit_code == 2 and "neither a date/time" in bad.output
 
 
+def test_get_v1_audit_answers_who_read_what_for_an_audit_key_only(home):
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from assay.api.app import create_app
+    from assay.api.keys import create_key
+    from assay.core.database import PostgresResource
+    from assay.core.settings import ApiSettings
+
+    postgres = PostgresResource()
+    reader, reader_token = create_key(postgres, "mart reader", scopes=["marts"])
+    auditor, auditor_token = create_key(postgres, "auditor", scopes=["audit"])
+    _, admin_token = create_key(postgres, "everything", scopes=["*"])
+    settings = ApiSettings(access_log=False, preload_search_model=False, audit_flush_seconds=3600)
+    with postgres.connect(autocommit=True) as conn:
+        before = conn.execute("select now()").fetchone()[0]
+    with TestClient(create_app(settings, postgres)) as client:  # leaving it writes the queued rows
+        assert client.get("/v1/marts", headers={"X-API-Key": reader_token}).status_code == 200
+        assert client.get("/v1/audit", headers={"X-API-Key": reader_token}).status_code == 403
+
+    def problem(response, status):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+
+    with TestClient(create_app(settings, postgres)) as client:
+        problem(client.get("/v1/audit"), 401)
+        problem(client.get("/v1/audit", params={"limit": 0}), 401)  # the key before the parameters
+        problem(client.get("/v1/audit", headers={"X-API-Key": admin_token}), 403)  # `*` is not enough
+        problem(client.get("/v1/audit", params={"limit": 0}, headers={"X-API-Key": admin_token}), 403)
+        as_auditor = {"X-API-Key": auditor_token}
+        problem(client.get("/v1/audit", params={"limit": 0}, headers=as_auditor), 400)
+        problem(client.get("/v1/audit", params={"since": "yesterday"}, headers=as_auditor), 400)
+        problem(client.get("/v1/audit", params={"colour": "red"}, headers=as_auditor), 400)
+
+        def accesses(**params):
+            response = client.get(
+                "/v1/audit", params={"since": before.isoformat(), **params}, headers=as_auditor
+            )
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        mine = accesses(key_id=reader.id)
+        rows = [
+            (a["key_id"], a["key_name"], a["method"], a["route"], a["mart"], a["status"])
+            for a in mine["accesses"]
+        ]
+        assert rows == [
+            (reader.id, "mart reader", "GET", "/v1/audit", None, 403),  # newest first
+            (reader.id, "mart reader", "GET", "/v1/marts", None, None),
+        ]
+        assert not mine["truncated"]
+        assert [a["route"] for a in accesses(key_id=reader.id, route="/v1/m")["accesses"]] == ["/v1/marts"]
+        refused = accesses(refused="true")["accesses"]
+        assert {(a["key_id"], a["status"]) for a in refused} == {(reader.id, 403)}
+        one = accesses(key_id=reader.id, limit=1)
+        assert len(one["accesses"]) == 1 and one["truncated"]
+        assert accesses(key_id=auditor.id)["accesses"] == []  # this client's rows are not written yet
+        assert accesses(key_id="' or 1=1 --")["accesses"] == []  # a bound value, not SQL
+        later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(tzinfo=None).isoformat()
+        assert accesses(since=later)["accesses"] == []  # no offset: UTC
+
+    # the reader reads the audit table, and still writes it only through audit.record_access
+    with psycopg.connect(postgres.reader_url(), autocommit=True) as conn:
+        assert conn.execute("select count(*) from audit.api_access").fetchone()[0] >= 2
+        for statement in (
+            "insert into audit.api_access (accessed_at, key_id, method, route)"
+            " values (now(), 'x', 'GET', '/')",
+            "update audit.api_access set status = null",
+            "delete from audit.api_access",
+            "truncate audit.api_access",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
 def test_the_refusal_counters_are_bounded():
     from assay.api.audit import OVERFLOW, AccessLog
 
