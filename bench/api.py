@@ -287,26 +287,6 @@ def _start(kind: str, workers: int) -> tuple[subprocess.Popen, int]:
             time.sleep(0.2)
 
 
-def _prepare(size: str) -> None:
-    from assay.core.database import PostgresResource
-    from assay.core.settings import get_settings
-
-    marker = get_settings().home_dir / f".bench-api-{size}"
-    if marker.exists():
-        return
-    from assay.landing.sample import generate
-    from assay.orchestration.pipeline import run_pipeline
-
-    settings = get_settings()
-    print(f"generating the {size} sample and running the pipeline in {settings.home_dir} ...", flush=True)
-    generate(settings.landing_dir, settings.truth_dir, size=int(size) if size.isdigit() else size, seed=42)
-    outcome = run_pipeline(lambda line: None)
-    if not outcome.success:
-        raise SystemExit(f"the pipeline failed: {outcome.failures}")
-    PostgresResource().url()
-    marker.touch()
-
-
 SEARCH_QUERIES = (
     "flight to London",
     "hotel invoice Berlin",
@@ -406,8 +386,9 @@ def main() -> None:
 
     from assay.api.keys import create_key, revoke_key
     from assay.core.database import PostgresResource
+    from bench.sample_home import prepare
 
-    _prepare(args.size)
+    prepare(f".bench-api-{args.size}", args.size)
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers
     scopes = ["marts", "search"] if args.search else ["marts"]
     key, token = create_key(postgres, "bench", scopes=scopes, rate_limit_per_minute=1_000_000_000)

@@ -33,24 +33,6 @@ if sys.path and Path(sys.path[0]).resolve() == REPO / "bench":  # keep bench/ fr
 MART = "monthly_summary"
 
 
-def _prepare() -> None:
-    from assay.core.settings import get_settings
-
-    settings = get_settings()
-    marker = settings.home_dir / ".bench-export"
-    if marker.exists():
-        return
-    from assay.landing.sample import generate
-    from assay.orchestration.pipeline import run_pipeline
-
-    print(f"generating the small sample and running the pipeline in {settings.home_dir} ...", flush=True)
-    generate(settings.landing_dir, settings.truth_dir, size="small", seed=42)
-    outcome = run_pipeline(lambda line: None)
-    if not outcome.success:
-        raise SystemExit(f"the pipeline failed: {outcome.failures}")
-    marker.touch()
-
-
 def _reset(postgres) -> None:
     with postgres.connect(autocommit=True) as conn:
         conn.execute(f"delete from gold.{MART} where month >= '3000-01-01'")
@@ -107,7 +89,7 @@ def _memory_kib(pid: int, field: str) -> int:
 
 
 def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -124,7 +106,9 @@ def main() -> None:
     # the search model would load in the background while the first export runs and count as its
     # memory (about 600 MiB with torch); an export never needs it
     os.environ["ASSAY_API_PRELOAD_SEARCH_MODEL"] = "false"
-    _prepare()
+    from bench.sample_home import prepare
+
+    prepare(".bench-export")
     import httpx
 
     from assay.api.keys import create_key, revoke_key
