@@ -11,6 +11,10 @@ is complete (closed loop), for `--seconds` after a one-second warm-up. Endpoints
   baseline of the targets;
 - "bare, page bytes": `GET /bare/page` on the bare app, returning the mart page's exact bytes: what
   moving a page of that size costs here without any of the API's work;
+- "bare, same query": `GET /bare/query` on the bare app: the uncached page's own SQL (built by
+  `assay.api.query`, limit bound) on a psycopg pool of the reader role, rows joined as the API joins
+  them: the floor for any endpoint that reads Postgres per request, so that "page, no cache" against
+  it shows what the API itself adds and against "bare" what the database round trip costs;
 - "mart page": `GET /v1/marts/monthly_summary/rows?limit=100` (key check, rate limit, metrics; after
   the first request the page comes from the response cache, which holds until the mart changes);
 - "point lookup": `GET /v1/marts/vendor_spend/lookup?spend_rank=<n>` cycling through every rank;
@@ -41,6 +45,7 @@ pipeline there on first use.
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -77,7 +82,60 @@ def bare_app():
     async def bare_page() -> Response:
         return Response(page, media_type="application/json")
 
+    # the uncached page's own SQL on a plain pool: what a per-request Postgres read costs without the API
+    query = os.environ.get("BENCH_PAGE_SQL")
+    if query:
+        import contextlib
+        import json
+
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(
+            os.environ["BENCH_READER_URL"], min_size=10, max_size=10, kwargs={"autocommit": True}, open=False
+        )
+        params = json.loads(os.environ["BENCH_PAGE_PARAMS"])
+        limit = params[-1] - 1
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app):
+            await pool.open()
+            yield
+            await pool.close()
+
+        app.router.lifespan_context = lifespan
+
+        @app.get("/bare/query")
+        async def bare_query() -> Response:
+            async with pool.connection() as conn:
+                rows = await (await conn.execute(query, params)).fetchall()
+            body = '{"rows":[%s]}' % ",".join(r[0] for r in rows[:limit])  # noqa: UP031 - JSON already
+            return Response(body.encode(), media_type="application/json")
+
     return app
+
+
+def _page_sql(postgres) -> tuple[str, list]:
+    """The SQL and values the API runs for MART_PAGE when it is not cached (the same builder)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from assay.api.catalog import load_catalog, load_mart_specs
+    from assay.api.query import build_page_query, filter_params, parse_page_request
+    from assay.core.settings import get_settings
+
+    settings = get_settings().api
+    with postgres.connect(autocommit=True) as conn:
+        mart = load_catalog(conn, load_mart_specs()).marts["monthly_summary"]
+        page = parse_page_request(
+            mart,
+            parse_qsl(urlsplit(MART_PAGE).query),
+            filter_params(mart),
+            default_limit=settings.page_size_default,
+            max_limit=settings.page_size_max,
+            max_in=settings.max_in_values,
+            accept="application/json",
+        )
+        query, params = build_page_query(mart, page)
+        return query.as_string(conn), params
 
 
 def api_app():
@@ -324,6 +382,42 @@ def _bench_search(port: int, unbatched_port: int, token: str, args) -> None:
     )
 
 
+def _search_bound(postgres) -> None:
+    """What micro-batching can win at most, measured in this process with the server's model: a
+    request's work is one query encoding plus the hybrid search's SQL; batching shrinks only the
+    first. Amdahl's bound: (encode one + SQL) / (encode one of a batch of 50 distinct + SQL)."""
+    from assay.api.batching import PrecomputedEncoder
+    from assay.core.models import EmbeddingModelResource
+    from assay.search.searcher import Filters, Searcher
+
+    resource = EmbeddingModelResource()
+    encoder = resource.encoder_for(resource.model_name())
+    texts = [f"{q} {i}" for i in range(7) for q in SEARCH_QUERIES][:50]
+    encoder.encode_queries(texts)  # warm
+
+    def timed(work, repeat: int) -> float:
+        runs = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            work()
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    one = statistics.median(timed(lambda t=t: encoder.encode_queries([t]), 3) for t in texts) * 1000
+    batched = timed(lambda: encoder.encode_queries(texts), 5) / len(texts) * 1000
+    vectors = dict(zip(texts, encoder.encode_queries(texts), strict=True))
+    with postgres.connect(autocommit=True) as conn:
+        searcher = Searcher(conn, lambda name: PrecomputedEncoder(encoder, vectors))
+        searcher.search(texts[0], "hybrid", 10, Filters())
+        search = timed(lambda: [searcher.search(t, "hybrid", 10, Filters()) for t in texts], 3)
+    search = search / len(texts) * 1000
+    print(
+        f"per query: encoding alone {one:.2f} ms, in a batch of {len(texts)} {batched:.2f} ms; hybrid "
+        f"search SQL with the vector given {search:.2f} ms: micro-batching can give at most "
+        f"{(one + search) / (batched + search):.2f}x (Amdahl, before HTTP and JSON)"
+    )
+
+
 def _page_sizes(port: int, token: str) -> None:
     """Bytes on the wire of one page of up to 1,000 rows of the largest mart: plain, gzip, br."""
     import httpx
@@ -407,6 +501,7 @@ def main() -> None:
     cases = {  # name -> (server, requests)
         "bare": ("bare", [_request("/bare", None)]),
         "bare, page bytes": ("bare", [_request("/bare/page", None)]),
+        "bare, same query": ("bare", [_request("/bare/query", None)]),
         "mart page": ("api", page),
         "point lookup": ("api", lookups),
         "page, no cache": ("api-nocache", page),
@@ -421,6 +516,10 @@ def main() -> None:
         page_file = Path(args.home) / "bench-page.json"
         page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
         os.environ["BENCH_PAGE_FILE"] = str(page_file)
+        page_sql, page_params = _page_sql(postgres)
+        os.environ["BENCH_PAGE_SQL"] = page_sql
+        os.environ["BENCH_PAGE_PARAMS"] = json.dumps(page_params)
+        os.environ["BENCH_READER_URL"] = postgres.reader_url()
         servers["bare"] = _start("bare", args.workers)
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
@@ -446,6 +545,7 @@ def main() -> None:
             idle.terminate()
             idle.wait(10)
             _bench_search(servers["api"][1], servers["api-nobatch"][1], token, args)
+            _search_bound(postgres)
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -474,7 +574,9 @@ def main() -> None:
     uncached = medians["page, no cache"][0]
     print(
         f"uncached mart page at {args.connections} connections: {uncached:,.0f} req/s, "
-        f"{uncached / bare_rps:.3f} of the bare endpoint's {bare_rps:,.0f}"
+        f"{uncached / bare_rps:.3f} of the bare endpoint's {bare_rps:,.0f}; "
+        f"{uncached / medians['bare, same query'][0]:.2f} of the bare app running the same query "
+        f"({medians['bare, same query'][0]:,.0f} req/s: what the API adds to the database round trip)"
     )
 
     for on, off in (("mart page", "page, no audit"), ("point lookup", "lookup, no audit")):

@@ -176,7 +176,10 @@ class Searcher:
         # that is cheaper; forcing the HNSW index is for measuring the index itself (recall check).
         self.force_index = force_index
         self._prepared: dict[tuple[str, str], np.ndarray] = {}  # (model, text) -> query vector
-        register_vector(conn)
+        # pgvector's types: four catalog queries, once per connection (a pooled connection keeps them;
+        # done for every search they were as many round trips as the search itself)
+        if conn.adapters.types.get("vector") is None:
+            register_vector(conn)
 
     # public API ---------------------------------------------------------------------------------
     def search(

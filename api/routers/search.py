@@ -48,15 +48,18 @@ DOCUMENT_MARTS: dict[str, tuple[str, ...]] = {
 log = logging.getLogger("assay.api")
 
 _load_lock = threading.Lock()
-_loaded: set[str] = set()
+_encoders: dict[str, Encoder] = {}
 
 
 def _encoder(name: str) -> Encoder:
-    # One load per process even when the first searches arrive together (the loader is a plain cache).
-    with _load_lock:
-        encoder = EmbeddingModelResource().encoder_for(name)
-        _loaded.add(name)
-        return encoder
+    # One load per process even when the first searches arrive together; after that a dictionary
+    # lookup (building the resource reads the settings, a tenth of a search's time when done each time).
+    encoder = _encoders.get(name)
+    if encoder is None:
+        with _load_lock:
+            encoder = _encoders.get(name) or EmbeddingModelResource().encoder_for(name)
+            _encoders[name] = encoder
+    return encoder
 
 
 def load_model() -> None:
