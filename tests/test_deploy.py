@@ -3,6 +3,7 @@
 With `--external-postgres` it is instantiated against that server and stores a real run there.
 """
 
+import importlib.metadata
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +16,16 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.instance.ref import configurable_class_data
 from dagster._serdes.config_class import class_from_code_pointer
+from helm_chart import (
+    API_TEMPLATE,
+    DAGSTER_CHART,
+    chart,
+    chart_values,
+    dependency_values,
+    misplaced_keys,
+    render_verbatim,
+    rendered_api_objects,
+)
 from psycopg.conninfo import conninfo_to_dict
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -96,13 +107,16 @@ def test_celery_run_config_validates_against_the_pipeline(monkeypatch):
         validate_run_config(job, {"execution": {"config": {"broker": 42}}})
 
 
+# deploy/helm/assay is a chart of assay's own: Dagster's chart as its dependency (it renders no object
+# handed to it in values, so the read API could not go into its values) and the read API's template.
 # Dagster's Helm chart validates its values with a JSON schema that ships only inside the chart
 # (helm/dagster/values.schema.json, generated from the dagster repository's `schema` package; it is
-# in no pip package, and nothing is downloaded here). So the test renders, from deploy/helm/values.yaml,
-# the instance blocks the chart's templates would render (templates/helpers/instance/_run-launcher.tpl,
-# _run-coordinator.tpl, _postgresql.tpl) and checks those with Dagster's own config code, the way the
-# deployed instance would load them. Not checked: the chart's other values (webserver, daemon and
-# user-deployment pods) beyond what is listed below, and `helm template` itself.
+# in no pip package, and nothing is downloaded here). So the test renders, from the `dagster:` block
+# of deploy/helm/assay/values.yaml, the instance blocks the chart's templates would render
+# (templates/helpers/instance/_run-launcher.tpl, _run-coordinator.tpl, _postgresql.tpl) and checks
+# those with Dagster's own config code, the way the deployed instance would load them. Not checked:
+# the chart's other values (webserver, daemon and user-deployment pods) beyond what is listed below,
+# and `helm template` itself (no helm binary here, and Dagster's chart is not downloaded).
 # The keys the chart reads from runLauncher.config.k8sRunLauncher (its schema forbids any other).
 K8S_LAUNCHER_KEYS = {
     "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
@@ -122,14 +136,17 @@ CHART_DAGSTER_HOME = "/opt/dagster/dagster_home"
 
 
 def _helm_values() -> dict:
-    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    """What Dagster's chart gets from deploy/helm/assay/values.yaml."""
+    return dependency_values(chart_values())
 
 
 def _helm_instance(values: dict) -> dict:
     """The dagster.yaml the chart renders from these values (the parts assay sets)."""
     launcher = {**CHART_DEFAULTS, **values["runLauncher"]["config"]["k8sRunLauncher"]}
     unknown = set(launcher) - K8S_LAUNCHER_KEYS
-    assert not unknown, f"deploy/helm/values.yaml: k8sRunLauncher has keys the chart does not know: {unknown}"
+    assert not unknown, (
+        f"deploy/helm/assay/values.yaml: k8sRunLauncher has keys the chart does not know: {unknown}"
+    )
     run_k8s = launcher.get("runK8sConfig", {})
     assert not set(run_k8s) - RUN_K8S_CONFIG_KEYS, (
         f"unknown runK8sConfig keys: {set(run_k8s) - RUN_K8S_CONFIG_KEYS}"
@@ -306,3 +323,42 @@ def test_a_helm_values_typo_is_caught():
     pytest.importorskip("dagster_k8s", reason='the "deploy" extra (dagster-k8s) is not installed')
     with pytest.raises(Exception, match="claim"):
         _run_worker_job(_helm_instance(values)["run_launcher"], Path(tempfile.mkdtemp()))
+
+
+def test_the_chart_deploys_dagsters_chart_of_the_installed_version_and_the_read_api():
+    metadata = chart()
+    assert metadata["apiVersion"] == "v2"  # dependencies in Chart.yaml (Helm 3 and 4)
+    (dependency,) = metadata["dependencies"]
+    assert dependency["name"] == DAGSTER_CHART
+    assert dependency["repository"] == "https://dagster-io.github.io/helm"
+    # Dagster publishes one chart per release, with the release's version
+    assert dependency["version"] == importlib.metadata.version("dagster")
+    assert "condition" not in dependency and "alias" not in dependency  # always installed, as `dagster`
+    # the release's version is assay's, and so is the image every pod runs
+    assert metadata["appVersion"] == importlib.metadata.version("assay")
+    (code,) = _helm_values()["dagster-user-deployments"]["deployments"]
+    assert code["image"]["tag"] == metadata["appVersion"]
+    assert [o["kind"] for o in rendered_api_objects()] == ["Deployment", "Service"]
+    # the chart's one template of its own, which reads no values (as misplaced_keys assumes)
+    assert [p.name for p in API_TEMPLATE.parent.iterdir()] == ["api.yaml"]
+
+
+def test_every_chart_value_reaches_dagsters_chart():
+    values = chart_values()
+    assert misplaced_keys(values, chart()) == set()
+    assert set(values) == {"global", DAGSTER_CHART}
+    # a block written at the top level instead of under `dagster:` is caught, not silently dropped
+    values["runLauncher"] = values[DAGSTER_CHART].pop("runLauncher")
+    assert misplaced_keys(values, chart()) == {"runLauncher"}
+    with pytest.raises(KeyError, match="runLauncher"):
+        _helm_instance(dependency_values(values))
+
+
+def test_the_api_template_renders_as_written():
+    """With no template action, Helm renders the file as it is: `kubectl apply` of the same file
+    deploys the same objects without Helm, and there is one copy of them."""
+    text = API_TEMPLATE.read_text()
+    assert render_verbatim(text) == list(yaml.safe_load_all(text))
+    templated = text.replace("name: assay-api\n", "name: {{ .Release.Name }}-api\n", 1)
+    with pytest.raises(AssertionError, match="template action"):
+        render_verbatim(templated)
