@@ -1,17 +1,24 @@
-"""The access audit: one row per authenticated request in `audit.api_access` (key, route, mart, time),
-and the refused ones (401, 403, 429), counted.
+"""The access audit: one row per authenticated request in `audit.api_access` (key, route, mart, time,
+the query string as `filters`, the response's status and row count, what was asked), and the refused
+ones (401, 403, 429), counted.
+
+A request's row is a dict made by `authenticate` (api/state.py, `admitted`) and kept in the request's
+scope (`AUDIT_ROW`): the routers add what they know there (`note`: the rows a response carries, the
+search or question asked), and GuardMiddleware (api/middleware.py) queues it with the response's
+status when the response has ended (`finish`), so a row is complete before it can be written.
 
 Off the hot path: a request only appends to an in-memory queue; a background task writes the queue
 every `flush_seconds` in one statement over its own connection (the read-only role, in a read-write
-transaction that can do nothing but call `audit.record_access`, see core/migrations/0013). A full
-queue drops the oldest rows and counts them (`dropped`) rather than slow the reads down; a failed
-write is logged and retried with the next batch.
+transaction that can do nothing but call `audit.record_access`, see core/migrations/0013 and 0021).
+The batch is serialised with orjson and the query strings decoded at the flush, not per request. A
+full queue drops the oldest rows and counts them (`dropped`) rather than slow the reads down; a
+failed write is logged and retried with the next batch.
 
 Refusals are counted, not queued: one counter per (key, client address, method, route, status),
 written as one row with the count (`requests`) at the next flush, so a flood of requests without a
 key costs a dictionary increment each and one row per flush, never a write per request. The counters
 are bounded (`max_denial_groups`); beyond that, new groups are counted together under client `*`.
-A request refused with 403 after its key was checked has its queued row marked instead.
+A request refused with 403 after its key was checked is recorded in its own row instead (with 403).
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 from collections import deque
+from urllib.parse import unquote_plus
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -37,6 +47,44 @@ def route_and_mart(scope: dict, path: str, path_params: dict) -> tuple[str, str 
     if mart is None and path.startswith("/v1/marts/"):
         mart = path.split("/")[3] or None
     return route or path, mart
+
+
+# Where `authenticate` leaves the checked key's id and its audit row (api/state.py).
+AUDIT_KEY = "assay.audit_key"
+AUDIT_ROW = "assay.audit_row"
+MAX_FILTERS = 1000
+MAX_SUBJECT = 500
+# an API key sent as a parameter by mistake: its secret is never recorded (api/keys.py's format)
+_KEY_SECRET = re.compile(r"(assay_[0-9a-f]{12}_)[A-Za-z0-9_-]+")
+
+
+def note(scope: dict, *, rows: int | None = None, subject: str | None = None) -> None:
+    """What a router knows about the request being served, for its audit row (if it has one)."""
+    row = scope.get(AUDIT_ROW)
+    if row is None:
+        return
+    if rows is not None:
+        row["rows"] = rows
+    if subject is not None:
+        row["subject"] = subject[:MAX_SUBJECT]
+
+
+def filters_text(query_string: bytes) -> str | None:
+    """The query string as text, bounded; a key's secret in it is replaced by `***`."""
+    if not query_string:
+        return None
+    raw = query_string[: MAX_FILTERS * 3]
+    if b"%" in raw or b"+" in raw:
+        text = unquote_plus(raw.decode("latin-1"), errors="replace")
+    else:  # nothing to unquote: most query strings, and far cheaper than unquote_plus
+        text = raw.decode("utf-8", errors="replace")
+    if "assay_" in text:
+        text = _KEY_SECRET.sub(r"\1***", text)
+    return text[:MAX_FILTERS]
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value)
 
 
 RECORD = "select audit.record_access(%s)"
@@ -61,14 +109,18 @@ class AccessLog:
         self._denied: dict[tuple, list] = {}
         self._conn: psycopg.AsyncConnection | None = None
 
-    def record(self, key_id: str, method: str, route: str, mart: str | None) -> dict:
-        """Queue an admitted request's row; returns it (a later refusal marks its status)."""
+    @staticmethod
+    def admitted(key_id: str, method: str, route: str, mart: str | None, query_string: bytes) -> dict:
+        """An admitted request's row, not queued yet: `finish` queues it with the response's status."""
+        at = dt.datetime.now(dt.UTC).isoformat()
+        return {"at": at, "key_id": key_id, "method": method, "route": route, "mart": mart, "q": query_string}
+
+    def finish(self, row: dict, status: int) -> None:
+        """Queue an admitted request's row once its response has ended (or failed: 500)."""
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
-        at = dt.datetime.now(dt.UTC).isoformat()
-        row = {"at": at, "key_id": key_id, "method": method, "route": route, "mart": mart}
+        row["status"] = status
         self._queue.append(row)
-        return row
 
     def deny(
         self, key_id: str | None, client: str, method: str, route: str, mart: str | None, status: int
@@ -94,11 +146,9 @@ class AccessLog:
         mart: str | None,
         status: int,
     ) -> None:
-        """A request refused with `status`: its queued row (if still queued) gets the status, else
-        the refusal is counted."""
-        if row is not None and not row.get("sent"):
-            row["status"] = status
-        else:
+        """A request refused with `status`: one with its own row (admitted, then refused, e.g. 403 for
+        a mart outside its key's scope) is recorded there when its response ends; else it is counted."""
+        if row is None:
             self.deny(key_id, client, method, route, mart, status)
 
     def _take_denials(self) -> list[dict]:
@@ -125,17 +175,22 @@ class AccessLog:
         if not self._queue:
             return 0
         rows = list(self._queue)
+        decoded: dict[bytes, str | None] = {}  # a busy API repeats its query strings
         for row in rows:
-            row["sent"] = True  # from here a refusal is counted rather than marked on the row
+            if "q" in row:  # decoded here, once per batch and string, not on the request's path
+                query_string = row.pop("q")
+                text = decoded.get(query_string, False)
+                if text is False:
+                    text = decoded[query_string] = filters_text(query_string)
+                row["filters"] = text
         try:
             if self._conn is None or self._conn.closed:
-                options = reader_options(5000, default_transaction_read_only="off")
+                # its commits need not wait for the disk: a crash loses the queue's last second anyway
+                options = reader_options(5000, default_transaction_read_only="off", synchronous_commit="off")
                 self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, options=options)
-            await self._conn.execute(RECORD, [Jsonb(rows)])
+            await self._conn.execute(RECORD, [Jsonb(rows, dumps=_dumps)])
         except psycopg.Error as exc:
             log.warning("access audit: %d rows not written yet (%s)", len(rows), exc)
-            for row in rows:
-                row.pop("sent", None)
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
@@ -167,17 +222,20 @@ def history(
     limit: int = 100,
 ) -> list[tuple]:
     """Who read what, when: the newest audit rows first, as (time, key id, key name, method, route,
-    mart, status or None, client, requests). `route` matches a prefix (`/v1/marts` covers every mart)."""
+    mart, status, client, requests, filters, row count, subject); `status` is None in rows written
+    before core/migrations/0021. `route` matches a prefix (`/v1/marts` covers every mart); `refused`
+    keeps the 401, 403 and 429 answers."""
     return conn.execute(HISTORY, history_params(key_id, since, route, refused, limit)).fetchall()
 
 
 HISTORY = (
-    "select a.accessed_at, a.key_id, k.name, a.method, a.route, a.mart, a.status, a.client, a.requests"
+    "select a.accessed_at, a.key_id, k.name, a.method, a.route, a.mart, a.status, a.client, a.requests,"
+    " a.filters, a.row_count, a.subject"
     " from audit.api_access a left join api.keys k on k.id = a.key_id"
     " where (%(key)s::text is null or a.key_id = %(key)s)"
     " and (%(since)s::timestamptz is null or a.accessed_at >= %(since)s)"
     " and (%(route)s::text is null or starts_with(a.route, %(route)s))"
-    " and (not %(refused)s or a.status is not null)"
+    " and (not %(refused)s or a.status in (401, 403, 429))"
     " order by a.accessed_at desc, a.access_id desc limit %(limit)s"
 )
 """Who read what, when: `assay audit` (`history`) and `GET /v1/audit` (api/routers/audit.py) both

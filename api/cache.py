@@ -54,6 +54,7 @@ class Cached:
     media_type: str
     cursor: str | None
     total: int | None = None  # `count=exact`: the rows matching the filters, all pages
+    rows: int | None = None  # the rows in `body` (the access audit's row count)
     _encoded: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
     _etag: str | None = field(default=None, repr=False, compare=False)
 

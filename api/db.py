@@ -179,23 +179,34 @@ class Database:
         return await self._retrying(once, self.pool.check, table)
 
     async def copy_out(
-        self, statement: sql.Composable, params: Sequence[Any], *, lines: bool, table: str | None = None
+        self,
+        statement: sql.Composable,
+        params: Sequence[Any],
+        *,
+        lines: bool,
+        table: str | None = None,
+        counted: Callable[[int], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """Stream a `COPY ... TO STDOUT`, block by block (`lines`: each row's one text column, with a
         newline); memory stays constant however many rows. The connection is taken and the COPY
         started before this returns, so a busy pool or a missing table is still a 503 or 409; the
-        connection goes back to the pool when the stream ends or is dropped."""
+        connection goes back to the pool when the stream ends or is dropped. `counted` gets the rows
+        copied (COPY's own count) when the stream has ended."""
         started: list[AsyncIterator[bytes]] = []
 
         async def blocks() -> AsyncIterator[bytes]:
-            async with self.pool.connection() as conn, conn.cursor().copy(statement, params) as copy:
-                yield b""  # started
-                if lines:
-                    async for (text,) in copy.rows():
-                        yield text.encode() + b"\n"
-                else:
-                    async for block in copy:
-                        yield bytes(block)
+            async with self.pool.connection() as conn:
+                cursor = conn.cursor()
+                async with cursor.copy(statement, params) as copy:
+                    yield b""  # started
+                    if lines:
+                        async for (text,) in copy.rows():
+                            yield text.encode() + b"\n"
+                    else:
+                        async for block in copy:
+                            yield bytes(block)
+                if counted is not None:
+                    counted(cursor.rowcount)
 
         async def start() -> None:
             stream = blocks()
@@ -206,11 +217,18 @@ class Database:
         return started[-1]
 
     async def batches(
-        self, statement: sql.Composable, params: Sequence[Any], *, size: int, table: str | None = None
+        self,
+        statement: sql.Composable,
+        params: Sequence[Any],
+        *,
+        size: int,
+        table: str | None = None,
+        counted: Callable[[int], None] | None = None,
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """Stream a SELECT's typed rows, `size` at a time, through a server-side cursor in a read-only
         transaction: memory stays constant however many rows (each FETCH under the statement
-        timeout). Started before this returns, like `copy_out`, so a busy pool is still a 503."""
+        timeout). Started before this returns, like `copy_out`, so a busy pool is still a 503.
+        `counted` gets the rows fetched when the stream has ended."""
         started: list[AsyncIterator[list[tuple[Any, ...]]]] = []
 
         async def fetches() -> AsyncIterator[list[tuple[Any, ...]]]:
@@ -219,8 +237,12 @@ class Database:
                 async with conn.cursor(name="assay_export") as cursor:
                     await cursor.execute(statement, params)
                     yield []  # started
+                    fetched = 0
                     while rows := await cursor.fetchmany(size):
+                        fetched += len(rows)
                         yield rows
+                    if counted is not None:
+                        counted(fetched)
 
         async def start() -> None:
             stream = fetches()

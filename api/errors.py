@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from assay.api.audit import route_and_mart
+from assay.api.audit import AUDIT_KEY, AUDIT_ROW, route_and_mart
 
 log = logging.getLogger("assay.api")
 
@@ -100,11 +100,9 @@ def problem(status: int, detail: str, headers: Mapping[str, str] | None = None) 
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-# Refusals the access audit records (counted per key, client and route: api/audit.py).
+# Refusals the access audit records (counted per key, client and route unless the request has its own
+# row: api/audit.py).
 AUDITED_REFUSALS = frozenset({401, 403, 429})
-# Where `authenticate` leaves the checked key's id and its queued audit row (api/state.py).
-AUDIT_KEY = "assay.audit_key"
-AUDIT_ROW = "assay.audit_row"
 
 
 def _audit_refusal(request: Request, status: int) -> None:

@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware in front of the app: request-size caps, metrics, response headers.
+"""One pure-ASGI middleware in front of the app: request-size caps, metrics, response headers, and the
+access audit's row of the request with the status it got (api/audit.py).
 
 Pure ASGI rather than `BaseHTTPMiddleware` because it sits on every request's hot path.
 """
@@ -22,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.api.audit import AUDIT_ROW
 from assay.api.errors import SECURITY_HEADERS
 
 REQUESTS = Counter(
@@ -110,6 +112,10 @@ class GuardMiddleware:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # bounded labels
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(template).observe(time.perf_counter() - started)
+            row = scope.get(AUDIT_ROW)  # an admitted request's (api/state.py `authenticate`)
+            if row is not None:
+                # 500 when the app raised: the 500 handler answers outside this middleware
+                scope["app"].state.assay.audit.finish(row, status)
 
     def _body_detail(self) -> str:
         return f"request body larger than {self.max_body_bytes} bytes"

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
-from assay.api.audit import AccessLog, route_and_mart
+from assay.api.audit import AUDIT_KEY, AUDIT_ROW, AccessLog, route_and_mart
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
 from assay.api.db import Database
-from assay.api.errors import AUDIT_KEY, AUDIT_ROW, ApiError
+from assay.api.errors import ApiError
 from assay.api.keys import KeyStore, Principal, unauthorized
 from assay.api.middleware import RATE_LIMITED
 from assay.api.ratelimit import RateLimiter
@@ -26,7 +26,8 @@ class AppState:
     cache: ResponseCache
     # failed authentications per client address: checked before a key is looked up
     strangers: RateLimiter | None = None
-    # who read what: one queued row per authenticated request, written in batches (api/audit.py)
+    # who read what: one row per admitted request, queued when its response ends and written in
+    # batches (api/audit.py)
     audit: AccessLog | None = None
 
 
@@ -89,12 +90,14 @@ async def authenticate(request: Request) -> Principal:
             {"Retry-After": RateLimiter.retry_after(wait)},
         )
     if state.audit is not None:
-        row = state.audit.record(
+        scope = request.scope
+        # GuardMiddleware queues it with the response's status; routers add their row count (note)
+        scope[AUDIT_ROW] = AccessLog.admitted(
             principal.key_id,
             request.method,
-            *route_and_mart(request.scope, request.url.path, request.path_params),
+            *route_and_mart(scope, request.url.path, request.path_params),
+            scope["query_string"],
         )
-        request.scope[AUDIT_ROW] = row  # a 403 that follows marks this row (api/errors.py)
     return principal
 
 

@@ -335,8 +335,10 @@ def _since(value: str | None) -> dt.datetime | None:
 @click.option("--refused", is_flag=True, help="Only refused requests (401, 403, 429).")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Newest rows shown.")
 def audit(key_id: str | None, since: str | None, route: str | None, refused: bool, limit: int) -> None:
-    """Who read what, when: the read API's access audit (audit.api_access), newest first. Refused
-    requests (401/403/429) are counted per key, client and route between writes (`requests`)."""
+    """Who read what, when: the read API's access audit (audit.api_access), newest first, with each
+    request's status, row count and what it asked (the search or question, else the query string).
+    Refusals without a row of their own (401/429) are counted per key, client and route between
+    writes (`requests`)."""
     from assay.api.audit import history
 
     start = _since(since)
@@ -347,13 +349,16 @@ def audit(key_id: str | None, since: str | None, route: str | None, refused: boo
         return
     echo(
         f"{'time (UTC)':<20}{'key':<13}{'name':<16}{'method':<7}{'route':<36}{'mart':<20}{'status':<8}"
-        f"{'requests':>8}  client"
+        f"{'requests':>8}{'rows':>8}  {'client':<16}asked"
     )
-    for at, key, name, method, route_, mart, status, client, requests in rows:
+    for at, key, name, method, route_, mart, status, client, requests, filters, count, subject in rows:
         when = at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        count_text = "-" if count is None else str(count)
+        asked = (subject or filters or "-")[:80]
         echo(
             f"{when:<20}{key or '-':<13}{(name or '-')[:15]:<16}{method:<7}{route_[:35]:<36}"
-            f"{(mart or '-')[:19]:<20}{status or 'ok':<8}{requests:>8}  {client or '-'}"
+            f"{(mart or '-')[:19]:<20}{status or '-':<8}{requests:>8}{count_text:>8}  "
+            f"{(client or '-')[:15]:<16}{asked}"
         )
 
 

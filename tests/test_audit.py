@@ -1,7 +1,9 @@
 """`assay audit` and the refused requests in the access audit, on a real embedded server and the real
 API app: 401, 403 and 429 answers are recorded, a flood without a key is counted in memory and written
-as one row per group and flush (not one per request), a 403 after the key was checked marks that
-request's own row, and `assay audit` answers who read what, when, filtered by key, time and route."""
+as one row per group and flush (not one per request), a 403 after the key was checked is recorded in
+that request's own row, and `assay audit` answers who read what, when, filtered by key, time and route.
+Over the session's pipeline output: each admitted request's row holds its query string, the rows it
+was served, its status (also 400, 404) and what it asked (search, question, answer)."""
 
 import datetime as dt
 
@@ -12,6 +14,72 @@ from homes import own_home
 pytestmark = pytest.mark.integration
 
 FLOOD = 50
+
+
+def test_each_read_records_its_filters_row_count_status_and_question(
+    pipeline_run, postgres, api_settings, api_keys
+):
+    """First in this module: it reads the session's home (the others below make their own)."""
+    from fastapi.testclient import TestClient
+
+    from assay.api.app import create_app
+    from assay.api.keys import list_keys
+    from assay.orchestration.cli import main
+
+    ids = {k.name: k.id for k in list_keys(postgres)}
+    vendors, admin = ids["test vendors"], ids["test admin"]
+    settings = api_settings.model_copy(update={"preload_search_model": False, "audit_flush_seconds": 3600})
+    with postgres.connect(autocommit=True) as conn:
+        before = conn.execute("select now()").fetchone()[0]
+        (top,) = conn.execute("select count(*) from gold.vendor_spend where spend_rank <= 4").fetchone()
+    secret = api_keys["vendors"]
+    with TestClient(create_app(settings, postgres)) as client:
+        as_vendors = {"X-API-Key": api_keys["vendors"]}
+        page = client.get("/v1/marts/vendor_spend/rows?spend_rank__lte=4&limit=3", headers=as_vendors)
+        assert page.status_code == 200 and len(page.json()["rows"]) == min(3, top)
+        assert (
+            client.get("/v1/marts/vendor_spend/lookup?spend_rank=999999", headers=as_vendors).status_code
+            == 404
+        )
+        assert (
+            client.get(f"/v1/marts/vendor_spend/rows?colour=red&key={secret}", headers=as_vendors).status_code
+            == 400
+        )
+        for kind in ("csv", "parquet"):  # COPY's count; the batches' count
+            exported = client.get(
+                f"/v1/marts/vendor_spend/export?format={kind}&spend_rank__lte=4", headers=as_vendors
+            )
+            assert exported.status_code == 200, exported.text
+        as_admin = {"X-API-Key": api_keys["admin"]}
+        found = client.get(
+            "/v1/search", params={"q": "taxi ride", "method": "fulltext", "k": 5}, headers=as_admin
+        )
+        assert found.status_code == 200, found.text
+        question = "How many transactions were there in 2025?"
+        asked = client.post("/v1/ask", json={"question": question}, headers=as_admin)
+        assert asked.status_code == 200, asked.text
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "select key_id, route, status, filters, row_count, subject from audit.api_access"
+            " where accessed_at >= %s and key_id = any(%s) order by access_id",
+            [before, [vendors, admin]],
+        ).fetchall()
+    hits = len(found.json()["hits"])
+    assert rows == [
+        (vendors, "/v1/marts/vendor_spend/rows", 200, "spend_rank__lte=4&limit=3", min(3, top), None),
+        (vendors, "/v1/marts/vendor_spend/lookup", 404, "spend_rank=999999", None, None),
+        (vendors, "/v1/marts/vendor_spend/rows", 400, f"colour=red&key=assay_{vendors}_***", None, None),
+        (vendors, "/v1/marts/{mart}/export", 200, "format=csv&spend_rank__lte=4", top, None),
+        (vendors, "/v1/marts/{mart}/export", 200, "format=parquet&spend_rank__lte=4", top, None),
+        (admin, "/v1/search", 200, "q=taxi ride&method=fulltext&k=5", hits, "taxi ride"),
+        (admin, "/v1/ask", 200, None, len(asked.json()["rows"]), question),
+    ]
+    assert secret[len(f"assay_{vendors}_") :] not in repr(rows)  # never the key's secret
+    shown = CliRunner().invoke(main, ["audit", "--key", admin, "--since", before.isoformat()])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "rows" in lines[0] and "asked" in lines[0]
+    assert question in lines[1] and " 200 " in lines[1] and "taxi ride" in lines[2]
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +129,9 @@ def test_refusals_are_counted_and_assay_audit_shows_who_read_what(home):
     expected = [
         (None, "/v1/marts", 401, "testclient", statuses.count(401)),  # the flood: two rows, not 50
         (None, "/v1/marts", 429, "testclient", statuses.count(429)),
-        (reader.id, "/v1/marts", None, None, 1),
-        (searcher.id, "/v1/marts", 403, None, 1),  # its own row, marked
-        (slow.id, "/v1/marts", None, None, 1),
+        (reader.id, "/v1/marts", 200, None, 1),
+        (searcher.id, "/v1/marts", 403, None, 1),  # its own row
+        (slow.id, "/v1/marts", 200, None, 1),
         (slow.id, "/v1/marts", 429, "testclient", 1),
     ]
     assert sorted(rows, key=repr) == sorted(expected, key=repr)
@@ -74,7 +142,7 @@ def test_refusals_are_counted_and_assay_audit_shows_who_read_what(home):
     lines = mine.output.splitlines()
     assert lines[0].startswith("time (UTC)") and len(lines) == 3
     assert all(slow.id in line and "slow" in line and "/v1/marts" in line for line in lines[1:])
-    assert "429" in lines[1] and " ok " in lines[2]  # newest first
+    assert "429" in lines[1] and " 200 " in lines[2]  # newest first
     refused = runner.invoke(main, ["audit", "--refused", "--route", "/v1/m"])
     assert refused.exit_code == 0, refused.output
     assert len(refused.output.splitlines()) == 1 + 4
@@ -133,7 +201,7 @@ def test_get_v1_audit_answers_who_read_what_for_an_audit_key_only(home):
         ]
         assert rows == [
             (reader.id, "mart reader", "GET", "/v1/audit", None, 403),  # newest first
-            (reader.id, "mart reader", "GET", "/v1/marts", None, None),
+            (reader.id, "mart reader", "GET", "/v1/marts", None, 200),
         ]
         assert not mine["truncated"]
         assert [a["route"] for a in accesses(key_id=reader.id, route="/v1/m")["accesses"]] == ["/v1/marts"]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from assay.agents.tasks import TASKS
 from assay.api import pages
+from assay.api.audit import note
 from assay.api.errors import ApiError, error_responses
 from assay.api.state import SECURED, AppState, admit
 
@@ -150,6 +151,7 @@ def install(app: FastAPI, state: AppState) -> None:
     )
     async def list_tasks(request: Request) -> TaskList:
         rows = await state.db.fetch(_TASKS, [tasks], table=ANSWERS)
+        note(request.scope, rows=len(rows))
         return TaskList(
             tasks=[TaskInfo(task=t, answers=n, updated_at=at, rows=f"/v1/answers/{t}") for t, n, at in rows]
         )
@@ -175,6 +177,7 @@ def install(app: FastAPI, state: AppState) -> None:
         else:
             rows = await state.db.fetch(_FIRST, [task, params.limit + 1], table=ANSWERS)
         rows, cursor = pages.split(rows, params.limit, lambda r: r[1:2])
+        note(request.scope, rows=len(rows))
         return {"task": task, "answers": [_answer(r) for r in rows], "next_cursor": cursor}
 
     @app.get(
@@ -192,6 +195,7 @@ def install(app: FastAPI, state: AppState) -> None:
         request: Request,
     ) -> dict[str, Any]:
         known(task)
+        note(request.scope, subject=f"{task}/{key}")
         rows = await state.db.fetch(_ONE, [task, key], table=ANSWERS)
         if not rows:
             raise ApiError(404, f"no answer of task {task!r} for key {key!r} (yet)")
@@ -199,4 +203,5 @@ def install(app: FastAPI, state: AppState) -> None:
         answer = _answer(row)
         sources = await state.db.fetch(_SOURCES, [answer["citations"]], table=DOCUMENTS) if row[3] else []
         fields = Source.model_fields
+        note(request.scope, rows=1)
         return {**answer, "sources": [dict(zip(fields, s, strict=True)) for s in sources], "steps": row[17]}

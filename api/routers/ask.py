@@ -12,12 +12,13 @@ import functools
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.agents.ask import Answer, Asker
 from assay.agents.ask_log import record
 from assay.agents.tools.db import ReaderSession
+from assay.api.audit import note
 from assay.api.errors import ApiError, error_responses
 from assay.api.keys import Principal
 from assay.api.state import SECURED, AppState, admit
@@ -65,7 +66,11 @@ def install(app: FastAPI, state: AppState) -> None:
         openapi_extra=SECURED,
         dependencies=[admitted],
     )
-    async def ask(body: AskRequest, principal: Annotated[Principal, admitted]) -> dict[str, Any]:
+    async def ask(
+        body: AskRequest, principal: Annotated[Principal, admitted], request: Request
+    ) -> dict[str, Any]:
+        note(request.scope, subject=body.question)
+
         def run(conn: psycopg.Connection) -> Answer:
             session = ReaderSession.on(conn, row_cap=ROW_CAP)
             return Asker(session).ask(body.question)
@@ -82,4 +87,5 @@ def install(app: FastAPI, state: AppState) -> None:
         # the one write, as the reader through a SECURITY DEFINER function (agents/ask_log.py)
         asker = {"via": "api", "asked_by": principal.name, "key_id": principal.key_id}
         await state.db.run_sync(functools.partial(record, answer=answer, **asker))
+        note(request.scope, rows=len(answer.rows))
         return answer.as_dict()

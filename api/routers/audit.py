@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from assay.api.audit import HISTORY, history_params
+from assay.api.audit import HISTORY, history_params, note
 from assay.api.errors import error_responses
 from assay.api.state import SECURED, AppState, admit
 
@@ -32,9 +32,19 @@ class Access(BaseModel):
     method: str
     route: str = Field(description="The route's template, e.g. /v1/search or /v1/marts/<mart>/rows")
     mart: str | None = Field(description="The mart read, when the route names one")
-    status: int | None = Field(description="401, 403 or 429 for a refusal; null when it was served")
+    status: int | None = Field(
+        description="The response's status (200, 304, 400, 403, 404, 429, 500, ...); null in rows written"
+        " before the audit recorded served requests' status"
+    )
     client: str | None = Field(description="The client's address (refusals)")
     requests: int = Field(description="How many requests the row stands for (refusals are counted)")
+    filters: str | None = Field(description="The query string, decoded, at most 1,000 characters")
+    row_count: int | None = Field(
+        description="Rows the response carried (a page, an export, a search's hits); null where none apply"
+    )
+    subject: str | None = Field(
+        description="What was asked: a search's or a question's text, an answer's task/key (500 characters)"
+    )
 
 
 class Accesses(BaseModel):
@@ -70,6 +80,7 @@ def install(app: FastAPI, state: AppState) -> None:
             since = since.replace(tzinfo=dt.UTC)
         values = history_params(params.key_id, since, params.route, params.refused, params.limit + 1)
         rows = await state.db.fetch(HISTORY, values, table=ACCESS)
+        note(request.scope, rows=min(len(rows), params.limit))
         return {
             "accesses": [dict(zip(Access.model_fields, r, strict=True)) for r in rows[: params.limit]],
             "truncated": len(rows) > params.limit,

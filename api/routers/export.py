@@ -13,6 +13,7 @@ from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import StreamingResponse
 
 from assay.api import parquet
+from assay.api.audit import note
 from assay.api.errors import bad_request, error_responses
 from assay.api.query import build_export_query, build_export_select, filter_params, parse_page_request
 from assay.api.routers.marts import TAG, readable_mart
@@ -75,13 +76,22 @@ def install(app: FastAPI, state: AppState) -> None:
             masked=principal.masked(found.name),
         )
         table = f"{found.schema}.{found.table}"
+        scope = request.scope
+
+        def counted(rows: int) -> None:  # the access audit's row count, once the stream has ended
+            note(scope, rows=rows)
+
         if format == "parquet":
             select, params, columns = build_export_select(found, page, parquet.casts)
-            rows = await state.db.batches(select, params, size=parquet.BATCH_ROWS, table=table)
-            stream = parquet.parquet_stream(rows, columns)
+            batches = await state.db.batches(
+                select, params, size=parquet.BATCH_ROWS, table=table, counted=counted
+            )
+            stream = parquet.parquet_stream(batches, columns)
         else:
             statement, params = build_export_query(found, page, ndjson=format == "ndjson")
-            stream = await state.db.copy_out(statement, params, lines=format == "ndjson", table=table)
+            stream = await state.db.copy_out(
+                statement, params, lines=format == "ndjson", table=table, counted=counted
+            )
         disposition = f'attachment; filename="{found.name}.{format}"'
         return StreamingResponse(
             stream, media_type=FORMATS[format], headers={"Content-Disposition": disposition}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, create_model
 from starlette.responses import Response
 
 from assay.api import compression
+from assay.api.audit import note
 from assay.api.cache import Cached
 from assay.api.catalog import Column, Kind, Mart
 from assay.api.errors import ApiError, bad_request, error_responses
@@ -317,6 +318,7 @@ def _response(request: Request, entry: Cached, max_age: int) -> Response:
         headers["Last-Modified"] = format_datetime(modified, usegmt=True)
     if _not_modified(request, entry.etag, modified):
         return Response(status_code=304, headers=headers)
+    note(request.scope, rows=entry.rows)
     encoding = compression.negotiate(request.headers.get("accept-encoding", ""))
     if encoding is not None and len(entry.body) >= compression.MIN_BYTES:
         headers["Content-Encoding"] = encoding
@@ -402,7 +404,9 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([c.name for c in page.columns or mart.columns])
             writer.writerows(r[:-n_order] for r in rows)
-            entry = Cached(version, out.getvalue().encode(), "text/csv; charset=utf-8", cursor, total)
+            entry = Cached(
+                version, out.getvalue().encode(), "text/csv; charset=utf-8", cursor, total, len(rows)
+            )
         else:
             counted = "" if total is None else f',"total":{total}'
             body = '{"mart":%s,"rows":[%s],"next_cursor":%s%s}' % (  # noqa: UP031 - rows are JSON already
@@ -411,7 +415,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
                 orjson.dumps(cursor).decode(),
                 counted,
             )
-            entry = Cached(version, body.encode(), "application/json", cursor, total)
+            entry = Cached(version, body.encode(), "application/json", cursor, total, len(rows))
         if version is not None:
             cache.put(key, entry)
         return entry
@@ -484,7 +488,7 @@ def _add_mart_routes(app: FastAPI, state: AppState, mart: Mart) -> None:
         rows = await state.db.fetch(build_lookup_query(mart, masked) if masked else lookup_query, values)
         if not rows:
             raise ApiError(404, f"no row of {mart.name} with that key")
-        entry = Cached(version, rows[0][0].encode(), "application/json", None)
+        entry = Cached(version, rows[0][0].encode(), "application/json", None, rows=1)
         if version is not None:
             cache.put(key, entry)
         return entry

@@ -14,6 +14,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.api import pages
+from assay.api.audit import note
 from assay.api.errors import error_responses
 from assay.api.state import SECURED, AppState, admit
 
@@ -179,6 +180,7 @@ def install(app: FastAPI, state: AppState) -> None:
         else:
             rows = await db.fetch(first_variants, [params.limit + 1], table=name(VARIANTS))
         rows, cursor = pages.split(rows, params.limit, lambda r: (r[1], r[0]))  # rank, id
+        note(request.scope, rows=len(rows))
         return {"variants": _rows(Variant, rows), "next_cursor": cursor}
 
     dfg_query = _select(
@@ -199,6 +201,7 @@ def install(app: FastAPI, state: AppState) -> None:
     )
     async def dfg(params: Annotated[EdgeParams, Query()], request: Request) -> dict[str, Any]:
         rows = await db.fetch(dfg_query, {"kind": params.edge_kind, "limit": MAX_ROWS + 1}, table=name(DFG))
+        note(request.scope, rows=min(len(rows), MAX_ROWS))
         return {"edges": _rows(Edge, rows[:MAX_ROWS]), "truncated": len(rows) > MAX_ROWS}
 
     bottleneck_query = _select(
@@ -221,6 +224,7 @@ def install(app: FastAPI, state: AppState) -> None:
         rows = await db.fetch(
             bottleneck_query, {"kind": params.kind, "limit": MAX_ROWS + 1}, table=name(BOTTLENECKS)
         )
+        note(request.scope, rows=min(len(rows), MAX_ROWS))
         return {"bottlenecks": _rows(Bottleneck, rows[:MAX_ROWS]), "truncated": len(rows) > MAX_ROWS}
 
     models_query = _select(ModelFitness, MODELS, "order by model")
@@ -236,6 +240,7 @@ def install(app: FastAPI, state: AppState) -> None:
     )
     async def conformance(request: Request) -> dict[str, Any]:
         rows = await db.fetch(models_query, table=name(MODELS))
+        note(request.scope, rows=len(rows))
         return {"models": _rows(ModelFitness, rows), "cases": "/v1/process/conformance/cases"}
 
     cases_filter = (
@@ -270,4 +275,5 @@ def install(app: FastAPI, state: AppState) -> None:
             query = next_cases
         rows = await db.fetch(query, values, table=name(CONFORMANCE))
         rows, cursor = pages.split(rows, params.limit, lambda r: r[:1])
+        note(request.scope, rows=len(rows))
         return {"cases": _rows(CaseConformance, rows), "next_cursor": cursor}

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Query, Request
 from psycopg import sql
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from assay.api.audit import note
 from assay.api.errors import error_responses
 from assay.api.state import SECURED, AppState, admit
 
@@ -129,6 +130,7 @@ def install(app: FastAPI, state: AppState) -> None:
     async def scores(params: Annotated[ScoreParams, Query()], request: Request) -> dict[str, Any]:
         values = {"table": params.table, "layer": params.layer, "history": params.history}
         rows = await state.db.fetch(_SCORES, {**values, "limit": MAX_ROWS + 1}, table=SCORES)
+        note(request.scope, rows=min(len(rows), MAX_ROWS))
         return {
             "scores": [dict(zip(Score.model_fields, r, strict=True)) for r in rows[:MAX_ROWS]],
             "truncated": len(rows) > MAX_ROWS,
@@ -153,6 +155,7 @@ def install(app: FastAPI, state: AppState) -> None:
         }
         rows = await state.db.fetch(_CHECKS, values, table=CHECKS)
         listed = [dict(zip(CheckResult.model_fields, r, strict=True)) for r in rows[:MAX_ROWS]]
+        note(request.scope, rows=len(listed))
         return {
             "checks": listed,
             "failing": sum(not c["passed"] for c in listed),

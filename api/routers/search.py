@@ -21,6 +21,7 @@ import psycopg
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from assay.api.audit import note
 from assay.api.batching import PrecomputedEncoder, QueryBatcher
 from assay.api.errors import ApiError, error_responses
 from assay.api.keys import Principal
@@ -195,6 +196,7 @@ def install(app: FastAPI, state: AppState) -> None:
         principal: Annotated[Principal, admitted],
         request: Request,
     ) -> dict[str, Any]:
+        note(request.scope, subject=params.q)
         filters = Filters(
             category=params.category,
             department=params.department,
@@ -217,4 +219,6 @@ def install(app: FastAPI, state: AppState) -> None:
         def run(conn: psycopg.Connection):
             return Searcher(conn, encoders).search(params.q, params.method, params.k, filters)
 
-        return _response(await state.db.run_sync(run, table=EMBEDDINGS))
+        result = await state.db.run_sync(run, table=EMBEDDINGS)
+        note(request.scope, rows=len(result.hits))
+        return _response(result)
