@@ -34,7 +34,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from assay.agents.ask_eval import Case, _m
+from assay.agents.ask_cases import Case, _anomaly_weeks, _m
 from assay.core import dbt as dbt_files
 
 Y2025 = ("2025-01-01", "2026-01-01")
@@ -276,8 +276,6 @@ def _shift(day: dt.date, months: int) -> dt.date:
 def expected(case: Case, tx, events) -> Any:
     """The reference answer: a number, a name, a tuple of acceptable values, or None."""
     import polars as pl
-
-    from assay.agents.ask_eval import _anomaly_weeks
 
     if case.kind == "none":
         return None
