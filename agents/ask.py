@@ -52,7 +52,6 @@ _GROWTH = (
     "fall",
     "fell",
     "fallen",
-    "drop",
     "decline",
     "declined",
     "versus",
