@@ -47,6 +47,16 @@ _GROWTH = (
     "decreased",
     "dropped",
     "rose",
+    "rise",
+    "risen",
+    "fall",
+    "fell",
+    "fallen",
+    "decline",
+    "declined",
+    "versus",
+    "vs",
+    "compared",
 )
 _RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
@@ -139,9 +149,28 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
         year, month = int(m[1]), int(m[2])
         return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
     month_names = "|".join(sorted(_MONTHS, key=len, reverse=True))
+    # a range of months in one year: "between April and June 2025", "from April to June 2025"
+    if m := re.search(
+        rf"\b(?:between|from)\s+({month_names})\.?\s+(?:and|to|through|until|till)\s+({month_names})\.?,?\s+"
+        rf"(?:of\s+)?(20\d{{2}})\b",
+        low,
+    ):
+        first, last, year = _MONTHS[m[1]], _MONTHS[m[2]], int(m[3])
+        if first < last:
+            label = f"{calendar.month_name[first]} to {calendar.month_name[last]} {year}"
+            return dt.date(year, first, 1), _month_range(year, last)[1], label
     if m := re.search(rf"\b({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
         month, year = _MONTHS[m[1]], int(m[2])
         return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
+    # half-years: "H1 2025", "the second half of 2025"
+    half = re.search(r"\bh([12])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
+        r"\b(first|1st|second|2nd) half(?:[- ]year)? (?:of\s+)?(20\d{2})\b", low
+    )
+    if half:
+        number = 1 if half[1] in ("1", "first", "1st") else 2
+        year = int(half[2])
+        start = dt.date(year, 6 * number - 5, 1)
+        return start, _month_range(year, 6 * number)[1], f"H{number} {year}"
     ordinals = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
     q = re.search(r"\bq([1-4])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
         r"\b(20\d{2})\s*-?\s*q([1-4])\b", low
@@ -216,26 +245,56 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive, `_` as a space, a
     vendor's legal form optional; a value under 4 characters, such as "HR", must match exactly). Each
     word names one value of one dimension at most: when a word fits two ("marketing" is a category and
-    a department), the assignment that names the most dimensions wins, then the one whose cue words fit
-    ("on marketing": category; "did Marketing spend", "the marketing team": department)."""
+    a department), the assignment that names the most dimensions wins, then the one with the most
+    evidence: cue words ("on marketing": category; "did Marketing spend": department; "the marketing
+    team": department, a dimension's own word counting twice) and the value written in its own case
+    (categories are lower case, departments capitalised). Where that leaves a word's dimension
+    undecided, Abstain. Several exact values of one dimension ("hardware and software") are all kept
+    (their total); asked as alternatives ("hardware or software", "versus"), Abstain."""
     phrases = _phrases(text)
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
+    written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
     options = {dim: [None, *_candidates(phrases, vals)] for dim, vals in values.items()}
 
-    def cue(dim: str, span: range) -> int:
+    def evidence(dim: str, candidate: tuple[float, str, range]) -> int:
+        span = candidate[2]
         near = words[max(span.start - 1, 0) : span.start] + words[span.stop : span.stop + 1]
-        return sum(w in _CUES.get(dim, ()) for w in near)
+        found = sum(2 if w in _DIMENSION_WORDS.get(dim, ()) else w in _CUES.get(dim, ()) for w in near)
+        phrase = " ".join(written[span.start : span.stop])
+        own_case = phrase in (candidate[1], candidate[1].replace("_", " "))
+        return found + (span.start > 0 and own_case)  # a sentence's first word is capitalised anyway
 
-    best, best_rank = {}, None
+    ranked = []
     for combo in itertools.product(*options.values()):
         chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
         used = [i for _, c in chosen for i in c[2]]
         if len(used) != len(set(used)):
             continue  # a word claimed twice
-        rank = (len(chosen), sum(cue(dim, c[2]) for dim, c in chosen), sum(c[0] for _, c in chosen))
-        if best_rank is None or rank > best_rank:
-            best, best_rank = {dim: [c[1]] for dim, c in chosen}, rank
-    return best
+        rank = (len(chosen), sum(evidence(dim, c) for dim, c in chosen), sum(c[0] for _, c in chosen))
+        ranked.append((rank, chosen))
+    if not ranked:
+        return {}
+    best_rank, best = max(ranked, key=lambda r: r[0])
+    claims = {c[2]: (dim, c[1].lower()) for dim, c in best}
+    for rank, chosen in ranked:
+        if rank[:2] != best_rank[:2]:
+            continue
+        for dim, c in chosen:
+            other = claims.get(c[2])
+            if other and other[0] != dim and other[1] == c[1].lower():
+                raise Abstain(f"{c[1]!r} may be a {dim} or a {other[0]}; say which (e.g. 'the {c[1]} {dim}')")
+    found = {dim: [c[1]] for dim, c in best}
+    used = {i for _, c in best for i in c[2]}
+    for dim, _chosen in best:
+        for extra in options[dim][1:]:
+            if extra[0] >= 100 and extra[1] not in found[dim] and not used & set(extra[2]):
+                found[dim].append(extra[1])
+                used |= set(extra[2])
+    if any(len(v) > 1 for v in found.values()) and _has(
+        text.lower(), ("or", "versus", "vs", "than", "compared", "either")
+    ):
+        raise Abstain("the question names alternatives; ask for each one, or for their total")
+    return found
 
 
 # -- metric choice
@@ -271,6 +330,27 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
     raise Abstain(
         "the question names no metric assay knows (spend, transactions, vendor share, anomalous weeks)"
     )
+
+
+_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "%")
+_AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
+
+
+def _check_fit(low: str, metric: Metric, filters: dict[str, list[str]], group_by: str | None) -> None:
+    """Abstain where the metric found cannot be what the question asks: a share or an average asked
+    and a total found, or a vendor's share asked of no vendor (it would be 100 %)."""
+    growth = _has(low, _GROWTH)
+    if (_has(low, _SHARE) or "%" in low) and metric.unit != "%" and not growth:
+        raise Abstain("the question asks for a share; the semantic layer has shares only of vendors' spend")
+    if metric.name == "vendor_share_pct" and "vendor" not in filters and group_by != "vendor":
+        raise Abstain("a share of spend needs a vendor; the semantic layer has shares only of vendors' spend")
+    if _has(low, _AVERAGE) and metric.name != "avg_weekly_spend_eur":
+        raise Abstain(
+            "the question asks for an average; the semantic layer has averages only of weekly spend"
+        )
+    named = {_MONTHS[w] for w in re.findall(r"[a-z]+", low) if w in _MONTHS and w != "may"}
+    if len(named) > 1 and not growth and not re.search(r"\b(?:between|from)\b", low):
+        raise Abstain("the question names several months; assay reads one period or one range")
 
 
 def _group_by(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
@@ -333,6 +413,7 @@ class Asker:
         start, end, period = parse_period(question, self.today)
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
+        _check_fit(low, metric, filters, group_by)
         if _has(low, _GROWTH):
             return self._growth(StructuredQuery(name, None, filters, start, end), period, group_by)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
@@ -343,6 +424,9 @@ class Asker:
         months = (
             query.start and (query.end.year - query.start.year) * 12 + query.end.month - query.start.month
         )
+        if months == 2 and period and " to " in period:  # "grew from May to June": June against May
+            query.start, months = (query.end - dt.timedelta(days=1)).replace(day=1), 1
+            period = f"{calendar.month_name[query.start.month]} {query.start.year}"
         grain = {1: "month", 3: "quarter", 12: "year"}.get(months or 0)
         if grain is None or group_by is not None or self.layer[query.metric].unit == "%":
             raise Abstain(
@@ -414,7 +498,7 @@ class Asker:
         if _LARGEST_EXPENSE.search(low) and not counting and not _has(low, _OUT_OF_SCOPE):
             try:
                 return self._largest_expenses(question)
-            except ToolError as exc:
+            except (Abstain, ToolError) as exc:
                 return Answer(question, f"I cannot answer this: {exc}.", True)
         try:
             query, period = self.plan(question)

@@ -179,12 +179,19 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
             f" {ask['ask_accuracy']:.1%} correct, {ask['ask_wrong_rate']:.1%} wrong,"
             f" {ask['ask_abstention_rate']:.1%} abstained"
         )
+    if "ask_heldout_accuracy" in ask:
+        summary += (
+            f"; on its {ask['ask_heldout_questions']}-question held-out set:"
+            f" {ask['ask_heldout_accuracy']:.1%} correct, {ask['ask_heldout_wrong_rate']:.1%} wrong,"
+            f" {ask['ask_heldout_abstention_rate']:.1%} abstained"
+        )
     return Evaluation(accuracy >= 0.5 and ask.get("ask_wrong_rate", 0) < 0.05, metadata, summary)
 
 
 def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     """Ask assay's accuracy, wrong-answer and abstention rates on the evaluation set
-    (agents/ask_eval.py), references from the landing files; empty without the sample's ground truth."""
+    (agents/ask_eval.py) and on the held-out set (agents/ask_heldout.py, `ask_heldout_*`), references
+    from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
     from assay.agents.ask_eval import evaluate
     from assay.core.settings import get_settings
@@ -192,15 +199,22 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     settings = get_settings()
     if not (settings.truth_dir / "lines.csv").exists():
         return {"ask_evaluation": f"no ground truth at {settings.truth_dir}: not measured"}
+    metadata: dict[str, Any] = {}
     try:
         asker = Asker(session)
-        report = evaluate(lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir)
+        # the original set (its later fixes were tuned on it) and the held-out set (agents/ask_heldout.py)
+        for name, prefix in (("original", "ask_"), ("heldout", "ask_heldout_")):
+            report = evaluate(
+                lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
+            )
+            table = "| question | expected | stated | grade |\n| --- | --- | --- | --- |\n" + "\n".join(
+                f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |"
+                for r in report.results
+            )
+            metadata |= {f"{prefix}{k}": v for k, v in report.summary().items()} | {f"{prefix}results": table}
     except ToolError as exc:  # e.g. gold is not built here
         return {"ask_evaluation": f"not measured: {exc}"}
-    table = "| question | expected | stated | grade |\n| --- | --- | --- | --- |\n" + "\n".join(
-        f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |" for r in report.results
-    )
-    return {f"ask_{k}": v for k, v in report.summary().items()} | {"ask_results": table}
+    return metadata
 
 
 def explanation_faithfulness(outcome: TaskOutcome) -> Evaluation:

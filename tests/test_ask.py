@@ -53,6 +53,10 @@ def test_every_declared_metric_is_checked_by_hand():
         ("last month", ("2025-11-01", "2025-12-01", "November 2025")),
         ("December 2025", ("2025-12-01", "2026-01-01", "December 2025")),
         ("which vendor is largest", (None, None, None)),
+        ("telecom in H1 2025", ("2025-01-01", "2025-07-01", "H1 2025")),
+        ("the second half of 2025", ("2025-07-01", "2026-01-01", "H2 2025")),
+        ("between April and June 2025", ("2025-04-01", "2025-07-01", "April to June 2025")),
+        ("from Feb to Mar 2025", ("2025-02-01", "2025-04-01", "February to March 2025")),
     ],
 )
 def test_periods(text, expected):
@@ -82,6 +86,27 @@ def test_literal_values_match_the_dimension_values():
     }
     assert match_values("How much did the marketing team spend?", both) == {"department": ["Marketing"]}
     assert match_values("How much went on marketing?", both) == {"category": ["marketing"]}
+    # neither cue words nor the value's own case say which: no guess
+    with pytest.raises(Abstain, match="category or a department|department or a category"):
+        match_values("How did marketing spend change in March 2025?", both)
+    # several values of one dimension: their total; as alternatives, no guess
+    assert match_values("Spend on travel and meals in 2025", values) == {"category": ["travel", "meals"]}
+    with pytest.raises(Abstain, match="alternatives"):
+        match_values("Did we spend more on travel or meals?", values)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What percentage of 2025 spend was on travel?",  # a category's share: not in the layer
+        "What was the average monthly spend in 2025?",  # an average other than weekly
+        "What share of expense claims were rejected?",  # a vendor share of no vendor would be 100 %
+        "How much did we spend in March and July 2025?",  # two months, no range
+    ],
+)
+def test_a_total_is_not_given_for_what_it_is_not(reader, question):
+    answer = Asker(reader).ask(question)
+    assert answer.abstained, answer.answer
 
 
 @pytest.mark.parametrize(
@@ -393,3 +418,7 @@ def test_growth_compares_with_the_period_before(reader):
     assert answer.stated == float(round(100 * (june - may) / may, 2))
     assert answer.rows == [["2025-05", may], ["2025-06", june]]
     assert Asker(reader).ask("How much did vendor shares grow in March 2025?").abstained
+    # other words for growth, and "from May to June" as June against May
+    fell = Asker(reader).ask("By what percentage did software spend rise or fall in June 2025?")
+    assert fell.derived == answer.derived
+    assert Asker(reader).ask("How did software spend grow from May to June 2025?").derived == answer.derived
