@@ -92,7 +92,7 @@ def main() -> None:
 
 
 def _run(first: dt.date, last: dt.date, daily_only: bool, show_steps: bool = False) -> float:
-    from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance
+    from dagster import AssetKey, AssetSelection, DagsterInstance
 
     from assay.assets.partitions import partition_range_tags
     from assay.orchestration.definitions import defs
@@ -119,7 +119,7 @@ def _run(first: dt.date, last: dt.date, daily_only: bool, show_steps: bool = Fal
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
         seconds = time.perf_counter() - started
-        steps = _step_seconds(instance, result.run_id, DagsterEventType)
+        steps = _step_seconds(instance, result.run_id)
     if show_steps:
         print("  slowest steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps[:6]), flush=True)
     if not result.success:
@@ -127,18 +127,11 @@ def _run(first: dt.date, last: dt.date, daily_only: bool, show_steps: bool = Fal
     return seconds
 
 
-def _step_seconds(instance, run_id: str, event_type) -> list[tuple[str, float]]:
+def _step_seconds(instance, run_id: str) -> list[tuple[str, float]]:
     """Seconds per step of a run, slowest first (from the stored step start and end events)."""
-    begun: dict[str, float] = {}
-    spent: dict[str, float] = {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == event_type.STEP_START:
-            begun[event.step_key] = record.timestamp
-        elif event.event_type in (event_type.STEP_SUCCESS, event_type.STEP_FAILURE):
-            spent[event.step_key] = record.timestamp - begun.get(event.step_key, record.timestamp)
+    from bench.sample_home import step_spans
+
+    spent = {key: end - start for key, (start, end) in step_spans(instance, run_id).items()}
     return sorted(spent.items(), key=lambda item: -item[1])
 
 

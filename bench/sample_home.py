@@ -22,3 +22,22 @@ def prepare(marker: str, size: str = "small") -> None:
         raise SystemExit(f"the pipeline failed: {outcome.failures}")
     PostgresResource().url()
     done.touch()
+
+
+def step_spans(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) timestamps of each finished step of a run (succeeded or failed), from its
+    stored step events."""
+    from dagster import DagsterEventType
+
+    ended = (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
+    begun: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            begun[event.step_key] = record.timestamp
+        elif event.event_type in ended:
+            spans[event.step_key] = (begun.get(event.step_key, record.timestamp), record.timestamp)
+    return spans

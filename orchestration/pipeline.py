@@ -11,11 +11,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from assay.assets.partitions import partition_range_tags
 from assay.core.database import PostgresResource
@@ -127,9 +127,13 @@ def full_range_tags(postgres: PostgresResource | None = None) -> dict[str, str]:
 
 
 def run_pipeline(
-    echo: Callable[[str], None], job: str = "pipeline", days: tuple[dt.date, dt.date] | None = None
+    echo: Callable[[str], None],
+    job: str = "pipeline",
+    days: tuple[dt.date, dt.date] | None = None,
+    asset_selection: Sequence[AssetKey] | None = None,
 ) -> RunOutcome:
     """Execute the `pipeline` job (or `pipeline_and_agents`); `echo` gets one progress line per asset.
+    `asset_selection` narrows the run to those assets of the job (and their checks); unset: all.
 
     The daily partitions of transactions and events cover `days` (first, last), by default every day
     with landing files, in one run; unpartitioned assets (vendors, employees, gold, ...) run once.
@@ -153,6 +157,7 @@ def run_pipeline(
             result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance,
                 run_id=run_id,
+                asset_selection=asset_selection,
                 raise_on_error=False,
                 # Dagster's own console log is for the UI; the CLI prints a progress line per asset.
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
