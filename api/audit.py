@@ -174,7 +174,10 @@ class AccessLog:
             self._queue.extend(self._take_denials())
         if not self._queue:
             return 0
+        # The batch leaves the queue before the write: rows queued meanwhile (and the oldest-first
+        # drops of a full queue) then only ever touch rows not in this batch.
         rows = list(self._queue)
+        self._queue.clear()
         decoded: dict[bytes, str | None] = {}  # a busy API repeats its query strings
         for row in rows:
             if "q" in row:  # decoded here, once per batch and string, not on the request's path
@@ -194,10 +197,16 @@ class AccessLog:
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
+            self._requeue(rows)
             return 0
-        for _ in rows:
-            self._queue.popleft()
         return len(rows)
+
+    def _requeue(self, rows: list[dict]) -> None:
+        """Put an unwritten batch back before the rows queued since, dropping the oldest past the bound."""
+        kept = rows + list(self._queue)
+        over = max(0, len(kept) - self._queue.maxlen)
+        self.dropped += over
+        self._queue = deque(kept[over:], maxlen=self._queue.maxlen)
 
     async def run(self) -> None:
         """Flush forever (cancel to stop; `close` writes the rest)."""

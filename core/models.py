@@ -160,8 +160,29 @@ def _worker_pool(source: str, devices: tuple[str, ...]) -> dict:
     model = SentenceTransformer(source, device="cpu", local_files_only=True)
     pool = model.start_multi_process_pool(list(devices))
     log.info("embedding workers started on %s", ", ".join(devices))
-    atexit.register(SentenceTransformer.stop_multi_process_pool, pool)
+    atexit.register(_stop_pool, pool)
     return pool
+
+
+def _stop_pool(pool: dict, wait: float = 10.0) -> None:
+    """Stop the pool's workers at exit, with a bounded wait.
+
+    sentence-transformers' own `stop_multi_process_pool` joins each worker without a timeout; a
+    worker that does not die of SIGTERM (seen once, mid-start-up) would hang the interpreter's exit
+    for ever, so a worker still alive after `wait` seconds is killed.
+    """
+    processes = pool["processes"]
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(wait)
+        if process.is_alive():
+            log.warning("embedding worker %s ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.join(wait)
+    pool["input"].cancel_join_thread()
+    pool["input"].close()
+    pool["output"].close()
 
 
 def parse_devices(value: str | None) -> tuple[str, ...]:

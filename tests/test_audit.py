@@ -240,6 +240,58 @@ def test_the_refusal_counters_are_bounded():
     assert [r for r in rows if r["client"] == OVERFLOW][0]["requests"] == 997
 
 
+def test_rows_queued_during_a_flush_are_neither_lost_nor_written_twice(postgres):
+    import asyncio
+
+    from assay.api.audit import AccessLog
+    from assay.api.keys import create_key
+
+    key, _ = create_key(postgres, "flush race", scopes=["marts"])
+    log = AccessLog(postgres.reader_url(), max_queue=4)
+
+    def request(n: int) -> None:
+        log.finish(AccessLog.admitted(key.id, "GET", f"/v1/marts/race{n}", None, b""), 200)
+
+    async def race() -> tuple[int, int]:
+        for n in range(3):
+            request(n)
+        flushing = asyncio.create_task(log.flush())
+        await asyncio.sleep(0)  # the flush has taken its batch and waits on the server
+        for n in range(3, 6):  # with the batch still in a full queue, these pushed it out
+            request(n)
+        first = await flushing
+        second = await log.flush()
+        await log.close()
+        return first, second
+
+    assert asyncio.run(race()) == (3, 3) and log.dropped == 0
+    with postgres.connect(autocommit=True) as conn:
+        routes = conn.execute(
+            "select route from audit.api_access where key_id = %s order by route", [key.id]
+        ).fetchall()
+    assert [r for (r,) in routes] == [f"/v1/marts/race{n}" for n in range(6)]
+
+
+def test_an_unwritten_batch_goes_back_before_newer_rows_and_the_oldest_are_dropped():
+    import asyncio
+
+    from assay.api.audit import AccessLog
+
+    log = AccessLog("postgresql://127.0.0.1:1/nowhere", max_queue=4)  # nothing listens: the write fails
+
+    async def failing() -> int:
+        for n in range(3):
+            log.finish(AccessLog.admitted("k", "GET", f"/r{n}", None, b""), 200)
+        flushing = asyncio.create_task(log.flush())
+        await asyncio.sleep(0)
+        for n in range(3, 6):
+            log.finish(AccessLog.admitted("k", "GET", f"/r{n}", None, b""), 200)
+        return await flushing
+
+    assert asyncio.run(failing()) == 0
+    assert [row["route"] for row in log._queue] == ["/r2", "/r3", "/r4", "/r5"] and log.dropped == 2
+
+
 def test_with_the_audit_off_requests_are_served_and_nothing_is_written(home):
     from fastapi.testclient import TestClient
 

@@ -301,6 +301,31 @@ def test_several_embedding_workers_give_the_same_vectors_in_order():
     np.testing.assert_allclose(pooled.encode_documents(texts), single, atol=1e-6)
 
 
+def _ignore_sigterm_and_wait(ready) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(600)
+
+
+def test_worker_pool_stop_kills_a_worker_that_ignores_sigterm():
+    # the pool is stopped at interpreter exit; a worker deaf to SIGTERM once hung pytest's exit
+    import multiprocessing
+    import signal
+
+    from assay.core.models import _stop_pool
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    deaf = ctx.Process(target=_ignore_sigterm_and_wait, args=(ready,), daemon=True)
+    deaf.start()
+    assert ready.wait(60)
+    pool = {"input": ctx.Queue(), "output": ctx.Queue(), "processes": [deaf]}
+    _stop_pool(pool, wait=0.5)
+    assert not deaf.is_alive() and deaf.exitcode == -signal.SIGKILL
+
+
 def test_embedding_devices_are_checked():
     from assay.core.models import parse_devices
 
