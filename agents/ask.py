@@ -36,6 +36,7 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
 _OUT_OF_SCOPE = (
     "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",
     "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
+    "next quarter", "next month", "next week", "will", "going to",
 )  # fmt: skip
 _GROWTH = (
     "grow",
@@ -59,7 +60,9 @@ _GROWTH = (
     "vs",
     "compared",
 )
-_RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
+_RANK_DESC = (
+    "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
+)  # fmt: skip
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
 _DIMENSION_WORDS = {
     "vendor": ("vendor", "vendors", "supplier", "suppliers", "merchant", "merchants", "payee"),
@@ -80,13 +83,18 @@ _LARGEST_EXPENSE = re.compile(
     r"(?:(expense|expenses|transaction|transactions|purchase|purchases|payment|payments)\b"
     r"|(?:[a-z_]+\s+){1,2}?(expense|transaction|purchase|payment)\b(?!\s+(?:categor|department|vendor|"
     r"supplier|month|team)))"
+    r"|\b(?:single\s+|individual\s+)?(?:expense|transaction|purchase|payment)\s+(?:was|is|has been)\s+the\s+"
+    r"(?:largest|biggest|most expensive|highest)\b"
 )
 # Words that name single transactions (they are counted, or their amount is averaged).
 _TRANSACTION_NOUNS = (
     "transactions", "transaction", "purchases", "purchase", "payments", "payment", "expenses", "times",
     "invoices", "invoice", "expense lines", "expense line", "line items", "bookings", "entries",
 )  # fmt: skip
-_MONTHLY = ("per month", "a month", "monthly average", "average monthly", "average month", "typical month")
+_MONTHLY = (
+    "per month", "a month", "monthly average", "average monthly", "average month", "typical month",
+    "each month", "every month",
+)  # fmt: skip
 _TXN_FILTERS = {"category": "category", "department": "department"}  # dimension -> documents column
 
 
@@ -275,20 +283,30 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
         own_case = phrase in (candidate[1], candidate[1].replace("_", " "))
         return found + (span.start > 0 and own_case)  # a sentence's first word is capitalised anyway
 
+    def contradicted(dim: str, candidate: tuple[float, str, range]) -> bool:
+        """The word right after the value names another dimension ("Marketing departments")."""
+        after = words[candidate[2].stop : candidate[2].stop + 1]
+        return any(w in _DIMENSION_WORDS.get(other, ()) for other in values if other != dim for w in after)
+
     ranked = []
     for combo in itertools.product(*options.values()):
         chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
         used = [i for _, c in chosen for i in c[2]]
         if len(used) != len(set(used)):
             continue  # a word claimed twice
-        rank = (len(chosen), sum(evidence(dim, c) for dim, c in chosen), sum(c[0] for _, c in chosen))
+        rank = (
+            -sum(contradicted(dim, c) for dim, c in chosen),
+            len(chosen),
+            sum(evidence(dim, c) for dim, c in chosen),
+            sum(c[0] for _, c in chosen),
+        )
         ranked.append((rank, chosen))
     if not ranked:
         return {}
     best_rank, best = max(ranked, key=lambda r: r[0])
     claims = {c[2]: (dim, c[1].lower()) for dim, c in best}
     for rank, chosen in ranked:
-        if rank[:2] != best_rank[:2]:
+        if rank[:3] != best_rank[:3]:
             continue
         for dim, c in chosen:
             other = claims.get(c[2])
@@ -339,7 +357,7 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
     ):
         return "avg_transaction_eur"
     often = ("how often", "most often", "most frequently")
-    counting = how_many or _has(low, ("most", "fewest", "least", *often))
+    counting = how_many or _has(low, ("most", "fewest", "least", "busiest", "quietest", *often))
     if counting and _has(low, _TRANSACTION_NOUNS):
         return "vendor_transaction_count" if vendor else "transaction_count"
     if vendor and _has(low, often):

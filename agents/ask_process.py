@@ -28,7 +28,10 @@ _CASE_WORDS = ("case", "cases", "claim", "claims", "process", "approval", "appro
 _PATH = re.compile(
     r"\b(usual|most common|most frequent|commonest|typical|standard|normal|main|happy)\b.*?"
     r"\b(path|variant|sequence|route|flow|order)\b"
+    r"|\b(path|variant|sequence|route)\b.*\bmost\s+(cases|claims)\b"
 )
+# the whole case, as the ends of a "from ... to ..." duration
+_WHOLE_CASE = re.compile(r"\b(?:from\s+)?(?:start|beginning)\s+to\s+(?:finish|end)\b|\bend[- ]to[- ]end\b")
 _DURATION = re.compile(
     r"\b(duration|how long|cycle time|lead time|throughput time|turnaround|time from|time between"
     r"|hours|days)\b"
@@ -107,7 +110,7 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
         )
     median = _has(low, ("median",))
     aggregate = "percentile_cont(0.5) within group (order by {})" if median else "avg({})"
-    if between and _DURATION.search(low):
+    if between and _DURATION.search(low) and not _WHOLE_CASE.search(low):
         if not two:
             return "the question names no two activities of the event log to measure between"
         first, last = ends

@@ -91,6 +91,9 @@ def test_literal_values_match_the_dimension_values():
     }
     assert match_values("How much did the marketing team spend?", both) == {"department": ["Marketing"]}
     assert match_values("How much went on marketing?", both) == {"category": ["marketing"]}
+    # a value followed by another dimension's word is not of that dimension
+    found = match_values("What did the Sales and Marketing departments spend?", both)
+    assert found.keys() == {"department"} and sorted(found["department"]) == ["Marketing", "Sales"]
     # neither cue words nor the value's own case say which: no guess
     with pytest.raises(Abstain, match="category or a department|department or a category"):
         match_values("How did marketing spend change in March 2025?", both)
@@ -107,6 +110,7 @@ def test_literal_values_match_the_dimension_values():
         "What is the average spend per vendor?",  # an average the layer does not hold
         "What was the average monthly spend at Fjord Hotels?",  # a vendor's spend is not kept per month
         "How much did we spend in March and July 2025?",  # two months, no range
+        "What will travel cost us next quarter?",  # the future
     ],
 )
 def test_a_total_is_not_given_for_what_it_is_not(reader, question):
@@ -130,6 +134,7 @@ def test_a_total_is_not_given_for_what_it_is_not(reader, question):
         ("What is the average amount of a travel transaction?", {}, "avg_transaction_eur"),
         ("How much do we spend per transaction on meals?", {}, "avg_transaction_eur"),
         ("What went out on consulting in May 2025?", {}, "total_spend_eur"),
+        ("What was the busiest month for transactions?", {}, "transaction_count"),
     ],
 )
 def test_metric_choice(question, filters, metric):
@@ -475,6 +480,10 @@ def test_process_questions_answer_from_the_process_tables(reader):
     answer = asker.ask("What is the average time from submission to payment?")
     assert answer.query["activities"] == ["Submit", "Pay"]
     assert answer.stated == pytest.approx(float(between), abs=0.006)
+    # other words for the same facts
+    assert asker.ask("Which route through the process do most cases take?").stated == top
+    whole = asker.ask("How many hours does a claim take from start to finish, on average?")
+    assert whole.query["kind"] == "process_case_duration" and whole.stated == pytest.approx(mean, abs=0.006)
     # a process question of none of the four kinds, or naming no activities, abstains
     assert asker.ask("How long does it take from lunch to dinner, in hours?").abstained
 
@@ -507,6 +516,7 @@ def test_averages_per_month_and_per_transaction(reader):
     monthly = asker.ask("What was the average monthly spend in 2025?")
     assert monthly.query["derived"] == "per_month"
     assert monthly.stated == float(round(_total(reader, year) / 12, 2))
+    assert asker.ask("How much did we spend on average each month in 2025?").stated == monthly.stated
     spend, count = reader.query(
         "select sum(total_amount_eur), sum(transaction_count) from gold.monthly_summary"
         " where category = 'travel'"
@@ -528,6 +538,8 @@ def test_the_largest_expense_of_a_category_is_one_transaction(reader):
     # a plural after the category is a total ranked by month, not single transactions
     ranked = asker.ask("Which month had the highest travel expenses?")
     assert ranked.query["metric"] == "total_spend_eur" and ranked.query["group_by"] == "month"
+    single = asker.ask("Which single purchase was the biggest in Q4 2025 on consulting?")
+    assert single.query["kind"] == "largest_expenses" and single.rows[0][0] == expected
     average = asker.ask("Which department has the highest average transaction?")
     assert (average.query or {}).get("kind") != "largest_expenses"
 
