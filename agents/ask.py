@@ -326,6 +326,28 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     return found
 
 
+# Capitalised words that name no value and need none: units, abbreviations, pronouns.
+_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok"}
+
+
+def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
+    """Capitalised words inside a sentence that are no period and no word of a value found: a name
+    assay does not hold ("Acme" when no vendor is called so). Answering without it would state a
+    total of everything, so the caller abstains."""
+    known = {w for values in filters.values() for v in values for key in _keys(v) for w in _WORD.findall(key)}
+    names = []
+    for sentence in re.split(r"[.?!:;]\s+", text):
+        words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
+        for word in words[1:]:
+            bare = word.rstrip(".'").removesuffix("'s").lower()
+            if not word[0].isupper() or bare in known or bare in _MONTHS or bare in _PLAIN_CAPITALS:
+                continue
+            if re.fullmatch(r"[qh][1-4]", bare) or bare in _OUT_OF_SCOPE:
+                continue
+            names.append(word.rstrip(".'").removesuffix("'s"))
+    return names
+
+
 # -- metric choice
 
 
@@ -459,6 +481,8 @@ class Asker:
                 "assay holds spend, transactions, vendors and anomalies; the question asks for something else"
             )
         filters = match_values(question, self.values)
+        if names := unexplained_names(question, filters):
+            raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         name = choose_metric(question, self.layer, filters)
         metric = self.layer[name]
         group_by, order, limit = _group_by(low, metric)
@@ -539,6 +563,8 @@ class Asker:
         transaction documents, as search reads them), each with its landing file and line."""
         low = question.lower()
         filters = match_values(question, {k: v for k, v in self.values.items() if k in _TXN_FILTERS})
+        if names := unexplained_names(question, filters):
+            raise Abstain(f"{', '.join(names)}: no category or department of that name in platinum")
         start, end, period = parse_period(question, self.today)
         limit = 1
         if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
