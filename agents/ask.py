@@ -20,6 +20,7 @@ from typing import Any
 from psycopg import sql
 from rapidfuzz import fuzz, process
 
+from assay.agents.ask_process import ProcessQuery, plan_process
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.lineage import transaction_sources
 from assay.agents.tools.semantic import Metric, StructuredQuery, compile_query, semantic_layer
@@ -35,6 +36,7 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
 _OUT_OF_SCOPE = (
     "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",
     "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
+    "next quarter", "next month", "next week", "will", "going to",
 )  # fmt: skip
 _GROWTH = (
     "grow",
@@ -58,7 +60,9 @@ _GROWTH = (
     "vs",
     "compared",
 )
-_RANK_DESC = ("which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading")
+_RANK_DESC = (
+    "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
+)  # fmt: skip
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
 _DIMENSION_WORDS = {
     "vendor": ("vendor", "vendors", "supplier", "suppliers", "merchant", "merchants", "payee"),
@@ -72,10 +76,25 @@ _DIMENSION_WORDS = {
 
 
 # "the largest expense", "biggest single purchase", "top 3 transactions": single transactions ranked
+# A singular noun may follow one or two words ("the largest consulting expense"); a plural one must
+# follow directly ("highest travel expenses" is a total).
 _LARGEST_EXPENSE = re.compile(
     r"\b(largest|biggest|most expensive|highest|top(?:\s+\w+)?)\s+(?:single\s+|individual\s+)?"
-    r"(expense|expenses|transaction|transactions|purchase|purchases|payment|payments)\b"
+    r"(?:(expense|expenses|transaction|transactions|purchase|purchases|payment|payments)\b"
+    r"|(?:[a-z_]+\s+){1,2}?(expense|transaction|purchase|payment)\b(?!\s+(?:categor|department|vendor|"
+    r"supplier|month|team)))"
+    r"|\b(?:single\s+|individual\s+)?(?:expense|transaction|purchase|payment)\s+(?:was|is|has been)\s+the\s+"
+    r"(?:largest|biggest|most expensive|highest)\b"
 )
+# Words that name single transactions (they are counted, or their amount is averaged).
+_TRANSACTION_NOUNS = (
+    "transactions", "transaction", "purchases", "purchase", "payments", "payment", "expenses", "times",
+    "invoices", "invoice", "expense lines", "expense line", "line items", "bookings", "entries",
+)  # fmt: skip
+_MONTHLY = (
+    "per month", "a month", "monthly average", "average monthly", "average month", "typical month",
+    "each month", "every month",
+)  # fmt: skip
 _TXN_FILTERS = {"category": "category", "department": "department"}  # dimension -> documents column
 
 
@@ -264,20 +283,30 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
         own_case = phrase in (candidate[1], candidate[1].replace("_", " "))
         return found + (span.start > 0 and own_case)  # a sentence's first word is capitalised anyway
 
+    def contradicted(dim: str, candidate: tuple[float, str, range]) -> bool:
+        """The word right after the value names another dimension ("Marketing departments")."""
+        after = words[candidate[2].stop : candidate[2].stop + 1]
+        return any(w in _DIMENSION_WORDS.get(other, ()) for other in values if other != dim for w in after)
+
     ranked = []
     for combo in itertools.product(*options.values()):
         chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
         used = [i for _, c in chosen for i in c[2]]
         if len(used) != len(set(used)):
             continue  # a word claimed twice
-        rank = (len(chosen), sum(evidence(dim, c) for dim, c in chosen), sum(c[0] for _, c in chosen))
+        rank = (
+            -sum(contradicted(dim, c) for dim, c in chosen),
+            len(chosen),
+            sum(evidence(dim, c) for dim, c in chosen),
+            sum(c[0] for _, c in chosen),
+        )
         ranked.append((rank, chosen))
     if not ranked:
         return {}
     best_rank, best = max(ranked, key=lambda r: r[0])
     claims = {c[2]: (dim, c[1].lower()) for dim, c in best}
     for rank, chosen in ranked:
-        if rank[:2] != best_rank[:2]:
+        if rank[:3] != best_rank[:3]:
             continue
         for dim, c in chosen:
             other = claims.get(c[2])
@@ -295,6 +324,28 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     ):
         raise Abstain("the question names alternatives; ask for each one, or for their total")
     return found
+
+
+# Capitalised words that name no value and need none: units, abbreviations, pronouns.
+_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok"}
+
+
+def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
+    """Capitalised words inside a sentence that are no period and no word of a value found: a name
+    assay does not hold ("Acme" when no vendor is called so). Answering without it would state a
+    total of everything, so the caller abstains."""
+    known = {w for values in filters.values() for v in values for key in _keys(v) for w in _WORD.findall(key)}
+    names = []
+    for sentence in re.split(r"[.?!:;]\s+", text):
+        words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
+        for word in words[1:]:
+            bare = word.rstrip(".'").removesuffix("'s").lower()
+            if not word[0].isupper() or bare in known or bare in _MONTHS or bare in _PLAIN_CAPITALS:
+                continue
+            if re.fullmatch(r"[qh][1-4]", bare) or bare in _OUT_OF_SCOPE:
+                continue
+            names.append(word.rstrip(".'").removesuffix("'s"))
+    return names
 
 
 # -- metric choice
@@ -318,10 +369,25 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "anomaly_weeks"
     if _has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
         return "avg_weekly_spend_eur"
-    counting = _has(low, ("how many", "number of", "count", "most", "fewest", "least"))
-    if counting and _has(low, ("transactions", "transaction", "purchases", "payments", "expenses", "times")):
+    how_many = _has(low, ("how many", "number of", "count"))
+    per_transaction = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
+    if not how_many and (
+        _has(low, per_transaction)
+        or _has(low, ("average", "avg", "mean", "typical"))
+        and _has(low, (*_TRANSACTION_NOUNS, "ticket size"))
+        and not _has(low, _MONTHLY)
+    ):
+        return "avg_transaction_eur"
+    often = ("how often", "most often", "most frequently")
+    counting = how_many or _has(low, ("most", "fewest", "least", "busiest", "quietest", *often))
+    if counting and _has(low, _TRANSACTION_NOUNS):
         return "vendor_transaction_count" if vendor else "transaction_count"
-    spend_words = ("spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest")
+    if vendor and _has(low, often):
+        return "vendor_transaction_count"
+    spend_words = (
+        "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
+        "went out", "gone out", "outlay", "expenditure",
+    )  # fmt: skip
     if scores.get("total_spend_eur") or _has(low, spend_words):
         return "vendor_spend_eur" if vendor else "total_spend_eur"
     best = max(scores, key=scores.get) if scores else None
@@ -336,15 +402,21 @@ _SHARE = ("share", "percentage", "percent", "proportion", "fraction", "%")
 _AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
 
 
-def _check_fit(low: str, metric: Metric, filters: dict[str, list[str]], group_by: str | None) -> None:
+def _check_fit(
+    low: str, metric: Metric, filters: dict[str, list[str]], group_by: str | None, derive: tuple | None
+) -> None:
     """Abstain where the metric found cannot be what the question asks: a share or an average asked
-    and a total found, or a vendor's share asked of no vendor (it would be 100 %)."""
+    and a total found, or a vendor's share asked of no vendor (it would be 100 %). `derive` is the
+    share or monthly average computed from the totals, when the question asks for one."""
     growth = _has(low, _GROWTH)
+    if derive and derive[0] == "share":
+        return
     if (_has(low, _SHARE) or "%" in low) and metric.unit != "%" and not growth:
         raise Abstain("the question asks for a share; the semantic layer has shares only of vendors' spend")
     if metric.name == "vendor_share_pct" and "vendor" not in filters and group_by != "vendor":
         raise Abstain("a share of spend needs a vendor; the semantic layer has shares only of vendors' spend")
-    if _has(low, _AVERAGE) and metric.name != "avg_weekly_spend_eur":
+    averages = ("avg_weekly_spend_eur", "avg_transaction_eur")
+    if _has(low, _AVERAGE) and metric.name not in averages and not derive:
         raise Abstain(
             "the question asks for an average; the semantic layer has averages only of weekly spend"
         )
@@ -393,15 +465,24 @@ class Asker:
         self.values = _dimension_values(session, self.layer)
         latest = session.query("select max(month) from gold.monthly_summary").rows[0][0]
         self.today = latest or dt.date.today()
+        self.activities = (
+            [r[0] for r in session.query("select distinct activity from gold.process_event_log").rows]
+            if session.table_exists("gold.process_event_log")
+            else []
+        )
 
-    def plan(self, question: str) -> tuple[StructuredQuery, str | None]:
-        """The structured query for a question and the period's label; Abstain when none fits."""
+    def plan(self, question: str) -> tuple[StructuredQuery, str | None, tuple | None]:
+        """The structured query for a question, the period's label and what is derived from its value
+        (("share", base filters): the value over the same total with only the base's filters;
+        ("per_month", months): the value over the period's months); Abstain when none fits."""
         low = question.lower()
         if _has(low, _OUT_OF_SCOPE):
             raise Abstain(
                 "assay holds spend, transactions, vendors and anomalies; the question asks for something else"
             )
         filters = match_values(question, self.values)
+        if names := unexplained_names(question, filters):
+            raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         name = choose_metric(question, self.layer, filters)
         metric = self.layer[name]
         group_by, order, limit = _group_by(low, metric)
@@ -413,11 +494,39 @@ class Asker:
         start, end, period = parse_period(question, self.today)
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
-        _check_fit(low, metric, filters, group_by)
+        derive = self._derivation(question, name, filters, start, end, group_by)
+        _check_fit(low, metric, filters, group_by, derive)
         if _has(low, _GROWTH):
-            return self._growth(StructuredQuery(name, None, filters, start, end), period, group_by)
+            return (*self._growth(StructuredQuery(name, None, filters, start, end), period, group_by), None)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
-        return query, period
+        return query, period, derive
+
+    def _derivation(self, question: str, name: str, filters, start, end, group_by) -> tuple | None:
+        """A share of a total (of a category, a department) or an average per month, from totals.
+
+        Share: the values named inside "share of ..." (up to its verb or preposition) are the base,
+        the rest the part ("What share of Sales' spending went to meals": meals within Sales). A
+        monthly average divides by the months of the period, or of the data when none is named."""
+        low = question.lower()
+        if group_by is not None or _has(low, _GROWTH) or name not in ("total_spend_eur", "transaction_count"):
+            return None
+        if (_has(low, _SHARE) or "%" in low) and name == "total_spend_eur":
+            segment = re.search(
+                r"(?:share|percentage|percent|proportion|fraction|%)\s+of\s+(.*?)"
+                r"(?:\b(?:went|go|goes|gone|was|were|is|are|on|to|for|came|come|did|does|do|spent|by|from)\b|$)",
+                low,
+            )
+            named = match_values(segment[1], self.values) if segment else {}
+            base = {d: v for d, v in filters.items() if set(v) <= set(named.get(d, ()))}
+            if not filters or base == filters:
+                raise Abstain("a share needs a part of the total (a category, a department) to divide")
+            return ("share", base)
+        if _has(low, _MONTHLY) and name in ("total_spend_eur", "transaction_count"):
+            if start is None:
+                first = self.session.query("select min(month) from gold.monthly_summary").rows[0][0]
+                start, end = first, _month_range(self.today.year, self.today.month)[1]
+            return ("per_month", (end.year - start.year) * 12 + end.month - start.month)
+        return None
 
     def _growth(self, query: StructuredQuery, period: str | None, group_by: str | None):
         """Growth against the period before: one query grouped by the period's grain over both."""
@@ -454,6 +563,8 @@ class Asker:
         transaction documents, as search reads them), each with its landing file and line."""
         low = question.lower()
         filters = match_values(question, {k: v for k, v in self.values.items() if k in _TXN_FILTERS})
+        if names := unexplained_names(question, filters):
+            raise Abstain(f"{', '.join(names)}: no category or department of that name in platinum")
         start, end, period = parse_period(question, self.today)
         limit = 1
         if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
@@ -492,18 +603,53 @@ class Asker:
         ]
         return answer
 
+    def _process(self, question: str, planned: ProcessQuery) -> Answer:
+        """A process question, from one fixed statement over a `gold.process_*` table."""
+        result = self.session.query(sql.SQL(planned.statement), planned.params)  # a constant statement
+        row = result.rows[0] if result.rows else None
+        if row is None or row[0] is None:
+            return Answer(question, f"No data: {planned.label.lower()} has no cases in gold.", True)
+        if planned.kind == "path":
+            text = f"{planned.label}: {row[0]} ({row[1]} cases, {Decimal(row[2]) * 100:.2f} % of all)."
+        else:
+            text = f"{planned.label}: {_number(row[0], planned.unit)} (over {row[-1]:,} cases)."
+            if planned.kind == "cases_with":
+                text = f"{planned.label}: {_number(row[0], planned.unit)} of {row[-1]:,} cases."
+        answer = Answer(
+            question,
+            text,
+            False,
+            {"kind": f"process_{planned.kind}", "activities": planned.activities},
+            derived=row[0],
+        )
+        answer.sql, answer.params, answer.columns = planned.statement, planned.params, result.columns
+        answer.rows, answer.provenance = [list(r) for r in result.rows], [planned.relation]
+        return answer
+
     def ask(self, question: str) -> Answer:
         low = question.lower()
+        if self.activities and not _has(low, _OUT_OF_SCOPE):
+            planned = plan_process(question, self.activities)
+            if isinstance(planned, str):
+                return Answer(question, f"I cannot answer this: {planned}.", True)
+            if planned is not None:
+                try:
+                    return self._process(question, planned)
+                except ToolError as exc:
+                    return Answer(question, f"I cannot answer this: {exc}.", True)
         counting = _has(low, ("how many", "number of", "count"))
-        if _LARGEST_EXPENSE.search(low) and not counting and not _has(low, _OUT_OF_SCOPE):
+        single = _LARGEST_EXPENSE.search(low) and not counting and not _has(low, _AVERAGE)
+        if single and not _has(low, _OUT_OF_SCOPE):
             try:
                 return self._largest_expenses(question)
             except (Abstain, ToolError) as exc:
                 return Answer(question, f"I cannot answer this: {exc}.", True)
         try:
-            query, period = self.plan(question)
+            query, period, derive = self.plan(question)
             statement, params = compile_query(query, self.layer, cap=self.session.row_cap)
             result = self.session.query(statement, params)
+            if derive:
+                return self._derived(question, query, period, derive, statement, params, result)
         except (Abstain, ToolError) as exc:
             return Answer(question, f"I cannot answer this: {exc}.", True)
         metric = self.layer[query.metric]
@@ -521,6 +667,46 @@ class Asker:
             answer = Answer(question, text, empty, query.as_dict())
         answer.sql, answer.params, answer.columns = sql_text, params, result.columns
         answer.rows, answer.provenance = [list(r) for r in rows], [metric.relation]
+        return answer
+
+    def _derived(self, question, query, period, derive, statement, params, result) -> Answer:
+        """A share of a total or a monthly average, computed from the compiled totals."""
+        metric = self.layer[query.metric]
+        value = result.rows[0][0] if result.rows else None
+        scope = "; ".join(
+            [f"{dim} {', '.join(vals)}" for dim, vals in sorted(query.filters.items())] + [period or ""]
+        ).strip("; ")
+        sqls, rows = [statement.as_string(self.session.conn)], [list(r) for r in result.rows]
+        if value is None:
+            raise Abstain(f"{metric.label} ({scope}) has no rows in gold")
+        if derive[0] == "share":
+            base_query = StructuredQuery(query.metric, None, derive[1], query.start, query.end)
+            base_sql, base_params = compile_query(base_query, self.layer, cap=self.session.row_cap)
+            base = self.session.query(base_sql, base_params).rows[0][0]
+            if not base:
+                raise Abstain("the total to divide by has no spend")
+            derived = round(100 * Decimal(value) / Decimal(base), 2)
+            within = "; ".join(f"{dim} {', '.join(v)}" for dim, v in sorted(derive[1].items())) or "all spend"
+            text = (
+                f"Share of spend ({scope}): {derived:.2f} %, {_number(value, metric.unit)} of"
+                f" {_number(base, metric.unit)} ({within}{f'; {period}' if period else ''})."
+            )
+            sqls.append(base_sql.as_string(self.session.conn))
+            params = [params, base_params]
+            rows.append([base])
+            kind = "share_pct"
+        else:
+            months = derive[1]
+            derived = round(Decimal(value) / months, 2)
+            per = f"{derived:,.2f} EUR" if metric.unit == "EUR" else f"{derived:,.2f} {metric.unit}"
+            text = (
+                f"{metric.label} per month{f' ({scope})' if scope else ''}: {per},"
+                f" {_number(value, metric.unit)} over {months} months."
+            )
+            kind = "per_month"
+        answer = Answer(question, text, False, query.as_dict() | {"derived": kind}, derived=derived)
+        answer.sql, answer.params, answer.columns = ";\n".join(sqls), params, ["value"]
+        answer.rows, answer.provenance = rows, [metric.relation]
         return answer
 
 

@@ -42,3 +42,29 @@ def _anomaly_weeks(tx, category: str) -> int:
     z = (values - values.mean()) / values.std()
     complete = (full["week"] >= first) & (full["week"] + dt.timedelta(days=6) <= last)
     return int(((z.abs() > 2) & complete).sum())
+
+
+def process_reference(kind: str, events, activities: tuple[str, ...] = ()):
+    """A process fact over accepted events (polars: case_id, activity, ts), computed without the
+    process-mining tables: `path` (the most common activity sequence, joined by " → "), `cases_with`
+    (cases with the activity), `between` (mean hours from the first A to the first B after it, over
+    cases with both)."""
+    from collections import Counter
+
+    import polars as pl
+
+    cases = events.sort("case_id", "ts").group_by("case_id", maintain_order=True).agg(pl.col("activity"))
+    if kind == "path":
+        return Counter(" → ".join(a) for a in cases["activity"].to_list()).most_common(1)[0][0]
+    if kind == "cases_with":
+        return sum(activities[0] in a for a in cases["activity"].to_list())
+    if kind == "between":
+        first = events.group_by("case_id").agg(
+            *(
+                pl.col("ts").filter(pl.col("activity") == a).min().alias(f"t{i}")
+                for i, a in enumerate(activities)
+            )
+        )
+        both = first.drop_nulls().filter(pl.col("t1") >= pl.col("t0"))
+        return round(((both["t1"] - both["t0"]).dt.total_seconds() / 3600).mean(), 2)
+    raise ValueError(f"unknown process kind {kind!r}")

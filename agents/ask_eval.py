@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from assay.agents.ask_cases import Case, _anomaly_weeks, _m
+from assay.agents.ask_cases import Case, _anomaly_weeks, _m, process_reference
 from assay.core import dbt as dbt_files
 
 Y2025 = ("2025-01-01", "2026-01-01")
@@ -69,9 +69,9 @@ QUESTIONS: tuple[Case, ...] = (
     # average weekly
     Case("What is the average weekly spend on meals?", "weekly", {"category": "meals"}),
     # process
-    Case("What's the usual approval path for an expense?", "process"),
-    Case("How many expense cases were rejected?", "process"),
-    Case("What is the average time from submission to payment?", "process"),
+    Case("What's the usual approval path for an expense?", "path"),
+    Case("How many expense cases were rejected?", "cases_with", {"activity": ("Reject",)}),
+    Case("What is the average time from submission to payment?", "between", {"activity": ("Submit", "Pay")}),
     # which vendor sells ...
     Case("Which vendors sell flights?", "search"),
     Case("Who can we buy laptops from?", "search"),
@@ -147,12 +147,14 @@ def _cut(tx, case: Case):
     return tx
 
 
-def expected(case: Case, tx, truth: Path) -> Any:
+def expected(case: Case, tx, truth: Path, events=None) -> Any:
     """The reference answer: a number, an entity's name, or None (the data cannot answer)."""
     import polars as pl
 
     if case.kind in ("none",):
         return None
+    if case.kind in ("path", "cases_with", "between"):  # from the events, by the silver rules
+        return process_reference(case.kind, events, case.filters.get("activity", ()))
     if case.kind in ("process", "search"):
         # answerable from the data (process tables, vendor documents) but not through the semantic
         # layer: no reference value is computed, so any number or name stated for them counts wrong
@@ -223,20 +225,27 @@ class Report:
         }
 
 
-SETS = ("original", "heldout")
+SETS = ("original", "heldout", "heldout2")
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
-    """A set's questions with their references: `original`, the 44 above, or `heldout`, the
-    questions of agents/ask_heldout.py (written and committed before their first run)."""
+    """A set's questions with their references: `original`, the 44 above, `heldout` or `heldout2`,
+    the questions of agents/ask_heldout.py / agents/ask_heldout2.py (each written and committed
+    before its first run)."""
     if name == "heldout":
         from assay.agents.ask_heldout import references
 
         return references(landing, truth)
+    if name == "heldout2":
+        from assay.agents.ask_heldout2 import references as references2
+
+        return references2(landing, truth)
     if name != "original":
         raise ValueError(f"unknown evaluation set {name!r}: one of {', '.join(SETS)}")
-    tx = load_transactions(landing, truth)
-    return [(case, expected(case, tx, truth)) for case in QUESTIONS]
+    from assay.agents.ask_heldout import load_events
+
+    tx, events = load_transactions(landing, truth), load_events(landing)
+    return [(case, expected(case, tx, truth, events)) for case in QUESTIONS]
 
 
 def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
@@ -258,7 +267,7 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m assay.agents.ask_eval [--set heldout]`: ask a set against ASSAY_HOME's gold and
+    """`python -m assay.agents.ask_eval [--set heldout|heldout2]`: ask a set against ASSAY_HOME's gold and
     print each question's grade and the rates (nothing is recorded in agents.asked_questions)."""
     import argparse
 

@@ -179,18 +179,20 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
             f" {ask['ask_accuracy']:.1%} correct, {ask['ask_wrong_rate']:.1%} wrong,"
             f" {ask['ask_abstention_rate']:.1%} abstained"
         )
-    if "ask_heldout_accuracy" in ask:
-        summary += (
-            f"; on its {ask['ask_heldout_questions']}-question held-out set:"
-            f" {ask['ask_heldout_accuracy']:.1%} correct, {ask['ask_heldout_wrong_rate']:.1%} wrong,"
-            f" {ask['ask_heldout_abstention_rate']:.1%} abstained"
-        )
+    for prefix, name in (("ask_heldout_", "held-out set"), ("ask_heldout2_", "held-out set 2")):
+        if f"{prefix}accuracy" in ask:
+            summary += (
+                f"; on its {ask[f'{prefix}questions']}-question {name}:"
+                f" {ask[f'{prefix}accuracy']:.1%} correct, {ask[f'{prefix}wrong_rate']:.1%} wrong,"
+                f" {ask[f'{prefix}abstention_rate']:.1%} abstained"
+            )
     return Evaluation(accuracy >= 0.5 and ask.get("ask_wrong_rate", 0) < 0.05, metadata, summary)
 
 
 def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     """Ask assay's accuracy, wrong-answer and abstention rates on the evaluation set
-    (agents/ask_eval.py) and on the held-out set (agents/ask_heldout.py, `ask_heldout_*`), references
+    (agents/ask_eval.py) and on the held-out sets (agents/ask_heldout.py, `ask_heldout_*`;
+    agents/ask_heldout2.py, `ask_heldout2_*`), references
     from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
     from assay.agents.ask_eval import evaluate
@@ -202,8 +204,12 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     try:
         asker = Asker(session)
-        # the original set (its later fixes were tuned on it) and the held-out set (agents/ask_heldout.py)
-        for name, prefix in (("original", "ask_"), ("heldout", "ask_heldout_")):
+        # the original set (its later fixes were tuned on it) and the held-out sets 1 and 2
+        for name, prefix in (
+            ("original", "ask_"),
+            ("heldout", "ask_heldout_"),
+            ("heldout2", "ask_heldout2_"),
+        ):
             report = evaluate(
                 lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
             )

@@ -86,14 +86,18 @@ def _meta(node: dict) -> dict:
     return (node.get("config") or {}).get("meta") or node.get("meta") or {}
 
 
-def _aggregate(measure: dict) -> str:
+def _raw(measure: dict) -> str:
     agg = _AGG.get(measure["agg"])
     if agg is None:
         raise ToolError(
             f"measure {measure['name']}: aggregation {measure['agg']!r} is not supported by assay's compiler"
         )
-    expr = f"{agg}({measure.get('expr') or measure['name']})"
-    return expr if agg == "count" else f"round(({expr})::numeric, 2)"
+    return f"{agg}({measure.get('expr') or measure['name']})"
+
+
+def _aggregate(measure: dict) -> str:
+    expr = _raw(measure)
+    return expr if measure["agg"] == "count" else f"round(({expr})::numeric, 2)"
 
 
 def load_layer(manifest: dict) -> dict[str, Metric]:
@@ -103,10 +107,20 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
         for measure in model["measures"]:
             measures[measure["name"]] = (measure, model)
     metrics: dict[str, Metric] = {}
-    for node in manifest.get("metrics", {}).values():
-        if node["type"] != "simple":
-            continue  # only simple metrics are compiled; dbt validated the others
-        measure, model = measures[node["type_params"]["measure"]["name"]]
+    nodes = {node["name"]: node for node in manifest.get("metrics", {}).values()}
+    simple = {name: node for name, node in nodes.items() if node["type"] == "simple"}
+    for node in [*simple.values(), *(n for n in nodes.values() if n["type"] == "ratio")]:
+        if node["type"] == "ratio":
+            # a ratio of two simple metrics over one semantic model: sum(numerator) / sum(denominator)
+            parts = [simple.get(node["type_params"][k]["name"]) for k in ("numerator", "denominator")]
+            if None in parts:
+                continue  # dbt validated it; assay compiles ratios of simple metrics only
+            (num, model), (den, other) = (measures[p["type_params"]["measure"]["name"]] for p in parts)
+            if model is not other:
+                continue  # across semantic models: not compiled
+            measure = {"agg": "ratio", "expr": f"{_raw(num)}::numeric / nullif({_raw(den)}, 0)"}
+        else:
+            measure, model = measures[node["type_params"]["measure"]["name"]]
         dims = {
             d["name"]: Dimension(
                 d["name"], d.get("expr") or d["name"], d["type"], tuple(_meta(d).get("synonyms", ()))
@@ -125,7 +139,7 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             synonyms=tuple(meta.get("synonyms", ())),
             schema=model["node_relation"]["schema_name"],
             table=model["node_relation"]["alias"],
-            aggregate=_aggregate(measure),
+            aggregate=f"round({measure['expr']}, 2)" if measure["agg"] == "ratio" else _aggregate(measure),
             time_dimension=None if _meta(model).get("all_time") else dims.get(time_name),
             dimensions={n: d for n, d in dims.items() if d.kind == "categorical"},
         )

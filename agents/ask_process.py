@@ -1,0 +1,159 @@
+"""Process questions of Ask assay, answered from the process-mining tables (`gold.process_*`).
+
+Four kinds of question, each one fixed SQL statement over one table (identifiers are constants here,
+activity names bound parameters):
+
+- the usual path ("the most common sequence of approval steps"): `gold.process_variants`' rank 1;
+- a case's duration ("the average case duration", "how long does a claim take", mean or median, in
+  hours): `gold.process_cases.duration_hours`, first to last event;
+- the time between two activities ("from submission to payment"): per case that has both, the first
+  B after the first A, in hours, over `gold.process_event_log`;
+- cases that passed an activity ("how many claims were rejected", "what share of claims end in
+  rejection"): distinct cases of `gold.process_event_log` with that activity, or their share in %.
+
+Activities are found by their names in the event log: a question word names an activity word when
+they share a stem (all but the activity word's last two letters, at least three: "submission" names
+Submit, "rejected" Reject, "payment" Pay; "paid" is Pay's one irregular form); a multi-word activity
+("Request Changes") is named by all its words, or by a word no one-word activity has ("changes").
+A question of this kind that names no activity it needs abstains.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_CASE_WORDS = ("case", "cases", "claim", "claims", "process", "approval", "approvals", "expense claim")
+_PATH = re.compile(
+    r"\b(usual|most common|most frequent|commonest|typical|standard|normal|main|happy)\b.*?"
+    r"\b(path|variant|sequence|route|flow|order)\b"
+    r"|\b(path|variant|sequence|route)\b.*\bmost\s+(cases|claims)\b"
+)
+# the whole case, as the ends of a "from ... to ..." duration
+_WHOLE_CASE = re.compile(r"\b(?:from\s+)?(?:start|beginning)\s+to\s+(?:finish|end)\b|\bend[- ]to[- ]end\b")
+_DURATION = re.compile(
+    r"\b(duration|how long|cycle time|lead time|throughput time|turnaround|time from|time between"
+    r"|hours|days)\b"
+)
+_IRREGULAR = {"paid": "pay"}
+_COUNT = ("how many", "number of", "count")
+_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "rate", "%")
+
+
+@dataclass
+class ProcessQuery:
+    kind: str  # path | case_duration | between | cases_with
+    label: str
+    unit: str
+    statement: str
+    params: list[Any] = field(default_factory=list)
+    activities: list[str] = field(default_factory=list)
+    relation: str = ""
+
+
+def _has(low: str, words: tuple[str, ...]) -> bool:
+    return any(re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", low) for w in words)
+
+
+def _stem_match(word: str, activity_word: str) -> bool:
+    word = _IRREGULAR.get(word, word)
+    need = min(len(activity_word), max(3, len(activity_word) - 2))
+    return word[:need] == activity_word[:need] and len(word) >= need
+
+
+def find_activities(text: str, activities: list[str]) -> list[str]:
+    """The activities a piece of text names, in the order they appear in it (see the module doc)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    single = [a for a in activities if len(a.split()) == 1]
+    found: list[tuple[int, set[int], str]] = []  # (words of the activity matched, positions, activity)
+    for activity in activities:
+        parts = activity.lower().split()
+        hits = [(i, p) for p in parts for i, w in enumerate(words) if _stem_match(w, p)]
+        matched = {p for _, p in hits}
+        if len(parts) > 1 and matched != set(parts):
+            # a partial multi-word name counts only through a word no one-word activity has
+            hits = [(i, p) for i, p in hits if not any(_stem_match(words[i], a.lower()) for a in single)]
+        if hits:
+            found.append((len({p for _, p in hits}), {i for i, _ in hits}, activity))
+    # the activities naming the most of their words claim their question words first
+    claimed: set[int] = set()
+    named: list[tuple[int, str]] = []
+    for _, positions, activity in sorted(found, key=lambda f: -f[0]):
+        if not positions & claimed:
+            claimed |= positions
+            named.append((min(positions), activity))
+    return [activity for _, activity in sorted(named)]
+
+
+def is_process_question(low: str) -> bool:
+    return _has(low, _CASE_WORDS) or bool(_PATH.search(low) and _has(low, ("step", "steps", "activities")))
+
+
+def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | None:
+    """The process query a question asks for; a reason to abstain (str) when it is a process question
+    that none of the four kinds answers; None when it is not a process question."""
+    low = question.lower()
+    between = re.search(r"\b(?:from|between)\s+(.+?)\s+(?:to|and|until|till)\s+(.+)", low)
+    ends = [find_activities(part, activities) for part in between.groups()] if between else []
+    two = len(ends) == 2 and all(len(e) == 1 for e in ends) and ends[0] != ends[1]
+    if not (is_process_question(low) or (two and _DURATION.search(low))):
+        return None
+    if _PATH.search(low):
+        return ProcessQuery(
+            "path",
+            "Most common path",
+            "",
+            "select variant, cases, round(case_share::numeric, 4) as case_share"
+            " from gold.process_variants order by variant_rank limit 1",
+            relation="gold.process_variants",
+        )
+    median = _has(low, ("median",))
+    aggregate = "percentile_cont(0.5) within group (order by {})" if median else "avg({})"
+    if between and _DURATION.search(low) and not _WHOLE_CASE.search(low):
+        if not two:
+            return "the question names no two activities of the event log to measure between"
+        first, last = ends
+        hours = "extract(epoch from (b - a)) / 3600"
+        return ProcessQuery(
+            "between",
+            f"{'Median' if median else 'Average'} time from {first[0]} to {last[0]}",
+            "hours",
+            "select round((" + aggregate.format(hours) + ")::numeric, 2) as value, count(*) as cases from"
+            " (select case_id, min(event_ts) filter (where activity = %s) as a,"
+            " min(event_ts) filter (where activity = %s) as b"
+            " from gold.process_event_log group by case_id) as t where a is not null and b >= a",
+            [first[0], last[0]],
+            [first[0], last[0]],
+            "gold.process_event_log",
+        )
+    if _DURATION.search(low) or _has(low, ("long", "time")):
+        if not _has(low, ("average", "avg", "mean", "median", "typical", "how long", "on average")):
+            return "a case duration is answered as its mean or median; ask for one"
+        return ProcessQuery(
+            "case_duration",
+            f"{'Median' if median else 'Average'} case duration",
+            "hours",
+            "select round((" + aggregate.format("duration_hours") + ")::numeric, 2) as value,"
+            " count(*) as cases from gold.process_cases",
+            relation="gold.process_cases",
+        )
+    named = find_activities(low, activities)
+    counting, share = _has(low, _COUNT), _has(low, _SHARE)
+    if (counting or share) and len(named) == 1:
+        having = (
+            "select count(distinct case_id) filter (where activity = %s) as cases_with,"
+            " count(distinct case_id) as cases from gold.process_event_log"
+        )
+        if share:
+            statement = (
+                "select round(100.0 * cases_with / nullif(cases, 0), 2) as value, cases_with, cases from ("
+                + having
+                + ") as t"
+            )
+            label, unit = f"Share of cases with {named[0]}", "%"
+        else:
+            statement = "select cases_with as value, cases from (" + having + ") as t"
+            label, unit = f"Cases with {named[0]}", "cases"
+        return ProcessQuery("cases_with", label, unit, statement, [named[0]], named, "gold.process_event_log")
+    return None  # not one of the four kinds: the metric path decides (and abstains)
