@@ -456,6 +456,12 @@ def _dimension_values(session: ReaderSession, layer: dict[str, Metric]) -> dict[
     return {name: [r[0] for r in session.query(q, cap=10_000).rows] for name, q in seen.items()}
 
 
+ACTIVITIES = (
+    "select source from gold.process_dfg where source is not null"
+    " union select target from gold.process_dfg where target is not null order by 1"
+)
+
+
 class Asker:
     """Answers questions on one reader session; dimension values and the data's last day are read once."""
 
@@ -465,10 +471,10 @@ class Asker:
         self.values = _dimension_values(session, self.layer)
         latest = session.query("select max(month) from gold.monthly_summary").rows[0][0]
         self.today = latest or dt.date.today()
+        # the DFG's few edges name every activity of the flow; the event log would be a full scan
+        # of every event on each question
         self.activities = (
-            [r[0] for r in session.query("select distinct activity from gold.process_event_log").rows]
-            if session.table_exists("gold.process_event_log")
-            else []
+            [r[0] for r in session.query(ACTIVITIES).rows] if session.table_exists("gold.process_dfg") else []
         )
 
     def plan(self, question: str) -> tuple[StructuredQuery, str | None, tuple | None]:
