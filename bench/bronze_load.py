@@ -7,7 +7,7 @@ Baselines, each file streamed with a bare COPY in its own transaction:
   parses every payload like bronze does but silently drops malformed lines: the ratio the target
   (>= 0.8) refers to;
 - "plain text": into a one-column text table, no parsing at all: the floor of what COPY costs.
-Measured: `assay.landing.bronze.load_file` (polars, COPY, JSONB, line numbers, content hash, bad lines kept
+Measured: `assay.landing.bronze.load_files` (polars, COPY, JSONB, line numbers, bad lines kept
 with their error, ledger) into a fresh `bronze.transactions`. Rows/s are per landing line.
 Runs against its own ASSAY_HOME (default /tmp/assay-bench) so it never touches your data.
 """
