@@ -1,5 +1,5 @@
 -- Bronze rows without a stored content hash (assay.landing.bronze). The generated md5 column of 0001
--- cost about a third of the load (README, "Bronze load against a bare COPY") and nothing read it:
+-- slowed every load (README, "Bronze load against a bare COPY") and nothing read it:
 -- a file loads at most once by its SHA-256 (bronze.load_batches unique (source, file_hash)), and a
 -- row is identified by its batch and line (batch_id, line_number). The `_active` views that silver
 -- reads keep a `content_hash` column, now computed when a query asks for it (the same value as the
