@@ -95,31 +95,45 @@ def _decoded_lines(data: bytes) -> pl.DataFrame:
 
     The whole-file decode is the fast path; only a file with bad bytes is decoded line by line.
     """
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # a final newline ends the last line, it does not start another
-    errors: list[str | None] | None = None
     try:
         if b"\x00" in data:
             raise UnicodeDecodeError("utf-8", b"", 0, 0, "NUL byte")
-        texts = data.decode("utf-8").split("\n")[: len(raw_lines)]
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        texts, errors = [], []
-        for raw in raw_lines:
-            try:
-                if b"\x00" in raw:
-                    raise ValueError("line contains a NUL byte")
-                texts.append(raw.decode("utf-8"))
-                errors.append(None)
-            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-                reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
-                texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
-                errors.append(reason)
-    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_row_index("line_number", offset=1)
-    frame = frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
-    if errors is None:
-        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+        return _decoded_line_by_line(data)
+    # split by polars, not into a list of Python strings: that would hold the GIL, which the thread
+    # writing the previous file to Postgres needs between its round trips
+    lines = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
+    if text == "" or text.endswith("\n"):
+        lines = lines.head(-1)  # a final newline ends the last line, it does not start another
+    return _numbered(lines).with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+
+
+def _decoded_line_by_line(data: bytes) -> pl.DataFrame:
+    """`_decoded_lines` for a file with bad bytes: each line decoded alone, the bad ones with an error."""
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # a final newline ends the last line, it does not start another
+    texts: list[str] = []
+    errors: list[str | None] = []
+    for raw in raw_lines:
+        try:
+            if b"\x00" in raw:
+                raise ValueError("line contains a NUL byte")
+            texts.append(raw.decode("utf-8"))
+            errors.append(None)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
+            errors.append(reason)
+    frame = _numbered(pl.Series("text", texts, dtype=pl.String))
     return frame.with_columns(pl.Series("error", errors, dtype=pl.String))
+
+
+def _numbered(lines: pl.Series) -> pl.DataFrame:
+    """(line_number from 1, text without a trailing carriage return)."""
+    frame = lines.to_frame().with_row_index("line_number", offset=1)
+    return frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
 
 
 def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
@@ -290,7 +304,10 @@ def _write_once(
         # is checked again under the lock because another run may have loaded it meanwhile.
         # The lock is on the table itself, which the read-only role cannot reach (an advisory lock
         # could be taken by any role, a reader holding it would stop the loader).
-        with conn.pipeline():  # one round trip for both
+        with conn.pipeline():  # one round trip for all three
+            # A crash may lose the last commits whole (never a part of one): their files are not in
+            # the ledger, so the next run loads them again. Not waiting for the WAL flush is safe.
+            conn.execute("set local synchronous_commit = off")
             conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
             seen = conn.execute(
                 "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
