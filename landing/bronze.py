@@ -2,7 +2,8 @@
 
 Each file is read with polars, staged with COPY and inserted in one set-based statement, inside one
 transaction together with its entry in `bronze.load_batches`. So a crash leaves no half-loaded file,
-and a file whose content hash is already in the ledger is skipped (loading twice adds nothing).
+and a file whose SHA-256 is already in the ledger is skipped (loading twice adds nothing). A row is
+identified by its batch and line (`batch_id`, `line_number`); no per-row hash is stored (0022).
 A file loaded again under the same name with new content supersedes its earlier version, and a
 file can be retracted (`retract_file`): the rows of both stay in bronze for audit, and silver reads
 only the active ones through the `bronze.<source>_active` views.
@@ -10,12 +11,13 @@ Postgres itself decides whether a payload is valid JSON (`pg_input_is_valid`), s
 refuse becomes a row with `parse_error` set instead of failing the load.
 
 The ledger, the source tables and their active views are made by the migrations
-(`core/migrations/0001-bronze.sql`, `0008-bronze-retract.sql`).
+(`core/migrations/0001-bronze.sql`, `0008-bronze-retract.sql`, `0022-bronze-no-row-hash.sql`).
 """
 
 import csv
 import datetime as dt
 import hashlib
+import io
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,7 @@ from assay.landing.files import FILE_SUFFIXES, PARTITIONED_SOURCES, file_day, la
 # Fast path: lines polars already parsed as JSON objects are copied straight into the table, so
 # Postgres parses each payload once (as JSONB input). Every other line goes through this staged
 # insert, where Postgres itself decides and explains: it is the authority on what JSONB accepts.
+# The staged lines (few in a normal file) travel as bound arrays: no temporary table per file.
 INSERT_FROM_STAGE = """
 insert into bronze.{table} (batch_id, source_file, line_number, record, raw_text, parse_error, partition_date)
 select %(batch_id)s, %(source_file)s, s.line_number, r.record,
@@ -43,7 +46,8 @@ select %(batch_id)s, %(source_file)s, s.line_number, r.record,
            else 'not a JSON object'
        end,
        %(partition_date)s
-from _stage s
+from unnest(%(line_number)s::integer[], %(payload)s::text[], %(raw_text)s::text[], %(parse_error)s::text[])
+    as s (line_number, payload, raw_text, parse_error)
 cross join lateral (
     select case when s.parse_error is null and pg_input_is_valid(s.payload, 'jsonb') then s.payload::jsonb end
 ) as p (json)
@@ -91,31 +95,45 @@ def _decoded_lines(data: bytes) -> pl.DataFrame:
 
     The whole-file decode is the fast path; only a file with bad bytes is decoded line by line.
     """
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # a final newline ends the last line, it does not start another
-    errors: list[str | None] | None = None
     try:
         if b"\x00" in data:
             raise UnicodeDecodeError("utf-8", b"", 0, 0, "NUL byte")
-        texts = data.decode("utf-8").split("\n")[: len(raw_lines)]
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        texts, errors = [], []
-        for raw in raw_lines:
-            try:
-                if b"\x00" in raw:
-                    raise ValueError("line contains a NUL byte")
-                texts.append(raw.decode("utf-8"))
-                errors.append(None)
-            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-                reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
-                texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
-                errors.append(reason)
-    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_row_index("line_number", offset=1)
-    frame = frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
-    if errors is None:
-        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+        return _decoded_line_by_line(data)
+    # split by polars, not into a list of Python strings: that would hold the GIL, which the thread
+    # writing the previous file to Postgres needs between its round trips
+    lines = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
+    if text == "" or text.endswith("\n"):
+        lines = lines.head(-1)  # a final newline ends the last line, it does not start another
+    return _numbered(lines).with_columns(pl.lit(None, dtype=pl.String).alias("error"))
+
+
+def _decoded_line_by_line(data: bytes) -> pl.DataFrame:
+    """`_decoded_lines` for a file with bad bytes: each line decoded alone, the bad ones with an error."""
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # a final newline ends the last line, it does not start another
+    texts: list[str] = []
+    errors: list[str | None] = []
+    for raw in raw_lines:
+        try:
+            if b"\x00" in raw:
+                raise ValueError("line contains a NUL byte")
+            texts.append(raw.decode("utf-8"))
+            errors.append(None)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
+            errors.append(reason)
+    frame = _numbered(pl.Series("text", texts, dtype=pl.String))
     return frame.with_columns(pl.Series("error", errors, dtype=pl.String))
+
+
+def _numbered(lines: pl.Series) -> pl.DataFrame:
+    """(line_number from 1, text without a trailing carriage return)."""
+    frame = lines.to_frame().with_row_index("line_number", offset=1)
+    return frame.with_columns(pl.col("text").str.strip_suffix("\r"), pl.col("line_number").cast(pl.Int32))
 
 
 def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
@@ -196,16 +214,37 @@ class PreparedFile:
     size_bytes: int
     frame: pl.DataFrame | None  # None when the file was already loaded
     day: dt.date | None  # the partition the rows belong to (partitioned sources only)
+    batch_id: uuid.UUID
+    # the first split (`_direct_candidates`), made here in the worker thread: COPY data of the
+    # direct lines, and the rest for the staged insert
+    direct: bytes = b""
+    rest: pl.DataFrame | None = None
 
 
 def prepare_file(path: Path, landing_dir: Path, loaded_hashes: set[str], source: str) -> PreparedFile:
-    """The client-side half of a load: read, hash and parse (no database access)."""
+    """The client-side half of a load: read, hash, parse and split (no database access)."""
     data = path.read_bytes()
     file_hash = hashlib.sha256(data).hexdigest()
     rel = path.relative_to(landing_dir).as_posix()
     frame = None if file_hash in loaded_hashes else stage_frame(path)
     day = file_day(path) if source in PARTITIONED_SOURCES else None
-    return PreparedFile(path, rel, file_hash, len(data), frame, day)
+    prepared = PreparedFile(path, rel, file_hash, len(data), frame, day, uuid.uuid4())
+    if frame is not None:
+        prepared.direct, prepared.rest = _split(prepared, _direct_candidates(path)[0])
+    return prepared
+
+
+def _split(prepared: PreparedFile, candidate: pl.Expr) -> tuple[bytes, pl.DataFrame]:
+    """(COPY data of the lines `candidate` picks, the other lines)."""
+    frame = prepared.frame
+    assert frame is not None
+    mask = frame.select(candidate).to_series()
+    payload = _direct_payload(frame.filter(mask), prepared.batch_id, prepared.source_file, prepared.day)
+    return payload, frame.filter(~mask)
+
+
+class _Refused(Exception):
+    """Postgres refused a line of the direct COPY (e.g. a \\u0000 escape): try a stricter split."""
 
 
 def load_files(conn: psycopg.Connection, source: str, paths: list[Path], landing_dir: Path) -> list[FileLoad]:
@@ -236,44 +275,66 @@ def load_file(conn: psycopg.Connection, source: str, path: Path, landing_dir: Pa
 
 
 def _write_file(conn: psycopg.Connection, source: str, prepared: PreparedFile, started: float) -> FileLoad:
-    rel, table = prepared.source_file, sql.Identifier(source)
+    """One file in one transaction. If Postgres refuses a line of the direct COPY, the transaction
+    is rolled back and the file loaded again with the next, stricter split, the last of which stages
+    every line (a savepoint would cost two round trips on every file for this rare case)."""
+    stricter = _direct_candidates(prepared.path)[1:]
+    direct, rest = prepared.direct, prepared.rest
+    while True:
+        try:
+            return _write_once(conn, source, prepared, direct, rest, started)
+        except _Refused:
+            if stricter:
+                direct, rest = _split(prepared, stricter.pop(0))
+            else:  # every split refused: Postgres judges every line
+                direct, rest = b"", prepared.frame
+
+
+def _write_once(
+    conn: psycopg.Connection,
+    source: str,
+    prepared: PreparedFile,
+    direct: bytes,
+    rest: pl.DataFrame | None,
+    started: float,
+) -> FileLoad:
+    rel, table, batch_id = prepared.source_file, sql.Identifier(source), prepared.batch_id
     with conn.transaction():
         # Serialise loaders of the same source so two runs cannot both load a new file; the ledger
         # is checked again under the lock because another run may have loaded it meanwhile.
         # The lock is on the table itself, which the read-only role cannot reach (an advisory lock
         # could be taken by any role, a reader holding it would stop the loader).
-        conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
-        seen = conn.execute(
-            "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
-            " where source = %s and file_hash = %s",
-            [source, prepared.file_hash],
-        ).fetchone()
+        with conn.pipeline():  # one round trip for all three
+            # A crash may lose the last commits whole (never a part of one): their files are not in
+            # the ledger, so the next run loads them again. Not waiting for the WAL flush is safe.
+            conn.execute("set local synchronous_commit = off")
+            conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
+            seen = conn.execute(
+                "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
+                " where source = %s and file_hash = %s",
+                [source, prepared.file_hash],
+            ).fetchone()
         if seen and seen[1] == rel and seen[2] is not None and seen[3] is None:
             # a file put back to a version loaded before: that version is the file again
             conn.execute("update bronze.load_batches set superseded_by = null where batch_id = %s", [seen[0]])
             _supersede(conn, source, rel, seen[0])
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started, seen[0], reactivated=True)
-        if seen or prepared.frame is None:
+        if seen or prepared.frame is None or rest is None:
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
-        frame, batch_id = prepared.frame, uuid.uuid4()
-        rest = frame  # what the fast path could not take; all of it if every try is refused
-        for candidate in _direct_candidates(prepared.path):
-            mask = frame.select(candidate).to_series()
-            try:
-                with conn.transaction():
-                    _copy_direct(conn, table, frame.filter(mask), batch_id, rel, prepared.day)
-            except psycopg.DataError:
-                continue  # Postgres refused a line (e.g. a \u0000 escape): try a stricter filter
-            rest = frame.filter(~mask)
-            break
+        try:
+            _copy_direct(conn, table, direct)
+        except psycopg.DataError as exc:
+            raise _Refused from exc  # leaves the transaction: it rolls back
         errors = _insert_staged(conn, table, rest, batch_id, rel, prepared.day)
-        conn.execute(
-            "insert into bronze.load_batches (batch_id, source, source_file, file_hash, size_bytes,"
-            " row_count, parse_errors) values (%s, %s, %s, %s, %s, %s, %s)",
-            [batch_id, source, rel, prepared.file_hash, prepared.size_bytes, frame.height, errors],
-        )
-        superseded = _supersede(conn, source, rel, batch_id)
-    return FileLoad(rel, frame.height, errors, False, time.perf_counter() - started, batch_id, superseded)
+        rows = prepared.frame.height
+        with conn.pipeline():
+            conn.execute(
+                "insert into bronze.load_batches (batch_id, source, source_file, file_hash, size_bytes,"
+                " row_count, parse_errors) values (%s, %s, %s, %s, %s, %s, %s)",
+                [batch_id, source, rel, prepared.file_hash, prepared.size_bytes, rows, errors],
+            )
+            superseded = _supersede(conn, source, rel, batch_id)
+    return FileLoad(rel, rows, errors, False, time.perf_counter() - started, batch_id, superseded)
 
 
 def _supersede(conn: psycopg.Connection, source: str, rel: str, batch_id: uuid.UUID) -> int:
@@ -366,11 +427,10 @@ def _direct_candidates(path: Path) -> list[pl.Expr]:
     return [shaped, shaped & text.str.json_path_match("$").is_not_null()]
 
 
-def _copy_direct(
-    conn: psycopg.Connection, table: sql.Identifier, rows: pl.DataFrame, batch_id, rel, day: dt.date | None
-) -> None:
+def _direct_payload(rows: pl.DataFrame, batch_id: uuid.UUID, rel: str, day: dt.date | None) -> bytes:
+    """The COPY data of the direct lines (see `_copy_direct`)."""
     if rows.height == 0:
-        return
+        return b""
     out = rows.select(
         pl.lit(str(batch_id)).alias("batch_id"),
         pl.lit(rel).alias("source_file"),
@@ -379,13 +439,21 @@ def _copy_direct(
         pl.lit(day.isoformat() if day else "").alias("partition_date"),
         "payload",
     )
+    buffer = io.BytesIO()
+    out.write_csv(buffer, include_header=False, separator="\x02", quote_style="never")
+    return buffer.getvalue()
+
+
+def _copy_direct(conn: psycopg.Connection, table: sql.Identifier, payload: bytes) -> None:
+    if not payload:
+        return
     # Unquoted fields with a delimiter that cannot occur: Postgres reads each payload verbatim.
     statement = sql.SQL(
         "copy bronze.{} (batch_id, source_file, line_number, partition_date, record)"
         " from stdin (format csv, delimiter e'\\x02', quote e'\\x01')"
     ).format(table)
     with conn.cursor().copy(statement) as copy:
-        copy.write(out.write_csv(include_header=False, separator="\x02", quote_style="never"))
+        copy.write(payload)
 
 
 def _insert_staged(
@@ -399,16 +467,13 @@ def _insert_staged(
     """Insert rows that need Postgres' judgement; returns how many of them failed to parse."""
     if rows.height == 0:
         return 0
-    conn.execute(
-        "create temp table _stage (line_number integer, payload text, raw_text text, parse_error text)"
-        " on commit drop"
-    )
-    with conn.cursor().copy("copy _stage from stdin (format csv)") as copy:
-        copy.write(rows.select(list(_STAGE_SCHEMA)).write_csv(include_header=False))
     insert = sql.SQL(INSERT_FROM_STAGE).format(table=table)
     counted = sql.SQL("with inserted as ({} returning parse_error) select count(parse_error) from inserted")
-    failed = conn.execute(
-        counted.format(insert), {"batch_id": batch_id, "source_file": rel, "partition_date": day}
+    columns = {name: rows[name].to_list() for name in _STAGE_SCHEMA}
+    failed = conn.execute(  # binary: the arrays' text needs no escaping
+        counted.format(insert),
+        {"batch_id": batch_id, "source_file": rel, "partition_date": day, **columns},
+        binary=True,
     )
     return failed.fetchone()[0]
 

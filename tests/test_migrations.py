@@ -146,12 +146,49 @@ def test_a_home_made_before_migrations_adopts_them(blank):
             "select asset_key, passed from quality.check_results order by asset_key"
         ).fetchall()
         assert rows == [("gold/vendor_spend", True), ("silver/transactions", True)]
+        # the stored row hash is gone from every bronze table (0022)
+        assert not conn.execute(
+            "select table_name from information_schema.columns where table_schema = 'bronze'"
+            " and column_name = 'content_hash' and table_name = any(%s)",
+            [["transactions", "events", "vendors", "employees"]],
+        ).fetchall()
 
     # the baseline is idempotent: forgetting the history and migrating again changes nothing
     with psycopg.connect(blank, autocommit=True) as conn:
         conn.execute("delete from _yoyo_migration")
     assert migrate(blank) == MIGRATIONS
     assert _applied(blank) == MIGRATIONS
+
+
+def test_the_row_hash_leaves_bronze_and_the_views_over_it_keep_working(blank):
+    """0022 drops the stored `content_hash` of a home that has rows and dbt views over the `_active`
+    views (as silver's `int_vendors_checked`): the dependent view survives, and the `_active` view
+    computes the same hash on read."""
+    from yoyo import get_backend, read_migrations
+
+    with resources.as_file(resources.files("assay.core") / "migrations") as folder:
+        before = read_migrations(str(folder)).filter(lambda m: m.id < "0022")
+        with get_backend(yoyo_uri(blank)) as backend:
+            backend.apply_migrations(backend.to_apply(before))
+    with psycopg.connect(blank, autocommit=True) as conn:
+        conn.execute(
+            "insert into bronze.vendors (batch_id, source_file, line_number, record, raw_text, parse_error)"
+            " values (gen_random_uuid(), 'v.jsonl', 1, '{\"vendor_id\": \"V1\"}', null, null),"
+            " (gen_random_uuid(), 'v.jsonl', 2, null, 'not json', 'invalid json')"
+        )
+        stored = conn.execute("select line_number, content_hash from bronze.vendors order by 1").fetchall()
+        conn.execute(
+            "create view silver.over_bronze as select line_number, content_hash from bronze.vendors_active"
+        )
+    assert migrate(blank) == [m for m in MIGRATIONS if m >= "0022"]
+    with psycopg.connect(blank) as conn:
+        assert conn.execute("select to_regclass('bronze.vendors') is not null").fetchone()[0]
+        assert not conn.execute(
+            "select 1 from information_schema.columns where table_schema = 'bronze'"
+            " and table_name = 'vendors' and column_name = 'content_hash'"
+        ).fetchall()
+        assert conn.execute("select * from silver.over_bronze order by 1").fetchall() == stored
+        assert stored[1][1] == conn.execute("select md5('not json')").fetchone()[0]
 
 
 def test_two_processes_migrating_at_once_both_succeed(blank):

@@ -19,7 +19,7 @@ create table if not exists bronze.load_batches (
 --   by full scans in silver, and maintaining the index cost as much as parsing the JSON.
 -- - batch_id: no foreign key to load_batches. Rows and their ledger entry commit in one transaction,
 --   and a per-row referential check would cost more than the rest of the load.
--- - content_hash: of the normalised payload, or of the raw line when it did not parse.
+-- - content_hash: of the normalised payload, or of the raw line when it did not parse (dropped by 0022).
 -- - partition_date: the day in the file's name for the daily-partitioned sources, else null: silver
 --   selects its window by it without parsing business dates. A BRIN index (a few pages, nearly free to
 --   keep up on an append-only table whose rows arrive roughly in day order) lets silver read one window.

@@ -13,8 +13,11 @@ declare
     source text;
 begin
     foreach source in array array['transactions', 'events', 'vendors', 'employees'] loop
+        -- made once: a later migration (0022) redefines them, and applying this one again (the
+        -- baseline is idempotent) must not undo that
+        continue when to_regclass(format('bronze.%I', source || '_active')) is not null;
         execute format(
-            'create or replace view bronze.%I as select t.* from bronze.%I as t where not exists ('
+            'create view bronze.%I as select t.* from bronze.%I as t where not exists ('
             ' select from bronze.load_batches as b where b.batch_id = t.batch_id'
             ' and (b.retracted_at is not null or b.superseded_by is not null))',
             source || '_active', source
