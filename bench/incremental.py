@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -60,11 +61,10 @@ def main() -> None:
     for new_file in landing.glob(f"*/*-{NEW_DAY}.*"):
         new_file.unlink()  # from an earlier run of this script
 
+    # a fresh database (the migrations make bronze, its ledger and views, and the quality store);
+    # dropping schemas of a migrated database would leave the migrations' tables missing
+    shutil.rmtree(home / "pgdata", ignore_errors=True)
     postgres = PostgresResource()
-    with postgres.connect(autocommit=True) as conn:
-        conn.execute("drop schema if exists silver cascade")
-        conn.execute("drop schema if exists bronze cascade")
-        conn.execute("create schema bronze")
     load = os.getloadavg()[0]
     print(f"load average before: {load:.2f} on {os.cpu_count()} cores", flush=True)
 
