@@ -10,10 +10,10 @@ dbt itself skips the children of a failed test.
 
 Silver is three steps: the reference models (seeds, vendors, employees), the daily incremental
 models of transactions and events (partitioned like their bronze tables: the run's partition window
-goes to dbt as `--vars {min_date, max_date}`), and `rejects`, a table of the rejected rows of both.
+goes to dbt as the environment variables ASSAY_MIN_DATE and ASSAY_MAX_DATE), and `rejects`, a table
+of the rejected rows of all four sources.
 """
 
-import json
 import os
 import shutil
 import uuid
@@ -50,8 +50,12 @@ from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
 from assay.landing.files import PARTITIONED_SOURCES
 from assay.landing.quarantine import QuarantinedRow
+from assay.quality.store import Window
 
 LAYERS = ("silver", "gold", "platinum")
+# The days the daily models rebuild, for dbt (macros/partition_window.sql); unset: every day.
+WINDOW_START_ENV = "ASSAY_MIN_DATE"
+WINDOW_END_ENV = "ASSAY_MAX_DATE"
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
 DAILY_MODELS = ("int_transactions_checked", "transactions", "int_events_checked", "events")
 # dbt selection (select, exclude) per step, in graph order; seeds are reference data that silver
@@ -76,7 +80,10 @@ class DbtResource(ConfigurableResource):
     postgres: PostgresResource
     threads: int = 2
 
-    def cli(self, args: Sequence[str], *, context: AssetExecutionContext) -> DbtCliInvocation:
+    def cli(
+        self, args: Sequence[str], *, context: AssetExecutionContext, window: Window | None = None
+    ) -> DbtCliInvocation:
+        """Start `dbt <args>`; the daily models rebuild `window` (first and last day), or every day."""
         run = context.run.run_id[:8]
         call = dbt_files.runs_dir() / f"{context.op_execution_context.op.name}-{run}-{uuid.uuid4().hex[:6]}"
         profiles = dbt_files.write_profile(conninfo_to_dict(self.postgres.url()), call, self.threads)
@@ -84,7 +91,22 @@ class DbtResource(ConfigurableResource):
         dbt = DbtCliResource(
             project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable()
         )
-        return dbt.cli(args, context=context, target_path=call)
+        days = {
+            WINDOW_START_ENV: window[0].isoformat() if window else "0001-01-01",
+            WINDOW_END_ENV: window[1].isoformat() if window else "9999-12-31",
+        }
+        # dagster-dbt hands dbt a copy of os.environ when it starts it (here): a step runs its dbt
+        # calls one after another, in its own process or in the run's one thread
+        saved = {name: os.environ.get(name) for name in days}
+        os.environ.update(days)
+        try:
+            return dbt.cli(args, context=context, target_path=call)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 class AssayTranslator(DagsterDbtTranslator):
@@ -151,15 +173,16 @@ def _step_assets(step: str) -> AssetsDefinition:
         elif step == "silver_rejects" and (unchanged := _rejects_current(context, postgres)):
             yield from _unbuilt(context, unchanged)
             return
-        if first is not None:
-            # The window's vars on every dbt call of the run, used or not: dbt parses the whole
-            # project again whenever the vars differ from its previous call's, so the run's later
-            # calls reuse the first one's parse.
-            args += ["--vars", json.dumps({"min_date": first.isoformat(), "max_date": last.isoformat()})]
+        # The window travels in the environment (WINDOW_START_ENV, WINDOW_END_ENV), not as --vars:
+        # dbt parses the whole project again whenever its vars change (every new day), but re-parses
+        # only the few files that read an environment variable when its value changes.
+        call_window = (first, last) if first is not None else None
         # dagster-dbt's row counts are whole-table count(*)s (seconds on a large daily model): the daily
         # models count the window's rows instead, rejects counts itself (_reject_metadata)
         whole_counts = step not in ("silver_daily", "silver_rejects")
-        events, quarantined, error = _build_with_quarantine(context, dbt, postgres, args, step, whole_counts)
+        events, quarantined, error = _build_with_quarantine(
+            context, dbt, postgres, args, step, whole_counts, call_window
+        )
         window_rows = _window_rows(postgres, first, last) if partitioned else {}
         for event in events:
             if isinstance(event, Output):
@@ -185,6 +208,7 @@ def _build_with_quarantine(
     args: list[str],
     step: str,
     whole_counts: bool = True,
+    window: Window | None = None,
 ) -> tuple[list, list[tuple[AssetKey, QuarantinedRow]], Exception | None]:
     """Run the step's dbt call; if a model fails on rows' data, quarantine those rows and run it
     once more (the checked models then reject them as `quarantined`), so no single row stops the
@@ -194,7 +218,7 @@ def _build_with_quarantine(
     asset of the model they made fail, and the call's error if it failed all the same (to raise
     after its events, as dagster-dbt's stream does)."""
     events: list = []
-    invocation = dbt.cli(args, context=context)
+    invocation = dbt.cli(args, context=context, window=window)
     try:
         for event in _stream(invocation, whole_counts):
             events.append(event)  # one by one: what came before an error is kept
@@ -218,7 +242,7 @@ def _build_with_quarantine(
         )
     context.log.warning(f"{len(rows)} row(s) quarantined; running the step again without them")
     events = []
-    again = dbt.cli(args, context=context)
+    again = dbt.cli(args, context=context, window=window)
     try:
         for event in _stream(again, whole_counts):
             events.append(event)

@@ -2,7 +2,7 @@
 
 A landing file of a partitioned source carries its day in its name (`transactions-2025-03-14.jsonl`);
 partition D of bronze loads the files of day D, and the daily silver models rebuild the window of
-days a run covers (dbt vars `min_date` / `max_date`). A range backfill is one run
+days a run covers (ASSAY_MIN_DATE / ASSAY_MAX_DATE in dbt's environment). A range backfill is one run
 (`BackfillPolicy.single_run()`): one bronze pass and one dbt call for the whole range.
 """
 
