@@ -14,10 +14,12 @@ goes to dbt as the environment variables ASSAY_MIN_DATE and ASSAY_MAX_DATE), and
 of the rejected rows of all four sources.
 """
 
+import functools
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,7 @@ class DbtResource(ConfigurableResource):
         call = dbt_files.runs_dir() / f"{context.op_execution_context.op.name}-{run}-{uuid.uuid4().hex[:6]}"
         profiles = dbt_files.write_profile(conninfo_to_dict(self.postgres.url()), call, self.threads)
         dbt_files.prune_runs()
-        dbt = DbtCliResource(
+        dbt = _DbtCli(
             project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable()
         )
         days = {
@@ -107,6 +109,21 @@ class DbtResource(ConfigurableResource):
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+class _DbtCli(DbtCliResource):
+    """dagster-dbt's resource, asking the dbt executable for its version once per process: it starts
+    `dbt --version` (a second or two of Python start-up) for every new resource, and each call has
+    its own (its own profile folder)."""
+
+    @cached_property
+    def _cli_version(self):
+        return _dbt_version(self.dbt_executable, self.project_dir)
+
+
+@functools.cache
+def _dbt_version(executable: str, project_dir: str):
+    return DbtCliResource(project_dir=project_dir, dbt_executable=executable)._cli_version
 
 
 class AssayTranslator(DagsterDbtTranslator):
