@@ -10,14 +10,16 @@ dbt itself skips the children of a failed test.
 
 Silver is three steps: the reference models (seeds, vendors, employees), the daily incremental
 models of transactions and events (partitioned like their bronze tables: the run's partition window
-goes to dbt as `--vars {min_date, max_date}`), and `rejects`, a table of the rejected rows of both.
+goes to dbt as the environment variables ASSAY_MIN_DATE and ASSAY_MAX_DATE), and `rejects`, a table
+of the rejected rows of all four sources.
 """
 
-import json
+import functools
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +41,23 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from assay.assets.dbt_project import runtime_project
 from assay.assets.metadata import table_value
-from assay.assets.partitions import daily_partitions, single_run, window_days
+from assay.assets.partitions import daily_partitions, run_window, single_run, window_days
 from assay.assets.quarantine import quarantine_failures, quarantine_metadata
 from assay.core import dbt as dbt_files
 from assay.core.database import PostgresResource
+from assay.landing.files import PARTITIONED_SOURCES
 from assay.landing.quarantine import QuarantinedRow
+from assay.quality.store import Window
 
 LAYERS = ("silver", "gold", "platinum")
+# The days the daily models rebuild, for dbt (macros/partition_window.sql); unset: every day.
+WINDOW_START_ENV = "ASSAY_MIN_DATE"
+WINDOW_END_ENV = "ASSAY_MAX_DATE"
 # The incremental silver models with daily partitions (models/silver/*.sql: partition_date windows).
 DAILY_MODELS = ("int_transactions_checked", "transactions", "int_events_checked", "events")
 # dbt selection (select, exclude) per step, in graph order; seeds are reference data that silver
@@ -74,15 +82,48 @@ class DbtResource(ConfigurableResource):
     postgres: PostgresResource
     threads: int = 2
 
-    def cli(self, args: Sequence[str], *, context: AssetExecutionContext) -> DbtCliInvocation:
+    def cli(
+        self, args: Sequence[str], *, context: AssetExecutionContext, window: Window | None = None
+    ) -> DbtCliInvocation:
+        """Start `dbt <args>`; the daily models rebuild `window` (first and last day), or every day."""
         run = context.run.run_id[:8]
         call = dbt_files.runs_dir() / f"{context.op_execution_context.op.name}-{run}-{uuid.uuid4().hex[:6]}"
         profiles = dbt_files.write_profile(conninfo_to_dict(self.postgres.url()), call, self.threads)
         dbt_files.prune_runs()
-        dbt = DbtCliResource(
+        dbt = _DbtCli(
             project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable()
         )
-        return dbt.cli(args, context=context, target_path=call)
+        days = {
+            WINDOW_START_ENV: window[0].isoformat() if window else "0001-01-01",
+            WINDOW_END_ENV: window[1].isoformat() if window else "9999-12-31",
+        }
+        # dagster-dbt hands dbt a copy of os.environ when it starts it (here): a step runs its dbt
+        # calls one after another, in its own process or in the run's one thread
+        saved = {name: os.environ.get(name) for name in days}
+        os.environ.update(days)
+        try:
+            return dbt.cli(args, context=context, target_path=call)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+class _DbtCli(DbtCliResource):
+    """dagster-dbt's resource, asking the dbt executable for its version once per process: it starts
+    `dbt --version` (a second or two of Python start-up) for every new resource, and each call has
+    its own (its own profile folder)."""
+
+    @cached_property
+    def _cli_version(self):
+        return _dbt_version(self.dbt_executable, self.project_dir)
+
+
+@functools.cache
+def _dbt_version(executable: str, project_dir: str):
+    return DbtCliResource(project_dir=project_dir, dbt_executable=executable)._cli_version
 
 
 class AssayTranslator(DagsterDbtTranslator):
@@ -134,16 +175,38 @@ def _step_assets(step: str) -> AssetsDefinition:
         args = ["build"]
         if step.startswith("silver") and not context.is_subset:
             args += ["--indirect-selection", "eager"]
+        window = run_window(context.run.tags)
+        first, last = window if window else (None, None)
         if partitioned:
             first, last = window_days(context.partition_time_window)
-            window = {"min_date": first.isoformat(), "max_date": last.isoformat()}
+            if _window_empty(postgres, first, last):
+                yield from _unbuilt(
+                    context,
+                    f"nothing to build over {first} .. {last}: no bronze rows of those days and none in "
+                    "the daily models (dbt not started; a rebuild would delete and insert nothing)",
+                )
+                return
             context.log.info(f"daily models over {first} .. {last}")
-            args += ["--vars", json.dumps(window)]
-        events, quarantined, error = _build_with_quarantine(context, dbt, postgres, args, step)
+        elif step == "silver_rejects" and (unchanged := _rejects_current(context, postgres)):
+            yield from _unbuilt(context, unchanged)
+            return
+        # The window travels in the environment (WINDOW_START_ENV, WINDOW_END_ENV), not as --vars:
+        # dbt parses the whole project again whenever its vars change (every new day), but re-parses
+        # only the few files that read an environment variable when its value changes.
+        call_window = (first, last) if first is not None else None
+        # dagster-dbt's row counts are whole-table count(*)s (seconds on a large daily model): the daily
+        # models count the window's rows instead, rejects counts itself (_reject_metadata)
+        whole_counts = step not in ("silver_daily", "silver_rejects")
+        events, quarantined, error = _build_with_quarantine(
+            context, dbt, postgres, args, step, whole_counts, call_window
+        )
+        window_rows = _window_rows(postgres, first, last) if partitioned else {}
         for event in events:
             if isinstance(event, Output):
                 key = context.asset_key_for_output(event.output_name)
                 extra = _reject_metadata(postgres) if key == REJECTS else {}
+                if key.path[-1] in window_rows:
+                    extra["dagster/row_count"] = MetadataValue.int(window_rows[key.path[-1]])
                 if quarantined and key in {row_key for row_key, _ in quarantined}:
                     extra |= quarantine_metadata([row for row_key, row in quarantined if row_key == key])
                 if extra:
@@ -161,6 +224,8 @@ def _build_with_quarantine(
     postgres: PostgresResource,
     args: list[str],
     step: str,
+    whole_counts: bool = True,
+    window: Window | None = None,
 ) -> tuple[list, list[tuple[AssetKey, QuarantinedRow]], Exception | None]:
     """Run the step's dbt call; if a model fails on rows' data, quarantine those rows and run it
     once more (the checked models then reject them as `quarantined`), so no single row stops the
@@ -170,9 +235,9 @@ def _build_with_quarantine(
     asset of the model they made fail, and the call's error if it failed all the same (to raise
     after its events, as dagster-dbt's stream does)."""
     events: list = []
-    invocation = dbt.cli(args, context=context)
+    invocation = dbt.cli(args, context=context, window=window)
     try:
-        for event in invocation.stream().fetch_row_counts():
+        for event in _stream(invocation, whole_counts):
             events.append(event)  # one by one: what came before an error is kept
         return events, [], None
     except DagsterDbtCliRuntimeError as error:
@@ -194,15 +259,36 @@ def _build_with_quarantine(
         )
     context.log.warning(f"{len(rows)} row(s) quarantined; running the step again without them")
     events = []
-    again = dbt.cli(args, context=context)
+    again = dbt.cli(args, context=context, window=window)
     try:
-        for event in again.stream().fetch_row_counts():
+        for event in _stream(again, whole_counts):
             events.append(event)
     except DagsterDbtCliRuntimeError as error:
         return events, keyed, error
     finally:
         _keep_partial_parse(again.target_path)
     return events, keyed, None
+
+
+def _stream(invocation: DbtCliInvocation, whole_counts: bool):
+    """The call's events, with dagster-dbt's whole-table row counts or without."""
+    stream = invocation.stream()
+    return stream.fetch_row_counts() if whole_counts else stream
+
+
+def _window_rows(postgres: PostgresResource, first, last) -> dict[str, int]:
+    """Rows of each daily model in the days first..last (through its partition_date index)."""
+    counts = {}
+    with postgres.connect(autocommit=True) as conn:
+        for model in DAILY_MODELS:
+            if conn.execute("select to_regclass(%s) is not null", [f"silver.{model}"]).fetchone()[0]:
+                counts[model] = conn.execute(
+                    sql.SQL("select count(*) from {} where partition_date between %s and %s").format(
+                        sql.Identifier("silver", model)
+                    ),
+                    [first, last],
+                ).fetchone()[0]
+    return counts
 
 
 def _keep_partial_parse(invocation_target: Path) -> None:
@@ -223,6 +309,92 @@ def _keep_partial_parse(invocation_target: Path) -> None:
         os.replace(staging, target)
     except OSError:
         pass
+
+
+# Materialization metadata of a dbt step that did not start dbt because nothing would change: False
+# on every model of such a step (the reason beside it), absent when dbt built the models.
+BUILT = "assay/built"
+SKIP_REASON = "assay/not_built_because"
+
+
+def _window_empty(postgres: PostgresResource, first, last) -> bool:
+    """Whether the days first..last hold no row in bronze (raw, retracted rows included) nor in the
+    daily models: their rebuild would delete nothing and insert nothing."""
+    tables = [("bronze", source) for source in PARTITIONED_SOURCES]
+    tables += [("silver", model) for model in DAILY_MODELS]
+    with postgres.connect(autocommit=True) as conn:
+        for schema, table in tables:
+            if conn.execute("select to_regclass(%s) is null", [f"{schema}.{table}"]).fetchone()[0]:
+                return False  # a model not built yet is built (and a missing bronze table is dbt's error)
+            found = conn.execute(
+                sql.SQL("select exists (select from {} where partition_date between %s and %s)").format(
+                    sql.Identifier(schema, table)
+                ),
+                [first, last],
+            ).fetchone()[0]
+            if found:
+                return False
+    return True
+
+
+def _rejects_current(context: AssetExecutionContext, postgres: PostgresResource) -> str | None:
+    """Why `rejects` need not be rebuilt, or None: it holds exactly the rejected rows of every checked
+    model it reads (the same rows, by bronze id, with the same reasons), so a rebuild would make the
+    same table. Compared by count, sum of bronze ids and sum of the reasons' hashes per source (the
+    daily models' rejected rows through their partial index)."""
+    parents = {dep.asset_key for spec in context.assets_def.specs if spec.key == REJECTS for dep in spec.deps}
+    checked = {
+        key.path[-1].removeprefix("int_").removesuffix("_checked"): key.path[-1]
+        for key in parents
+        if key.path[0] == "silver" and key.path[-1].startswith("int_") and key.path[-1].endswith("_checked")
+    }
+    with postgres.connect(autocommit=True) as conn:
+        for relation in ["silver.rejects", *(f"silver.{model}" for model in checked.values())]:
+            if conn.execute("select to_regclass(%s) is null", [relation]).fetchone()[0]:
+                return None
+        held = {
+            source: tuple(rest)
+            for source, *rest in conn.execute(
+                "select source, count(*), sum(bronze_id), sum(hashtext(reason))"
+                " from silver.rejects group by 1"
+            )
+        }
+        for source, model in sorted(checked.items()):
+            expected = conn.execute(
+                sql.SQL(
+                    "select count(*), sum(bronze_id), sum(hashtext(reject_reason)) from {}"
+                    " where reject_reason is not null"
+                ).format(sql.Identifier("silver", model)),
+            ).fetchone()
+            if tuple(expected) != held.get(source, (0, None, None)):
+                return None
+        if set(held) - set(checked):
+            return None
+    return (
+        "rejects is current: it holds exactly the rejected rows of "
+        + ", ".join(f"silver.{model}" for model in sorted(checked.values()))
+        + " (dbt not started)"
+    )
+
+
+def _unbuilt(context: AssetExecutionContext, reason: str) -> Iterator[Output]:
+    """The step's outputs without running dbt, each saying so (in its metadata and the step's log)."""
+    context.log.info(reason)
+    # in graph order, as Dagster requires of a multi-asset's outputs
+    specs = {spec.key: spec for spec in context.assets_def.specs if spec.key in context.selected_asset_keys}
+    ordered: list[AssetKey] = []
+
+    def visit(key: AssetKey) -> None:
+        if key in specs and key not in ordered:
+            for dep in specs[key].deps:
+                visit(dep.asset_key)
+            ordered.append(key)
+
+    for key in sorted(specs, key=lambda k: k.to_user_string()):
+        visit(key)
+    for key in ordered:
+        name = context.assets_def.get_output_name_for_asset_key(key)
+        yield Output(None, output_name=name, metadata={BUILT: False, SKIP_REASON: reason})
 
 
 dbt_models = [_step_assets(step) for step in STEPS]

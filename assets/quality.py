@@ -8,6 +8,10 @@ One check step per table (so a failing table blocks only what is built from it),
 | `reject_rate_<class>` | silver | ERROR | yes: one reject reason class above its limit |
 | `gx_profile` | silver, gold | WARN | no: Great Expectations distribution / row-count suite |
 
+The gates of the daily tables (transactions, events) score the run's partition window (the days its
+dbt models rebuilt, from the run's tags) and count the whole table; the others score whole tables.
+`quality.dq_scores` records the window of each score (README: What a gate vouches for).
+
 Row-level rules are dbt tests (they arrive as asset checks through dagster-dbt); the gates read the
 reject reasons and the gold rules from the dbt project (`assay.quality.rules`), never restate them.
 
@@ -32,7 +36,9 @@ from dagster import (
 )
 
 from assay.assets.metadata import table_value
+from assay.assets.partitions import run_window
 from assay.core.database import PostgresResource
+from assay.landing.files import PARTITIONED_SOURCES
 from assay.quality import store
 from assay.quality.config import QualitySettings, get_quality_settings
 from assay.quality.expectations import SUITE_KINDS, Facts, SuiteOutcome, read_facts, run_suite
@@ -97,8 +103,10 @@ def _silver_gate(table: str):
                 ),
             ]
 
+        # a daily table is scored on the days of the run (those its dbt models rebuilt), not whole
+        window = run_window(context.run.tags) if table in PARTITIONED_SOURCES else None
         yield from _run_gate(
-            context, postgres, key, "silver", lambda conn: silver_score(conn, table), results
+            context, postgres, key, "silver", lambda conn: silver_score(conn, table, window), results
         )
 
     return _gate
@@ -148,7 +156,12 @@ def _run_gate(
         passed = score.overall >= threshold - 1e-12 or short <= floor
         yield from results_of(conn, score, threshold, passed, settings)
         facts = read_facts(
-            conn, store.previous_row_count(conn, score.table, run_id), settings.max_row_count_change
+            conn,
+            store.previous_row_count(conn, score.table, run_id),
+            settings.max_row_count_change,
+            window=score.window,
+            table_rows=score.whole_rows,
+            window_rows=score.row_count,
         )
         yield from _gx_results(key, postgres, score.table, facts, settings)
         store.record_score(conn, run_id, score, threshold, passed)
@@ -172,9 +185,15 @@ def _dq_result(
 ) -> AssetCheckResult:
     dims = score.dimensions()
     dims_text = ", ".join(f"{d} {_pct(v)}" for d, v in dims.items())
+    scope = (
+        f" over {score.window[0]} .. {score.window[1]} ({score.input_rows:,} bronze rows of those days; "
+        f"whole table {score.whole_rows:,} rows)"
+        if score.window
+        else ""
+    )
     if passed:
         description = (
-            f"{score.table}: {_pct(score.overall)} overall (threshold {_pct(threshold)}); {dims_text}."
+            f"{score.table}{scope}: {_pct(score.overall)} overall (threshold {_pct(threshold)}); {dims_text}."
         )
     else:
         # the dimensions that fall short, worst first, with how far below a perfect score they are
@@ -183,8 +202,9 @@ def _dq_result(
             f"{d} {_pct(dims[d])} ({100 * gap:.2f} points short{_classes_text(score, d)})" for gap, d in short
         )
         description = (
-            f"{score.table} scored {_pct(score.overall)} overall, {100 * (threshold - score.overall):.2f} "
-            f"points below the {_pct(threshold)} threshold. By dimension: {causes or dims_text}. {hint}"
+            f"{score.table}{scope} scored {_pct(score.overall)} overall, "
+            f"{100 * (threshold - score.overall):.2f} points below the {_pct(threshold)} threshold. "
+            f"By dimension: {causes or dims_text}. {hint}"
         )
     metadata = {
         "table": score.table,
@@ -193,6 +213,8 @@ def _dq_result(
         "threshold_pct": MetadataValue.float(round(100 * threshold, 4)),
         "input_rows": score.input_rows,
         "row_count": score.row_count,
+        "table_rows": score.whole_rows,
+        "window": f"{score.window[0]} .. {score.window[1]}" if score.window else "whole table",
         "details": MetadataValue.json(score.details),
         "where_to_look": hint,
     }
@@ -276,6 +298,7 @@ def _gx_results(
             "suite": outcome.suite,
             "expectations": outcome.evaluated,
             "failed_expectations": len(outcome.failures),
+            "window": f"{outcome.window[0]} .. {outcome.window[1]}" if outcome.window else "whole table",
         }
         if outcome.failures:
             metadata["failures"] = table_value(outcome.failures)
@@ -299,6 +322,7 @@ def _observation(key: AssetKey, score: store.Score, threshold: float) -> AssetOb
             **{f"dq/{d}_pct": MetadataValue.float(round(100 * getattr(score, d), 4)) for d in DIMENSIONS},
             "dq/threshold_pct": MetadataValue.float(round(100 * threshold, 4)),
             "dq/input_rows": score.input_rows,
+            "dq/table_rows": score.whole_rows,
         },
     )
 

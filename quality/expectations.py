@@ -22,9 +22,11 @@ from typing import Any
 
 import psycopg
 from dagster import AssetCheckSeverity
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from assay.core.database import PostgresResource
+from assay.quality.store import Window
 
 # Index columns that identify a failing row in the check's metadata.
 ROW_ID = {
@@ -58,16 +60,31 @@ SUITE_KINDS = (
 
 @dataclass
 class Facts:
-    """What the suites compare against, read from the database when the check runs."""
+    """What the suites compare against, read from the database when the check runs.
+
+    With a `window` (a run over some days of a daily-partitioned table), the suite profiles the rows
+    of those days (`window_rows` of them) and the row-count change is the whole table's
+    (`table_rows`) against its previous scoring, counted by the gate rather than by GX.
+    """
 
     categories: list[str]
     previous_rows: int | None
     max_row_count_change: float
+    window: Window | None = None
+    table_rows: int | None = None
+    window_rows: int | None = None
 
 
-def read_facts(conn: psycopg.Connection, previous_rows: int | None, max_row_count_change: float) -> Facts:
+def read_facts(
+    conn: psycopg.Connection,
+    previous_rows: int | None,
+    max_row_count_change: float,
+    window: Window | None = None,
+    table_rows: int | None = None,
+    window_rows: int | None = None,
+) -> Facts:
     categories = [r[0] for r in conn.execute("select category from silver.categories order by 1")]
-    return Facts(categories, previous_rows, max_row_count_change)
+    return Facts(categories, previous_rows, max_row_count_change, window, table_rows, window_rows)
 
 
 def build_suite(table: str, check_name: str, facts: Facts) -> list:
@@ -84,16 +101,41 @@ def build_suite(table: str, check_name: str, facts: Facts) -> list:
         ("gold.vendor_spend", "gx_profile"): _vendor_spend_profile,
     }
     expectations = builders.get((table, check_name), lambda _gxe, _facts: [])(gxe, facts)
-    if check_name == "gx_profile" and facts.previous_rows:
-        change = facts.max_row_count_change
+    bounds = _row_count_bounds(facts)
+    # the batch is the whole table unless the run has a window; then the gate counts the table itself
+    if check_name == "gx_profile" and bounds and facts.window is None:
         expectations.append(
             gxe.ExpectTableRowCountToBeBetween(
-                min_value=int(facts.previous_rows * (1 - change)) if change < 1 else 0,
-                max_value=int(facts.previous_rows * (1 + change)) + 1,
-                description=f"row count within ±{change:.0%} of the previous run ({facts.previous_rows:,})",
+                min_value=bounds[0], max_value=bounds[1], description=_row_count_text(facts)
             )
         )
     return expectations
+
+
+def _row_count_bounds(facts: Facts) -> tuple[int, int] | None:
+    """The whole table's allowed row counts: within ±max change of the previous run's."""
+    if not facts.previous_rows:
+        return None
+    change = facts.max_row_count_change
+    low = int(facts.previous_rows * (1 - change)) if change < 1 else 0
+    return low, int(facts.previous_rows * (1 + change)) + 1
+
+
+def _row_count_text(facts: Facts) -> str:
+    return f"row count within ±{facts.max_row_count_change:.0%} of the previous run ({facts.previous_rows:,})"
+
+
+def _whole_table_row_count(facts: Facts) -> dict | None:
+    """The row-count expectation of a windowed suite, over the whole table: a failure, or None."""
+    bounds = _row_count_bounds(facts)
+    if bounds is None or facts.table_rows is None or bounds[0] <= facts.table_rows <= bounds[1]:
+        return None
+    return {
+        "expectation": "expect_table_row_count_to_be_between",
+        "column": "table",
+        "observed": f"observed {facts.table_rows:,} rows in the whole table",
+        "description": _row_count_text(facts),
+    }
 
 
 # -- silver ----------------------------------------------------------------------------------
@@ -184,14 +226,19 @@ class SuiteOutcome:
     evaluated: int
     failures: list[dict] = field(default_factory=list)  # one per failed expectation
     failing_rows: list[dict] = field(default_factory=list)
+    window: Window | None = None  # the days profiled; None: the whole table
+    empty_window: bool = False  # the window had no rows: its profile expectations were not run
 
     def summary(self) -> str:
+        scope = f" over {self.window[0]} .. {self.window[1]}" if self.window else ""
+        if self.empty_window:
+            scope += " (no rows in the window: the distribution expectations had nothing to profile)"
         if self.passed:
-            return f"GX suite {self.suite}: all {self.evaluated} expectations met."
+            return f"GX suite {self.suite}{scope}: all {self.evaluated} expectations met."
         parts = [f"{f['expectation']}({f['column']}): {f['observed']}" for f in self.failures[:4]]
         more = f" and {len(self.failures) - 4} more" if len(self.failures) > 4 else ""
         return (
-            f"GX suite {self.suite}: {len(self.failures)} of {self.evaluated} expectations failed: "
+            f"GX suite {self.suite}{scope}: {len(self.failures)} of {self.evaluated} expectations failed: "
             + "; ".join(parts)
             + more
             + "."
@@ -248,13 +295,22 @@ def _context(connection_string: str):
     return context, source
 
 
-def _batch(postgres: PostgresResource, table: str):
+def _batch(postgres: PostgresResource, table: str, window: Window | None):
+    """The table's batch: the whole table, or the rows of a window of days (a query asset)."""
     _, source = _context(gx_connection_string(postgres))
     schema, name = table.split(".")
+    asset_name = table if window is None else f"{table} {window[0]}..{window[1]}"
     try:
-        asset = source.get_asset(table)
+        asset = source.get_asset(asset_name)
     except LookupError:
-        asset = source.add_table_asset(table, table_name=name, schema_name=schema)
+        if window is None:
+            asset = source.add_table_asset(asset_name, table_name=name, schema_name=schema)
+        else:
+            # dates rendered as literals by psycopg (GX takes a query text, not parameters)
+            query = sql.SQL("select * from {} where partition_date between {} and {}").format(
+                sql.Identifier(schema, name), sql.Literal(window[0]), sql.Literal(window[1])
+            )
+            asset = source.add_query_asset(asset_name, query=query.as_string())
     try:
         definition = asset.get_batch_definition("whole table")
     except (KeyError, LookupError):
@@ -271,10 +327,20 @@ def run_suite(
 
     name = f"{table}.{check_name.removeprefix('gx_')}"
     expectations = build_suite(table, check_name, facts)
-    outcome = SuiteOutcome(name, True, len(expectations))
+    outcome = SuiteOutcome(name, True, len(expectations), window=facts.window)
+    if facts.window is not None and check_name == "gx_profile" and facts.previous_rows:
+        outcome.evaluated += 1  # the whole table's row count, counted by the gate
+        failure = _whole_table_row_count(facts)
+        if failure:
+            outcome.passed = False
+            outcome.failures.append(failure)
     if not expectations:
         return outcome
-    batch = _batch(postgres, table)
+    if facts.window is not None and facts.window_rows == 0:
+        outcome.evaluated -= len(expectations)
+        outcome.empty_window = True  # no rows to profile: said in the summary, not counted as met
+        return outcome
+    batch = _batch(postgres, table, facts.window)
     # Row-level expectations report a sample of failing rows (SUMMARY); unexpected-rows queries
     # return only the offending groups, so they can be read in full (COMPLETE).
     groups = [

@@ -4,32 +4,50 @@ import psycopg
 from psycopg import sql
 
 from assay.quality.rules import DIMENSIONS, gold_rules, reason_dimension, source_reasons
-from assay.quality.store import Score
+from assay.quality.store import Score, Window
 
 
-def silver_score(conn: psycopg.Connection, source: str) -> Score:
-    """Scores of `silver.<source>` from its bronze rows and their reject reasons."""
-    bronze_rows = _count(conn, "bronze", source)
+def silver_score(conn: psycopg.Connection, source: str, window: Window | None = None) -> Score:
+    """Scores of `silver.<source>` from its bronze rows and their reject reasons.
+
+    With a `window` (first and last day, of a daily-partitioned source), only the rows of those days
+    count: bronze's and silver's by `partition_date`, the rejects by their bronze row's day. The
+    whole table's row count is still read (`table_rows`), so the gate keeps a whole-table figure.
+    """
+    bronze = sql.Identifier("bronze", source)
+    in_window = sql.SQL(" and partition_date between %s and %s") if window else sql.SQL("")
+    days = list(window) if window else []
+    bronze_rows = conn.execute(
+        sql.SQL("select count(*) from {} where true{}").format(bronze, in_window), days
+    ).fetchone()[0]
     # After retention removed old bronze days, silver and rejects still hold the rows made from them:
     # the score covers the rows whose bronze row remains (quality.retention_horizons says whether any
     # went), so it stays a share of bronze.
     kept = (
-        sql.SQL(" where exists (select from {} b where b.bronze_id = s.bronze_id)").format(
-            sql.Identifier("bronze", source)
-        )
+        sql.SQL(" and exists (select from {} b where b.bronze_id = s.bronze_id)").format(bronze)
         if _bronze_trimmed(conn)
         else sql.SQL("")
     )
     silver_rows = conn.execute(
-        sql.SQL("select count(*) from {} s{}").format(sql.Identifier("silver", source), kept)
+        sql.SQL("select count(*) from {} s where true{}{}").format(
+            sql.Identifier("silver", source), in_window, kept
+        ),
+        days,
     ).fetchone()[0]
+    table_rows = _count(conn, "silver", source) if window else silver_rows
+    rejects_in_window = (
+        sql.SQL(" and bronze_id in (select bronze_id from {} where partition_date between %s and %s)").format(
+            bronze
+        )
+        if window
+        else sql.SQL("")
+    )
     by_class = dict(
         conn.execute(
             sql.SQL(
-                "select reason_class, count(*) from (select * from silver.rejects where source = %s) s{}"
-                " group by 1"
-            ).format(kept),
-            [source],
+                "select reason_class, count(*) from silver.rejects s where source = %s{}{} group by 1"
+            ).format(rejects_in_window, kept),
+            [source, *days],
         ).fetchall()
     )
     rejected = sum(by_class.values())
@@ -47,6 +65,8 @@ def silver_score(conn: psycopg.Connection, source: str) -> Score:
         input_rows=bronze_rows,
         **{d: share(short[d]) for d in DIMENSIONS},
         overall=silver_rows / bronze_rows if bronze_rows else 1.0,
+        window=window,
+        table_rows=table_rows,
         details={
             # every class the source can produce, and any other that turned up
             "rejected_by_class": {c: by_class.get(c, 0) for c in source_reasons(source)} | by_class,

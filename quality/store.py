@@ -1,7 +1,8 @@
 """`quality.*` tables: DQ score history and every check result, so `assay quality` (and the read
 API, via the read-only role) can explain a run without the Dagster instance.
 
-- `quality.dq_scores`: one row per table per run (appended; history is kept).
+- `quality.dq_scores`: one row per table per run (appended; history is kept), with the window of
+  days it covers (`window_start` .. `window_end`; null: the whole table) and the whole table's rows.
 - `quality.check_results`: one row per check of a run: dbt tests, DQ gates, GX suites, drift, the
   agents' checks (`record_run_checks`, from the run's events, is the one way in).
 - `quality.daily_reports`: the daily quality report, one row per day (a rerun replaces the day's).
@@ -9,6 +10,7 @@ API, via the read-only role) can explain a run without the Dagster instance.
 The tables are made by the migrations (`core/migrations/0003-quality.sql` and later).
 """
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +27,14 @@ from dagster import (
 
 from assay.core.database import PostgresResource
 
+Window = tuple[dt.date, dt.date]  # first and last day (inclusive) of a run's daily partitions
+
 
 @dataclass
 class Score:
     table: str  # schema.table
     layer: str
-    row_count: int  # rows in the table itself
+    row_count: int  # rows of the table in the scored window (the whole table without a window)
     input_rows: int  # rows the scores are shares of (bronze rows for silver, own rows for gold)
     completeness: float
     uniqueness: float
@@ -38,6 +42,13 @@ class Score:
     timeliness: float
     overall: float
     details: dict[str, Any]
+    window: Window | None = None  # the days scored; None: the whole table
+    table_rows: int | None = None  # rows of the whole table (None: row_count, no window)
+
+    @property
+    def whole_rows(self) -> int:
+        """Rows of the whole table when it was scored."""
+        return self.row_count if self.table_rows is None else self.table_rows
 
     def dimensions(self) -> dict[str, float]:
         return {
@@ -52,10 +63,13 @@ def record_score(conn: psycopg.Connection, run_id: str, score: Score, threshold:
     conn.execute(
         """
         insert into quality.dq_scores (run_id, table_name, layer, row_count, input_rows, completeness,
-            uniqueness, validity, timeliness, overall, threshold, passed, details)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            uniqueness, validity, timeliness, overall, threshold, passed, details, window_start,
+            window_end, table_rows)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         on conflict (run_id, table_name) do update set
             row_count = excluded.row_count, input_rows = excluded.input_rows,
+            window_start = excluded.window_start, window_end = excluded.window_end,
+            table_rows = excluded.table_rows,
             completeness = excluded.completeness, uniqueness = excluded.uniqueness,
             validity = excluded.validity, timeliness = excluded.timeliness,
             overall = excluded.overall, threshold = excluded.threshold, passed = excluded.passed,
@@ -75,14 +89,17 @@ def record_score(conn: psycopg.Connection, run_id: str, score: Score, threshold:
             threshold,
             passed,
             json.dumps(score.details, default=str),
+            score.window[0] if score.window else None,
+            score.window[1] if score.window else None,
+            score.whole_rows,
         ],
     )
 
 
 def previous_row_count(conn: psycopg.Connection, table: str, run_id: str) -> int | None:
-    """Rows the table had at its latest scoring in another run (None: never scored before)."""
+    """Rows the whole table had at its latest scoring in another run (None: never scored before)."""
     row = conn.execute(
-        "select row_count from quality.dq_scores where table_name = %s and run_id <> %s"
+        "select coalesce(table_rows, row_count) from quality.dq_scores where table_name = %s and run_id <> %s"
         " order by measured_at desc limit 1",
         [table, run_id],
     ).fetchone()

@@ -192,3 +192,74 @@ def test_daily_tests_read_the_window_and_indexes_hold_every_day(home, boundary):
         for table, columns in (("silver.transactions", "*"), ("silver.events", "*")):
             with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
                 conn.execute(f"insert into {table} select {columns} from {table} limit 1")
+
+
+def test_an_empty_day_starts_no_dbt_and_says_so(home, boundary):
+    """A day without files (no bronze rows, none in the daily models): the daily models and `rejects`
+    are not rebuilt, dbt is not started, and each model's materialization says why; nothing changes."""
+    from dagster import AssetSelection, DagsterEventType, DagsterInstance
+
+    from assay.assets.dbt import BUILT, SKIP_REASON
+    from assay.assets.partitions import partition_range_tags
+    from assay.core import dbt as dbt_files
+    from assay.core.database import PostgresResource
+    from assay.orchestration.definitions import defs
+
+    empty = dt.date(2026, 1, 2)  # after the sample's last day: no file of it
+    daily = AssetSelection.assets(AssetKey(["bronze", "transactions"]), AssetKey(["bronze", "events"]))
+    selection = (AssetSelection.groups("bronze", "silver") & daily.downstream()).resolve(
+        defs.resolve_asset_graph()
+    )
+    calls_before = set(dbt_files.runs_dir().iterdir())
+    with PostgresResource().connect(autocommit=True) as conn, DagsterInstance.ephemeral() as instance:
+        before = _snapshot(conn)
+        result = defs.resolve_job_def("pipeline").execute_in_process(
+            asset_selection=list(selection),
+            raise_on_error=False,
+            tags=partition_range_tags(empty, empty),
+            instance=instance,
+        )
+        assert result.success
+        assert _snapshot(conn) == before
+        materialized = {
+            e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in result.all_events
+            if e.event_type == DagsterEventType.ASSET_MATERIALIZATION
+        }
+        for model in (*DAILY, "rejects"):
+            metadata = materialized[f"silver/{model}"]
+            assert metadata[BUILT].value is False, model
+            assert "dbt not started" in metadata[SKIP_REASON].value
+        # the gates still ran, on the empty window, and say so
+        window = conn.execute(
+            "select window_start, window_end, row_count, table_rows from quality.dq_scores"
+            " where run_id = %s and table_name = 'silver.transactions'",
+            [result.run_id],
+        ).fetchone()
+        assert window[:3] == (empty, empty, 0)
+        assert window[3] == before["silver.transactions"][0]
+    assert not [p for p in set(dbt_files.runs_dir().iterdir()) - calls_before if "silver" in p.name]
+
+    # the same day with a file is built: the skip looks at the data, not at the run
+    day = boundary.isoformat()
+    source = home / "landing" / "transactions" / f"transactions-{day}.jsonl"
+    target = source.with_name(f"transactions-{empty}.jsonl")
+    target.write_text(
+        source.read_text().replace('"id":"T', '"id":"Z').replace(f'"date":"{day}"', f'"date":"{empty}"')
+    )
+    try:
+        result = defs.resolve_job_def("pipeline").execute_in_process(
+            asset_selection=list(selection), raise_on_error=False, tags=partition_range_tags(empty, empty)
+        )
+        assert result.success
+        with PostgresResource().connect(autocommit=True) as conn:
+            new = conn.execute(
+                "select (select count(*) from silver.transactions where partition_date = %s),"
+                " (select count(*) from silver.rejects r join bronze.transactions b using (bronze_id)"
+                "  where r.source = 'transactions' and b.partition_date = %s),"
+                " (select count(*) from bronze.transactions where partition_date = %s)",
+                [empty, empty, empty],
+            ).fetchone()
+        assert new[0] > 0 and new[0] + new[1] == new[2]
+    finally:
+        target.unlink()

@@ -436,6 +436,62 @@ def test_row_count_change_against_the_previous_run_is_a_warning(clean, postgres,
     assert f"observed {rows}" in jump.failures[0]["observed"]
 
 
+def test_a_daily_gate_scores_its_window_and_counts_the_whole_table(clean, sample, conn, postgres):
+    """A daily table's gate scores the days of its run (bronze, silver and rejects of those days),
+    records that window in quality.dq_scores, and still counts the whole table."""
+    import datetime as dt
+
+    from assay.landing.files import file_day
+    from assay.quality.expectations import read_facts, run_suite
+    from assay.quality.scores import silver_score
+
+    truth = pl.read_csv(sample.truth_dir / "lines.csv")
+    per_file = (
+        truth.group_by("file")
+        .agg(rows=pl.len(), bad=(pl.col("defect").fill_null("") != "").sum())
+        .sort(["bad", "file"], descending=True)
+    )
+    file, rows, bad = per_file.row(0)  # the day with the most defective lines
+    assert bad > 0
+    day = file_day(Path(file))
+    score = silver_score(conn, "transactions", (day, day))
+    whole_rows = conn.execute("select count(*) from silver.transactions").fetchone()[0]
+    assert score.window == (day, day)
+    assert (score.input_rows, score.row_count) == (rows, rows - bad)
+    assert score.overall == pytest.approx(1 - bad / rows, abs=1e-12)
+    assert score.table_rows == whole_rows > score.row_count
+    assert sum(score.details["rejected_by_class"].values()) == bad
+
+    # the clean run covered every day: its scores of the daily tables say so; the others are whole
+    scores = _scores(conn, clean.run_id)
+    days = [file_day(Path(f)) for f in truth["file"]]
+    for table in ("transactions", "events"):
+        row = scores[f"silver.{table}"]
+        assert row["window_start"] <= min(days) and row["window_end"] >= max(days), table
+        assert row["table_rows"] == row["row_count"]
+    for table in ("silver.vendors", "silver.employees", *(f"gold.{g}" for g in GOLD)):
+        assert scores[table]["window_start"] is None and scores[table]["table_rows"] is not None
+
+    # GX profiles the window's rows; the row-count change is the whole table's
+    facts = read_facts(conn, whole_rows, 0.5, window=(day, day), table_rows=whole_rows, window_rows=rows)
+    profiled = run_suite(postgres, "silver.transactions", "gx_profile", facts, 3)
+    assert profiled.passed, profiled.failures
+    assert f"over {day} .. {day}" in profiled.summary()
+    jump = read_facts(conn, whole_rows * 3, 0.5, window=(day, day), table_rows=whole_rows, window_rows=rows)
+    failed = run_suite(postgres, "silver.transactions", "gx_profile", jump, 3)
+    assert [f["expectation"] for f in failed.failures] == ["expect_table_row_count_to_be_between"]
+    assert f"observed {whole_rows:,} rows in the whole table" == failed.failures[0]["observed"]
+    none = dt.date(2031, 1, 1)
+    empty = run_suite(
+        postgres,
+        "silver.transactions",
+        "gx_profile",
+        read_facts(conn, whole_rows, 0.5, window=(none, none), table_rows=whole_rows, window_rows=0),
+        3,
+    )
+    assert empty.passed and empty.empty_window and "no rows in the window" in empty.summary()
+
+
 # -- the high-defect sample ---------------------------------------------------------------------
 
 

@@ -1,9 +1,19 @@
-{#- The daily partitions a run covers: dbt vars `min_date` and `max_date` (inclusive days), set by
-    Dagster from the run's partition window (assets/dbt.py). The defaults in dbt_project.yml cover
-    every day, so a plain `dbt build` builds everything. -#}
+{#- The daily partitions a run covers (inclusive days): the environment variables ASSAY_MIN_DATE and
+    ASSAY_MAX_DATE, set by Dagster from the run's partition window for each dbt call (assets/dbt.py);
+    dbt vars `min_date` / `max_date` override them (the unit tests set their own). Unset, every day.
+    Environment variables rather than `--vars`: dbt parses the whole project again whenever its vars
+    change, and re-parses only the files that read an environment variable when its value changes. -#}
+{% macro window_start() -%}
+    {{ var('min_date', env_var('ASSAY_MIN_DATE', '0001-01-01')) }}
+{%- endmacro %}
+
+{% macro window_end() -%}
+    {{ var('max_date', env_var('ASSAY_MAX_DATE', '9999-12-31')) }}
+{%- endmacro %}
+
 {% macro in_window(column) -%}
-    {{ column }} between greatest('{{ var("min_date") }}'::date, {{ retained_from('bronze') }})
-        and '{{ var("max_date") }}'::date
+    {{ column }} between greatest('{{ window_start() }}'::date, {{ retained_from('bronze') }})
+        and '{{ window_end() }}'::date
 {%- endmacro %}
 
 {#- The first day `layer` keeps (quality.retention_horizons, advanced by `apply_retention`). A window

@@ -6,6 +6,7 @@
     materialized='incremental',
     incremental_strategy='append',
     pre_hook="{{ delete_window() }}",
+    post_hook="{{ rejected_index() }}",
     indexes=[{'columns': ['partition_date']}, {'columns': ['transaction_id']}],
 ) }}
 
