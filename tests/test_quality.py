@@ -520,7 +520,9 @@ def test_dq_gate_message_names_table_dimension_shortfall_and_rejects(high):
     gate = high.checks[("silver/transactions", "dq_score")]
     assert not gate.passed and gate.blocking
     text = gate.description
-    assert text.startswith("silver.transactions scored ")
+    # a partitioned run's gate scores its window and names it beside the whole table's count
+    assert text.startswith("silver.transactions over ") and "bronze rows of those days; whole table " in text
+    assert ") scored " in text
     assert "below the 95.00 % threshold" in text
     worst = text.split("By dimension: ", 1)[1]
     assert worst.startswith("validity ")  # four validity classes: the largest shortfall comes first

@@ -4,7 +4,7 @@
 -- are then the window's rows; `table_rows` is the whole table's row count at the same moment (the
 -- cheap whole-table invariant the gate still checks; null on rows from before this migration, whose
 -- `row_count` was the whole table).
--- depends: 0021-audit-details
+-- depends: 0022-bronze-no-row-hash
 
 alter table quality.dq_scores
     add column if not exists window_start date,
