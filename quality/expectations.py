@@ -245,6 +245,9 @@ class SuiteOutcome:
         )
 
 
+GX_APPLICATION = "assay-gx"  # how the quality gates' connections show in pg_stat_activity
+
+
 def gx_connection_string(postgres: PostgresResource) -> str:
     """SQLAlchemy URL (psycopg 3 dialect) for the assay database, socket directories included."""
     from sqlalchemy.engine import URL
@@ -258,6 +261,7 @@ def gx_connection_string(postgres: PostgresResource) -> str:
             query["port"], port = str(port), None
     if params.get("sslmode"):
         query["sslmode"] = params["sslmode"]
+    query["application_name"] = GX_APPLICATION
     url = URL.create(
         "postgresql+psycopg",
         username=params.get("user"),
@@ -291,7 +295,11 @@ def _context(connection_string: str):
     with warnings.catch_warnings():
         # GX suggests its Postgres data source, which refuses socket directories (see above)
         warnings.simplefilter("ignore")
-        source = context.data_sources.add_sql("assay", connection_string=connection_string)
+        # The context outlives connections: a restarted server (or an operator's
+        # pg_terminate_backend) leaves dead ones in the engine's pool, so each checkout is pinged.
+        source = context.data_sources.add_sql(
+            "assay", connection_string=connection_string, kwargs={"pool_pre_ping": True}
+        )
     return context, source
 
 

@@ -436,6 +436,28 @@ def test_row_count_change_against_the_previous_run_is_a_warning(clean, postgres,
     assert f"observed {rows}" in jump.failures[0]["observed"]
 
 
+def test_gx_recovers_when_its_pooled_connections_are_terminated(clean, postgres, conn):
+    # the GX context lives as long as the process; a server restart once left it only dead connections
+    from assay.quality.expectations import GX_APPLICATION, read_facts, run_suite
+
+    rows = conn.execute("select count(*) from silver.transactions").fetchone()[0]
+    (day,) = conn.execute("select max(partition_date) from silver.transactions").fetchone()
+    (day_rows,) = conn.execute(
+        "select count(*) from silver.transactions where partition_date = %s", [day]
+    ).fetchone()
+    facts = read_facts(conn, rows, 0.5, window=(day, day), table_rows=rows, window_rows=day_rows)
+    # one day of the small sample is too few rows for the profile to pass; it only opens the pool here
+    assert run_suite(postgres, "silver.transactions", "gx_profile", facts, 3).evaluated
+    (killed,) = conn.execute(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = %s",
+        [GX_APPLICATION],
+    ).fetchone()
+    assert killed >= 1  # the pool kept at least one connection open
+    # the whole table, unless an earlier test added it: GX tests the connection before adding it
+    again = run_suite(postgres, "silver.transactions", "gx_profile", read_facts(conn, rows, 0.5), 3)
+    assert again.passed, again.failures
+
+
 def test_a_daily_gate_scores_its_window_and_counts_the_whole_table(clean, sample, conn, postgres):
     """A daily table's gate scores the days of its run (bronze, silver and rejects of those days),
     records that window in quality.dq_scores, and still counts the whole table."""
