@@ -564,3 +564,22 @@ def test_metric_catalogue_compiles_to_parameterised_sql(postgres, pipeline_run):
     ):
         with pytest.raises(ToolError):
             compile_metric(*bad)
+
+
+def test_a_tokenizer_whose_bytes_llguidance_misreads_is_refused(backend):
+    """The shipped model's tokenizer passes; one read as text instead of bytes (as llguidance saw
+    transformers 5.17's GGUF tokenizer on the GPU machine) stops before any constrained output."""
+    import llguidance.hf
+
+    from assay.agents.backends.transformers import check_token_bytes
+
+    tokenizer = backend.tokenizer
+    real = llguidance.hf.from_tokenizer(tokenizer, n_vocab=backend.model.config.vocab_size)
+    check_token_bytes(real, tokenizer)
+
+    class TextNotBytes:  # a stand-in for the broken conversion: each token's text, not its bytes
+        def decode_bytes(self, ids):
+            return "".join(tokenizer.convert_ids_to_tokens(ids)).encode()
+
+    with pytest.raises(RuntimeError, match=r"llguidance reads .* install transformers>=5\.25"):
+        check_token_bytes(TextNotBytes(), tokenizer)

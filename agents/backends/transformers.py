@@ -135,9 +135,11 @@ class TransformersBackend:
         if self._guidance is None:
             import llguidance.hf
 
-            self._guidance = llguidance.hf.from_tokenizer(
+            guidance = llguidance.hf.from_tokenizer(
                 self.tokenizer, n_vocab=self.model.config.vocab_size, eos_token=self.eos_token_id
             )
+            check_token_bytes(guidance, self.tokenizer)
+            self._guidance = guidance
         return self._guidance
 
     @functools.cached_property
@@ -161,6 +163,29 @@ class TransformersBackend:
         if matcher.is_error():
             raise ValueError(f"invalid constraint: {matcher.get_error()}")
         return matcher
+
+
+# Spaces, quotes, digits and a non-ASCII letter: the bytes a JSON answer is made of.
+PROBE = ' {"tool": "Zürich", "n": 42}'
+
+
+def check_token_bytes(guidance, tokenizer) -> None:
+    """Fail loudly when llguidance reads the tokenizer's tokens as other bytes than it decodes to.
+
+    Seen on transformers 5.17 with the GGUF model (its converted tokenizer): byte-level tokens such
+    as `Ġ"` reached llguidance as literal text, every JSON-schema constraint broke after its first
+    quote, and the outputs came back cut short without an error. Checked once per backend.
+    """
+    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    seen, expected = guidance.decode_bytes(ids), tokenizer.decode(ids).encode()
+    if seen != expected:
+        import transformers
+
+        raise RuntimeError(
+            f"structured outputs would break: llguidance reads {PROBE!r} as {seen!r} from this tokenizer "
+            f"(transformers {transformers.__version__}); install transformers>=5.25 (pip install -U "
+            "'assay[agents]') or use a model folder with its own tokenizer.json"
+        )
 
 
 class _RowControl:
