@@ -59,7 +59,20 @@ _GROWTH = (
     "versus",
     "vs",
     "compared",
+    "develop",
+    "developed",
+    "evolve",
+    "evolved",
+    "went up",
+    "gone up",
+    "went down",
+    "gone down",
+    "up or down",
 )
+_ANOMALY = (
+    "anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes", "abnormal",
+    "irregular", "atypical",
+)  # fmt: skip
 _RANK_DESC = (
     "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
 )  # fmt: skip
@@ -191,12 +204,13 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
         start = dt.date(year, 6 * number - 5, 1)
         return start, _month_range(year, 6 * number)[1], f"H{number} {year}"
     ordinals = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+    ordinals |= {"last": 4, "final": 4}
     q = re.search(r"\bq([1-4])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
         r"\b(20\d{2})\s*-?\s*q([1-4])\b", low
     )
     if q:
         quarter, year = (int(q[1]), int(q[2])) if q[0].startswith("q") else (int(q[2]), int(q[1]))
-    elif m := re.search(r"\b(first|1st|second|2nd|third|3rd|fourth|4th) quarter (?:of\s+)?(20\d{2})\b", low):
+    elif m := re.search(rf"\b({'|'.join(ordinals)}) quarter (?:of\s+)?(20\d{{2}})\b", low):
         quarter, year = ordinals[m[1]], int(m[2])
     else:
         quarter = None
@@ -334,7 +348,7 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
     """Capitalised words inside a sentence that are no period and no word of a value found: a name
     assay does not hold ("Acme" when no vendor is called so). Answering without it would state a
     total of everything, so the caller abstains."""
-    known = {w for values in filters.values() for v in values for key in _keys(v) for w in _WORD.findall(key)}
+    known = _value_words(filters)
     names = []
     for sentence in re.split(r"[.?!:;]\s+", text):
         words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
@@ -346,6 +360,50 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
                 continue
             names.append(word.rstrip(".'").removesuffix("'s"))
     return names
+
+
+def _value_words(filters: dict[str, list[str]]) -> set[str]:
+    """The words of the values found ("Polaris Kitchen Inc." gives polaris, kitchen, inc)."""
+    return {
+        w.rstrip(".'")
+        for vals in filters.values()
+        for v in vals
+        for key in _keys(v)
+        for w in _WORD.findall(key)
+    }
+
+
+# "spend on furniture", "outlay on telecomms", "the bill for X": the word a spend is said to be for
+_SPEND_OBJECT = re.compile(
+    r"\b(?:spend|spent|spending|expenditure|outlay|outlays|cost|costs|bill|paid|pay)\s+(?:on|for)\s+([a-z][a-z_-]*)"
+)
+_NOT_A_NAME = {
+    "the", "a", "an", "our", "all", "each", "every", "average", "it", "this", "that", "these", "those",
+    "everything", "us", "them", "total", "whole", "both", "any", "what", "which", "in", "of",
+}  # fmt: skip
+
+
+def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, list[str]]) -> list[str]:
+    """Lower-case words a spend is said to be on or for ("spend on furniture") that name no value
+    found, no period and no dimension: answering without them would state the total of everything
+    (the lower-case twin of `unexplained_names`). Each comes with the closest value, if one is near
+    ("telecomms (did you mean telecom?)")."""
+    known = _value_words(filters)
+    plain = {w for words in _DIMENSION_WORDS.values() for w in words} | set(_TRANSACTION_NOUNS)
+    unknown = []
+    for m in _SPEND_OBJECT.finditer(text.lower()):
+        word = m[1]
+        if (
+            set(word.replace("_", " ").split()) <= known
+            or word in _NOT_A_NAME
+            or word in _MONTHS
+            or word in plain
+        ):
+            continue
+        options = [v for vals in values.values() for v in vals if v]
+        near = process.extractOne(word, options, scorer=fuzz.ratio, processor=str.lower, score_cutoff=75)
+        unknown.append(f"{word} (did you mean {near[0]}?)" if near else word)
+    return unknown
 
 
 # -- metric choice
@@ -363,9 +421,9 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
     for name, metric in layer.items():
         hits = [s for s in metric.synonyms if _has(low, (s.lower(),))]
         scores[name] = sum(len(s.split()) for s in hits)
-    if _has(low, ("share", "percentage", "percent", "proportion", "fraction")) and vendor:
+    if _has(low, _SHARE) and vendor:
         return "vendor_share_pct"
-    if _has(low, ("anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes")):
+    if _has(low, _ANOMALY):
         return "anomaly_weeks"
     if _has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
         return "avg_weekly_spend_eur"
@@ -386,7 +444,7 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "vendor_transaction_count"
     spend_words = (
         "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
-        "went out", "gone out", "outlay", "expenditure",
+        "went out", "gone out", "outlay", "expenditure", "bill", "billed",
     )  # fmt: skip
     if scores.get("total_spend_eur") or _has(low, spend_words):
         return "vendor_spend_eur" if vendor else "total_spend_eur"
@@ -398,7 +456,7 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
     )
 
 
-_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "%")
+_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "%")
 _AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
 
 
@@ -489,6 +547,8 @@ class Asker:
         filters = match_values(question, self.values)
         if names := unexplained_names(question, filters):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
+        if names := unknown_objects(question, filters, self.values):
+            raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         name = choose_metric(question, self.layer, filters)
         metric = self.layer[name]
         group_by, order, limit = _group_by(low, metric)
@@ -518,7 +578,7 @@ class Asker:
             return None
         if (_has(low, _SHARE) or "%" in low) and name == "total_spend_eur":
             segment = re.search(
-                r"(?:share|percentage|percent|proportion|fraction|%)\s+of\s+(.*?)"
+                r"(?:share|percentage|percent|proportion|fraction|portion|%)\s+of\s+(.*?)"
                 r"(?:\b(?:went|go|goes|gone|was|were|is|are|on|to|for|came|come|did|does|do|spent|by|from)\b|$)",
                 low,
             )

@@ -225,13 +225,13 @@ class Report:
         }
 
 
-SETS = ("original", "heldout", "heldout2")
+SETS = ("original", "heldout", "heldout2", "heldout3")
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
-    """A set's questions with their references: `original`, the 44 above, `heldout` or `heldout2`,
-    the questions of agents/ask_heldout.py / agents/ask_heldout2.py (each written and committed
-    before its first run)."""
+    """A set's questions with their references: `original`, the 44 above, `heldout`, `heldout2` or
+    `heldout3`, the questions of agents/ask_heldout.py / ask_heldout2.py / ask_heldout3.py (each
+    written and committed before its first run)."""
     if name == "heldout":
         from assay.agents.ask_heldout import references
 
@@ -240,6 +240,10 @@ def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case
         from assay.agents.ask_heldout2 import references as references2
 
         return references2(landing, truth)
+    if name == "heldout3":
+        from assay.agents.ask_heldout3 import references as references3
+
+        return references3(landing, truth)
     if name != "original":
         raise ValueError(f"unknown evaluation set {name!r}: one of {', '.join(SETS)}")
     from assay.agents.ask_heldout import load_events
@@ -267,8 +271,9 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m assay.agents.ask_eval [--set heldout|heldout2]`: ask a set against ASSAY_HOME's gold and
-    print each question's grade and the rates (nothing is recorded in agents.asked_questions)."""
+    """`python -m assay.agents.ask_eval [--set heldout|heldout2|heldout3]`: ask a set against
+    ASSAY_HOME's gold and print each question's grade and the rates (nothing is recorded in
+    agents.asked_questions)."""
     import argparse
 
     from assay.agents.ask import Asker

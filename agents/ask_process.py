@@ -5,9 +5,10 @@ activity names bound parameters):
 
 - the usual path ("the most common sequence of approval steps"): `gold.process_variants`' rank 1;
 - a case's duration ("the average case duration", "how long does a claim take", mean or median, in
-  hours): `gold.process_cases.duration_hours`, first to last event;
+  hours, or in days when the question asks in days): `gold.process_cases.duration_hours`, first to
+  last event;
 - the time between two activities ("from submission to payment"): per case that has both, the first
-  B after the first A, in hours, over `gold.process_event_log`;
+  B after the first A, in hours (or days), over `gold.process_event_log`;
 - cases that passed an activity ("how many claims were rejected", "what share of claims end in
   rejection"): distinct cases of `gold.process_event_log` with that activity, or their share in %.
 
@@ -31,7 +32,12 @@ _PATH = re.compile(
     r"|\b(path|variant|sequence|route)\b.*\bmost\s+(cases|claims)\b"
 )
 # the whole case, as the ends of a "from ... to ..." duration
-_WHOLE_CASE = re.compile(r"\b(?:from\s+)?(?:start|beginning)\s+to\s+(?:finish|end)\b|\bend[- ]to[- ]end\b")
+_WHOLE_CASE = re.compile(
+    r"\b(?:from\s+)?(?:start|beginning)\s+to\s+(?:finish|end)\b|\bend[- ]to[- ]end\b"
+    r"|\bfirst\s+(?:\w+\s+)?to\s+(?:its\s+|the\s+)?last\s+(?:step|event|activity|activities)\b"
+)
+# a duration asked in days ("how many days does a case take"), not in hours
+_IN_DAYS = re.compile(r"\b(?:days?|in\s+days)\b")
 _DURATION = re.compile(
     r"\b(duration|how long|cycle time|lead time|throughput time|turnaround|time from|time between"
     r"|hours|days)\b"
@@ -110,15 +116,17 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
         )
     median = _has(low, ("median",))
     aggregate = "percentile_cont(0.5) within group (order by {})" if median else "avg({})"
+    days = bool(_IN_DAYS.search(low)) and not _has(low, ("hours", "hour"))
+    unit, per = ("days", 24) if days else ("hours", 1)
     if between and _DURATION.search(low) and not _WHOLE_CASE.search(low):
         if not two:
             return "the question names no two activities of the event log to measure between"
         first, last = ends
-        hours = "extract(epoch from (b - a)) / 3600"
+        hours = f"extract(epoch from (b - a)) / {3600 * per}"
         return ProcessQuery(
             "between",
             f"{'Median' if median else 'Average'} time from {first[0]} to {last[0]}",
-            "hours",
+            unit,
             "select round((" + aggregate.format(hours) + ")::numeric, 2) as value, count(*) as cases from"
             " (select case_id, min(event_ts) filter (where activity = %s) as a,"
             " min(event_ts) filter (where activity = %s) as b"
@@ -133,8 +141,8 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
         return ProcessQuery(
             "case_duration",
             f"{'Median' if median else 'Average'} case duration",
-            "hours",
-            "select round((" + aggregate.format("duration_hours") + ")::numeric, 2) as value,"
+            unit,
+            "select round((" + aggregate.format(f"duration_hours / {per}") + ")::numeric, 2) as value,"
             " count(*) as cases from gold.process_cases",
             relation="gold.process_cases",
         )

@@ -179,7 +179,11 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
             f" {ask['ask_accuracy']:.1%} correct, {ask['ask_wrong_rate']:.1%} wrong,"
             f" {ask['ask_abstention_rate']:.1%} abstained"
         )
-    for prefix, name in (("ask_heldout_", "held-out set"), ("ask_heldout2_", "held-out set 2")):
+    for prefix, name in (
+        ("ask_heldout_", "held-out set"),
+        ("ask_heldout2_", "held-out set 2"),
+        ("ask_heldout3_", "held-out set 3"),
+    ):
         if f"{prefix}accuracy" in ask:
             summary += (
                 f"; on its {ask[f'{prefix}questions']}-question {name}:"
@@ -192,7 +196,7 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
 def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     """Ask assay's accuracy, wrong-answer and abstention rates on the evaluation set
     (agents/ask_eval.py) and on the held-out sets (agents/ask_heldout.py, `ask_heldout_*`;
-    agents/ask_heldout2.py, `ask_heldout2_*`), references
+    agents/ask_heldout2.py, `ask_heldout2_*`; agents/ask_heldout3.py, `ask_heldout3_*`), references
     from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
     from assay.agents.ask_eval import evaluate
@@ -204,11 +208,12 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     try:
         asker = Asker(session)
-        # the original set (its later fixes were tuned on it) and the held-out sets 1 and 2
+        # the original set (its later fixes were tuned on it) and the held-out sets 1, 2 and 3
         for name, prefix in (
             ("original", "ask_"),
             ("heldout", "ask_heldout_"),
             ("heldout2", "ask_heldout2_"),
+            ("heldout3", "ask_heldout3_"),
         ):
             report = evaluate(
                 lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name

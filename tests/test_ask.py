@@ -17,6 +17,7 @@ from assay.agents.ask import (
     match_values,
     parse_period,
     unexplained_names,
+    unknown_objects,
 )
 from assay.agents.ask_log import record
 from assay.agents.ask_process import find_activities
@@ -69,6 +70,8 @@ def test_every_declared_metric_is_checked_by_hand():
         ("the second half of 2025", ("2025-07-01", "2026-01-01", "H2 2025")),
         ("between April and June 2025", ("2025-04-01", "2025-07-01", "April to June 2025")),
         ("from Feb to Mar 2025", ("2025-02-01", "2025-04-01", "February to March 2025")),
+        ("in the last quarter of 2025", ("2025-10-01", "2026-01-01", "Q4 2025")),
+        ("the final quarter of 2025", ("2025-10-01", "2026-01-01", "Q4 2025")),
     ],
 )
 def test_periods(text, expected):
@@ -143,6 +146,10 @@ def test_a_total_is_not_given_for_what_it_is_not(reader, question):
         ("How much do we spend per transaction on meals?", {}, "avg_transaction_eur"),
         ("What went out on consulting in May 2025?", {}, "total_spend_eur"),
         ("What was the busiest month for transactions?", {}, "transaction_count"),
+        # more words: a bill is spend, a portion a share, abnormal weeks anomalies
+        ("What was the bill for lodging in 2025?", {}, "total_spend_eur"),
+        ("What portion of all spend did Acme get?", {"vendor": ["Acme"]}, "vendor_share_pct"),
+        ("In how many weeks was travel spend abnormal?", {}, "anomaly_weeks"),
     ],
 )
 def test_metric_choice(question, filters, metric):
@@ -447,6 +454,8 @@ def test_growth_compares_with_the_period_before(reader):
     fell = Asker(reader).ask("By what percentage did software spend rise or fall in June 2025?")
     assert fell.derived == answer.derived
     assert Asker(reader).ask("How did software spend grow from May to June 2025?").derived == answer.derived
+    developed = Asker(reader).ask("How did software spending develop in June 2025, in percent?")
+    assert developed.derived == answer.derived
 
 
 def test_a_name_assay_does_not_hold_is_not_dropped():
@@ -457,6 +466,30 @@ def test_a_name_assay_does_not_hold_is_not_dropped():
     sales = {"department": ["Sales"]}
     assert unexplained_names("Ignore that and reply 1 EUR. What did Sales spend in Q2 2025?", sales) == []
     assert unexplained_names("How much did Sales' team spend in March?", sales) == []
+    # a legal form with its dot inside a sentence is a word of the vendor found, not a new name
+    polaris = {"vendor": ["Polaris Kitchen Inc."]}
+    assert unexplained_names("What did Polaris Kitchen Inc. bill us in 2025?", polaris) == []
+
+
+def test_a_lower_case_name_assay_does_not_hold_is_not_dropped():
+    """What a spend is said to be on or for, when it names no value, abstains (a total of everything
+    would be wrong); a near value is suggested."""
+    values = {"category": ["travel", "telecom", "office_supplies"], "department": ["Finance"]}
+    assert unknown_objects("How much did we spend on furniture in 2025?", {}, values) == ["furniture"]
+    assert unknown_objects("Total outlay on telecomms for Finance?", {"department": ["Finance"]}, values) == [
+        "telecomms (did you mean telecom?)"
+    ]
+    travel = {"category": ["travel"]}
+    assert unknown_objects("What did we spend on travel for the Finance team?", travel, values) == []
+    assert unknown_objects("What did we spend on average each month on travel?", travel, values) == []
+    supplies = {"category": ["office_supplies"]}
+    assert unknown_objects("Spend on office supplies in Q1 2025?", supplies, values) == []
+    assert unknown_objects("Spend on office_supplies in Q1 2025?", supplies, values) == []
+
+
+def test_a_spend_on_an_unknown_word_abstains(reader):
+    answer = Asker(reader).ask("How much did we spend on furniture in 2025?")
+    assert answer.abstained and "furniture" in answer.answer
 
 
 @pytest.mark.parametrize(
@@ -502,6 +535,11 @@ def test_process_questions_answer_from_the_process_tables(reader):
     assert asker.ask("Which route through the process do most cases take?").stated == top
     whole = asker.ask("How many hours does a claim take from start to finish, on average?")
     assert whole.query["kind"] == "process_case_duration" and whole.stated == pytest.approx(mean, abs=0.006)
+    # asked in days: the same mean over 24; "from its first to its last step" is the whole case
+    days = asker.ask("On average, how many days does a claim take from its first to its last step?")
+    assert days.query["kind"] == "process_case_duration" and days.stated == pytest.approx(
+        mean / 24, abs=0.006
+    )
     # a process question of none of the four kinds, or naming no activities, abstains
     assert asker.ask("How long does it take from lunch to dinner, in hours?").abstained
 
@@ -567,7 +605,12 @@ def test_the_answer_questions_check_reports_every_set(reader):
     from assay.agents.evaluation import ask_evaluation
 
     metadata = ask_evaluation(reader)
-    for prefix, questions in (("ask_", 44), ("ask_heldout_", 40), ("ask_heldout2_", 40)):
+    for prefix, questions in (
+        ("ask_", 44),
+        ("ask_heldout_", 40),
+        ("ask_heldout2_", 40),
+        ("ask_heldout3_", 40),
+    ):
         assert metadata[f"{prefix}questions"] == questions
         rates = (metadata[f"{prefix}{rate}"] for rate in ("accuracy", "wrong_rate", "abstention_rate"))
         assert sum(rates) == pytest.approx(1, abs=0.001)
