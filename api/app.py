@@ -161,7 +161,10 @@ def create_app(
     # br or gzip for the JSON endpoints and exports; the mart routes compress their cached bodies once
     app.add_middleware(CompressionMiddleware)
     app.add_middleware(
-        GuardMiddleware, max_query_bytes=settings.max_query_bytes, max_body_bytes=settings.max_body_bytes
+        GuardMiddleware,
+        max_query_bytes=settings.max_query_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        audit=state.audit,
     )
     return app
 

@@ -112,7 +112,7 @@ def _audit_refusal(request: Request, status: int) -> None:
         return
     scope = request.scope
     client = scope.get("client")
-    route, mart = route_and_mart(scope, request.url.path, request.path_params)
+    route, mart = route_and_mart(scope)
     audit.refused(
         scope.get(AUDIT_ROW),
         scope.get(AUDIT_KEY),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from prometheus_client import (
@@ -25,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assay.api.audit import AUDIT_ROW
 from assay.api.errors import SECURITY_HEADERS
+
+if TYPE_CHECKING:
+    from assay.api.audit import AccessLog
 
 REQUESTS = Counter(
     "assay_api_requests", "HTTP requests answered, by route and status.", ["method", "route", "status"]
@@ -65,10 +69,13 @@ class _BodyTooLarge(Exception):
 
 
 class GuardMiddleware:
-    def __init__(self, app: ASGIApp, *, max_query_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_query_bytes: int, max_body_bytes: int, audit: AccessLog | None = None
+    ) -> None:
         self.app = app
         self.max_query_bytes = max_query_bytes
         self.max_body_bytes = max_body_bytes
+        self.audit = audit  # queues each admitted request's row (api/audit.py); None: no audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,9 +120,9 @@ class GuardMiddleware:
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(template).observe(time.perf_counter() - started)
             row = scope.get(AUDIT_ROW)  # an admitted request's (api/state.py `authenticate`)
-            if row is not None:
+            if row is not None and self.audit is not None:
                 # 500 when the app raised: the 500 handler answers outside this middleware
-                scope["app"].state.assay.audit.finish(row, status)
+                self.audit.finish(row, status)
 
     def _body_detail(self) -> str:
         return f"request body larger than {self.max_body_bytes} bytes"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
-from assay.api.audit import AUDIT_KEY, AUDIT_ROW, AccessLog, route_and_mart
+from assay.api.audit import AUDIT_KEY, AccessLog
 from assay.api.cache import ResponseCache
 from assay.api.catalog import Catalog
 from assay.api.db import Database
@@ -90,14 +90,8 @@ async def authenticate(request: Request) -> Principal:
             {"Retry-After": RateLimiter.retry_after(wait)},
         )
     if state.audit is not None:
-        scope = request.scope
         # GuardMiddleware queues it with the response's status; routers add their row count (note)
-        scope[AUDIT_ROW] = AccessLog.admitted(
-            principal.key_id,
-            request.method,
-            *route_and_mart(scope, request.url.path, request.path_params),
-            scope["query_string"],
-        )
+        state.audit.admit(request.scope, principal.key_id)
     return principal
 
 

@@ -36,10 +36,14 @@ the size of one page of up to 1,000 rows (the largest mart's first page) as sent
 brotli-compressed (br), as the API sends them to a client that accepts each.
 
 The access audit (issue 15): a third API server runs with `ASSAY_API_AUDIT=false`; the "no audit" rows
-measure the mart page and the point lookup there, and the p95 ratio audit on / off is printed
-(target <= 1.10). To split the audit's cost between the request's path and the writes, run with
+measure the mart page and the point lookup there, and the p95 ratio audit on / off is printed per
+round and over all rounds (target <= 1.10). `--audit-only` measures just those four (page and lookup,
+audit on and off) with the on/off order swapped every round (ABBA), so more rounds fit in the time and
+a load change hits both sides alike; the load average is printed at the start and the end. To split
+the audit's cost between the request's path and the writes, run with
 `ASSAY_API_AUDIT_FLUSH_SECONDS=3600` in the environment (the servers inherit it): rows are still made
-and queued, but not written during the run.
+and queued, but not written during the run. `bench/audit_path.py` measures the audit's path in
+microseconds per request, in-process.
 
 Runs against its own ASSAY_HOME (default /tmp/assay-bench-api): generates the sample and runs the
 pipeline there on first use.
@@ -158,7 +162,9 @@ def _serve(kind: str, port: int, workers: int) -> None:
     if kind == "api-nobatch":
         os.environ["ASSAY_API_SEARCH_BATCH_MAX"] = "1"
     elif kind != "bare":
-        os.environ["ASSAY_API_PRELOAD_SEARCH_MODEL"] = "false" if kind == "api-nocache" else "true"
+        # the model only where searches are measured: loading it takes CPU from the first round
+        search = os.environ.get("BENCH_SEARCH") == "1" and kind != "api-nocache"
+        os.environ["ASSAY_API_PRELOAD_SEARCH_MODEL"] = "true" if search else "false"
     # exit handlers must run on SIGTERM (see api/serve.py): the embedded server counts its users
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     target = "bench.api:bare_app" if kind == "bare" else "bench.api:api_app"
@@ -469,6 +475,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="also run an open loop at this many req/s")
     parser.add_argument("--search", action="store_true", help="also hybrid search, 1 vs N connections")
     parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "assay-bench-api"))
+    parser.add_argument(
+        "--audit-only", action="store_true", help="only page and lookup with the audit on and off, ABBA"
+    )
     kinds = ["bare", "api", "api-nocache", "api-nobatch", "api-noaudit"]
     parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -487,6 +496,7 @@ def main() -> None:
     prepare(f".bench-api-{args.size}", args.size)
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers
     scopes = ["marts", "search"] if args.search else ["marts"]
+    os.environ["BENCH_SEARCH"] = "1" if args.search else "0"  # the servers preload the model or not
     key, token = create_key(postgres, "bench", scopes=scopes, rate_limit_per_minute=1_000_000_000)
     with postgres.connect(autocommit=True) as conn:
         ranks = [r[0] for r in conn.execute("select spend_rank from gold.vendor_spend order by 1")]
@@ -494,7 +504,7 @@ def main() -> None:
     print(
         f"{args.connections} connections, {args.seconds:.0f}s per endpoint, {args.rounds} rounds, "
         f"{args.workers} worker(s) per server, {os.cpu_count()} CPUs; monthly_summary {month_rows:,} rows, "
-        f"vendor_spend {len(ranks):,} rows",
+        f"vendor_spend {len(ranks):,} rows; load average {_load()}",
         flush=True,
     )
     page = [_request(MART_PAGE, token)]
@@ -511,25 +521,35 @@ def main() -> None:
         "page, no audit": ("api-noaudit", page),
         "lookup, no audit": ("api-noaudit", lookups),
     }
+    if args.audit_only:
+        cases = {name: cases[name] for name in AUDIT_PAIRS[0] + AUDIT_PAIRS[1]}
     results: dict[str, list[Result]] = {name: [] for name in cases}
     try:
-        for kind in ("api", "api-nocache", "api-noaudit", *(["api-nobatch"] if args.search else [])):
+        kinds = ["api", "api-nocache", "api-noaudit", *(["api-nobatch"] if args.search else [])]
+        for kind in ["api", "api-noaudit"] if args.audit_only else kinds:
             servers[kind] = _start(kind, args.workers)
-        page_file = Path(args.home) / "bench-page.json"
-        page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
-        os.environ["BENCH_PAGE_FILE"] = str(page_file)
-        page_sql, page_params = _page_sql(postgres)
-        os.environ["BENCH_PAGE_SQL"] = page_sql
-        os.environ["BENCH_PAGE_PARAMS"] = json.dumps(page_params)
-        os.environ["BENCH_READER_URL"] = postgres.reader_url()
-        servers["bare"] = _start("bare", args.workers)
+        if not args.audit_only:
+            page_file = Path(args.home) / "bench-page.json"
+            page_file.write_bytes(_fetch(servers["api"][1], MART_PAGE, token))
+            os.environ["BENCH_PAGE_FILE"] = str(page_file)
+            page_sql, page_params = _page_sql(postgres)
+            os.environ["BENCH_PAGE_SQL"] = page_sql
+            os.environ["BENCH_PAGE_PARAMS"] = json.dumps(page_params)
+            os.environ["BENCH_READER_URL"] = postgres.reader_url()
+            servers["bare"] = _start("bare", args.workers)
         for round_no in range(1, args.rounds + 1):
-            print(f"round {round_no}:", flush=True)
-            for name, (server, requests) in cases.items():
+            print(f"round {round_no} (load average {_load()}):", flush=True)
+            names = list(cases)
+            if args.audit_only and round_no % 2 == 0:  # ABBA: audit off first in even rounds
+                names = [name for pair in AUDIT_PAIRS for name in reversed(pair)]
+            for name in names:
+                server, requests = cases[name]
                 port = servers[server][1]
                 result = uvloop.run(_closed_loop(port, requests, args.connections, args.seconds, name))
                 results[name].append(result)
-                print(_show(result, results["bare"][-1] if name != "bare" else None), flush=True)
+                bare = results["bare"][-1] if "bare" in results and name != "bare" else None
+                print(_show(result, bare), flush=True)
+            print("  audit on / off p95 this round: " + _audit_ratios(results, -1), flush=True)
         if args.rate:
             print(f"open loop at {args.rate:,.0f} req/s offered:", flush=True)
             for name, (server, requests) in cases.items():
@@ -538,6 +558,9 @@ def main() -> None:
                     _open_loop(port, requests, args.connections, args.seconds, args.rate, name)
                 )
                 print(_show(result, None), flush=True)
+        if args.audit_only:
+            _audit_summary(results, args.rounds)
+            return
         _page_sizes(servers["api"][1], token)
         idle, _ = servers.pop("api-noaudit")
         idle.terminate()
@@ -581,11 +604,41 @@ def main() -> None:
         f"({medians['bare, same query'][0]:,.0f} req/s: what the API adds to the database round trip)"
     )
 
-    for on, off in (("mart page", "page, no audit"), ("point lookup", "lookup, no audit")):
-        p95_on, p95_off = medians[on][1].pct(0.95), medians[off][1].pct(0.95)
+    _audit_summary(results, args.rounds)
+
+
+AUDIT_PAIRS = (("mart page", "page, no audit"), ("point lookup", "lookup, no audit"))
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _audit_ratios(results: dict[str, list[Result]], round_index: int) -> str:
+    """p95 and requests/s, audit on / off, of one round."""
+    parts = []
+    for on, off in AUDIT_PAIRS:
+        r_on, r_off = results[on][round_index], results[off][round_index]
+        parts.append(f"{on} {r_on.pct(0.95) / r_off.pct(0.95):.2f}x (req/s {r_on.rps / r_off.rps - 1:+.0%})")
+    return ", ".join(parts)
+
+
+def _audit_summary(results: dict[str, list[Result]], rounds: int) -> None:
+    """The audit's p95 ratio per round, their median and spread, and over all rounds' requests."""
+    print(f"access audit (load average now {_load()}):")
+    for on, off in AUDIT_PAIRS:
+        ratios = [a.pct(0.95) / b.pct(0.95) for a, b in zip(results[on], results[off], strict=True)]
+        merged = {}
+        for name in (on, off):
+            runs = results[name]
+            merged[name] = Result(name, 0, 0, 1, [x for r in runs for x in r.latencies])
+        p95_on, p95_off = merged[on].pct(0.95), merged[off].pct(0.95)
+        rps = statistics.median(a.rps / b.rps for a, b in zip(results[on], results[off], strict=True))
         print(
-            f"access audit, {on}: p95 {p95_on:.1f} ms audit on, {p95_off:.1f} ms off: "
-            f"{p95_on / p95_off:.2f}x (target <= 1.10)"
+            f"  {on}: p95 audit on / off per round {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+            f"all {rounds} rounds' requests: {p95_on:.1f} vs {p95_off:.1f} ms, {p95_on / p95_off:.2f}x "
+            f"(target <= 1.10); requests/s on / off median {rps:.2f}"
         )
 
 

@@ -272,6 +272,59 @@ def test_rows_queued_during_a_flush_are_neither_lost_nor_written_twice(postgres)
     assert [r for (r,) in routes] == [f"/v1/marts/race{n}" for n in range(6)]
 
 
+def test_a_row_holds_raw_values_until_the_flush_which_writes_the_request_s_own_time(postgres):
+    """The request's path only stores raw values (time.time(), the query string's bytes, the scope's
+    route and mart); the flush formats them, and the row keeps the time of the request, not of the
+    flush, to the microsecond."""
+    import asyncio
+    import gc
+    import time
+    from types import SimpleNamespace
+
+    from assay.api.audit import AUDIT_ROW, AccessLog, note
+    from assay.api.keys import create_key
+
+    key, _ = create_key(postgres, "raw rows", scopes=["marts"])
+    log = AccessLog(postgres.reader_url(), 3600)
+    served = {  # a mart's own literal route (as Starlette leaves it in the scope)
+        "method": "GET",
+        "path": "/v1/marts/vendor_spend/rows",
+        "query_string": b"spend_rank__lte=4&name=caf%C3%A9",
+        "route": SimpleNamespace(path="/v1/marts/vendor_spend/rows"),
+        "path_params": {},
+    }
+    exported = {  # a route with the mart as a parameter
+        "method": "GET",
+        "path": "/v1/marts/vendor_spend/export",
+        "query_string": b"",
+        "route": SimpleNamespace(path="/v1/marts/{mart}/export"),
+        "path_params": {"mart": "vendor_spend"},
+    }
+    before = time.time()
+    for scope in (served, exported):
+        log.admit(scope, key.id)
+        note(scope, rows=3)
+        log.finish(scope[AUDIT_ROW], 200)
+    first = served[AUDIT_ROW]
+    assert before <= first["at"] <= time.time() and first["q"] == served["query_string"]
+    assert not gc.is_tracked(first)  # plain values: queued rows add nothing to the collector's work
+    times = [first["at"], exported[AUDIT_ROW]["at"]]
+    time.sleep(0.2)
+    assert asyncio.run(log.flush()) == 2
+    asyncio.run(log.close())
+    with postgres.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "select extract(epoch from accessed_at)::float8, route, mart, filters, row_count, status"
+            " from audit.api_access where key_id = %s order by access_id",
+            [key.id],
+        ).fetchall()
+    assert [r[1:] for r in rows] == [
+        ("/v1/marts/vendor_spend/rows", "vendor_spend", "spend_rank__lte=4&name=café", 3, 200),
+        ("/v1/marts/{mart}/export", "vendor_spend", None, 3, 200),
+    ]
+    assert all(abs(r[0] - at) < 2e-6 for r, at in zip(rows, times, strict=True))  # not the flush's time
+
+
 def test_an_unwritten_batch_goes_back_before_newer_rows_and_the_oldest_are_dropped():
     import asyncio
 
