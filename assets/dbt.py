@@ -12,6 +12,9 @@ Silver is three steps: the reference models (seeds, vendors, employees), the dai
 models of transactions and events (partitioned like their bronze tables: the run's partition window
 goes to dbt as the environment variables ASSAY_MIN_DATE and ASSAY_MAX_DATE), and `rejects`, a table
 of the rejected rows of all four sources.
+
+Each call runs dbt inside the step's process by default (`assets/dbt_runner.py`: dbt's `dbtRunner`,
+no `dbt` process to start), with the same events and checks as a `dbt` process would give.
 """
 
 import functools
@@ -41,10 +44,12 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.compat import DBT_PYTHON_VERSION
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from assay.assets.dbt_project import runtime_project
+from assay.assets.dbt_runner import dbt_call
 from assay.assets.metadata import table_value
 from assay.assets.partitions import daily_partitions, run_window, single_run, window_days
 from assay.assets.quarantine import quarantine_failures, quarantine_metadata
@@ -81,6 +86,8 @@ class DbtResource(ConfigurableResource):
 
     postgres: PostgresResource
     threads: int = 2
+    # dbt runs inside the step's process (dbtRunner: no dbt start-up per call) or as a `dbt` process
+    in_process: bool = True
 
     def cli(
         self, args: Sequence[str], *, context: AssetExecutionContext, window: Window | None = None
@@ -90,25 +97,17 @@ class DbtResource(ConfigurableResource):
         call = dbt_files.runs_dir() / f"{context.op_execution_context.op.name}-{run}-{uuid.uuid4().hex[:6]}"
         profiles = dbt_files.write_profile(conninfo_to_dict(self.postgres.url()), call, self.threads)
         dbt_files.prune_runs()
-        dbt = _DbtCli(
-            project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable()
-        )
+        cli = _InProcessDbtCli if self.in_process else _DbtCli
+        dbt = cli(project_dir=dbt_project, profiles_dir=str(profiles), dbt_executable=dbt_files.executable())
         days = {
             WINDOW_START_ENV: window[0].isoformat() if window else "0001-01-01",
             WINDOW_END_ENV: window[1].isoformat() if window else "9999-12-31",
         }
-        # dagster-dbt hands dbt a copy of os.environ when it starts it (here): a step runs its dbt
-        # calls one after another, in its own process or in the run's one thread
-        saved = {name: os.environ.get(name) for name in days}
-        os.environ.update(days)
-        try:
+        # the window goes into the environment of this call only (never this process's os.environ
+        # outside an in-process call, which holds dbt_runner's lock): steps on other threads each
+        # have their own
+        with dbt_call(days, in_process=self.in_process):
             return dbt.cli(args, context=context, target_path=call)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 class _DbtCli(DbtCliResource):
@@ -119,6 +118,14 @@ class _DbtCli(DbtCliResource):
     @cached_property
     def _cli_version(self):
         return _dbt_version(self.dbt_executable, self.project_dir)
+
+
+class _InProcessDbtCli(DbtCliResource):
+    """dagster-dbt's resource for calls that run in this process: the version is the imported dbt's."""
+
+    @cached_property
+    def _cli_version(self):
+        return DBT_PYTHON_VERSION  # the installed dbt-core's, parsed by dagster-dbt
 
 
 @functools.cache

@@ -8,6 +8,7 @@ rows come from the generator's ground truth, never from the SQL under test.
 import datetime as dt
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -263,3 +264,64 @@ def test_an_empty_day_starts_no_dbt_and_says_so(home, boundary):
         assert new[0] > 0 and new[0] + new[1] == new[2]
     finally:
         target.unlink()
+
+
+def test_dbt_runs_in_the_step_process_with_the_same_events_as_a_dbt_process(home, boundary, monkeypatch):
+    """By default a step's dbt call runs inside the step's process (dbtRunner: no `dbt` process to
+    start); as a `dbt` process (`in_process=False`) the same call gives the same materializations,
+    the same dbt tests as checks with the same outcomes, and the same silver."""
+    from types import SimpleNamespace
+
+    from dagster import DagsterEventType, materialize
+
+    from assay.assets import dbt_runner
+    from assay.assets.dbt import DbtResource, dbt_models
+    from assay.core.database import PostgresResource
+
+    daily = next(assets for assets in dbt_models if assets.op.name == "dbt_silver_daily")
+    day = boundary.isoformat()
+
+    def rebuild(in_process: bool) -> tuple[list, list]:
+        postgres = PostgresResource()
+        result = materialize(
+            [daily],
+            partition_key=day,
+            resources={"dbt": DbtResource(postgres=postgres, in_process=in_process), "postgres": postgres},
+        )
+        assert result.success
+        assert "ASSAY_MIN_DATE" not in os.environ  # the window was the call's, not the process's
+        built = sorted(
+            e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in result.get_asset_materialization_events()
+        )
+        checks = sorted(
+            (
+                e.event_specific_data.asset_key.to_user_string(),
+                e.event_specific_data.check_name,
+                e.event_specific_data.passed,
+            )
+            for e in result.all_events
+            if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        return built, checks
+
+    with PostgresResource().connect(autocommit=True) as conn:
+        before = _snapshot(conn)
+        with monkeypatch.context() as patch:  # a `dbt` process would fail the in-process call
+            patch.setattr(
+                dbt_runner,
+                "subprocess",
+                SimpleNamespace(Popen=_no_process, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT),
+            )
+            in_process = rebuild(in_process=True)
+        assert _snapshot(conn) == before
+        as_process = rebuild(in_process=False)
+        assert _snapshot(conn) == before
+    assert in_process == as_process
+    built, checks = in_process
+    assert built == sorted(f"silver/{model}" for model in DAILY)
+    assert len(checks) > 10  # the daily models' dbt tests, run by both
+
+
+def _no_process(*args, **kwargs):
+    raise AssertionError(f"a process was started: {args}")

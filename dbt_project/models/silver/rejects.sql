@@ -4,7 +4,9 @@
 -- drop when dbt replaces a model), so after a run that failed half-way there was no rejects at all.
 -- A table is replaced atomically (built beside, then swapped in one transaction) and exists at
 -- every moment; it holds only the rejected rows.
-{{ config(materialized='table') }}
+-- Indexed by (source, bronze_id): the daily gates count the window's rejects by their bronze rows
+-- (a lookup per row of the day, not a scan of rejects per row: 5 s on the large sample without it).
+{{ config(materialized='table', indexes=[{'columns': ['source', 'bronze_id']}]) }}
 
 {% set daily = [('transactions', 'int_transactions_checked'), ('events', 'int_events_checked')] %}
 {% set reference = [('vendors', 'int_vendors_checked'), ('employees', 'int_employees_checked')] %}
