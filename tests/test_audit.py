@@ -272,6 +272,52 @@ def test_rows_queued_during_a_flush_are_neither_lost_nor_written_twice(postgres)
     assert [r for (r,) in routes] == [f"/v1/marts/race{n}" for n in range(6)]
 
 
+def test_identical_requests_within_a_flush_are_one_row_with_their_count(postgres):
+    """A client repeating a request costs one row a flush: identical requests (key, route, query
+    string, status, row count) are one row with `requests` = how many, at the first one's time;
+    anything that differs keeps its own row, and every request is counted once."""
+    import asyncio
+
+    from assay.api.audit import AccessLog
+    from assay.api.keys import create_key
+
+    key, _ = create_key(postgres, "repeating", scopes=["marts"])
+    other, _ = create_key(postgres, "other key", scopes=["marts"])
+    log = AccessLog(postgres.reader_url(), 3600)
+    sent = [  # (key, query string, status, rows), in order
+        *[(key.id, b"limit=100", 200, 100)] * 500,
+        (key.id, b"limit=100", 304, None),
+        (key.id, b"limit=10", 200, 10),
+        (other.id, b"limit=100", 200, 100),
+        *[(key.id, b"limit=100", 200, 100)] * 499,
+        (key.id, b"limit=100", 200, 99),  # the mart changed: another row count
+    ]
+    times = {}
+    for key_id, query, status, rows in sent:
+        row = AccessLog.admitted(key_id, "GET", "/v1/marts/monthly_summary/rows", "monthly_summary", query)
+        times.setdefault((key_id, query, status, rows), row["at"])
+        if rows is not None:
+            row["rows"] = rows
+        log.finish(row, status)
+    assert asyncio.run(log.flush()) == 5
+    asyncio.run(log.close())
+    with postgres.connect(autocommit=True) as conn:
+        written = conn.execute(
+            "select key_id, filters, status, row_count, requests, extract(epoch from accessed_at)::float8"
+            " from audit.api_access where key_id = any(%s) order by access_id",
+            [[key.id, other.id]],
+        ).fetchall()
+    assert [r[:5] for r in written] == [
+        (key.id, "limit=100", 200, 100, 999),
+        (key.id, "limit=100", 304, None, 1),
+        (key.id, "limit=10", 200, 10, 1),
+        (other.id, "limit=100", 200, 100, 1),
+        (key.id, "limit=100", 200, 99, 1),
+    ]
+    assert sum(r[4] for r in written) == len(sent)
+    assert all(abs(r[5] - times[(r[0], r[1].encode(), r[2], r[3])]) < 2e-6 for r in written)  # the first's
+
+
 def test_a_row_holds_raw_values_until_the_flush_which_writes_the_request_s_own_time(postgres):
     """The request's path only stores raw values (time.time(), the query string's bytes, the scope's
     route and mart); the flush formats them, and the row keeps the time of the request, not of the
