@@ -155,6 +155,15 @@ def test_every_dbt_test_is_an_asset_check_on_its_model():
     assert ("gold/monthly_summary", "gold_reconciles_with_silver") in _check_specs()
 
 
+UNIT_TESTS = {
+    "monthly_summary_growth_percentages": "monthly_summary",
+    "category_trends_z_score_and_anomaly_flag": "category_trends",
+    "category_trends_no_anomaly_in_partial_week": "category_trends",
+    "transactions_deduplication_rule": "int_transactions_checked",
+    "transactions_deduplication_across_days": "int_transactions_checked",
+}
+
+
 def test_gold_and_platinum_contracts_and_unit_tests():
     from assay.assets.dbt_project import dbt_project
 
@@ -164,13 +173,26 @@ def test_gold_and_platinum_contracts_and_unit_tests():
         assert models[name]["config"]["contract"]["enforced"], name
         assert all(c.get("data_type") for c in models[name]["columns"].values()), name
     unit_tests = {u["name"]: u["model"] for u in manifest.get("unit_tests", {}).values()}
-    assert unit_tests == {
-        "monthly_summary_growth_percentages": "monthly_summary",
-        "category_trends_z_score_and_anomaly_flag": "category_trends",
-        "category_trends_no_anomaly_in_partial_week": "category_trends",
-        "transactions_deduplication_rule": "int_transactions_checked",
-        "transactions_deduplication_across_days": "int_transactions_checked",
-    }
+    assert unit_tests == UNIT_TESTS
+
+
+def test_the_dbt_unit_tests_pass(pipeline_run, postgres, tmp_path):
+    """The models' unit tests (left out of the pipeline's builds: they test SQL, not data) run here,
+    against the session's server, where their models' parents exist."""
+    import subprocess
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from assay.core import dbt as dbt_files
+
+    profiles = dbt_files.write_profile(conninfo_to_dict(postgres.url()), tmp_path)
+    args = ["test", "--select", "test_type:unit", "--project-dir", str(dbt_files.project_dir())]
+    args += ["--profiles-dir", str(profiles), "--target-path", str(tmp_path / "target")]
+    done = subprocess.run([dbt_files.executable(), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    passed = sorted(r["unique_id"].rsplit(".", 1)[-1] for r in results if r["status"] == "pass")
+    assert passed == sorted(UNIT_TESTS) and len(results) == len(UNIT_TESTS)
 
 
 def test_quality_checks_severity_and_blocking():
