@@ -39,7 +39,9 @@ The access audit (issue 15): a third API server runs with `ASSAY_API_AUDIT=false
 measure the mart page and the point lookup there, and the p95 ratio audit on / off is printed per
 round and over all rounds (target <= 1.10). `--audit-only` measures just those four (page and lookup,
 audit on and off) with the on/off order swapped every round (ABBA), so more rounds fit in the time and
-a load change hits both sides alike; the load average is printed at the start and the end. To split
+a load change hits both sides alike; the load average is printed at the start and the end.
+`--control` keeps the audit on in the "no audit" server too: the ratio it prints is what the two
+servers differ by without any difference in code (the bench's bias and noise at that load). To split
 the audit's cost between the request's path and the writes, run with
 `ASSAY_API_AUDIT_FLUSH_SECONDS=3600` in the environment (the servers inherit it): rows are still made
 and queued, but not written during the run. `bench/audit_path.py` measures the audit's path in
@@ -157,7 +159,7 @@ def _serve(kind: str, port: int, workers: int) -> None:
     os.environ["ASSAY_API_WORKERS"] = str(workers)
     if kind == "api-nocache":
         os.environ["ASSAY_API_CACHE_MB"] = "0"
-    if kind == "api-noaudit":
+    if kind == "api-noaudit" and os.environ.get("BENCH_AUDIT_CONTROL") != "1":
         os.environ["ASSAY_API_AUDIT"] = "false"
     if kind == "api-nobatch":
         os.environ["ASSAY_API_SEARCH_BATCH_MAX"] = "1"
@@ -478,6 +480,11 @@ def main() -> None:
     parser.add_argument(
         "--audit-only", action="store_true", help="only page and lookup with the audit on and off, ABBA"
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="with --audit-only: the 'no audit' server keeps the audit on; the ratio is the bench's own bias",
+    )
     kinds = ["bare", "api", "api-nocache", "api-nobatch", "api-noaudit"]
     parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -497,6 +504,7 @@ def main() -> None:
     postgres = PostgresResource()  # this process keeps the embedded server up for the servers
     scopes = ["marts", "search"] if args.search else ["marts"]
     os.environ["BENCH_SEARCH"] = "1" if args.search else "0"  # the servers preload the model or not
+    os.environ["BENCH_AUDIT_CONTROL"] = "1" if args.control else "0"
     key, token = create_key(postgres, "bench", scopes=scopes, rate_limit_per_minute=1_000_000_000)
     with postgres.connect(autocommit=True) as conn:
         ranks = [r[0] for r in conn.execute("select spend_rank from gold.vendor_spend order by 1")]
