@@ -77,10 +77,31 @@ _RANK_DESC = (
     "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
 )  # fmt: skip
 _RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
+# "who spent more", "which was lower": a comparison of the values a question names
+_COMPARATIVE = ("more", "less", "higher", "lower", "bigger", "smaller", "larger", "fewer", "greater")
+_COMPARATIVE_ASC = ("less", "lower", "smaller", "fewer")
+_ALTERNATIVES = ("or", "versus", "vs", "than", "compared", "either")
+
+
+def _compared(low: str, filters: dict[str, list[str]]) -> str | None:
+    """The dimension whose values a question compares ("Sales vs Marketing: who spent more"): several
+    values of one dimension, asked as alternatives, with a comparative word."""
+    several = [dim for dim, vals in filters.items() if len(vals) > 1]
+    if len(several) != 1 or not _has(low, _COMPARATIVE):
+        return None
+    # the values must stand on either side of the alternative ("Sales vs Marketing"), so that a
+    # value read as another dimension ("Sales or Marketing", marketing the category) compares nothing
+    keys = [k for v in filters[several[0]] for k in _keys(v)]
+    for a, b in itertools.permutations(keys, 2):
+        if re.search(rf"\b{re.escape(a)}\W+(?:or|vs\.?|versus|compared (?:to|with))\W+{re.escape(b)}\b", low):
+            return several[0]
+    return None
+
+
 _DIMENSION_WORDS = {
     "vendor": ("vendor", "vendors", "supplier", "suppliers", "merchant", "merchants", "payee"),
     "category": ("category", "categories", "type of expense", "kind of expense"),
-    "department": ("department", "departments", "team", "teams", "division"),
+    "department": ("department", "departments", "dept", "depts", "team", "teams", "division"),
     "month": ("month", "months"),
     "quarter": ("quarter", "quarters"),
     "year": ("year", "years"),
@@ -181,16 +202,35 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
         year, month = int(m[1]), int(m[2])
         return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
     month_names = "|".join(sorted(_MONTHS, key=len, reverse=True))
-    # a range of months in one year: "between April and June 2025", "from April to June 2025"
+    day = r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+)?"  # "1 April": a day before the month
+    # a range of months in one year: "between April and June 2025", "from 1 April to 30 June 2025",
+    # "Jan-Mar 2025"
     if m := re.search(
-        rf"\b(?:between|from)\s+({month_names})\.?\s+(?:and|to|through|until|till)\s+({month_names})\.?,?\s+"
-        rf"(?:of\s+)?(20\d{{2}})\b",
+        rf"\b(?:(?:between|from)\s+{day}({month_names})\.?\s+(?:and|to|through|until|till)\s+"
+        rf"|{day}({month_names})\.?\s*[-–]\s*){day}({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b",
         low,
     ):
-        first, last, year = _MONTHS[m[1]], _MONTHS[m[2]], int(m[3])
+        first_day, first_name = (m[1], m[2]) if m[2] else (m[3], m[4])
+        first, last, year = _MONTHS[first_name], _MONTHS[m[6]], int(m[7])
         if first < last:
+            end = _month_range(year, last)[1]
+            # a range cut inside a month is a period gold does not keep (it holds whole months)
+            if first_day not in (None, "1") or m[5] not in (None, str((end - dt.timedelta(days=1)).day)):
+                raise Abstain("the period starts or ends inside a month; gold keeps whole months")
             label = f"{calendar.month_name[first]} to {calendar.month_name[last]} {year}"
-            return dt.date(year, first, 1), _month_range(year, last)[1], label
+            return dt.date(year, first, 1), end, label
+    # "since October 2025": from that month to the data's latest month
+    if m := re.search(rf"\bsince\s+({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
+        month, year = _MONTHS[m[1]], int(m[2])
+        end = _month_range(today.year, today.month)[1]
+        if dt.date(year, month, 1) < end:
+            label = f"{calendar.month_name[month]} {year} to {calendar.month_name[today.month]} {today.year}"
+            return dt.date(year, month, 1), end, label
+    if re.search(
+        rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{month_names})\b|\b(?:{month_names})\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?!\d)",
+        low,
+    ):
+        raise Abstain("the question names a day; gold keeps whole months")
     if m := re.search(rf"\b({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
         month, year = _MONTHS[m[1]], int(m[2])
         return (*_month_range(year, month), f"{calendar.month_name[month]} {year}")
@@ -251,7 +291,10 @@ def _phrases(text: str, longest: int = 4) -> list[tuple[str, range]]:
 _LEGAL_FORM = re.compile(r"[\s,]+(gmbh|ltd|inc|b\.v|sas|ag|llc|plc|s\.a|oy|ab)\.?$")
 # Words before a value that say which dimension it is ("spend ON marketing" is a category, "the
 # marketing TEAM" or "did Marketing spend" a department).
-_CUES = {"category": ("on", "for", "of"), "department": ("did", "does", "has", "team", "department", "by")}
+_CUES = {
+    "category": ("on", "for", "of"),
+    "department": ("did", "does", "has", "team", "department", "dept", "by"),
+}
 
 
 def _keys(value: str) -> set[str]:
@@ -311,6 +354,9 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
         rank = (
             -sum(contradicted(dim, c) for dim, c in chosen),
             len(chosen),
+            # more words named exactly: "hanse telecom" the vendor over "telecom" the category (not
+            # a near spelling: "for consulting" is no "Fjord Consulting")
+            sum(len(c[2]) for _, c in chosen if c[0] >= 100),
             sum(evidence(dim, c) for dim, c in chosen),
             sum(c[0] for _, c in chosen),
         )
@@ -320,7 +366,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     best_rank, best = max(ranked, key=lambda r: r[0])
     claims = {c[2]: (dim, c[1].lower()) for dim, c in best}
     for rank, chosen in ranked:
-        if rank[:3] != best_rank[:3]:
+        if rank[:4] != best_rank[:4]:
             continue
         for dim, c in chosen:
             other = claims.get(c[2])
@@ -333,9 +379,9 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
             if extra[0] >= 100 and extra[1] not in found[dim] and not used & set(extra[2]):
                 found[dim].append(extra[1])
                 used |= set(extra[2])
-    if any(len(v) > 1 for v in found.values()) and _has(
-        text.lower(), ("or", "versus", "vs", "than", "compared", "either")
-    ):
+    if any(len(v) > 1 for v in found.values()) and _has(text.lower(), _ALTERNATIVES):
+        if _compared(text.lower(), found):
+            return found  # the caller ranks these values against each other
         raise Abstain("the question names alternatives; ask for each one, or for their total")
     return found
 
@@ -352,11 +398,17 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
     names = []
     for sentence in re.split(r"[.?!:;]\s+", text):
         words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
-        for word in words[1:]:
+        # a sentence's first word is capitalised anyway, unless it is an acronym ("R&D", "EMEA")
+        acronym = words[:1] if words and sum(c.isupper() for c in words[0]) > 1 else []
+        for word in acronym + words[1:]:
             bare = word.rstrip(".'").removesuffix("'s").lower()
             if not word[0].isupper() or bare in known or bare in _MONTHS or bare in _PLAIN_CAPITALS:
                 continue
-            if re.fullmatch(r"[qh][1-4]", bare) or bare in _OUT_OF_SCOPE:
+            if (
+                re.fullmatch(r"[qh][1-4]", bare)
+                or bare in _OUT_OF_SCOPE
+                or set(bare.split("-")) <= set(_MONTHS)
+            ):
                 continue
             names.append(word.rstrip(".'").removesuffix("'s"))
     return names
@@ -376,10 +428,13 @@ def _value_words(filters: dict[str, list[str]]) -> set[str]:
 # "spend on furniture", "outlay on telecomms", "the bill for X": the word a spend is said to be for
 _SPEND_OBJECT = re.compile(
     r"\b(?:spend|spent|spending|expenditure|outlay|outlays|cost|costs|bill|paid|pay)\s+(?:on|for)\s+([a-z][a-z_-]*)"
+    # "paid to acme", "spent with acme": the payee
+    r"|\b(?:paid|pay|payments?|spend|spent|spending)\s+(?:to|with)\s+([a-z][a-z_-]*)"
 )
 _NOT_A_NAME = {
     "the", "a", "an", "our", "all", "each", "every", "average", "it", "this", "that", "these", "those",
-    "everything", "us", "them", "total", "whole", "both", "any", "what", "which", "in", "of",
+    "everything", "us", "them", "total", "whole", "both", "any", "what", "which", "in", "of", "date",
+    "whom", "who",
 }  # fmt: skip
 
 
@@ -392,9 +447,11 @@ def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, 
     plain = {w for words in _DIMENSION_WORDS.values() for w in words} | set(_TRANSACTION_NOUNS)
     unknown = []
     for m in _SPEND_OBJECT.finditer(text.lower()):
-        word = m[1]
+        word = m[1] or m[2]
+        near_found = process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         if (
             set(word.replace("_", " ").split()) <= known
+            or near_found  # "softwre" once software was matched
             or word in _NOT_A_NAME
             or word in _MONTHS
             or word in plain
@@ -410,12 +467,21 @@ def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, 
 
 
 def _has(low: str, words: tuple[str, ...]) -> bool:
-    return any(re.search(rf"\b{re.escape(w)}\b", low) for w in words)
+    # no letter or digit on either side (not \b, which never matches beside a symbol such as "%")
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words)
+
+
+def _transaction_noun(m: re.Match) -> str:
+    """A near spelling of a transaction noun is that noun ("transactons"); its other number is not
+    ("expense" is no transaction noun, "expenses" is)."""
+    nouns = [n for n in _TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
+    hit = process.extractOne(m[0], nouns, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    return hit[0] if hit and hit[0].removesuffix("s") != m[0].removesuffix("s") else m[0]
 
 
 def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, list[str]]) -> str:
     """The metric a question asks for, from the metrics' synonyms; Abstain when none fits."""
-    low = question.lower()
+    low = re.sub(r"[a-z]{6,}", _transaction_noun, question.lower())
     vendor = "vendor" in filters or _has(low, _DIMENSION_WORDS["vendor"])
     scores = {}
     for name, metric in layer.items():
@@ -451,17 +517,25 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
     best = max(scores, key=scores.get) if scores else None
     if best and scores[best] > 0:
         return best
+    if filters and _has(low, _GROWTH) and not _has(low, _SHARE):
+        # "growth in travel for October 2025": a category's (department's, vendor's) growth is of spend
+        return "vendor_spend_eur" if vendor else "total_spend_eur"
     raise Abstain(
         "the question names no metric assay knows (spend, transactions, vendor share, anomalous weeks)"
     )
 
 
-_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "%")
+_SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "slice", "%")
 _AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
 
 
 def _check_fit(
-    low: str, metric: Metric, filters: dict[str, list[str]], group_by: str | None, derive: tuple | None
+    low: str,
+    metric: Metric,
+    filters: dict[str, list[str]],
+    group_by: str | None,
+    derive: tuple | None,
+    period: str | None = None,
 ) -> None:
     """Abstain where the metric found cannot be what the question asks: a share or an average asked
     and a total found, or a vendor's share asked of no vendor (it would be 100 %). `derive` is the
@@ -479,8 +553,12 @@ def _check_fit(
             "the question asks for an average; the semantic layer has averages only of weekly spend"
         )
     named = {_MONTHS[w] for w in re.findall(r"[a-z]+", low) if w in _MONTHS and w != "may"}
-    if len(named) > 1 and not growth and not re.search(r"\b(?:between|from)\b", low):
+    ranged = period is not None and " to " in period  # "Jan-Mar 2025", "since October 2025"
+    if len(named) > 1 and not growth and not ranged and not re.search(r"\b(?:between|from)\b", low):
         raise Abstain("the question names several months; assay reads one period or one range")
+    quarters = set(re.findall(r"\bq([1-4])\b", low))
+    if len(quarters) > 1 and not growth:
+        raise Abstain("the question names several quarters; assay reads one period")
 
 
 def _group_by(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
@@ -544,14 +622,22 @@ class Asker:
             raise Abstain(
                 "assay holds spend, transactions, vendors and anomalies; the question asks for something else"
             )
-        filters = match_values(question, self.values)
-        if names := unexplained_names(question, filters):
+        named = match_values(question, self.values)
+        if names := unexplained_names(question, named):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
-        if names := unknown_objects(question, filters, self.values):
+        if names := unknown_objects(question, named, self.values):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
+        filters = self._without_excluded(question, named)
         name = choose_metric(question, self.layer, filters)
         metric = self.layer[name]
         group_by, order, limit = _group_by(low, metric)
+        if compared := _compared(low, filters):
+            # "Sales vs Marketing: who spent more": the named values ranked against each other
+            start, end, period = parse_period(question, self.today)
+            if set(filters) - set(metric.dimensions) or (start and metric.time_dimension is None):
+                raise Abstain(f"{metric.label} cannot be cut so in the semantic layer")
+            order = "asc" if _has(low, _COMPARATIVE_ASC) else "desc"
+            return StructuredQuery(name, compared, filters, start, end, order, 1), period, None
         if group_by in filters:
             filters.pop(group_by)  # "which vendor" ranks vendors; a matched name in it is not a filter
         unsupported = sorted(set(filters) - set(metric.dimensions))
@@ -561,11 +647,39 @@ class Asker:
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
         derive = self._derivation(question, name, filters, start, end, group_by)
-        _check_fit(low, metric, filters, group_by, derive)
+        _check_fit(low, metric, filters, group_by, derive, period)
         if _has(low, _GROWTH):
+            quarters = sorted({int(q) for q in re.findall(r"\bq([1-4])\b", low)})
+            if len(quarters) > 1:
+                if len(quarters) != 2 or quarters[1] - quarters[0] != 1 or start is None:
+                    raise Abstain("growth compares one quarter with the one just before it")
+                start = dt.date(start.year, 3 * quarters[1] - 2, 1)
+                end, period = _month_range(start.year, 3 * quarters[1])[1], f"Q{quarters[1]} {start.year}"
             return (*self._growth(StructuredQuery(name, None, filters, start, end), period, group_by), None)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
         return query, period, derive
+
+    def _without_excluded(self, question: str, filters: dict[str, list[str]]) -> dict[str, list[str]]:
+        """ "excluding travel", "except Sales", "other than Fjord Hotels": the values named after the
+        word are left out (the filter keeps every other value of their dimension); an exclusion that
+        names no value abstains rather than count what it would leave out."""
+        m = re.search(
+            r"\b(?:excluding|exclude|excludes|except|other than|apart from|not counting|"
+            r"leaving out|without|ex\.|besides|minus)\s+(.*)",
+            question,
+            flags=re.IGNORECASE,
+        )
+        if not m:
+            return filters
+        excluded = match_values(m[1], self.values)
+        if not excluded:
+            raise Abstain(f"{m[0].strip()!r}: assay found nothing it holds to leave out")
+        kept = {dim: vals for dim, vals in filters.items() if dim not in excluded}
+        for dim, vals in excluded.items():
+            left = {v.lower() for v in vals}
+            named = [v for v in filters.get(dim, []) if v.lower() not in left]  # "A and B except B"
+            kept[dim] = named or [v for v in self.values[dim] if v and v.lower() not in left]
+        return kept
 
     def _derivation(self, question: str, name: str, filters, start, end, group_by) -> tuple | None:
         """A share of a total (of a category, a department) or an average per month, from totals.
@@ -578,7 +692,7 @@ class Asker:
             return None
         if (_has(low, _SHARE) or "%" in low) and name == "total_spend_eur":
             segment = re.search(
-                r"(?:share|percentage|percent|proportion|fraction|portion|%)\s+of\s+(.*?)"
+                r"(?:share|percentage|percent|proportion|fraction|portion|slice|%)\s+of\s+(.*?)"
                 r"(?:\b(?:went|go|goes|gone|was|were|is|are|on|to|for|came|come|did|does|do|spent|by|from)\b|$)",
                 low,
             )
@@ -721,7 +835,7 @@ class Asker:
         metric = self.layer[query.metric]
         sql_text = statement.as_string(self.session.conn)
         rows = result.rows
-        if _has(question.lower(), _GROWTH):
+        if _has(question.lower(), _GROWTH) and not _compared(question.lower(), query.filters):
             rows = sorted(rows)  # the two periods in time order
             try:
                 answer = self._growth_answer(question, metric, query, period, result.rows)

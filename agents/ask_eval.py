@@ -225,13 +225,13 @@ class Report:
         }
 
 
-SETS = ("original", "heldout", "heldout2", "heldout3")
+SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4")
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
-    """A set's questions with their references: `original`, the 44 above, `heldout`, `heldout2` or
-    `heldout3`, the questions of agents/ask_heldout.py / ask_heldout2.py / ask_heldout3.py (each
-    written and committed before its first run)."""
+    """A set's questions with their references: `original`, the 44 above, `heldout`, `heldout2`,
+    `heldout3` or `heldout4`, the questions of agents/ask_heldout.py / ask_heldout2.py /
+    ask_heldout3.py / ask_heldout4.py (each written and committed before its first run)."""
     if name == "heldout":
         from assay.agents.ask_heldout import references
 
@@ -244,6 +244,10 @@ def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case
         from assay.agents.ask_heldout3 import references as references3
 
         return references3(landing, truth)
+    if name == "heldout4":
+        from assay.agents.ask_heldout4 import references as references4
+
+        return references4(landing, truth)
     if name != "original":
         raise ValueError(f"unknown evaluation set {name!r}: one of {', '.join(SETS)}")
     from assay.agents.ask_heldout import load_events
@@ -271,7 +275,7 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m assay.agents.ask_eval [--set heldout|heldout2|heldout3]`: ask a set against
+    """`python -m assay.agents.ask_eval [--set heldout|heldout2|heldout3|heldout4]`: ask a set against
     ASSAY_HOME's gold and print each question's grade and the rates (nothing is recorded in
     agents.asked_questions)."""
     import argparse

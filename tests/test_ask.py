@@ -72,11 +72,33 @@ def test_every_declared_metric_is_checked_by_hand():
         ("from Feb to Mar 2025", ("2025-02-01", "2025-04-01", "February to March 2025")),
         ("in the last quarter of 2025", ("2025-10-01", "2026-01-01", "Q4 2025")),
         ("the final quarter of 2025", ("2025-10-01", "2026-01-01", "Q4 2025")),
+        ("between 1 April and 30 June 2025", ("2025-04-01", "2025-07-01", "April to June 2025")),
+        ("hardware costs, Jan-Mar 2025?", ("2025-01-01", "2025-04-01", "January to March 2025")),
+        ("since October 2025", ("2025-10-01", "2026-01-01", "October 2025 to December 2025")),
     ],
 )
 def test_periods(text, expected):
     start, end, label = parse_period(text, TODAY)
     assert (start and start.isoformat(), end and end.isoformat(), label) == expected
+
+
+@pytest.mark.parametrize("text", ["from 15 April to June 2025", "spend on March 3 2025", "on 2 May 2025"])
+def test_a_period_cut_inside_a_month_abstains(text):
+    with pytest.raises(Abstain, match="gold keeps whole months"):
+        parse_period(text, TODAY)
+
+
+def test_names_and_objects_that_name_nothing():
+    values = {"department": ["Engineering", "Sales"], "category": ["software", "travel"]}
+    # an acronym is a name even as a sentence's first word
+    assert unexplained_names("R&D's software spend in 2025", {"category": ["software"]}) == ["R&D"]
+    assert unexplained_names("What did Sales spend?", {"department": ["Sales"]}) == []
+    # a payee that names no value; a near spelling of a value found is that value
+    assert unknown_objects("total paid to skylark airlines", {}, values) == ["skylark"]
+    assert unknown_objects("spending on softwre by Sales", {"category": ["software"]}, values) == []
+    # alternatives compared with a comparative word are kept, to be ranked against each other
+    found = match_values("Sales vs Engineering: who spent more on travel?", values)
+    assert sorted(found["department"]) == ["Engineering", "Sales"] and found["category"] == ["travel"]
 
 
 def test_literal_values_match_the_dimension_values():
@@ -110,7 +132,9 @@ def test_literal_values_match_the_dimension_values():
     # several values of one dimension: their total; as alternatives, no guess
     assert match_values("Spend on travel and meals in 2025", values) == {"category": ["travel", "meals"]}
     with pytest.raises(Abstain, match="alternatives"):
-        match_values("Did we spend more on travel or meals?", values)
+        match_values("Spend on travel or meals in 2025", values)
+    # compared with a comparative word, they are kept (the asker ranks them against each other)
+    assert match_values("Did we spend more on travel or meals?", values) == {"category": ["travel", "meals"]}
 
 
 @pytest.mark.parametrize(
@@ -610,6 +634,7 @@ def test_the_answer_questions_check_reports_every_set(reader):
         ("ask_heldout_", 40),
         ("ask_heldout2_", 40),
         ("ask_heldout3_", 40),
+        ("ask_heldout4_", 40),
     ):
         assert metadata[f"{prefix}questions"] == questions
         rates = (metadata[f"{prefix}{rate}"] for rate in ("accuracy", "wrong_rate", "abstention_rate"))
