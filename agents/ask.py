@@ -471,11 +471,14 @@ def _has(low: str, words: tuple[str, ...]) -> bool:
     return any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words)
 
 
+# the one-word transaction nouns long enough to have a near spelling worth reading
+_NEAR_NOUNS = [n for n in _TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
+
+
 def _transaction_noun(m: re.Match) -> str:
     """A near spelling of a transaction noun is that noun ("transactons"); its other number is not
     ("expense" is no transaction noun, "expenses" is)."""
-    nouns = [n for n in _TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
-    hit = process.extractOne(m[0], nouns, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    hit = process.extractOne(m[0], _NEAR_NOUNS, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
     return hit[0] if hit and hit[0].removesuffix("s") != m[0].removesuffix("s") else m[0]
 
 
