@@ -225,13 +225,14 @@ class Report:
         }
 
 
-SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4")
+SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
     """A set's questions with their references: `original`, the 44 above, `heldout`, `heldout2`,
-    `heldout3` or `heldout4`, the questions of agents/ask_heldout.py / ask_heldout2.py /
-    ask_heldout3.py / ask_heldout4.py (each written and committed before its first run)."""
+    `heldout3`, `heldout4` or `heldout5`, the questions of agents/ask_heldout.py / ask_heldout2.py /
+    ask_heldout3.py / ask_heldout4.py / ask_heldout5.py (each written and committed before its first
+    run)."""
     if name == "heldout":
         from assay.agents.ask_heldout import references
 
@@ -248,6 +249,10 @@ def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case
         from assay.agents.ask_heldout4 import references as references4
 
         return references4(landing, truth)
+    if name == "heldout5":
+        from assay.agents.ask_heldout5 import references as references5
+
+        return references5(landing, truth)
     if name != "original":
         raise ValueError(f"unknown evaluation set {name!r}: one of {', '.join(SETS)}")
     from assay.agents.ask_heldout import load_events
@@ -275,7 +280,7 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m assay.agents.ask_eval [--set heldout|heldout2|heldout3|heldout4]`: ask a set against
+    """`python -m assay.agents.ask_eval [--set heldout|heldout2|...|heldout5]`: ask a set against
     ASSAY_HOME's gold and print each question's grade and the rates (nothing is recorded in
     agents.asked_questions)."""
     import argparse

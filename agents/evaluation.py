@@ -184,6 +184,7 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
         ("ask_heldout2_", "held-out set 2"),
         ("ask_heldout3_", "held-out set 3"),
         ("ask_heldout4_", "held-out set 4"),
+        ("ask_heldout5_", "held-out set 5"),
     ):
         if f"{prefix}accuracy" in ask:
             summary += (
@@ -198,8 +199,8 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     """Ask assay's accuracy, wrong-answer and abstention rates on the evaluation set
     (agents/ask_eval.py) and on the held-out sets (agents/ask_heldout.py, `ask_heldout_*`;
     agents/ask_heldout2.py, `ask_heldout2_*`; agents/ask_heldout3.py, `ask_heldout3_*`;
-    agents/ask_heldout4.py, `ask_heldout4_*`), references from the landing files; empty without the
-    sample's ground truth."""
+    agents/ask_heldout4.py, `ask_heldout4_*`; agents/ask_heldout5.py, `ask_heldout5_*`), references
+    from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
     from assay.agents.ask_eval import evaluate
     from assay.core.settings import get_settings
@@ -210,13 +211,14 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     try:
         asker = Asker(session)
-        # the original set (its later fixes were tuned on it) and the held-out sets 1 to 4
+        # the original set (its later fixes were tuned on it) and the held-out sets 1 to 5
         for name, prefix in (
             ("original", "ask_"),
             ("heldout", "ask_heldout_"),
             ("heldout2", "ask_heldout2_"),
             ("heldout3", "ask_heldout3_"),
             ("heldout4", "ask_heldout4_"),
+            ("heldout5", "ask_heldout5_"),
         ):
             report = evaluate(
                 lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
