@@ -10,17 +10,13 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from assay.agents.ask import (
-    Abstain,
-    Asker,
-    choose_metric,
-    match_values,
-    parse_period,
-    unexplained_names,
-    unknown_objects,
-)
+from assay.agents.ask import Asker
 from assay.agents.ask_log import record
+from assay.agents.ask_metric import choose_metric
+from assay.agents.ask_periods import parse_period
 from assay.agents.ask_process import find_activities
+from assay.agents.ask_values import match_values, unexplained_names, unknown_objects
+from assay.agents.ask_words import Abstain
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
 from assay.core.database import reader_options

@@ -1,0 +1,102 @@
+"""The period a question names (Ask assay): months, quarters, half-years, ranges, years and the
+relative periods ("last month", "this year")."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+
+from assay.agents.ask_words import Abstain
+
+MONTHS = (
+    {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+    | {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m and m != "May"}
+    | {"sept": 9}
+)
+
+
+def month_range(year: int, month: int) -> tuple[dt.date, dt.date]:
+    end = dt.date(year + month // 12, month % 12 + 1, 1)
+    return dt.date(year, month, 1), end
+
+
+def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | None, str | None]:
+    """(start, end, label) of the period a question names; (None, None, None) when it names none.
+
+    `today` is the latest date in the data, so "last month" means the data's last full month."""
+    low = text.lower()
+    if m := re.search(r"\b(20\d{2})-(0[1-9]|1[0-2])\b", low):
+        year, month = int(m[1]), int(m[2])
+        return (*month_range(year, month), f"{calendar.month_name[month]} {year}")
+    month_names = "|".join(sorted(MONTHS, key=len, reverse=True))
+    day = r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+)?"  # "1 April": a day before the month
+    # a range of months in one year: "between April and June 2025", "from 1 April to 30 June 2025",
+    # "Jan-Mar 2025"
+    if m := re.search(
+        rf"\b(?:(?:between|from)\s+{day}({month_names})\.?\s+(?:and|to|through|until|till)\s+"
+        rf"|{day}({month_names})\.?\s*[-–]\s*){day}({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b",
+        low,
+    ):
+        first_day, first_name = (m[1], m[2]) if m[2] else (m[3], m[4])
+        first, last, year = MONTHS[first_name], MONTHS[m[6]], int(m[7])
+        if first < last:
+            end = month_range(year, last)[1]
+            # a range cut inside a month is a period gold does not keep (it holds whole months)
+            if first_day not in (None, "1") or m[5] not in (None, str((end - dt.timedelta(days=1)).day)):
+                raise Abstain("the period starts or ends inside a month; gold keeps whole months")
+            label = f"{calendar.month_name[first]} to {calendar.month_name[last]} {year}"
+            return dt.date(year, first, 1), end, label
+    # "since October 2025": from that month to the data's latest month
+    if m := re.search(rf"\bsince\s+({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
+        month, year = MONTHS[m[1]], int(m[2])
+        end = month_range(today.year, today.month)[1]
+        if dt.date(year, month, 1) < end:
+            label = f"{calendar.month_name[month]} {year} to {calendar.month_name[today.month]} {today.year}"
+            return dt.date(year, month, 1), end, label
+    if re.search(
+        rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{month_names})\b|\b(?:{month_names})\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?!\d)",
+        low,
+    ):
+        raise Abstain("the question names a day; gold keeps whole months")
+    if m := re.search(rf"\b({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
+        month, year = MONTHS[m[1]], int(m[2])
+        return (*month_range(year, month), f"{calendar.month_name[month]} {year}")
+    # half-years: "H1 2025", "the second half of 2025"
+    half = re.search(r"\bh([12])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
+        r"\b(first|1st|second|2nd) half(?:[- ]year)? (?:of\s+)?(20\d{2})\b", low
+    )
+    if half:
+        number = 1 if half[1] in ("1", "first", "1st") else 2
+        year = int(half[2])
+        start = dt.date(year, 6 * number - 5, 1)
+        return start, month_range(year, 6 * number)[1], f"H{number} {year}"
+    ordinals = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+    ordinals |= {"last": 4, "final": 4}
+    q = re.search(r"\bq([1-4])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
+        r"\b(20\d{2})\s*-?\s*q([1-4])\b", low
+    )
+    if q:
+        quarter, year = (int(q[1]), int(q[2])) if q[0].startswith("q") else (int(q[2]), int(q[1]))
+    elif m := re.search(rf"\b({'|'.join(ordinals)}) quarter (?:of\s+)?(20\d{{2}})\b", low):
+        quarter, year = ordinals[m[1]], int(m[2])
+    else:
+        quarter = None
+    if quarter:
+        start = dt.date(year, 3 * quarter - 2, 1)
+        return start, month_range(year, 3 * quarter)[1], f"Q{quarter} {year}"
+    if re.search(r"\blast month\b|\bprevious month\b", low):
+        first = today.replace(day=1)
+        start = (first - dt.timedelta(days=1)).replace(day=1)
+        return start, first, f"{calendar.month_name[start.month]} {start.year}"
+    if re.search(r"\bthis month\b", low):
+        start = today.replace(day=1)
+        return (*month_range(start.year, start.month), f"{calendar.month_name[start.month]} {start.year}")
+    if re.search(r"\blast year\b", low):
+        return dt.date(today.year - 1, 1, 1), dt.date(today.year, 1, 1), str(today.year - 1)
+    if re.search(r"\bthis year\b|\byear to date\b|\bytd\b", low):
+        return dt.date(today.year, 1, 1), dt.date(today.year + 1, 1, 1), str(today.year)
+    if m := re.search(r"\b(?:in|during|for|of|over)\s+(20\d{2})\b", low) or re.search(r"\b(20\d{2})\b", low):
+        year = int(m[1])
+        return dt.date(year, 1, 1), dt.date(year + 1, 1, 1), str(year)
+    return None, None, None
