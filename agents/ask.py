@@ -27,7 +27,7 @@ from assay.agents.ask_metric import (
     ranking,
     without_excluded,
 )
-from assay.agents.ask_periods import month_range, parse_period
+from assay.agents.ask_periods import month_range, parse_period, within_data
 from assay.agents.ask_process import ProcessQuery, plan_process
 from assay.agents.ask_render import Answer, number, render
 from assay.agents.ask_values import compared, match_values, unexplained_names, unknown_objects
@@ -75,14 +75,21 @@ ACTIVITIES = (
 
 
 class Asker:
-    """Answers questions on one reader session; dimension values and the data's last day are read once."""
+    """Answers questions on one reader session; dimension values and the months gold holds are read once.
 
-    def __init__(self, session: ReaderSession, layer: dict[str, Metric] | None = None):
+    `today` (the calendar date by default) is the day relative periods count from."""
+
+    def __init__(
+        self, session: ReaderSession, layer: dict[str, Metric] | None = None, today: dt.date | None = None
+    ):
         self.session = session
         self.layer = layer or semantic_layer()
         self.values = _dimension_values(session, self.layer)
-        latest = session.query("select max(month) from gold.monthly_summary").rows[0][0]
-        self.today = latest or dt.date.today()
+        # relative periods ("last month", "this year") count from the calendar, not from the data
+        self.today = today or dt.date.today()
+        self.first, self.last = session.query("select min(month), max(month) from gold.monthly_summary").rows[
+            0
+        ]
         # the DFG's few edges name every activity of the flow; the event log would be a full scan
         # of every event on each question
         self.activities = (
@@ -91,8 +98,11 @@ class Asker:
 
     def _data_months(self) -> tuple[dt.date, dt.date]:
         """The data's months: from gold's first month to the end of the latest."""
-        first = self.session.query("select min(month) from gold.monthly_summary").rows[0][0]
-        return first, month_range(self.today.year, self.today.month)[1]
+        return self.first, month_range(self.last.year, self.last.month)[1]
+
+    def _period(self, question: str) -> tuple[dt.date | None, dt.date | None, str | None]:
+        """The period the question names, cut to the months gold holds; Abstain when it holds none."""
+        return within_data(parse_period(question, self.today), self.first, self.last)
 
     def plan(self, question: str) -> tuple[StructuredQuery, str | None, tuple | None]:
         """The structured query for a question, the period's label and what is derived from its value
@@ -114,7 +124,7 @@ class Asker:
         group_by, order, limit = ranking(low, metric)
         if rivals := compared(low, filters):
             # "Sales vs Marketing: who spent more": the named values ranked against each other
-            start, end, period = parse_period(question, self.today)
+            start, end, period = self._period(question)
             if set(filters) - set(metric.dimensions) or (start and metric.time_dimension is None):
                 raise Abstain(f"{metric.label} cannot be cut so in the semantic layer")
             order = "asc" if has(low, COMPARATIVE_ASC) else "desc"
@@ -124,7 +134,7 @@ class Asker:
         unsupported = sorted(set(filters) - set(metric.dimensions))
         if unsupported:
             raise Abstain(f"{metric.label} cannot be cut by {', '.join(unsupported)} in the semantic layer")
-        start, end, period = parse_period(question, self.today)
+        start, end, period = self._period(question)
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
         derive = derivation(question, name, filters, start, end, group_by, self.values, self._data_months)
@@ -161,7 +171,7 @@ class Asker:
         filters = match_values(question, {k: v for k, v in self.values.items() if k in _TXN_FILTERS})
         if names := unexplained_names(question, filters):
             raise Abstain(f"{', '.join(names)}: no category or department of that name in platinum")
-        start, end, period = parse_period(question, self.today)
+        start, end, period = self._period(question)
         limit = 1
         if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
             limit = min({"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1]), self.session.row_cap)

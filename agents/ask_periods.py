@@ -24,8 +24,13 @@ def month_range(year: int, month: int) -> tuple[dt.date, dt.date]:
 def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | None, str | None]:
     """(start, end, label) of the period a question names; (None, None, None) when it names none.
 
-    `today` is the latest date in the data, so "last month" means the data's last full month."""
-    low = text.lower()
+    Relative periods count from the calendar: `today` is the day the question is asked, so on
+    2026-12-04 "last month" is November 2026, "this month" December 2026, "last year" 2025 ("Q3 last
+    year": Q3 2025), "this year" / "year to date" / "ytd" 2026, and "since October 2025" runs to
+    December 2026, whatever months gold holds (`within_data` says whether it holds them)."""
+    # "last year" / "this year" name a year: "Q3 last year", "the second half of last year"
+    low = re.sub(r"\blast year\b", str(today.year - 1), text.lower())
+    low = re.sub(r"\bthis year\b", str(today.year), low)
     if m := re.search(r"\b(20\d{2})-(0[1-9]|1[0-2])\b", low):
         year, month = int(m[1]), int(m[2])
         return (*month_range(year, month), f"{calendar.month_name[month]} {year}")
@@ -47,7 +52,7 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
                 raise Abstain("the period starts or ends inside a month; gold keeps whole months")
             label = f"{calendar.month_name[first]} to {calendar.month_name[last]} {year}"
             return dt.date(year, first, 1), end, label
-    # "since October 2025": from that month to the data's latest month
+    # "since October 2025": from that month to this month
     if m := re.search(rf"\bsince\s+({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
         month, year = MONTHS[m[1]], int(m[2])
         end = month_range(today.year, today.month)[1]
@@ -92,11 +97,33 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
     if re.search(r"\bthis month\b", low):
         start = today.replace(day=1)
         return (*month_range(start.year, start.month), f"{calendar.month_name[start.month]} {start.year}")
-    if re.search(r"\blast year\b", low):
-        return dt.date(today.year - 1, 1, 1), dt.date(today.year, 1, 1), str(today.year - 1)
-    if re.search(r"\bthis year\b|\byear to date\b|\bytd\b", low):
+    if re.search(r"\byear to date\b|\bytd\b", low):
         return dt.date(today.year, 1, 1), dt.date(today.year + 1, 1, 1), str(today.year)
     if m := re.search(r"\b(?:in|during|for|of|over)\s+(20\d{2})\b", low) or re.search(r"\b(20\d{2})\b", low):
         year = int(m[1])
         return dt.date(year, 1, 1), dt.date(year + 1, 1, 1), str(year)
     return None, None, None
+
+
+def month_label(month: dt.date) -> str:
+    return f"{calendar.month_name[month.month]} {month.year}"
+
+
+def within_data(
+    period: tuple[dt.date | None, dt.date | None, str | None], first: dt.date | None, last: dt.date | None
+) -> tuple[dt.date | None, dt.date | None, str | None]:
+    """The period cut to the months gold holds (`first` to `last`, the first days of its first and
+    latest months); Abstain when it holds none of them: a total of a period outside the data is
+    unknown, not 0. A period that reaches past the data ("since October 2025" on 2026-12-04) keeps
+    only the months held, and its label says so."""
+    start, end, label = period
+    if start is None or first is None or last is None:
+        return period
+    held_end = month_range(last.year, last.month)[1]
+    if end <= first or start >= held_end:
+        raise Abstain(f"no data for {label}: gold holds {month_label(first)} to {month_label(last)}")
+    if start >= first and end <= held_end:
+        return period
+    start, end = max(start, first), min(end, held_end)
+    held = f"{month_label(start)} to {month_label(end - dt.timedelta(days=1))}"
+    return start, end, f"{label}, of which gold holds {held}"

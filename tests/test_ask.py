@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from assay.agents.ask import Asker
 from assay.agents.ask_log import record
 from assay.agents.ask_metric import choose_metric
-from assay.agents.ask_periods import parse_period
+from assay.agents.ask_periods import parse_period, within_data
 from assay.agents.ask_process import find_activities
 from assay.agents.ask_values import match_values, unexplained_names, unknown_objects
 from assay.agents.ask_words import Abstain
@@ -637,3 +637,54 @@ def test_the_answer_questions_check_reports_every_set(reader):
         assert sum(rates) == pytest.approx(1, abs=0.001)
         assert metadata[f"{prefix}results"].count("\n") == questions + 1
     assert metadata["ask_wrong_rate"] < 0.05
+
+
+CALENDAR = dt.date(2026, 12, 4)  # gold's data ends months before the day a question is asked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("last month", ("2026-11-01", "2026-12-01", "November 2026")),
+        ("this month", ("2026-12-01", "2027-01-01", "December 2026")),
+        ("last year", ("2025-01-01", "2026-01-01", "2025")),
+        ("this year", ("2026-01-01", "2027-01-01", "2026")),
+        ("year to date", ("2026-01-01", "2027-01-01", "2026")),
+        ("in Q3 last year", ("2025-07-01", "2025-10-01", "Q3 2025")),
+        ("the second half of last year", ("2025-07-01", "2026-01-01", "H2 2025")),
+        ("since October 2025", ("2025-10-01", "2027-01-01", "October 2025 to December 2026")),
+    ],
+)
+def test_relative_periods_count_from_the_calendar(text, expected):
+    start, end, label = parse_period(text, CALENDAR)
+    assert (start and start.isoformat(), end and end.isoformat(), label) == expected
+
+
+def test_a_period_outside_the_data_abstains_and_one_past_it_keeps_the_months_held():
+    first, last = dt.date(2025, 1, 1), dt.date(2025, 12, 1)
+    with pytest.raises(Abstain, match="no data for November 2026: gold holds January 2025 to December 2025"):
+        within_data(parse_period("last month", CALENDAR), first, last)
+    with pytest.raises(Abstain, match="no data for 2019"):
+        within_data(parse_period("in 2019", CALENDAR), first, last)
+    assert within_data(parse_period("since October 2025", CALENDAR), first, last) == (
+        dt.date(2025, 10, 1),
+        dt.date(2026, 1, 1),
+        "October 2025 to December 2026, of which gold holds October 2025 to December 2025",
+    )
+    assert within_data(parse_period("Q3 2025", CALENDAR), first, last)[2] == "Q3 2025"
+    assert within_data((None, None, None), first, last) == (None, None, None)
+
+
+def test_relative_periods_are_asked_on_the_calendar_day(reader):
+    first, last = reader.query("select min(month), max(month) from gold.monthly_summary").rows[0]
+    assert Asker(reader).today == dt.date.today()
+    # the month after the data's latest: "last month" a month later has no data, and is not 0
+    after = (last + dt.timedelta(days=32)).replace(day=1)
+    asked_on = (after + dt.timedelta(days=40)).replace(day=4)
+    answer = Asker(reader, today=asked_on).ask("How much did we spend last month?")
+    assert answer.abstained and answer.rows == [], answer.answer
+    assert f"no data for {after:%B %Y}: gold holds {first:%B %Y} to {last:%B %Y}" in answer.answer
+    # asked within the data's year, "last month" is the month before that day
+    answer = Asker(reader, today=last + dt.timedelta(days=3)).ask("How much did we spend last month?")
+    before = (last - dt.timedelta(days=1)).replace(day=1)
+    assert not answer.abstained and f"{before:%B %Y}" in answer.answer, answer.answer
