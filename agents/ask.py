@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from psycopg import sql
 
+from assay.agents.ask_coverage import COVERAGE, conditions, unread_words, words
 from assay.agents.ask_metric import (
     check_fit,
     choose_metric,
@@ -87,9 +88,14 @@ class Asker:
         self.values = _dimension_values(session, self.layer)
         # relative periods ("last month", "this year") count from the calendar, not from the data
         self.today = today or dt.date.today()
-        self.first, self.last = session.query("select min(month), max(month) from gold.monthly_summary").rows[
-            0
-        ]
+        months = session.query("select min(month), max(month) from gold.monthly_summary").rows
+        self.first, self.last = months[0]  # gold's first and latest month
+        # the layer's words: every metric's and dimension's synonyms (the metric choice reads them all)
+        self.vocabulary = {
+            s
+            for m in self.layer.values()
+            for s in (*m.synonyms, *(w for d in m.dimensions.values() for w in d.synonyms))
+        }
         # the DFG's few edges name every activity of the flow; the event log would be a full scan
         # of every event on each question
         self.activities = (
@@ -118,6 +124,27 @@ class Asker:
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         if names := unknown_objects(question, named, self.values):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
+        query, period, derive = self._shape(question, named)
+        # every word read: a word no step read is a condition the answer would drop
+        self._all_read(question, named, query.start is not None, self.vocabulary)
+        return query, period, derive
+
+    def _all_read(self, question: str, named, period: bool, synonyms=(), read: set[str] | None = None):
+        """Abstain when a word of the question was read by no step (`agents/ask_coverage.py`)."""
+        read = set(read or ())
+        if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", question.lower()):
+            read.add(m[1])  # "top 3"
+        unread = unread_words(question, read, named, period, synonyms)
+        if COVERAGE != "strict":
+            unread = conditions(question, unread)
+        if unread:
+            raise Abstain(f"did not understand: {', '.join(unread)}")
+
+    def _shape(
+        self, question: str, named: dict[str, list[str]]
+    ) -> tuple[StructuredQuery, str | None, tuple | None]:
+        """The plan of a question whose values are `named`."""
+        low = question.lower()
         filters = without_excluded(question, named, self.values)
         name = choose_metric(question, self.layer, filters)
         metric = self.layer[name]
@@ -172,6 +199,13 @@ class Asker:
         if names := unexplained_names(question, filters):
             raise Abstain(f"{', '.join(names)}: no category or department of that name in platinum")
         start, end, period = self._period(question)
+        self._all_read(
+            question,
+            filters,
+            start is not None,
+            self.vocabulary,
+            read=set(words(_LARGEST_EXPENSE.search(low)[0])),
+        )
         limit = 1
         if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
             limit = min({"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1]), self.session.row_cap)

@@ -15,13 +15,21 @@ from assay.agents.ask_values import MATCH_SCORE, match_values
 from assay.agents.ask_words import (
     ANOMALY,
     AVERAGE,
+    BY_COUNT,
+    COUNTING,
     DIMENSION_WORDS,
+    EXCLUSION,
     GROWTH,
+    MEAN,
     MONTHLY,
+    OFTEN,
+    PER_TRANSACTION,
     RANK_ASC,
     RANK_DESC,
     SHARE,
+    SPEND_WORDS,
     TRANSACTION_NOUNS,
+    WEEKLY,
     Abstain,
     has,
 )
@@ -50,28 +58,22 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "vendor_share_pct"
     if has(low, ANOMALY):
         return "anomaly_weeks"
-    if has(low, ("average weekly", "per week", "weekly average", "a typical week", "average week")):
+    if has(low, WEEKLY):
         return "avg_weekly_spend_eur"
-    how_many = has(low, ("how many", "number of", "count"))
-    per_transaction = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
+    how_many = has(low, COUNTING)
     if not how_many and (
-        has(low, per_transaction)
-        or has(low, ("average", "avg", "mean", "typical"))
+        has(low, PER_TRANSACTION)
+        or has(low, MEAN)
         and has(low, (*TRANSACTION_NOUNS, "ticket size"))
         and not has(low, MONTHLY)
     ):
         return "avg_transaction_eur"
-    often = ("how often", "most often", "most frequently")
-    counting = how_many or has(low, ("most", "fewest", "least", "busiest", "quietest", *often))
+    counting = how_many or has(low, (*BY_COUNT, *OFTEN))
     if counting and has(low, TRANSACTION_NOUNS):
         return "vendor_transaction_count" if vendor else "transaction_count"
-    if vendor and has(low, often):
+    if vendor and has(low, OFTEN):
         return "vendor_transaction_count"
-    spend_words = (
-        "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
-        "went out", "gone out", "outlay", "expenditure", "bill", "billed",
-    )  # fmt: skip
-    if scores.get("total_spend_eur") or has(low, spend_words):
+    if scores.get("total_spend_eur") or has(low, SPEND_WORDS):
         return "vendor_spend_eur" if vendor else "total_spend_eur"
     best = max(scores, key=scores.get) if scores else None
     if best and scores[best] > 0:
@@ -138,12 +140,8 @@ def without_excluded(
     """ "excluding travel", "except Sales", "other than Fjord Hotels": the values named after the
     word are left out (the filter keeps every other value of their dimension); an exclusion that
     names no value abstains rather than count what it would leave out."""
-    m = re.search(
-        r"\b(?:excluding|exclude|excludes|except|other than|apart from|not counting|"
-        r"leaving out|without|ex\.|besides|minus)\s+(.*)",
-        question,
-        flags=re.IGNORECASE,
-    )
+    words = "|".join(re.escape(w) for w in EXCLUSION)
+    m = re.search(rf"\b(?:{words})\s+(.*)", question, flags=re.IGNORECASE)
     if not m:
         return filters
     excluded = match_values(m[1], values)

@@ -16,6 +16,23 @@ MONTHS = (
 )
 
 
+# The words a period is written in; a question's word is read as part of its period when
+# `parse_period` found one (a year, a day number, "Q3", "since", "ytd").
+PERIOD_WORDS = frozenset(
+    [*MONTHS, "quarter", "quarters", "half", "year", "years", "month", "months", "first", "second", "third"]
+    + ["fourth", "final", "last", "previous", "this", "since", "between", "from", "to", "through", "until"]
+    + ["till", "and", "of", "date", "ytd", "year-to-date", "whole"]
+)
+_PERIOD_TOKEN = re.compile(
+    r"20\d{2}(?:-(?:0[1-9]|1[0-2])|-?q[1-4])?|[qh][1-4]|[1-9]|[12]\d|3[01]|\d{1,2}(?:st|nd|rd|th)"
+)
+
+
+def period_word(word: str) -> bool:
+    """A word that can be part of a period: "march", "2025", "q3", "30", "1st", "ytd"."""
+    return word in PERIOD_WORDS or bool(_PERIOD_TOKEN.fullmatch(word))
+
+
 def month_range(year: int, month: int) -> tuple[dt.date, dt.date]:
     end = dt.date(year + month // 12, month % 12 + 1, 1)
     return dt.date(year, month, 1), end

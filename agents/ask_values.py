@@ -155,7 +155,7 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
     """Capitalised words inside a sentence that are no period and no word of a value found: a name
     assay does not hold ("Acme" when no vendor is called so). Answering without it would state a
     total of everything, so the caller abstains."""
-    known = _value_words(filters)
+    known = value_words(filters)
     names = []
     for sentence in re.split(r"[.?!:;]\s+", text):
         words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
@@ -175,7 +175,7 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
     return names
 
 
-def _value_words(filters: dict[str, list[str]]) -> set[str]:
+def value_words(filters: dict[str, list[str]]) -> set[str]:
     """The words of the values found ("Polaris Kitchen Inc." gives polaris, kitchen, inc)."""
     return {
         w.rstrip(".'")
@@ -204,7 +204,7 @@ def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, 
     found, no period and no dimension: answering without them would state the total of everything
     (the lower-case twin of `unexplained_names`). Each comes with the closest value, if one is near
     ("telecomms (did you mean telecom?)")."""
-    known = _value_words(filters)
+    known = value_words(filters)
     plain = {w for words in DIMENSION_WORDS.values() for w in words} | set(TRANSACTION_NOUNS)
     unknown = []
     for m in _SPEND_OBJECT.finditer(text.lower()):

@@ -86,3 +86,51 @@ MONTHLY = (
 )  # fmt: skip
 SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "slice", "%")
 AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
+# the words choose_metric reads for its metrics
+COUNTING = ("how many", "number of", "count")
+WEEKLY = ("average weekly", "per week", "weekly average", "a typical week", "average week")
+PER_TRANSACTION = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
+MEAN = ("average", "avg", "mean", "typical")
+OFTEN = ("how often", "most often", "most frequently")
+BY_COUNT = ("most", "fewest", "least", "busiest", "quietest")
+SPEND_WORDS = (
+    "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
+    "went out", "gone out", "outlay", "expenditure", "bill", "billed",
+)  # fmt: skip
+# "excluding travel": the values named after these are left out
+EXCLUSION = (
+    "excluding", "exclude", "excludes", "except", "other than", "apart from", "not counting", "leaving out",
+    "without", "ex.", "besides", "minus",
+)  # fmt: skip
+# "the single biggest payment": one transaction (agents/ask.py's _LARGEST_EXPENSE reads them)
+SINGLE = ("single", "individual")
+# A total of everything the question names is what assay answers by default ("HR and Operations
+# combined"), so these words ask for nothing more.
+TOTAL = ("total", "totals", "in total", "altogether", "overall", "combined", "together", "sum")
+
+# Function words: the words of a question that carry no condition of their own (articles, pronouns,
+# question words, auxiliaries, prepositions, light verbs, "please", the unit). After planning every
+# other word must have been read by a step (`agents/ask_coverage.py`), else assay abstains and names
+# it. Keep this list small and general: a content word belongs in the cue list of the step that
+# reads it, never here (a negation, "only", "per", "each", a number or a qualifier must stay out).
+FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "all", "any", "some", "much", "many",
+    "what", "which", "who", "whom", "whose", "how", "when", "where", "why",
+    "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "has", "have",
+    "had", "can", "could", "would", "should",
+    "i", "me", "my", "we", "us", "our", "ours", "you", "your", "it", "its", "they", "them", "their", "there",
+    "in", "on", "at", "of", "for", "to", "from", "by", "with", "into", "during", "over", "across", "about",
+    "as", "and", "or", "so",
+    "make", "makes", "made", "get", "gets", "got", "go", "goes", "went", "gone", "come", "came", "take",
+    "took", "taken",
+    "please", "tell", "show", "give", "eur", "euro", "euros",
+))  # fmt: skip
+# Words that put a condition on what is counted (a negation, a restriction, a time relation, a
+# rate): `ask_coverage.conditions` abstains on these when no step read them.
+QUALIFIERS = (
+    "not", "no", "non", "never", "nor", "without", "except", "excluding", "exclude", "excludes", "only",
+    "just", "but", "besides", "minus", "other", "before", "after", "until", "till", "since", "prior",
+    "next", "previous", "between", "per", "each", "every", "above", "below", "under", "exceeding",
+    "excluded", "unless", "apart", "outside", "within", "first", "last", "latest", "recent", "recently",
+    "current",
+)  # fmt: skip

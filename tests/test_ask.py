@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from assay.agents.ask import Asker
+from assay.agents.ask_coverage import conditions, unread_words
 from assay.agents.ask_log import record
 from assay.agents.ask_metric import choose_metric
 from assay.agents.ask_periods import parse_period, within_data
@@ -409,12 +410,9 @@ def test_post_ask_keeps_an_injected_instruction_as_data(http, api_keys, reader):
     response = http.post("/v1/ask", json={"question": question}, headers=_bearer(api_keys["admin"]))
     assert response.status_code == 200, response.text
     payload = response.json()
-    expected = reader.query(
-        "select sum(total_amount_eur) from gold.monthly_summary"
-        " where department = 'Sales' and extract(year from month) = 2025"
-    ).rows[0][0]
-    assert payload["stated"] == float(expected) and "drop" not in payload["sql"]
-    assert reader.query("select count(*) from gold.monthly_summary").rows[0][0] > 0
+    # the instruction is words of the question: a number assay does not read ("say 0") abstains
+    assert payload["abstained"] and payload["answer"] == "I cannot answer this: did not understand: 0."
+    assert not payload["sql"] and reader.query("select count(*) from gold.monthly_summary").rows[0][0] > 0
 
 
 def test_batch_questions_take_the_deterministic_path_first(reader, postgres):
@@ -688,3 +686,41 @@ def test_relative_periods_are_asked_on_the_calendar_day(reader):
     answer = Asker(reader, today=last + dt.timedelta(days=3)).ask("How much did we spend last month?")
     before = (last - dt.timedelta(days=1)).replace(day=1)
     assert not answer.abstained and f"{before:%B %Y}" in answer.answer, answer.answer
+
+
+def test_words_no_step_read_are_named():
+    """After planning every word must be read by a step or be a function word; the softer rule
+    (`COVERAGE = "conditions"`) abstains on those that may put a condition on the answer."""
+    found = {"category": ["travel"], "department": ["Sales"]}
+    question = "How much did Sales spend on travel in 2025 for trips over 500 EUR?"
+    unread = unread_words(question, set(), found, True, ["spend"])
+    assert unread == ["trips", "500"] and conditions(question, unread) == ["trips", "500"]
+    # a verb or chatter around the question is no condition; a contraction is its pronoun
+    question = "hey, quick one for a slide: how many travel expenses were booked in june 2025?"
+    unread = unread_words(question, set(), {"category": ["travel"]}, True, [])
+    assert unread == ["hey", "quick", "one", "slide", "booked"] and conditions(question, unread) == []
+    assert unread_words("What's the biggest single expense we've had on travel?", set(), found, False) == []
+    # a qualifier, a negation, an exclusion's object; a near spelling of a value found is read
+    question = "Travel spend in 2025 only, which Sales didn't approve, excluding refunds"
+    unread = unread_words(question, set(), found, True, ["spend"])
+    assert conditions(question, unread) == ["only", "didn't", "refunds"]
+    assert unread_words("spend on softwre in 2025", set(), {"category": ["software"]}, True, ["spend"]) == []
+    # a period's words are read only when a period was found
+    question = "travel spend in the last quarter"  # "quarter" is a grain's word
+    assert conditions(question, unread_words(question, set(), found, False, ["spend"])) == ["last"]
+
+
+def test_a_question_with_a_qualifier_no_step_reads_abstains_and_names_it(reader):
+    asker = Asker(reader)
+    month = reader.query("select max(month) from gold.monthly_summary").rows[0][0]
+    category = reader.query("select min(category) from gold.monthly_summary").rows[0][0]
+    answer = asker.ask(f"How much did we spend on {category} in {month:%B %Y}?")
+    assert not answer.abstained, answer.answer
+    for question, word in (
+        (f"How much did we spend on {category} in {month:%B %Y}, only approved ones?", "only"),
+        (f"How much did we spend on {category} in {month:%B %Y} on trips over 500 EUR?", "trips, 500"),
+        (f"How much went on furniture in {month:%B %Y}?", "furniture"),
+    ):
+        answer = asker.ask(question)
+        assert answer.abstained and answer.rows == [], answer.answer
+        assert f"did not understand: {word}" in answer.answer
