@@ -226,6 +226,21 @@ class Report:
 
 
 SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4", "heldout5")
+# The day each set's questions are asked on: relative periods ("last year") count from the calendar,
+# so the evaluation is pinned to the day its questions were written and does not drift with the
+# date. The held-out sets were written on 2026-12-04 (their module docs; "last year" in them is
+# 2025). The original set's one relative question, "the HR department's spend on training this
+# year", has 2025 for its reference: it was written as if asked at the end of the sample's year, so
+# it is asked on 2025-12-31 ("this year" 2025, "last month" November 2025, as when relative periods
+# counted from the data's latest month, December 2025).
+WRITTEN_ON = {
+    "original": dt.date(2025, 12, 31),
+    "heldout": dt.date(2026, 12, 4),
+    "heldout2": dt.date(2026, 12, 4),
+    "heldout3": dt.date(2026, 12, 4),
+    "heldout4": dt.date(2026, 12, 4),
+    "heldout5": dt.date(2026, 12, 4),
+}
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
@@ -281,8 +296,8 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m assay.agents.ask_eval [--set heldout|heldout2|...|heldout5]`: ask a set against
-    ASSAY_HOME's gold and print each question's grade and the rates (nothing is recorded in
-    agents.asked_questions)."""
+    ASSAY_HOME's gold on the day it was written (`WRITTEN_ON`) and print each question's grade and the
+    rates (nothing is recorded in agents.asked_questions)."""
     import argparse
 
     from assay.agents.ask import Asker
@@ -295,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     with ReaderSession(PostgresResource().reader_url()) as session:
-        asker = Asker(session)
+        asker = Asker(session, today=WRITTEN_ON[args.name])
         report = evaluate(
             lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, args.name
         )

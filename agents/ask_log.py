@@ -11,7 +11,7 @@ import json
 
 import psycopg
 
-from assay.agents.ask import Answer
+from assay.agents.ask_render import Answer
 
 
 def record(

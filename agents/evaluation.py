@@ -202,7 +202,7 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     agents/ask_heldout4.py, `ask_heldout4_*`; agents/ask_heldout5.py, `ask_heldout5_*`), references
     from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
-    from assay.agents.ask_eval import evaluate
+    from assay.agents.ask_eval import WRITTEN_ON, evaluate
     from assay.core.settings import get_settings
 
     settings = get_settings()
@@ -210,7 +210,6 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
         return {"ask_evaluation": f"no ground truth at {settings.truth_dir}: not measured"}
     metadata: dict[str, Any] = {}
     try:
-        asker = Asker(session)
         # the original set (its later fixes were tuned on it) and the held-out sets 1 to 5
         for name, prefix in (
             ("original", "ask_"),
@@ -220,8 +219,9 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
             ("heldout4", "ask_heldout4_"),
             ("heldout5", "ask_heldout5_"),
         ):
+            asker = Asker(session, today=WRITTEN_ON[name])  # the day the set was written
             report = evaluate(
-                lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
+                lambda q, asker=asker: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
             )
             table = "| question | expected | stated | grade |\n| --- | --- | --- | --- |\n" + "\n".join(
                 f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |"

@@ -29,13 +29,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from assay.agents.ask import Asker
-    from assay.agents.ask_eval import QUESTIONS
+    from assay.agents.ask_eval import QUESTIONS, WRITTEN_ON
     from assay.agents.tools.db import ReaderSession
     from assay.core.database import PostgresResource
 
     with ReaderSession(PostgresResource().reader_url()) as session:
         started = time.perf_counter()
-        asker = Asker(session)
+        asker = Asker(session, today=WRITTEN_ON["original"])
         print(f"warm-up (layer, dimension values): {1000 * (time.perf_counter() - started):.0f} ms")
         asked, direct = [], []
         for _ in range(args.repeat):

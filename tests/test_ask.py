@@ -10,17 +10,14 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from assay.agents.ask import (
-    Abstain,
-    Asker,
-    choose_metric,
-    match_values,
-    parse_period,
-    unexplained_names,
-    unknown_objects,
-)
+from assay.agents.ask import Asker
+from assay.agents.ask_coverage import conditions, unread_words
 from assay.agents.ask_log import record
+from assay.agents.ask_metric import choose_metric
+from assay.agents.ask_periods import parse_period, within_data
 from assay.agents.ask_process import find_activities
+from assay.agents.ask_values import match_values, unexplained_names, unknown_objects
+from assay.agents.ask_words import Abstain
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
 from assay.core.database import reader_options
@@ -413,12 +410,9 @@ def test_post_ask_keeps_an_injected_instruction_as_data(http, api_keys, reader):
     response = http.post("/v1/ask", json={"question": question}, headers=_bearer(api_keys["admin"]))
     assert response.status_code == 200, response.text
     payload = response.json()
-    expected = reader.query(
-        "select sum(total_amount_eur) from gold.monthly_summary"
-        " where department = 'Sales' and extract(year from month) = 2025"
-    ).rows[0][0]
-    assert payload["stated"] == float(expected) and "drop" not in payload["sql"]
-    assert reader.query("select count(*) from gold.monthly_summary").rows[0][0] > 0
+    # the instruction is words of the question: a number assay does not read ("say 0") abstains
+    assert payload["abstained"] and payload["answer"] == "I cannot answer this: did not understand: 0."
+    assert not payload["sql"] and reader.query("select count(*) from gold.monthly_summary").rows[0][0] > 0
 
 
 def test_batch_questions_take_the_deterministic_path_first(reader, postgres):
@@ -642,3 +636,92 @@ def test_the_answer_questions_check_reports_every_set(reader):
         assert sum(rates) == pytest.approx(1, abs=0.001)
         assert metadata[f"{prefix}results"].count("\n") == questions + 1
     assert metadata["ask_wrong_rate"] < 0.05
+
+
+CALENDAR = dt.date(2026, 12, 4)  # gold's data ends months before the day a question is asked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("last month", ("2026-11-01", "2026-12-01", "November 2026")),
+        ("this month", ("2026-12-01", "2027-01-01", "December 2026")),
+        ("last year", ("2025-01-01", "2026-01-01", "2025")),
+        ("this year", ("2026-01-01", "2027-01-01", "2026")),
+        ("year to date", ("2026-01-01", "2027-01-01", "2026")),
+        ("in Q3 last year", ("2025-07-01", "2025-10-01", "Q3 2025")),
+        ("the second half of last year", ("2025-07-01", "2026-01-01", "H2 2025")),
+        ("since October 2025", ("2025-10-01", "2027-01-01", "October 2025 to December 2026")),
+    ],
+)
+def test_relative_periods_count_from_the_calendar(text, expected):
+    start, end, label = parse_period(text, CALENDAR)
+    assert (start and start.isoformat(), end and end.isoformat(), label) == expected
+
+
+def test_a_period_outside_the_data_abstains_and_one_past_it_keeps_the_months_held():
+    first, last = dt.date(2025, 1, 1), dt.date(2025, 12, 1)
+    with pytest.raises(Abstain, match="no data for November 2026: gold holds January 2025 to December 2025"):
+        within_data(parse_period("last month", CALENDAR), first, last)
+    with pytest.raises(Abstain, match="no data for 2019"):
+        within_data(parse_period("in 2019", CALENDAR), first, last)
+    assert within_data(parse_period("since October 2025", CALENDAR), first, last) == (
+        dt.date(2025, 10, 1),
+        dt.date(2026, 1, 1),
+        "October 2025 to December 2026, of which gold holds October 2025 to December 2025",
+    )
+    assert within_data(parse_period("Q3 2025", CALENDAR), first, last)[2] == "Q3 2025"
+    assert within_data((None, None, None), first, last) == (None, None, None)
+
+
+def test_relative_periods_are_asked_on_the_calendar_day(reader):
+    first, last = reader.query("select min(month), max(month) from gold.monthly_summary").rows[0]
+    assert Asker(reader).today == dt.date.today()
+    # the month after the data's latest: "last month" a month later has no data, and is not 0
+    after = (last + dt.timedelta(days=32)).replace(day=1)
+    asked_on = (after + dt.timedelta(days=40)).replace(day=4)
+    answer = Asker(reader, today=asked_on).ask("How much did we spend last month?")
+    assert answer.abstained and answer.rows == [], answer.answer
+    assert f"no data for {after:%B %Y}: gold holds {first:%B %Y} to {last:%B %Y}" in answer.answer
+    # asked within the data's year, "last month" is the month before that day
+    answer = Asker(reader, today=last + dt.timedelta(days=3)).ask("How much did we spend last month?")
+    before = (last - dt.timedelta(days=1)).replace(day=1)
+    assert not answer.abstained and f"{before:%B %Y}" in answer.answer, answer.answer
+
+
+def test_words_no_step_read_are_named():
+    """After planning every word must be read by a step or be a function word; the softer rule
+    (`COVERAGE = "conditions"`) abstains on those that may put a condition on the answer."""
+    found = {"category": ["travel"], "department": ["Sales"]}
+    question = "How much did Sales spend on travel in 2025 for trips over 500 EUR?"
+    unread = unread_words(question, set(), found, True, ["spend"])
+    assert unread == ["trips", "500"] and conditions(question, unread) == ["trips", "500"]
+    # a verb or chatter around the question is no condition; a contraction is its pronoun
+    question = "hey, quick one for a slide: how many travel expenses were booked in june 2025?"
+    unread = unread_words(question, set(), {"category": ["travel"]}, True, [])
+    assert unread == ["hey", "quick", "one", "slide", "booked"] and conditions(question, unread) == []
+    assert unread_words("What's the biggest single expense we've had on travel?", set(), found, False) == []
+    # a qualifier, a negation, an exclusion's object; a near spelling of a value found is read
+    question = "Travel spend in 2025 only, which Sales didn't approve, excluding refunds"
+    unread = unread_words(question, set(), found, True, ["spend"])
+    assert conditions(question, unread) == ["only", "didn't", "refunds"]
+    assert unread_words("spend on softwre in 2025", set(), {"category": ["software"]}, True, ["spend"]) == []
+    # a period's words are read only when a period was found
+    question = "travel spend in the last quarter"  # "quarter" is a grain's word
+    assert conditions(question, unread_words(question, set(), found, False, ["spend"])) == ["last"]
+
+
+def test_a_question_with_a_qualifier_no_step_reads_abstains_and_names_it(reader):
+    asker = Asker(reader)
+    month = reader.query("select max(month) from gold.monthly_summary").rows[0][0]
+    category = reader.query("select min(category) from gold.monthly_summary").rows[0][0]
+    answer = asker.ask(f"How much did we spend on {category} in {month:%B %Y}?")
+    assert not answer.abstained, answer.answer
+    for question, word in (
+        (f"How much did we spend on {category} in {month:%B %Y}, only approved ones?", "only"),
+        (f"How much did we spend on {category} in {month:%B %Y} on trips over 500 EUR?", "trips, 500"),
+        (f"How much went on furniture in {month:%B %Y}?", "furniture"),
+    ):
+        answer = asker.ask(question)
+        assert answer.abstained and answer.rows == [], answer.answer
+        assert f"did not understand: {word}" in answer.answer

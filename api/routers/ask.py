@@ -15,8 +15,9 @@ import psycopg
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.agents.ask import Answer, Asker
+from assay.agents.ask import Asker
 from assay.agents.ask_log import record
+from assay.agents.ask_render import Answer
 from assay.agents.tools.db import ReaderSession
 from assay.api.audit import note
 from assay.api.errors import ApiError, error_responses

@@ -1,0 +1,224 @@
+"""The literal values a question names (Ask assay): categories, departments and vendors matched
+against the dimensions' actual values with rapidfuzz, and the names and objects that match none."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from rapidfuzz import fuzz, process
+
+from assay.agents.ask_periods import MONTHS
+from assay.agents.ask_words import (
+    ALTERNATIVES,
+    COMPARATIVE,
+    DIMENSION_WORDS,
+    OUT_OF_SCOPE,
+    TRANSACTION_NOUNS,
+    Abstain,
+    has,
+)
+
+MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
+_WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
+
+
+def compared(low: str, filters: dict[str, list[str]]) -> str | None:
+    """The dimension whose values a question compares ("Sales vs Marketing: who spent more"): several
+    values of one dimension, asked as alternatives, with a comparative word."""
+    several = [dim for dim, vals in filters.items() if len(vals) > 1]
+    if len(several) != 1 or not has(low, COMPARATIVE):
+        return None
+    # the values must stand on either side of the alternative ("Sales vs Marketing"), so that a
+    # value read as another dimension ("Sales or Marketing", marketing the category) compares nothing
+    keys = [k for v in filters[several[0]] for k in _keys(v)]
+    for a, b in itertools.permutations(keys, 2):
+        if re.search(rf"\b{re.escape(a)}\W+(?:or|vs\.?|versus|compared (?:to|with))\W+{re.escape(b)}\b", low):
+            return several[0]
+    return None
+
+
+def _phrases(text: str, longest: int = 4) -> list[tuple[str, range]]:
+    """Every word n-gram of the text (lowercase, possessive 's dropped) with the words it spans."""
+    words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
+    return [
+        (" ".join(words[i : i + n]), range(i, i + n))
+        for n in range(1, longest + 1)
+        for i in range(len(words) - n + 1)
+    ]
+
+
+# Legal forms are left out when analysts name a vendor ("Fjord Hotels" for "Fjord Hotels GmbH").
+_LEGAL_FORM = re.compile(r"[\s,]+(gmbh|ltd|inc|b\.v|sas|ag|llc|plc|s\.a|oy|ab)\.?$")
+# Words before a value that say which dimension it is ("spend ON marketing" is a category, "the
+# marketing TEAM" or "did Marketing spend" a department).
+_CUES = {
+    "category": ("on", "for", "of"),
+    "department": ("did", "does", "has", "team", "department", "dept", "by"),
+}
+
+
+def _keys(value: str) -> set[str]:
+    low = value.lower().replace("_", " ")
+    return {low, _LEGAL_FORM.sub("", low)}
+
+
+def _candidates(phrases: list[tuple[str, range]], options: list[str]) -> list[tuple[float, str, range]]:
+    keys = {key: option for option in options if option for key in _keys(option)}
+    choices = [k for k in keys if len(k) >= 4]
+    found = []
+    for phrase, span in phrases:
+        if phrase in keys and len(phrase) < 4:
+            found.append((100.0 + len(phrase) / 100, keys[phrase], span))
+        elif len(phrase) >= 4:
+            hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+            if hit:  # longer matches win over a shorter one inside them
+                found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
+    return found
+
+
+def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The dimension values a question names: every word n-gram of the question against each
+    dimension's actual values (rapidfuzz ratio >= MATCH_SCORE, case-insensitive, `_` as a space, a
+    vendor's legal form optional; a value under 4 characters, such as "HR", must match exactly). Each
+    word names one value of one dimension at most: when a word fits two ("marketing" is a category and
+    a department), the assignment that names the most dimensions wins, then the one with the most
+    evidence: cue words ("on marketing": category; "did Marketing spend": department; "the marketing
+    team": department, a dimension's own word counting twice) and the value written in its own case
+    (categories are lower case, departments capitalised). Where that leaves a word's dimension
+    undecided, Abstain. Several exact values of one dimension ("hardware and software") are all kept
+    (their total); asked as alternatives ("hardware or software", "versus"), Abstain."""
+    phrases = _phrases(text)
+    words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
+    written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
+    options = {dim: [None, *_candidates(phrases, vals)] for dim, vals in values.items()}
+
+    def evidence(dim: str, candidate: tuple[float, str, range]) -> int:
+        span = candidate[2]
+        near = words[max(span.start - 1, 0) : span.start] + words[span.stop : span.stop + 1]
+        found = sum(2 if w in DIMENSION_WORDS.get(dim, ()) else w in _CUES.get(dim, ()) for w in near)
+        phrase = " ".join(written[span.start : span.stop])
+        own_case = phrase in (candidate[1], candidate[1].replace("_", " "))
+        return found + (span.start > 0 and own_case)  # a sentence's first word is capitalised anyway
+
+    def contradicted(dim: str, candidate: tuple[float, str, range]) -> bool:
+        """The word right after the value names another dimension ("Marketing departments")."""
+        after = words[candidate[2].stop : candidate[2].stop + 1]
+        return any(w in DIMENSION_WORDS.get(other, ()) for other in values if other != dim for w in after)
+
+    ranked = []
+    for combo in itertools.product(*options.values()):
+        chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
+        used = [i for _, c in chosen for i in c[2]]
+        if len(used) != len(set(used)):
+            continue  # a word claimed twice
+        rank = (
+            -sum(contradicted(dim, c) for dim, c in chosen),
+            len(chosen),
+            # more words named exactly: "hanse telecom" the vendor over "telecom" the category (not
+            # a near spelling: "for consulting" is no "Fjord Consulting")
+            sum(len(c[2]) for _, c in chosen if c[0] >= 100),
+            sum(evidence(dim, c) for dim, c in chosen),
+            sum(c[0] for _, c in chosen),
+        )
+        ranked.append((rank, chosen))
+    if not ranked:
+        return {}
+    best_rank, best = max(ranked, key=lambda r: r[0])
+    claims = {c[2]: (dim, c[1].lower()) for dim, c in best}
+    for rank, chosen in ranked:
+        if rank[:4] != best_rank[:4]:
+            continue
+        for dim, c in chosen:
+            other = claims.get(c[2])
+            if other and other[0] != dim and other[1] == c[1].lower():
+                raise Abstain(f"{c[1]!r} may be a {dim} or a {other[0]}; say which (e.g. 'the {c[1]} {dim}')")
+    found = {dim: [c[1]] for dim, c in best}
+    used = {i for _, c in best for i in c[2]}
+    for dim, _chosen in best:
+        for extra in options[dim][1:]:
+            if extra[0] >= 100 and extra[1] not in found[dim] and not used & set(extra[2]):
+                found[dim].append(extra[1])
+                used |= set(extra[2])
+    if any(len(v) > 1 for v in found.values()) and has(text.lower(), ALTERNATIVES):
+        if compared(text.lower(), found):
+            return found  # the caller ranks these values against each other
+        raise Abstain("the question names alternatives; ask for each one, or for their total")
+    return found
+
+
+# Capitalised words that name no value and need none: units, abbreviations, pronouns.
+_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok"}
+
+
+def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
+    """Capitalised words inside a sentence that are no period and no word of a value found: a name
+    assay does not hold ("Acme" when no vendor is called so). Answering without it would state a
+    total of everything, so the caller abstains."""
+    known = value_words(filters)
+    names = []
+    for sentence in re.split(r"[.?!:;]\s+", text):
+        words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
+        # a sentence's first word is capitalised anyway, unless it is an acronym ("R&D", "EMEA")
+        acronym = words[:1] if words and sum(c.isupper() for c in words[0]) > 1 else []
+        for word in acronym + words[1:]:
+            bare = word.rstrip(".'").removesuffix("'s").lower()
+            if not word[0].isupper() or bare in known or bare in MONTHS or bare in _PLAIN_CAPITALS:
+                continue
+            if (
+                re.fullmatch(r"[qh][1-4]", bare)
+                or bare in OUT_OF_SCOPE
+                or set(bare.split("-")) <= set(MONTHS)
+            ):
+                continue
+            names.append(word.rstrip(".'").removesuffix("'s"))
+    return names
+
+
+def value_words(filters: dict[str, list[str]]) -> set[str]:
+    """The words of the values found ("Polaris Kitchen Inc." gives polaris, kitchen, inc)."""
+    return {
+        w.rstrip(".'")
+        for vals in filters.values()
+        for v in vals
+        for key in _keys(v)
+        for w in _WORD.findall(key)
+    }
+
+
+# "spend on furniture", "outlay on telecomms", "the bill for X": the word a spend is said to be for
+_SPEND_OBJECT = re.compile(
+    r"\b(?:spend|spent|spending|expenditure|outlay|outlays|cost|costs|bill|paid|pay)\s+(?:on|for)\s+([a-z][a-z_-]*)"
+    # "paid to acme", "spent with acme": the payee
+    r"|\b(?:paid|pay|payments?|spend|spent|spending)\s+(?:to|with)\s+([a-z][a-z_-]*)"
+)
+_NOT_A_NAME = {
+    "the", "a", "an", "our", "all", "each", "every", "average", "it", "this", "that", "these", "those",
+    "everything", "us", "them", "total", "whole", "both", "any", "what", "which", "in", "of", "date",
+    "whom", "who",
+}  # fmt: skip
+
+
+def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, list[str]]) -> list[str]:
+    """Lower-case words a spend is said to be on or for ("spend on furniture") that name no value
+    found, no period and no dimension: answering without them would state the total of everything
+    (the lower-case twin of `unexplained_names`). Each comes with the closest value, if one is near
+    ("telecomms (did you mean telecom?)")."""
+    known = value_words(filters)
+    plain = {w for words in DIMENSION_WORDS.values() for w in words} | set(TRANSACTION_NOUNS)
+    unknown = []
+    for m in _SPEND_OBJECT.finditer(text.lower()):
+        word = m[1] or m[2]
+        near_found = process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+        if (
+            set(word.replace("_", " ").split()) <= known
+            or near_found  # "softwre" once software was matched
+            or word in _NOT_A_NAME
+            or word in MONTHS
+            or word in plain
+        ):
+            continue
+        options = [v for vals in values.values() for v in vals if v]
+        near = process.extractOne(word, options, scorer=fuzz.ratio, processor=str.lower, score_cutoff=75)
+        unknown.append(f"{word} (did you mean {near[0]}?)" if near else word)
+    return unknown

@@ -1,0 +1,136 @@
+"""The words Ask assay reads in a question (agents/ask.py): the cues for growth, shares, averages,
+rankings, comparisons and dimensions, the words for transactions and what the data cannot answer;
+`has` finds them, and `Abstain` is what every step raises when a question does not fit."""
+
+from __future__ import annotations
+
+import re
+
+
+class Abstain(Exception):
+    """The question cannot be answered from the semantic layer; the message says why."""
+
+
+def has(low: str, words: tuple[str, ...]) -> bool:
+    # no letter or digit on either side (not \b, which never matches beside a symbol such as "%")
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words)
+
+
+# Words that say the data cannot answer: assay holds spend, not these.
+OUT_OF_SCOPE = (
+    "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",
+    "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
+    "next quarter", "next month", "next week", "will", "going to",
+)  # fmt: skip
+GROWTH = (
+    "grow",
+    "grew",
+    "growth",
+    "change",
+    "increase",
+    "increased",
+    "decrease",
+    "decreased",
+    "dropped",
+    "rose",
+    "rise",
+    "risen",
+    "fall",
+    "fell",
+    "fallen",
+    "decline",
+    "declined",
+    "versus",
+    "vs",
+    "compared",
+    "develop",
+    "developed",
+    "evolve",
+    "evolved",
+    "went up",
+    "gone up",
+    "went down",
+    "gone down",
+    "up or down",
+)
+ANOMALY = (
+    "anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes", "abnormal",
+    "irregular", "atypical",
+)  # fmt: skip
+RANK_DESC = (
+    "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
+)  # fmt: skip
+RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
+# "who spent more", "which was lower": a comparison of the values a question names
+COMPARATIVE = ("more", "less", "higher", "lower", "bigger", "smaller", "larger", "fewer", "greater")
+COMPARATIVE_ASC = ("less", "lower", "smaller", "fewer")
+ALTERNATIVES = ("or", "versus", "vs", "than", "compared", "either")
+DIMENSION_WORDS = {
+    "vendor": ("vendor", "vendors", "supplier", "suppliers", "merchant", "merchants", "payee"),
+    "category": ("category", "categories", "type of expense", "kind of expense"),
+    "department": ("department", "departments", "dept", "depts", "team", "teams", "division"),
+    "month": ("month", "months"),
+    "quarter": ("quarter", "quarters"),
+    "year": ("year", "years"),
+    "week": ("week", "weeks"),
+}
+
+# Words that name single transactions (they are counted, or their amount is averaged).
+TRANSACTION_NOUNS = (
+    "transactions", "transaction", "purchases", "purchase", "payments", "payment", "expenses", "times",
+    "invoices", "invoice", "expense lines", "expense line", "line items", "bookings", "entries",
+)  # fmt: skip
+MONTHLY = (
+    "per month", "a month", "monthly average", "average monthly", "average month", "typical month",
+    "each month", "every month",
+)  # fmt: skip
+SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "slice", "%")
+AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
+# the words choose_metric reads for its metrics
+COUNTING = ("how many", "number of", "count")
+WEEKLY = ("average weekly", "per week", "weekly average", "a typical week", "average week")
+PER_TRANSACTION = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
+MEAN = ("average", "avg", "mean", "typical")
+OFTEN = ("how often", "most often", "most frequently")
+BY_COUNT = ("most", "fewest", "least", "busiest", "quietest")
+SPEND_WORDS = (
+    "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
+    "went out", "gone out", "outlay", "expenditure", "bill", "billed",
+)  # fmt: skip
+# "excluding travel": the values named after these are left out
+EXCLUSION = (
+    "excluding", "exclude", "excludes", "except", "other than", "apart from", "not counting", "leaving out",
+    "without", "ex.", "besides", "minus",
+)  # fmt: skip
+# "the single biggest payment": one transaction (agents/ask.py's _LARGEST_EXPENSE reads them)
+SINGLE = ("single", "individual")
+# A total of everything the question names is what assay answers by default ("HR and Operations
+# combined"), so these words ask for nothing more.
+TOTAL = ("total", "totals", "in total", "altogether", "overall", "combined", "together", "sum")
+
+# Function words: the words of a question that carry no condition of their own (articles, pronouns,
+# question words, auxiliaries, prepositions, light verbs, "please", the unit). After planning every
+# other word must have been read by a step (`agents/ask_coverage.py`), else assay abstains and names
+# it. Keep this list small and general: a content word belongs in the cue list of the step that
+# reads it, never here (a negation, "only", "per", "each", a number or a qualifier must stay out).
+FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "all", "any", "some", "much", "many",
+    "what", "which", "who", "whom", "whose", "how", "when", "where", "why",
+    "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "has", "have",
+    "had", "can", "could", "would", "should",
+    "i", "me", "my", "we", "us", "our", "ours", "you", "your", "it", "its", "they", "them", "their", "there",
+    "in", "on", "at", "of", "for", "to", "from", "by", "with", "into", "during", "over", "across", "about",
+    "as", "and", "or", "so",
+    "make", "makes", "made", "get", "gets", "got", "go", "goes", "went", "gone", "come", "came", "take",
+    "took", "taken",
+    "please", "tell", "show", "give", "eur", "euro", "euros",
+))  # fmt: skip
+# Words that put a condition on what is counted (a negation, a restriction, a time relation, a
+# rate): `ask_coverage.conditions` abstains on these when no step read them.
+QUALIFIERS = (
+    "not", "no", "non", "never", "nor", "without", "except", "excluding", "exclude", "excludes", "only",
+    "just", "but", "besides", "minus", "other", "before", "after", "until", "till", "since", "prior",
+    "next", "previous", "between", "per", "each", "every", "above", "below", "under", "exceeding",
+    "excluded", "unless", "apart", "outside", "within", "first", "last", "latest", "recent", "recently",
+    "current",
+)  # fmt: skip
