@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -35,6 +36,7 @@ from dagster import (
     MetadataValue,
     Output,
 )
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 from dagster_dbt import (
     DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
@@ -325,6 +327,7 @@ def _keep_partial_parse(invocation_target: Path) -> None:
 # on every model of such a step (the reason beside it), absent when dbt built the models.
 BUILT = "assay/built"
 SKIP_REASON = "assay/not_built_because"
+CARRIED_FROM = "assay/carried_from_run"
 
 
 def _window_empty(postgres: PostgresResource, first, last) -> bool:
@@ -405,6 +408,37 @@ def _unbuilt(context: AssetExecutionContext, reason: str) -> Iterator[Output]:
     for key in ordered:
         name = context.assets_def.get_output_name_for_asset_key(key)
         yield Output(None, output_name=name, metadata={BUILT: False, SKIP_REASON: reason})
+    yield from _carried_checks(context, reason)
+
+
+def _carried_checks(context: AssetExecutionContext, reason: str) -> Iterator[AssetCheckResult]:
+    """Each selected dbt test's latest verdict, carried over to this run: nothing was built, so the
+    tables are those it judged, and a failure still blocks what reads them. Without this, Dagster
+    logs a warning per blocking check per downstream step (two dozen on a day without data). A test
+    never evaluated on this instance gets no result (Dagster then says so).
+    Reads the instance's check history through a Dagster internal: recheck when upgrading Dagster."""
+    # the check history of the instance's event storage (no such query on the instance itself): the
+    # latest completed evaluation, as this run has already planned its own
+    storage = context.instance.event_log_storage
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.to_user_string()):
+        latest = storage.get_asset_check_execution_history(
+            key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        )
+        if not latest or latest[0].evaluation is None:
+            continue
+        record, evaluation = latest[0], latest[0].evaluation
+        yield AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            description=evaluation.description,
+            metadata={
+                **evaluation.metadata,
+                CARRIED_FROM: MetadataValue.text(record.run_id),
+                SKIP_REASON: reason,
+            },
+        )
 
 
 dbt_models = [_step_assets(step) for step in STEPS]

@@ -58,7 +58,7 @@ def build_report(conn: psycopg.Connection, reasons: int = 10, examples: int = 2)
             conn.execute(
                 f"""
                 select table_name, layer, {", ".join(DIMENSIONS)}, overall, threshold, passed, row_count,
-                       input_rows, run_id, measured_at
+                       input_rows, window_start, window_end, table_rows, run_id, measured_at
                 from (
                     select distinct on (table_name) * from quality.dq_scores
                     order by table_name, measured_at desc
@@ -174,10 +174,12 @@ def render(report: QualityReport) -> list[str]:
     lines.append(header + f"{'threshold':>11}  status")
     for s in report.scores:
         earlier = "" if s["run_id"] == report.latest_run else "  (earlier run: not rebuilt in the latest)"
+        # a windowed score vouches for its days only (README: What a gate vouches for)
+        window = f"  days {s['window_start']}..{s['window_end']}" if s["window_start"] else ""
         lines.append(
             f"  {s['table_name']:<24}{_pct(s['overall']):>9}"
             + "".join(f"{_pct(s[d]):>14}" for d in DIMENSIONS)
-            + f"{_pct(s['threshold']):>11}  {'ok' if s['passed'] else 'FAIL'}{earlier}"
+            + f"{_pct(s['threshold']):>11}  {'ok' if s['passed'] else 'FAIL'}{window}{earlier}"
         )
     if not report.scores:
         lines.append("  (none yet)")

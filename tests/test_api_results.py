@@ -310,14 +310,22 @@ def test_latest_dq_scores_and_history(client, conn):
     expected = _records(
         conn,
         "select distinct on (table_name) table_name as table, layer, run_id, overall, completeness, passed,"
-        " measured_at from quality.dq_scores order by table_name, measured_at desc, run_id desc",
+        " window_start::text, window_end::text, table_rows, measured_at"
+        " from quality.dq_scores order by table_name, measured_at desc, run_id desc",
     )
     assert len(expected) >= 3
-    assert [
-        (s["table"], s["layer"], s["run_id"], s["overall"], s["completeness"], s["passed"]) for s in latest
-    ] == [
-        (e["table"], e["layer"], e["run_id"], e["overall"], e["completeness"], e["passed"]) for e in expected
-    ]
+    fields = (
+        "table",
+        "layer",
+        "run_id",
+        "overall",
+        "completeness",
+        "passed",
+        "window_start",
+        "window_end",
+        "table_rows",
+    )
+    assert [tuple(s[f] for f in fields) for s in latest] == [tuple(e[f] for f in fields) for e in expected]
     assert all(_same_time(s["measured_at"], e["measured_at"]) for s, e in zip(latest, expected, strict=True))
 
     table = expected[0]["table"]

@@ -211,7 +211,7 @@ def test_an_empty_day_starts_no_dbt_and_says_so(home, boundary):
     selection = (AssetSelection.groups("bronze", "silver") & daily.downstream()).resolve(
         defs.resolve_asset_graph()
     )
-    calls_before = set(dbt_files.runs_dir().iterdir())
+    calls_before = set(dbt_files.runs_dir().iterdir()) if dbt_files.runs_dir().exists() else set()
     with PostgresResource().connect(autocommit=True) as conn, DagsterInstance.ephemeral() as instance:
         before = _snapshot(conn)
         result = defs.resolve_job_def("pipeline").execute_in_process(
@@ -264,6 +264,52 @@ def test_an_empty_day_starts_no_dbt_and_says_so(home, boundary):
         assert new[0] > 0 and new[0] + new[1] == new[2]
     finally:
         target.unlink()
+
+
+def test_a_day_without_data_carries_the_dbt_tests_verdicts_forward(home, boundary):
+    """Nothing built, nothing to re-test: each daily dbt test's latest verdict is carried to the
+    empty day's run (so a failure would still block), naming the run it comes from, and Dagster
+    has no blocking check without a result to warn about."""
+    from dagster import AssetCheckEvaluation, DagsterInstance, MetadataValue
+
+    from assay.assets.dbt import CARRIED_FROM, dbt_models
+    from assay.assets.partitions import partition_range_tags
+    from assay.orchestration.definitions import defs
+
+    def run(day: dt.date, instance):
+        result = defs.resolve_job_def("pipeline").execute_in_process(
+            asset_selection=SELECTION,
+            raise_on_error=False,
+            tags=partition_range_tags(day, day),
+            instance=instance,
+        )
+        assert result.success
+        checks = {
+            (e.asset_key.to_user_string(), e.check_name): e
+            for e in (x.event_specific_data for x in result.all_events)
+            if isinstance(e, AssetCheckEvaluation)
+        }
+        warnings = [
+            entry.user_message
+            for entry in instance.all_logs(result.run_id)
+            if "emitted no result" in entry.user_message
+        ]
+        return result.run_id, checks, warnings
+
+    with DagsterInstance.ephemeral() as instance:
+        built_run, built, _ = run(boundary, instance)
+        step = next(assets for assets in dbt_models if assets.op.name == "dbt_silver_daily")
+        tests = {(key.asset_key.to_user_string(), key.name) for key in step.check_keys}
+        daily = {key: e for key, e in built.items() if key in tests}
+        assert daily and all(CARRIED_FROM not in e.metadata for e in daily.values())
+        _, carried, warnings = run(dt.date(2026, 1, 5), instance)  # after the sample: no file of it
+    for key, evaluation in daily.items():
+        assert carried[key].passed == evaluation.passed, key
+        assert carried[key].metadata.get(CARRIED_FROM) == MetadataValue.text(built_run), (
+            key,
+            carried[key].metadata,
+        )
+    assert not [w for w in warnings if any(f"silver/{model}:" in w for model in DAILY)], warnings
 
 
 def test_dbt_runs_in_the_step_process_with_the_same_events_as_a_dbt_process(home, boundary, monkeypatch):

