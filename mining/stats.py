@@ -202,7 +202,8 @@ def variants(events: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, pl.Data
         events.lazy()
         .group_by("case_id")
         .agg(
-            key=pl.col("activity").str.join(SEPARATOR),
+            # joined as text: joining the categorical itself took 1.6x as long on the large sample
+            key=pl.col("activity").cast(pl.String).str.join(SEPARATOR),
             us=(pl.col("event_ts").last() - pl.col("event_ts").first()).dt.total_microseconds(),
         )
         .collect()
