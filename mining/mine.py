@@ -362,7 +362,7 @@ def read_event_log(conn) -> tuple[pl.DataFrame, pl.DataFrame]:
         {
             "case_id": pl.String,
             "event_index": pl.Int32,
-            "activity": pl.String,
+            "activity": pl.Categorical,  # the DFG groups on its codes; see `assay.mining.log.normalise`
             "event_ts": pl.Datetime("us", "UTC"),
             "start_ts": pl.Datetime("us", "UTC"),
         },

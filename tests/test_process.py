@@ -75,9 +75,10 @@ def tiny_result(tiny_events):
 
 
 def _pm4py_frame(events: pl.DataFrame) -> pd.DataFrame:
+    # pm4py wants text columns: a pandas `category` (what a categorical activity becomes) is refused
     return events.select(
         pl.col("case_id").alias("case:concept:name"),
-        pl.col("activity").alias("concept:name"),
+        pl.col("activity").cast(pl.String).alias("concept:name"),
         pl.col("event_ts").alias("time:timestamp"),
     ).to_pandas()
 
@@ -200,21 +201,61 @@ def test_case_durations_by_department_and_category(tiny_result):
     assert rows[("all", None, None)] == (6, pytest.approx(43 / 6))
 
 
+def _waits_by_name(events: pl.DataFrame, by: str) -> pl.DataFrame:
+    """`_grouped_waits` the slow, obvious way: a group-by on the activity names themselves."""
+    follows, ts = pl.col("event_index") > 0, pl.col("event_ts")
+    steps = events.select(
+        source=pl.when(follows).then(pl.col("activity").cast(pl.String).shift(1)),
+        target=pl.col("activity").cast(pl.String),
+        us=pl.when(follows).then((ts - ts.shift(1)).dt.total_microseconds()),
+    )
+    if by == "target":
+        steps = steps.filter(pl.col("source").is_not_null()).with_columns(source=pl.lit(None, pl.String))
+    waits = (
+        steps.filter(pl.col("us").is_not_null()).group_by("source", "target").agg(process_stats._wait_stats())
+    )
+    starts = (
+        steps.filter(pl.col("us").is_null())
+        .group_by("source", "target")
+        .agg(frequency=pl.len().cast(pl.Int64))
+    )
+    return pl.concat([waits, starts] if by == "edge" else [waits], how="diagonal_relaxed")
+
+
 @pytest.mark.parametrize("by", ["edge", "target"])
-def test_hashed_grouping_equals_grouping_by_name(tiny_events, by):
-    hashed = process_stats._grouped_waits(tiny_events, by).sort("source", "target", nulls_last=True)
-    named = process_stats._grouped_waits_by_name(tiny_events, by)
-    assert hashed.equals(named.select(hashed.columns).sort("source", "target", nulls_last=True))
-    assert hashed.height == (10 if by == "edge" else 6)  # 9 edges + starts; 6 activities wait
+def test_grouping_on_codes_equals_grouping_by_name(tiny_events, by):
+    assert tiny_events.schema["activity"] == pl.Categorical  # as every reader makes it
+    ours = process_stats._grouped_waits(tiny_events, by).sort("source", "target", nulls_last=True)
+    named = _waits_by_name(tiny_events, by)
+    assert ours.equals(named.select(ours.columns).sort("source", "target", nulls_last=True))
+    assert ours.height == (10 if by == "edge" else 6)  # 9 edges + starts; 6 activities wait
 
 
-def test_a_hash_collision_falls_back_to_the_names(tiny_events, monkeypatch):
-    # without mixing, every edge into Manager Approval shares the key of its target
-    monkeypatch.setattr(process_stats, "_MIX", 0)
-    hashed = process_stats._grouped_waits(tiny_events, "edge").sort("source", "target", nulls_last=True)
-    assert hashed.height == 10
-    named = process_stats._grouped_waits_by_name(tiny_events, "edge")
-    assert hashed.equals(named.select(hashed.columns).sort("source", "target", nulls_last=True))
+@pytest.mark.parametrize("kind", ["text", "enum", "codes far apart"])
+def test_the_dfg_is_the_same_whatever_the_activity_column_holds(tiny_events, kind):
+    text = tiny_events.with_columns(pl.col("activity").cast(pl.String))
+    if kind == "enum":
+        events = text.with_columns(pl.col("activity").cast(pl.Enum(sorted(ACTIVITIES, reverse=True))))
+    elif kind == "codes far apart":
+        # other categoricals made before the log's: its codes are large and not contiguous
+        pl.Series([f"unrelated {i}" for i in range(5000)], dtype=pl.Categorical)
+        renamed = text.with_columns(pl.col("activity") + pl.lit(" (far)"))
+        pl.Series(
+            [n for a in ACTIVITIES[::2] for n in (f"{a} (far)", f"gap after {a}")], dtype=pl.Categorical
+        )
+        events, text = renamed.with_columns(pl.col("activity").cast(pl.Categorical)), renamed
+    else:
+        events = text
+    assert process_stats.directly_follows(events).equals(
+        process_stats.directly_follows(text.with_columns(pl.col("activity").cast(pl.Categorical)))
+    )
+    named = _waits_by_name(text, "edge").filter(pl.col("source").is_not_null())
+    follows = process_stats.directly_follows(events).filter(pl.col("edge_kind") == "follows")
+    assert (
+        follows.select("source", "target", "frequency", "median_hours")
+        .sort("source", "target")
+        .equals(named.select("source", "target", "frequency", "median_hours").sort("source", "target"))
+    )
 
 
 def test_polars_dfg_equals_pm4py_dfg(tiny_events):
