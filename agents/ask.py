@@ -126,10 +126,10 @@ class Asker:
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         query, period, derive = self._shape(question, named)
         # every word read: a word no step read is a condition the answer would drop
-        self._all_read(question, named, query.start is not None, self.vocabulary)
+        self._all_read(question, named, (query.start, query.end) if query.start else None, self.vocabulary)
         return query, period, derive
 
-    def _all_read(self, question: str, named, period: bool, synonyms=(), read: set[str] | None = None):
+    def _all_read(self, question: str, named, period, synonyms=(), read: set[str] | None = None):
         """Abstain when a word of the question was read by no step (`agents/ask_coverage.py`)."""
         read = set(read or ())
         if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", question.lower()):
@@ -202,7 +202,7 @@ class Asker:
         self._all_read(
             question,
             filters,
-            start is not None,
+            (start, end) if start else None,
             self.vocabulary,
             read=set(words(_LARGEST_EXPENSE.search(low)[0])),
         )

@@ -11,12 +11,13 @@ words are named ("did not understand: excluding").
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 
 from rapidfuzz import fuzz, process
 
-from assay.agents.ask_periods import period_word
+from assay.agents.ask_periods import MONTHS, period_word
 from assay.agents.ask_values import MATCH_SCORE, value_words
 from assay.agents.ask_words import (
     ALTERNATIVES,
@@ -76,20 +77,39 @@ def cue_words(low: str, phrases: Iterable[str]) -> set[str]:
     return found
 
 
+def _months(period: tuple[dt.date, dt.date | None]) -> set[int] | None:
+    """The months of the year a query's range [start, end) touches; None: all of them."""
+    start, end = period
+    if end is None or (end.year - start.year) * 12 + end.month - start.month >= 12:
+        return None
+    return {
+        (start.month + i - 1) % 12 + 1 for i in range((end.year - start.year) * 12 + end.month - start.month)
+    }
+
+
 def unread_words(
-    question: str, read: set[str], filters: dict[str, list[str]], period: bool, extra: Iterable[str] = ()
+    question: str,
+    read: set[str],
+    filters: dict[str, list[str]],
+    period: tuple[dt.date, dt.date | None] | None,
+    extra: Iterable[str] = (),
 ) -> list[str]:
     """The question's words that no step read, in the order they stand: not a function word, not a
     word of a cue phrase in the question, of `extra` phrases (the metric's synonyms) or of a value
-    found (nor its near spelling), not a period's word when a period was found."""
+    found (nor its near spelling), not a period's word when the query has a period ([start, end)),
+    and a month's name only when that range holds the month ("Oct vs Sep 2025" read as September
+    against August leaves "oct" unread)."""
     low = question.lower()
+    months = _months(period) if period else None
     read = read | cue_words(low, [w for cue in CUES for w in cue]) | cue_words(low, extra)
     named = value_words(filters)
     near = [*named, *_NEAR]
 
     def read_word(word: str) -> bool:
-        if word in FUNCTION_WORDS or word in read or word in named or (period and period_word(word)):
+        if word in FUNCTION_WORDS or word in read or word in named:
             return True
+        if period and period_word(word):
+            return months is None or word not in MONTHS or MONTHS[word] in months
         # "softwre" once software was matched, "transactons"
         hit = len(word) >= 4 and process.extractOne(word, near, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         return bool(hit)
@@ -108,12 +128,14 @@ _PREPOSITIONS = {"on", "for", "to", "from", "with", "at", "in", "by", "of"}
 
 def conditions(question: str, unread: list[str]) -> list[str]:
     """The unread words that may put a condition on the answer (the softer rule): a qualifier
-    ("only", "before", "per", a negation such as "didn't"), a number, or a word right after a
-    preposition or an exclusion ("went on furniture"); chatter and verbs ("hey, quick one",
+    ("only", "before", "per", a negation such as "didn't"), a number, a month's name, or a word right
+    after a preposition or an exclusion ("went on furniture"); chatter and verbs ("hey, quick one",
     "booked") are let be."""
     tokens = words(question)
     heads = _PREPOSITIONS | {w for phrase in EXCLUSION for w in words(phrase)}  # "excluding refunds"
     after = {w for p, w in zip(tokens, tokens[1:], strict=False) if p in heads}
     return [
-        w for w in unread if w in QUALIFIERS or w.endswith("n't") or any(c.isdigit() for c in w) or w in after
+        w
+        for w in unread
+        if w in QUALIFIERS or w.endswith("n't") or any(c.isdigit() for c in w) or w in MONTHS or w in after
     ]

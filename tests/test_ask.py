@@ -689,26 +689,50 @@ def test_relative_periods_are_asked_on_the_calendar_day(reader):
     assert not answer.abstained and f"{before:%B %Y}" in answer.answer, answer.answer
 
 
+YEAR_2025 = (dt.date(2025, 1, 1), dt.date(2026, 1, 1))
+
+
 def test_words_no_step_read_are_named():
     """After planning every word must be read by a step or be a function word; the softer rule
     (`COVERAGE = "conditions"`) abstains on those that may put a condition on the answer."""
     found = {"category": ["travel"], "department": ["Sales"]}
     question = "How much did Sales spend on travel in 2025 for trips over 500 EUR?"
-    unread = unread_words(question, set(), found, True, ["spend"])
+    unread = unread_words(question, set(), found, YEAR_2025, ["spend"])
     assert unread == ["trips", "500"] and conditions(question, unread) == ["trips", "500"]
     # a verb or chatter around the question is no condition; a contraction is its pronoun
     question = "hey, quick one for a slide: how many travel expenses were booked in june 2025?"
-    unread = unread_words(question, set(), {"category": ["travel"]}, True, [])
+    unread = unread_words(question, set(), {"category": ["travel"]}, YEAR_2025, [])
     assert unread == ["hey", "quick", "one", "slide", "booked"] and conditions(question, unread) == []
-    assert unread_words("What's the biggest single expense we've had on travel?", set(), found, False) == []
+    assert unread_words("What's the biggest single expense we've had on travel?", set(), found, None) == []
     # a qualifier, a negation, an exclusion's object; a near spelling of a value found is read
     question = "Travel spend in 2025 only, which Sales didn't approve, excluding refunds"
-    unread = unread_words(question, set(), found, True, ["spend"])
+    unread = unread_words(question, set(), found, YEAR_2025, ["spend"])
     assert conditions(question, unread) == ["only", "didn't", "refunds"]
-    assert unread_words("spend on softwre in 2025", set(), {"category": ["software"]}, True, ["spend"]) == []
+    assert (
+        unread_words("spend on softwre in 2025", set(), {"category": ["software"]}, YEAR_2025, ["spend"])
+        == []
+    )
     # a period's words are read only when a period was found
     question = "travel spend in the last quarter"  # "quarter" is a grain's word
-    assert conditions(question, unread_words(question, set(), found, False, ["spend"])) == ["last"]
+    assert conditions(question, unread_words(question, set(), found, None, ["spend"])) == ["last"]
+    # a month's name is read only when the query's range holds that month: "Oct vs Sep 2025" planned
+    # as September against August leaves October unread, and a month is a condition
+    question = "Marketing dept spend Oct vs Sep 2025, % change?"
+    august_september = (dt.date(2025, 8, 1), dt.date(2025, 10, 1))
+    unread = unread_words(
+        question, set(), {"department": ["Marketing"]}, august_september, ["spend", "change"]
+    )
+    assert conditions(question, unread) == ["oct"]
+    assert (
+        unread_words(
+            "spend between April and June 2025",
+            set(),
+            {},
+            (dt.date(2025, 4, 1), dt.date(2025, 7, 1)),
+            ["spend"],
+        )
+        == []
+    )
 
 
 def test_a_question_with_a_qualifier_no_step_reads_abstains_and_names_it(reader):
