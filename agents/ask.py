@@ -39,6 +39,7 @@ from assay.agents.ask_words import (
     OUT_OF_SCOPE,
     Abstain,
     has,
+    top_n,
 )
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.lineage import transaction_sources
@@ -132,8 +133,8 @@ class Asker:
     def _all_read(self, question: str, named, period, synonyms=(), read: set[str] | None = None):
         """Abstain when a word of the question was read by no step (`agents/ask_coverage.py`)."""
         read = set(read or ())
-        if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", question.lower()):
-            read.add(m[1])  # "top 3"
+        if top := top_n(question.lower()):
+            read.add(top[0])  # "top 3"
         unread = unread_words(question, read, named, period, synonyms)
         if COVERAGE != "strict":
             unread = conditions(question, unread)
@@ -206,9 +207,7 @@ class Asker:
             self.vocabulary,
             read=set(words(_LARGEST_EXPENSE.search(low)[0])),
         )
-        limit = 1
-        if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
-            limit = min({"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1]), self.session.row_cap)
+        limit = min(top[1], self.session.row_cap) if (top := top_n(low)) else 1
         conditions, params = [sql.SQL("doc_type = 'transaction'")], []
         for dim, values in sorted(filters.items()):
             conditions.append(sql.SQL("{} = any(%s)").format(sql.Identifier(_TXN_FILTERS[dim])))

@@ -80,11 +80,10 @@ def cue_words(low: str, phrases: Iterable[str]) -> set[str]:
 def _months(period: tuple[dt.date, dt.date | None]) -> set[int] | None:
     """The months of the year a query's range [start, end) touches; None: all of them."""
     start, end = period
-    if end is None or (end.year - start.year) * 12 + end.month - start.month >= 12:
+    span = None if end is None else (end.year - start.year) * 12 + end.month - start.month
+    if span is None or span >= 12:
         return None
-    return {
-        (start.month + i - 1) % 12 + 1 for i in range((end.year - start.year) * 12 + end.month - start.month)
-    }
+    return {(start.month + i - 1) % 12 + 1 for i in range(span)}
 
 
 def unread_words(

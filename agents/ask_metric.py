@@ -32,6 +32,7 @@ from assay.agents.ask_words import (
     WEEKLY,
     Abstain,
     has,
+    top_n,
 )
 from assay.agents.tools.semantic import Metric, StructuredQuery
 
@@ -123,9 +124,7 @@ def ranking(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
     if not has(low, RANK_DESC) and not has(low, RANK_ASC):
         return None, "desc", None
     order = "asc" if has(low, RANK_ASC) else "desc"
-    limit = 1
-    if m := re.search(r"\btop\s+(\d{1,2}|three|five|ten)\b", low):
-        limit = {"three": 3, "five": 5, "ten": 10}.get(m[1]) or int(m[1])
+    limit = top[1] if (top := top_n(low)) else 1
     for dim, words in DIMENSION_WORDS.items():
         if has(low, words) and (dim in metric.dimensions or (dim in ("month", "quarter", "year", "week"))):
             if dim == "week" and metric.time_dimension is None:

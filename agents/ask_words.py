@@ -16,6 +16,17 @@ def has(low: str, words: tuple[str, ...]) -> bool:
     return any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words)
 
 
+_TOP_N = re.compile(r"\btop\s+(\d{1,2}|three|five|ten)\b")
+_NUMBER_WORDS = {"three": 3, "five": 5, "ten": 10}
+
+
+def top_n(low: str) -> tuple[str, int] | None:
+    """("3", 3) for "top 3", ("five", 5) for "top five": the word as written and its number."""
+    if m := _TOP_N.search(low):
+        return m[1], _NUMBER_WORDS.get(m[1]) or int(m[1])
+    return None
+
+
 # Words that say the data cannot answer: assay holds spend, not these.
 OUT_OF_SCOPE = (
     "revenue", "profit", "margin", "salary", "salaries", "headcount", "customer", "forecast", "budget",

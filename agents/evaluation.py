@@ -210,6 +210,7 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
         return {"ask_evaluation": f"no ground truth at {settings.truth_dir}: not measured"}
     metadata: dict[str, Any] = {}
     try:
+        asker = Asker(session)
         # the original set (its later fixes were tuned on it) and the held-out sets 1 to 5
         for name, prefix in (
             ("original", "ask_"),
@@ -219,9 +220,9 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
             ("heldout4", "ask_heldout4_"),
             ("heldout5", "ask_heldout5_"),
         ):
-            asker = Asker(session, today=WRITTEN_ON[name])  # the day the set was written
+            asker.today = WRITTEN_ON[name]  # each set asked on the day it was written
             report = evaluate(
-                lambda q, asker=asker: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
+                lambda q: asker.ask(q).as_dict(), settings.landing_dir, settings.truth_dir, name
             )
             table = "| question | expected | stated | grade |\n| --- | --- | --- | --- |\n" + "\n".join(
                 f"| {r['question']} | {r['expected']} | {r['stated']} | {r['grade']} |"
