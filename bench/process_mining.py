@@ -57,8 +57,9 @@ def _count_and_mean(events):
     exact median and p95 cost on top (they need each edge's values gathered; count and mean do not)."""
     import polars as pl
 
-    n = events["activity"].to_physical().max() + 1
-    code = pl.col("activity").to_physical().cast(pl.UInt64)
+    from assay.mining.stats import activity_codes
+
+    events, n, code = activity_codes(events)
     ts = pl.col("event_ts")
     return (
         events.lazy()
