@@ -56,7 +56,12 @@ ROWS_OF = {
         "silver.employees",
         "silver.rejects",
     ),
-    "gold marts": ("gold.monthly_summary", "gold.category_trends", "gold.vendor_spend"),
+    "gold marts": (
+        "gold.monthly_summary",
+        "gold.category_trends",
+        "gold.vendor_spend",
+        "gold.vendor_monthly",
+    ),
     "process mining": ("gold.process_event_log",),
     "platinum documents": ("platinum.documents",),
     "embeddings": ("platinum.embeddings",),

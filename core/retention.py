@@ -80,6 +80,7 @@ def targets() -> list[Target]:
     result += [
         Target("gold", "gold.monthly_summary", "month"),
         Target("gold", "gold.category_trends", "week_start"),
+        Target("gold", "gold.vendor_monthly", "month"),
         Target("platinum", "platinum.embeddings", "doc_date"),
         Target("platinum", "platinum.documents", "doc_date"),
         # an answer points to its run: those runs stay while their answer does

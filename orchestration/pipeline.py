@@ -268,6 +268,7 @@ SUMMARY_TABLES = {
         "monthly_summary",
         "category_trends",
         "vendor_spend",
+        "vendor_monthly",
         "process_event_log",
         "process_variants",
         "process_conformance",

@@ -37,6 +37,7 @@ ROW_ID = {
     "gold.monthly_summary": ["month", "category", "department"],
     "gold.category_trends": ["week_start", "category"],
     "gold.vendor_spend": ["vendor_id"],
+    "gold.vendor_monthly": ["month", "vendor_id", "category", "department"],
 }
 
 

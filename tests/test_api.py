@@ -14,7 +14,7 @@ import httpx
 import pytest
 from psycopg import sql
 
-MARTS = ("category_trends", "monthly_summary", "vendor_spend")
+MARTS = ("category_trends", "monthly_summary", "vendor_monthly", "vendor_spend")
 
 
 @pytest.fixture(scope="module")

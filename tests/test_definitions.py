@@ -33,6 +33,7 @@ def test_keys_and_groups_follow_layers():
         "gold/monthly_summary": "gold",
         "gold/category_trends": "gold",
         "gold/vendor_spend": "gold",
+        "gold/vendor_monthly": "gold",
         "gold/time_spine_day": "gold",
         "platinum/documents": "platinum",
         "gold/process_event_log": "gold",

@@ -194,6 +194,31 @@ def test_vendor_spend_equals_polars(pipeline_run, conn, clean_transactions):
         assert share == pytest.approx(100 * exp_total / grand, abs=0.0001)
 
 
+def test_vendor_monthly_equals_polars(pipeline_run, conn, clean_transactions):
+    vendors = conn.execute("select vendor_id, vendor_name from silver.vendors").fetchall()
+    expected = (
+        clean_transactions.join(
+            pl.DataFrame(vendors, schema=["vendor_id", "vendor_name"], orient="row"), on="vendor_id"
+        )
+        .group_by(
+            pl.col("date").dt.truncate("1mo").alias("month"),
+            "vendor_id",
+            "vendor_name",
+            "category",
+            "department",
+        )
+        .agg(pl.col("amount_eur").sum().round(2).alias("total"), pl.len().alias("n"))
+        .sort(["month", "vendor_id", "category", "department"])
+    )
+    rows = conn.execute(
+        "select month, vendor_id, vendor_name, category, department, total_amount_eur::float8,"
+        " transaction_count from gold.vendor_monthly order by month, vendor_id, category, department"
+    ).fetchall()
+    assert len(rows) == expected.height
+    for row, exp in zip(rows, expected.iter_rows(), strict=True):
+        assert row[:5] == exp[:5] and row[5] == pytest.approx(exp[5], abs=0.005) and row[6] == exp[6]
+
+
 def test_category_trends_equal_polars(pipeline_run, conn, clean_transactions):
     weekly = clean_transactions.group_by(pl.col("date").dt.truncate("1w").alias("week"), "category").agg(
         pl.col("amount_eur").sum().alias("total")
@@ -252,6 +277,7 @@ def test_a_second_run_changes_nothing(pipeline_run, conn):
             ("gold.monthly_summary", "month, category, department"),
             ("gold.category_trends", "week_start, category"),
             ("gold.vendor_spend", "spend_rank"),
+            ("gold.vendor_monthly", "month, vendor_id, category, department"),
             ("platinum.documents", "doc_id"),
         ):
             out[table] = conn.execute(

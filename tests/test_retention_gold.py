@@ -10,7 +10,7 @@ from homes import own_home, run_bronze_silver, write_landing, write_reference
 
 pytestmark = pytest.mark.integration
 
-MARTS = ("monthly_summary", "category_trends", "vendor_spend", "time_spine_day")
+MARTS = ("monthly_summary", "category_trends", "vendor_spend", "vendor_monthly", "time_spine_day")
 
 
 def _tx(tx_id: str, day: dt.date) -> str:

@@ -22,6 +22,9 @@ marts as (
     union all
     select 'vendor_spend', sum(transaction_count), coalesce(sum(total_amount_eur), 0)
     from {{ ref('vendor_spend') }}
+    union all
+    select 'vendor_monthly', sum(transaction_count), coalesce(sum(total_amount_eur), 0)
+    from {{ ref('vendor_monthly') }}
 
 ),
 
