@@ -24,8 +24,10 @@ from assay.agents.ask_metric import (
     check_fit,
     choose_metric,
     derivation,
+    for_period,
     growth_query,
     ranking,
+    vendor_list,
     without_excluded,
 )
 from assay.agents.ask_periods import month_range, parse_period, within_data
@@ -147,13 +149,22 @@ class Asker:
         """The plan of a question whose values are `named`."""
         low = question.lower()
         filters = without_excluded(question, named, self.values)
-        name = choose_metric(question, self.layer, filters)
+        listing = vendor_list(low, filters)  # "which vendors sell X": every vendor of X, by spend
+        name = "vendor_spend_eur" if listing else choose_metric(question, self.layer, filters)
+        group_by, order, limit = ranking(low, self.layer[name])
+        if listing:
+            group_by, limit = "vendor", top[1] if (top := top_n(low)) else None
+        start, end, period = self._period(question)
+        # a vendor figure of a period (or a category) is its twin's, over gold.vendor_monthly
+        name, per_period = for_period(name, self.layer, filters, start, group_by)
         metric = self.layer[name]
-        group_by, order, limit = ranking(low, metric)
         if rivals := compared(low, filters):
             # "Sales vs Marketing: who spent more": the named values ranked against each other
-            start, end, period = self._period(question)
-            if set(filters) - set(metric.dimensions) or (start and metric.time_dimension is None):
+            if (
+                per_period
+                or set(filters) - set(metric.dimensions)
+                or (start and metric.time_dimension is None)
+            ):
                 raise Abstain(f"{metric.label} cannot be cut so in the semantic layer")
             order = "asc" if has(low, COMPARATIVE_ASC) else "desc"
             return StructuredQuery(name, rivals, filters, start, end, order, 1), period, None
@@ -162,10 +173,11 @@ class Asker:
         unsupported = sorted(set(filters) - set(metric.dimensions))
         if unsupported:
             raise Abstain(f"{metric.label} cannot be cut by {', '.join(unsupported)} in the semantic layer")
-        start, end, period = self._period(question)
         if start and metric.time_dimension is None:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
-        derive = derivation(question, name, filters, start, end, group_by, self.values, self._data_months)
+        derive = per_period or derivation(
+            question, name, filters, start, end, group_by, self.values, self._data_months
+        )
         check_fit(low, metric, filters, group_by, derive, period)
         if has(low, GROWTH):
             quarters = sorted({int(q) for q in re.findall(r"\bq([1-4])\b", low)})

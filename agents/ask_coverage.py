@@ -37,6 +37,7 @@ from assay.agents.ask_words import (
     QUALIFIERS,
     RANK_ASC,
     RANK_DESC,
+    SELLS,
     SHARE,
     SINGLE,
     SPEND_WORDS,
@@ -52,7 +53,7 @@ _CONTRACTION = re.compile(r"'(?:s|ve|re|ll|d|m)$")
 # the cue lists every step may read; a phrase of one that stands in the question is read
 CUES = (
     ALTERNATIVES, ANOMALY, AVERAGE, BY_COUNT, COMPARATIVE, COUNTING, EXCLUSION, GROWTH, MEAN, MONTHLY, OFTEN,
-    PER_TRANSACTION, RANK_ASC, RANK_DESC, SHARE, SINGLE, SPEND_WORDS, TOTAL, TRANSACTION_NOUNS, WEEKLY,
+    PER_TRANSACTION, RANK_ASC, RANK_DESC, SELLS, SHARE, SINGLE, SPEND_WORDS, TOTAL, TRANSACTION_NOUNS, WEEKLY,
     *DIMENSION_WORDS.values(),
 )  # fmt: skip
 # the one-word nouns a near spelling of which the metric choice reads ("transactons")

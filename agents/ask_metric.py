@@ -26,15 +26,17 @@ from assay.agents.ask_words import (
     PER_TRANSACTION,
     RANK_ASC,
     RANK_DESC,
+    SELLS,
     SHARE,
     SPEND_WORDS,
     TRANSACTION_NOUNS,
+    VENDOR_ASKED,
     WEEKLY,
     Abstain,
     has,
     top_n,
 )
-from assay.agents.tools.semantic import Metric, StructuredQuery
+from assay.agents.tools.semantic import GRAINS, Metric, StructuredQuery
 
 # the one-word transaction nouns long enough to have a near spelling worth reading
 _NEAR_NOUNS = [n for n in TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
@@ -193,3 +195,37 @@ def growth_query(query: StructuredQuery, period: str | None, group_by: str | Non
     first = query.start.year * 12 + query.start.month - 1 - months
     query.start, query.group_by, query.limit = dt.date(first // 12, first % 12 + 1, 1), grain, 2
     return query, period
+
+
+def vendor_list(low: str, filters: dict[str, list[str]]) -> bool:
+    """ "Which vendors sell flights", "who do we buy office supplies from", "which suppliers provide
+    telecom": the vendors with spend in the category named, not a figure. A vendor named, a count or
+    a sum asked ("how much did we buy from ...") is a figure."""
+    if set(filters) != {"category"} or has(low, (*COUNTING, *SPEND_WORDS, "how much")):
+        return False
+    for value in filters["category"]:  # "office supplies" names the category, it is no verb
+        low = low.replace(value.replace("_", " "), " ")
+    return has(low, SELLS) and has(low, (*DIMENSION_WORDS["vendor"], *VENDOR_ASKED))
+
+
+def for_period(
+    name: str, layer: dict[str, Metric], filters: dict[str, list[str]], start, group_by: str | None
+) -> tuple[str, tuple | None]:
+    """(metric, derivation): an all-time metric asked for a period, a time grain or a cut it has not
+    is asked of its twin over the period (meta.per_period: gold.vendor_monthly); a vendor's share of
+    a period is derived from the twin's totals: the vendor's over all vendors' (with the other
+    filters). Without a period or such a cut the all-time metric answers, as before; so it does
+    when the question names no vendor and ranks none ("how much did vendor shares grow": not read)."""
+    metric = layer[name]
+    twin = layer.get(metric.per_period or "")
+    outside = set(filters) - set(metric.dimensions)
+    vendors = "vendor" in filters or group_by == "vendor"
+    if twin is None or not vendors or not (start or outside or group_by in GRAINS):
+        return name, None
+    if set(filters) - set(twin.dimensions):
+        return name, None
+    if metric.unit == "%":
+        if group_by is not None or "vendor" not in filters:
+            raise Abstain("a vendor's share of a period needs one vendor named, not a ranking")
+        return twin.name, ("share", {d: v for d, v in filters.items() if d != "vendor"})
+    return twin.name, None

@@ -82,5 +82,7 @@ def render(metric: Metric, query: StructuredQuery, period: str | None, columns: 
     if query.group_by is None:
         return f"{metric.label}{where}: {number(rows[0][0], metric.unit)}."
     ranked = "; ".join(f"{row[0]}: {number(row[1], metric.unit)}" for row in rows)
+    if query.limit is None:  # a list ("which vendors sell X"): every value, the largest first
+        return f"{query.group_by.capitalize()}s with spend{where}, largest first: {ranked}."
     word = "Lowest" if query.order == "asc" else "Highest"
     return f"{word} {query.group_by} by {metric.label.lower()}{where}: {ranked}."

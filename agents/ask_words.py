@@ -108,6 +108,13 @@ SPEND_WORDS = (
     "spend", "spent", "cost", "paid", "pay", "expensive", "cheapest", "costliest", "money", "received",
     "went out", "gone out", "outlay", "expenditure", "bill", "billed",
 )  # fmt: skip
+# "which vendors sell flights", "who do we buy office supplies from": the vendors of a category
+# (agents/ask_metric.vendor_list), asked with these verbs and a word for vendors (or "who")
+SELLS = (
+    "sell", "sells", "sold", "selling", "supply", "supplies", "supplied", "supplying", "provide",
+    "provides", "provided", "providing", "buy", "bought", "buying", "source", "use",
+)  # fmt: skip
+VENDOR_ASKED = ("who", "companies", "company", "firms", "shops")
 # "excluding travel": the values named after these are left out
 EXCLUSION = (
     "excluding", "exclude", "excludes", "except", "other than", "apart from", "not counting", "leaving out",

@@ -32,6 +32,8 @@ HAND_WRITTEN = {
     "vendor_spend_eur": ("gold.vendor_spend", "round(sum(total_amount_eur), 2)"),
     "vendor_share_pct": ("gold.vendor_spend", "round(sum(share_of_spend_pct), 2)"),
     "vendor_transaction_count": ("gold.vendor_spend", "sum(transaction_count)"),
+    "vendor_period_spend_eur": ("gold.vendor_monthly", "round(sum(total_amount_eur), 2)"),
+    "vendor_period_transaction_count": ("gold.vendor_monthly", "sum(transaction_count)"),
     "anomaly_weeks": ("gold.category_trends", "count(*) filter (where is_anomaly)"),
     "avg_weekly_spend_eur": ("gold.category_trends", "round(avg(total_amount_eur), 2)"),
     "avg_transaction_eur": (
@@ -139,7 +141,7 @@ def test_literal_values_match_the_dimension_values():
     [
         "What share of spend did we have in 2025?",  # a share of no part: it would be 100 %
         "What is the average spend per vendor?",  # an average the layer does not hold
-        "What was the average monthly spend at Fjord Hotels?",  # a vendor's spend is not kept per month
+        "What was the average monthly spend at Fjord Hotels?",  # a vendor's monthly average is not derived
         "How much did we spend in March and July 2025?",  # two months, no range
         "What will travel cost us next quarter?",  # the future
         "How much did we spend with Zebulon Widgets in 2025?",  # a vendor gold does not hold
@@ -229,7 +231,7 @@ def test_compiled_metric_equals_hand_written_sql(reader, metric, group_by):
         expected = reader.query(f"select {value} from {table}").rows
     else:
         key = COLUMN.get(group_by) or "to_char(date_trunc('month', {}), 'YYYY-MM')".format(
-            "month" if table == "gold.monthly_summary" else "week_start"
+            "month" if table in ("gold.monthly_summary", "gold.vendor_monthly") else "week_start"
         )
         expected = reader.query(f"select {key}, {value} from {table} group by 1", cap=10_000).rows
     assert sorted(got, key=str) == sorted(expected, key=str)
@@ -279,6 +281,80 @@ def test_ask_answers_from_the_result(reader):
     ][0]
     ranked = asker.ask("Which supplier did we spend the most money with?")
     assert ranked.rows[0][0] == top_vendor and ranked.query["limit"] == 1
+
+
+def test_vendor_figures_of_a_period_read_vendor_monthly(reader):
+    """A vendor question with a period (or a category, a department) reads gold.vendor_monthly and
+    equals SQL written by hand; without one it stays all-time, on gold.vendor_spend."""
+    asker = Asker(reader, today=dt.date(2026, 12, 4))
+    vendor, total = reader.query(
+        "select vendor_name, total_amount_eur from gold.vendor_spend order by spend_rank limit 1"
+    ).rows[0]
+    in_q3 = reader.query(
+        "select round(sum(total_amount_eur), 2), sum(transaction_count) from gold.vendor_monthly"
+        " where vendor_name = %s and month >= '2025-07-01' and month < '2025-10-01'",
+        [vendor],
+    ).rows[0]
+    all_time = asker.ask(f"How much have we paid {vendor}?")
+    assert all_time.rows == [[total]] and all_time.provenance == ["gold.vendor_spend"]
+    paid = asker.ask(f"How much have we paid {vendor} in Q3 2025?")
+    assert paid.rows == [[in_q3[0]]] and paid.provenance == ["gold.vendor_monthly"], paid.answer
+    assert paid.query["metric"] == "vendor_period_spend_eur" and "Q3 2025" in paid.answer
+    counted = asker.ask(f"How many invoices did we get from {vendor} in Q3 2025?")
+    assert counted.stated == in_q3[1] and counted.provenance == ["gold.vendor_monthly"]
+
+    ranked = reader.query(
+        "select vendor_name, round(sum(total_amount_eur), 2) from gold.vendor_monthly"
+        " where month >= '2025-01-01' and month < '2025-07-01' group by 1 order by 2 desc, 1 limit 3"
+    ).rows
+    top = asker.ask("What are our top 3 suppliers by spend in H1 2025?")
+    assert [list(r) for r in ranked] == top.rows and top.stated == ranked[0][0]
+    # a share of a period: the vendor's spend over all spend of the period
+    share = asker.ask(f"What share of total spend went to {vendor} in Q3 2025?")
+    (q3,) = reader.query(
+        "select sum(total_amount_eur) from gold.monthly_summary"
+        " where month >= '2025-07-01' and month < '2025-10-01'"
+    ).rows[0]
+    assert share.stated == pytest.approx(float(round(100 * in_q3[0] / q3, 2))), share.answer
+    # a cut the all-time mart has not: a department
+    (sales,) = reader.query(
+        "select vendor_name from gold.vendor_monthly where department = 'Sales'"
+        " group by 1 order by sum(total_amount_eur) desc, 1 limit 1"
+    ).rows[0]
+    assert asker.ask("Which supplier got the most money from the Sales team?").stated == sales
+    # what stays out: a ranking of shares of a period, an average of a vendor's month
+    for question in (
+        "Which vendor had the largest share of spend in Q3 2025?",
+        f"What was the average monthly spend at {vendor} in 2025?",
+    ):
+        assert asker.ask(question).abstained, question
+
+
+def test_which_vendors_sell_a_category_lists_them_by_spend(reader):
+    asker = Asker(reader, today=dt.date(2026, 12, 4))
+    expected = reader.query(
+        "select vendor_name, round(sum(total_amount_eur), 2) from gold.vendor_monthly"
+        " where category = 'office_supplies' group by 1 order by 2 desc, 1",
+        cap=1000,
+    ).rows
+    for question in (
+        "Which vendors do we buy office supplies from?",
+        "Which vendors sell office supplies?",
+        "who supplies our office supplies?",
+    ):
+        answer = asker.ask(question)
+        assert answer.rows == [list(r) for r in expected][: reader.row_cap], (question, answer.answer)
+        assert answer.stated == expected[0][0] and answer.provenance == ["gold.vendor_monthly"]
+        assert answer.answer.startswith("Vendors with spend (category office_supplies), largest first:")
+    in_q1 = asker.ask("Which vendors sold us software in Q1 2025?")
+    assert in_q1.query["filters"] == {"category": ["software"]} and in_q1.query["start"] == "2025-01-01"
+    # a figure is no list (of no vendor named, it stays all-time: no cut by category); a thing that
+    # is no category
+    for question in (
+        "How much did we buy from vendors of office supplies?",
+        "Which vendors sell teleportation?",
+    ):
+        assert asker.ask(question).abstained, question
 
 
 def test_an_instruction_in_a_question_stays_data(reader):

@@ -72,6 +72,7 @@ class AnswerQuestions(Task):
         "gold/monthly_summary",
         "gold/category_trends",
         "gold/vendor_spend",
+        "gold/vendor_monthly",
         "platinum/documents",
         "platinum/embeddings",
         # the process tool's tables: the answers follow process mining (and its question is scored)

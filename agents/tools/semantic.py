@@ -52,6 +52,9 @@ class Metric:
     aggregate: str  # SQL over the table, from the measure
     time_dimension: Dimension | None  # None: an all-time metric, a time range cannot apply
     dimensions: dict[str, Dimension]  # categorical dimensions by name
+    # an all-time metric's twin over a period (meta.per_period): the metric a question that names a
+    # period, or a cut only the twin has, is asked of
+    per_period: str | None = None
 
     @property
     def relation(self) -> str:
@@ -142,6 +145,7 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             aggregate=f"round({measure['expr']}, 2)" if measure["agg"] == "ratio" else _aggregate(measure),
             time_dimension=None if _meta(model).get("all_time") else dims.get(time_name),
             dimensions={n: d for n, d in dims.items() if d.kind == "categorical"},
+            per_period=meta.get("per_period"),
         )
     return metrics
 
