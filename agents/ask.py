@@ -297,7 +297,8 @@ class Asker:
                 return Answer(question, f"I cannot answer this: {exc}.", True)
         try:
             query, period, derive = self.plan(question)
-            statement, params = compile_query(query, self.layer, cap=self.session.row_cap)
+            # one row past the cap: a list cut at the cap says so (`result.truncated`)
+            statement, params = compile_query(query, self.layer, cap=self.session.row_cap + 1)
             result = self.session.query(statement, params)
             if derive:
                 return self._derived(question, query, period, derive, statement, params, result)
@@ -313,7 +314,7 @@ class Asker:
             except Abstain as exc:
                 return Answer(question, f"I cannot answer this: {exc}.", True)
         else:
-            text = render(metric, query, period, result.columns, result.rows)
+            text = render(metric, query, period, result.columns, result.rows, more=result.truncated)
             empty = not result.rows or result.rows[0][-1] is None and query.group_by is None
             answer = Answer(question, text, empty, query.as_dict())
         answer.sql, answer.params, answer.columns = sql_text, params, result.columns

@@ -70,9 +70,16 @@ def number(value: Any, unit: str) -> str:
     return f"{value:,} {unit}".strip()
 
 
-def render(metric: Metric, query: StructuredQuery, period: str | None, columns: list[str], rows: list) -> str:
+def render(
+    metric: Metric,
+    query: StructuredQuery,
+    period: str | None,
+    columns: list[str],
+    rows: list,
+    more: bool = False,
+) -> str:
     """The answer sentence, from the result only: the value (or the top entity and its value), the
-    metric, the filters and the period."""
+    metric, the filters and the period; `more`: a list holds more rows than were read."""
     scope = [f"{dim} {', '.join(vals)}" for dim, vals in sorted(query.filters.items())]
     if period:
         scope.append(period)
@@ -83,6 +90,7 @@ def render(metric: Metric, query: StructuredQuery, period: str | None, columns: 
         return f"{metric.label}{where}: {number(rows[0][0], metric.unit)}."
     ranked = "; ".join(f"{row[0]}: {number(row[1], metric.unit)}" for row in rows)
     if query.limit is None:  # a list ("which vendors sell X"): every value, the largest first
-        return f"{query.group_by.capitalize()}s with spend{where}, largest first: {ranked}."
+        first = f" (the first {len(rows)}; gold holds more)" if more else ""
+        return f"{query.group_by.capitalize()}s with spend{where}, largest first{first}: {ranked}."
     word = "Lowest" if query.order == "asc" else "Highest"
     return f"{word} {query.group_by} by {metric.label.lower()}{where}: {ranked}."

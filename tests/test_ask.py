@@ -16,6 +16,7 @@ from assay.agents.ask_log import record
 from assay.agents.ask_metric import choose_metric
 from assay.agents.ask_periods import parse_period, within_data
 from assay.agents.ask_process import find_activities
+from assay.agents.ask_render import render
 from assay.agents.ask_values import match_values, unexplained_names, unknown_objects
 from assay.agents.ask_words import Abstain
 from assay.agents.tools.db import ReaderSession, ToolError
@@ -355,6 +356,19 @@ def test_which_vendors_sell_a_category_lists_them_by_spend(reader):
         "Which vendors sell teleportation?",
     ):
         assert asker.ask(question).abstained, question
+
+
+def test_a_list_cut_at_the_row_cap_says_so():
+    query = StructuredQuery("vendor_period_spend_eur", "vendor", {"category": ["meals"]})
+    rows = [["Fjord Foods AS", Decimal("12.50")], ["Hanse Bistro GmbH", Decimal("3.00")]]
+    metric = LAYER["vendor_period_spend_eur"]
+    whole = render(metric, query, "Q1 2025", ["vendor", "value"], rows)
+    assert whole == (
+        "Vendors with spend (category meals; Q1 2025), largest first: Fjord Foods AS: 12.50 EUR;"
+        " Hanse Bistro GmbH: 3.00 EUR."
+    )
+    cut = render(metric, query, None, ["vendor", "value"], rows, more=True)
+    assert "largest first (the first 2; gold holds more): Fjord Foods AS" in cut
 
 
 def test_an_instruction_in_a_question_stays_data(reader):
