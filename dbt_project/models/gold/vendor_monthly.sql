@@ -1,8 +1,8 @@
 -- Spend per vendor x month x expense category x department: vendor figures for any month, quarter,
 -- half or year (gold.vendor_spend is all-time), cut as gold.monthly_summary cuts spend. The category
--- is the transaction's, so "which vendors sell X" reads the vendors with spend in X. Rows: about a
--- quarter of the transactions' count on the large sample (seed 42: ~259k for 1M; ~109k without the
--- department), 8 to 40 times fewer than the transactions on the small and default ones.
+-- is the transaction's, so "which vendors sell X" reads the vendors with spend in X. Rows (seed 42):
+-- small 1,248 for 1,940 transactions, default 18,699 for 48,500, large ~259k for 1M (~109k without
+-- the department; estimated from the sample generator).
 with transactions as (
 
     select * from {{ ref('transactions') }}
