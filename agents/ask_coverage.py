@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz, process
 
 from assay.agents.ask_periods import MONTHS, period_word
-from assay.agents.ask_values import MATCH_SCORE, value_words
+from assay.agents.ask_values import MATCH_SCORE, spelled_as, value_words
 from assay.agents.ask_words import (
     ALTERNATIVES,
     ANOMALY,
@@ -102,15 +102,14 @@ def unread_words(
     months = _months(period) if period else None
     read = read | cue_words(low, [w for cue in CUES for w in cue]) | cue_words(low, extra)
     named = value_words(filters)
-    near = [*named, *_NEAR]
 
     def read_word(word: str) -> bool:
-        if word in FUNCTION_WORDS or word in read or word in named:
+        if word in FUNCTION_WORDS or word in read or spelled_as(word, named):  # "softwre": software
             return True
         if period and period_word(word):
             return months is None or word not in MONTHS or MONTHS[word] in months
-        # "softwre" once software was matched, "transactons"
-        hit = len(word) >= 4 and process.extractOne(word, near, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+        # "transactons"
+        hit = len(word) >= 4 and process.extractOne(word, _NEAR, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         return bool(hit)
 
     unread: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 
 from rapidfuzz import fuzz, process
 
@@ -20,6 +21,8 @@ from assay.agents.ask_words import (
 )
 
 MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
+TYPO_SCORE = 85  # ... or one long word to name a one-word value, when no other value is near
+NEAR_SCORE = 80  # a second value this near a phrase makes its near spelling a guess: no match
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
 
 
@@ -63,18 +66,52 @@ def _keys(value: str) -> set[str]:
     return {low, _LEGAL_FORM.sub("", low)}
 
 
-def _candidates(phrases: list[tuple[str, range]], options: list[str]) -> list[tuple[float, str, range]]:
-    keys = {key: option for option in options if option for key in _keys(option)}
+def _candidates(
+    phrases: list[tuple[str, range]], options: list[str], rivals: list[tuple[str, str]]
+) -> list[tuple[float, str, range]]:
+    """The values of `options` the phrases name: exactly, or as a near spelling (`_near_value`). A
+    vendor's name without its legal form that two vendors share ("Skylark Airlines" for its GmbH
+    and its B.V.) names neither: only the full name does."""
+    owners: dict[str, set[str]] = {}
+    for option in filter(None, options):
+        for key in _keys(option):
+            owners.setdefault(key, set()).add(option)
+    keys = {key: next(iter(names)) for key, names in owners.items() if len(names) == 1}
     choices = [k for k in keys if len(k) >= 4]
     found = []
     for phrase, span in phrases:
         if phrase in keys and len(phrase) < 4:
             found.append((100.0 + len(phrase) / 100, keys[phrase], span))
-        elif len(phrase) >= 4:
-            hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
-            if hit:  # longer matches win over a shorter one inside them
-                found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
+        elif len(phrase) >= 4 and (hit := _near_value(phrase, choices, keys, rivals)):
+            # longer matches win over a shorter one inside them
+            found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
     return found
+
+
+def _near_value(
+    phrase: str, choices: list[str], keys: dict[str, str], rivals: list[tuple[str, str]]
+) -> tuple[str, float] | None:
+    """The key a phrase names: itself, or the one key it is a near spelling of. A near spelling is
+    a typo ("Enginering", "softwre") only when no other value of any dimension is near the phrase
+    too (`NEAR_SCORE`): between two close values a typo could be either, and a guess could be
+    wrong. One word of 6 letters or more may be a little farther from a one-word value
+    (`TYPO_SCORE`: "telecomms"); a vendor's several words never are ("Kestrel Computing" is no
+    "Kestrel Consulting")."""
+    hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
+    if hit is None or hit[1] == 100:
+        return hit and (hit[0], hit[1])
+    one_word = " " not in phrase and " " not in hit[0] and len(phrase) >= 6
+    if hit[1] < MATCH_SCORE and not one_word:
+        return None
+    value = keys[hit[0]].lower()
+    if any(option.lower() != value and fuzz.ratio(phrase, key) >= NEAR_SCORE for key, option in rivals):
+        return None
+    return hit[0], hit[1]
+
+
+def _rivals(values: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(key, value) for every value of every dimension: what a near spelling must be far from."""
+    return [(key, v) for vals in values.values() for v in vals if v for key in _keys(v)]
 
 
 def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -91,7 +128,8 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     phrases = _phrases(text)
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
     written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
-    options = {dim: [None, *_candidates(phrases, vals)] for dim, vals in values.items()}
+    rivals = _rivals(values)
+    options = {dim: [None, *_candidates(phrases, vals, rivals)] for dim, vals in values.items()}
 
     def evidence(dim: str, candidate: tuple[float, str, range]) -> int:
         span = candidate[2]
@@ -163,7 +201,7 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
         acronym = words[:1] if words and sum(c.isupper() for c in words[0]) > 1 else []
         for word in acronym + words[1:]:
             bare = word.rstrip(".'").removesuffix("'s").lower()
-            if not word[0].isupper() or bare in known or bare in MONTHS or bare in _PLAIN_CAPITALS:
+            if not word[0].isupper() or spelled_as(bare, known) or bare in MONTHS or bare in _PLAIN_CAPITALS:
                 continue
             if (
                 re.fullmatch(r"[qh][1-4]", bare)
@@ -173,6 +211,15 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
                 continue
             names.append(word.rstrip(".'").removesuffix("'s"))
     return names
+
+
+def spelled_as(word: str, known: Iterable[str]) -> bool:
+    """Whether a word is one of the `known` words of the values found or a near spelling of one,
+    by the rule `match_values` reads a typo with ("Enginering" once Engineering was matched)."""
+    if word in known:
+        return True
+    cutoff = TYPO_SCORE if len(word) >= 6 else MATCH_SCORE
+    return len(word) >= 4 and bool(process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=cutoff))
 
 
 def value_words(filters: dict[str, list[str]]) -> set[str]:
@@ -209,10 +256,9 @@ def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, 
     unknown = []
     for m in _SPEND_OBJECT.finditer(text.lower()):
         word = m[1] or m[2]
-        near_found = process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         if (
             set(word.replace("_", " ").split()) <= known
-            or near_found  # "softwre" once software was matched
+            or spelled_as(word, known)  # "softwre" once software was matched
             or word in _NOT_A_NAME
             or word in MONTHS
             or word in plain

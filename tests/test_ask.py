@@ -134,6 +134,39 @@ def test_literal_values_match_the_dimension_values():
     assert match_values("Did we spend more on travel or meals?", values) == {"category": ["travel", "meals"]}
 
 
+def test_a_typo_names_the_one_value_it_is_near():
+    """A near spelling names a value when no other value is near it; a vendor's name without the
+    legal form that two vendors share names neither; an unknown name stays unknown."""
+    values = {
+        "department": ["Engineering", "Finance"],
+        "category": ["telecom", "software"],
+        "vendor": [
+            "Kestrel Consulting GmbH",
+            "Kestrel Computing AG",
+            "Skylark Airlines GmbH",
+            "Skylark Airlines B.V.",
+        ],
+    }
+    found = match_values("How much did Enginering spend on telecomms in Q3 2025?", values)
+    assert found == {"department": ["Engineering"], "category": ["telecom"]}
+    assert unexplained_names("How much did Enginering spend on telecomms in Q3 2025?", found) == []
+    assert unknown_objects("Total outlay on telecomms for Finance?", found, values) == []
+    # near two vendors: no guess, and the name is not explained
+    assert match_values("What did we pay Kestrel Consultng?", values) == {}
+    assert unexplained_names("What did we pay Kestrel Consultng?", {}) == ["Kestrel", "Consultng"]
+    assert match_values("Total paid to Skylark Airlines", values) == {}
+    assert match_values("Total paid to Skylark Airlines GmbH", values) == {
+        "vendor": ["Skylark Airlines GmbH"]
+    }
+    # names near no value
+    for question, names in [
+        ("How much did we spend with Acme Corp?", ["Acme", "Corp"]),
+        ("What did the Legal department spend in 2025?", ["Legal"]),
+    ]:
+        assert match_values(question, values) == {}
+        assert unexplained_names(question, {}) == names
+
+
 @pytest.mark.parametrize(
     "question",
     [
