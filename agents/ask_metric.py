@@ -29,15 +29,17 @@ from assay.agents.ask_words import (
     SHARE,
     SPEND_WORDS,
     TRANSACTION_NOUNS,
-    WEEKLY,
     Abstain,
     has,
     top_n,
+    weekly,
 )
 from assay.agents.tools.semantic import Metric, StructuredQuery
 
 # the one-word transaction nouns long enough to have a near spelling worth reading
 _NEAR_NOUNS = [n for n in TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
+# the transaction nouns that say a count, not an amount ("expenses" may be either)
+_COUNTED = tuple(n for n in TRANSACTION_NOUNS if "expense" not in n)
 
 
 def _transaction_noun(m: re.Match) -> str:
@@ -59,7 +61,10 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "vendor_share_pct"
     if has(low, ANOMALY):
         return "anomaly_weeks"
-    if has(low, WEEKLY):
+    if (week := weekly(low)) is not None:
+        # the layer's one weekly figure is the average weekly spend
+        if not week or has(low, COUNTING) or has(low, _COUNTED):
+            raise Abstain("the semantic layer has one weekly figure: the average weekly spend")
         return "avg_weekly_spend_eur"
     how_many = has(low, COUNTING)
     if not how_many and (

@@ -20,6 +20,19 @@ _TOP_N = re.compile(r"\btop\s+(\d{1,2}|three|five|ten)\b")
 _NUMBER_WORDS = {"three": 3, "five": 5, "ten": 10}
 
 
+def weekly(low: str) -> bool | None:
+    """True: the question asks for an average week ("avg weekly spend", "per week", "the mean spend in
+    a week"); False: for a week's figure that is no average ("weekly spend", "each week": the weeks
+    themselves, or a peak); None: for no week's figure. A week named by its number ("week 12") is no
+    week's figure."""
+    if has(low, WEEKLY):
+        return True
+    bare = re.sub(r"\bweeks?\s+\d+", "", low)
+    if not has(bare, WEEK):
+        return None
+    return has(low, MEAN)
+
+
 def top_n(low: str) -> tuple[str, int] | None:
     """("3", 3) for "top 3", ("five", 5) for "top five": the word as written and its number."""
     if m := _TOP_N.search(low):
@@ -100,6 +113,8 @@ AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", 
 # the words choose_metric reads for its metrics
 COUNTING = ("how many", "number of", "count")
 WEEKLY = ("average weekly", "per week", "weekly average", "a typical week", "average week")
+# a week's figure: with a word of MEAN ("avg weekly spend", "mean spend a week") the average weekly spend
+WEEK = ("weekly", "per week", "a week")
 PER_TRANSACTION = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
 MEAN = ("average", "avg", "mean", "typical")
 OFTEN = ("how often", "most often", "most frequently")

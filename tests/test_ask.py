@@ -204,10 +204,30 @@ def test_a_total_is_not_given_for_what_it_is_not(reader, question):
         ("What was the bill for lodging in 2025?", {}, "total_spend_eur"),
         ("What portion of all spend did Acme get?", {"vendor": ["Acme"]}, "vendor_share_pct"),
         ("In how many weeks was travel spend abnormal?", {}, "anomaly_weeks"),
+        # a mean and a week's word, whatever their form
+        ("avg weekly spend on telecom?", {}, "avg_weekly_spend_eur"),
+        ("What is the typical weekly spend on travel?", {}, "avg_weekly_spend_eur"),
+        ("mean travel spend a week", {}, "avg_weekly_spend_eur"),
+        ("How much do we spend on meals in an average week?", {}, "avg_weekly_spend_eur"),
+        ("average transaction in week 12", {}, "avg_transaction_eur"),  # a week's number: no weekly figure
     ],
 )
 def test_metric_choice(question, filters, metric):
     assert choose_metric(question, LAYER, filters) == metric
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many transactions per week on travel?",  # a weekly count: the layer has none
+        "What's the average number of payments a week?",
+        "What's our weekly spend on travel?",  # the weeks themselves, not their average
+        "What was the peak weekly spend on travel?",
+    ],
+)
+def test_a_weekly_figure_that_is_no_average_spend_abstains(question):
+    with pytest.raises(Abstain, match="one weekly figure"):
+        choose_metric(question, LAYER, {})
 
 
 def test_no_metric_abstains():
