@@ -31,7 +31,14 @@ from assay.agents.ask_metric import (
 from assay.agents.ask_periods import month_range, parse_period, within_data
 from assay.agents.ask_process import ProcessQuery, plan_process
 from assay.agents.ask_render import Answer, number, render
-from assay.agents.ask_values import compared, match_values, unexplained_names, unknown_objects
+from assay.agents.ask_values import (
+    compared,
+    match_values,
+    synonym_values,
+    unexplained_names,
+    unknown_objects,
+    with_values_named,
+)
 from assay.agents.ask_words import (
     AVERAGE,
     COMPARATIVE_ASC,
@@ -87,6 +94,8 @@ class Asker:
         self.session = session
         self.layer = layer or semantic_layer()
         self.values = _dimension_values(session, self.layer)
+        dimensions = [d for m in self.layer.values() for d in m.dimensions.values()]
+        self.synonyms = synonym_values(dimensions, self.values)
         # relative periods ("last month", "this year") count from the calendar, not from the data
         self.today = today or dt.date.today()
         months = session.query("select min(month), max(month) from gold.monthly_summary").rows
@@ -266,6 +275,12 @@ class Asker:
         return answer
 
     def ask(self, question: str) -> Answer:
+        # the layer's other words for a value are read as the value ("consultancy": consulting)
+        answer = self._ask(with_values_named(question, self.synonyms))
+        answer.question = question
+        return answer
+
+    def _ask(self, question: str) -> Answer:
         low = question.lower()
         if self.activities and not has(low, OUT_OF_SCOPE):
             planned = plan_process(question, self.activities)

@@ -19,6 +19,7 @@ from assay.agents.ask_words import (
     Abstain,
     has,
 )
+from assay.agents.tools.semantic import Dimension
 
 MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
 TYPO_SCORE = 85  # ... or one long word to name a one-word value, when no other value is near
@@ -49,6 +50,31 @@ def _phrases(text: str, longest: int = 4) -> list[tuple[str, range]]:
         for n in range(1, longest + 1)
         for i in range(len(words) - n + 1)
     ]
+
+
+def synonym_values(dimensions: Iterable[Dimension], values: dict[str, list[str]]) -> dict[str, str]:
+    """The semantic layer's other words for dimension values (`meta.value_synonyms`: "consultancy"
+    for consulting), each with the value it names. A word that may name two values, or that is a word
+    of a value itself ("Consultants" in a vendor's name), is left out: it names the value it stands in."""
+    taken = value_words(values)
+    named: dict[str, set[str]] = {}
+    for dim in dimensions:
+        for word, value in dim.value_synonyms:
+            if value in values.get(dim.name, ()) and not set(_WORD.findall(word.lower())) & taken:
+                named.setdefault(word.lower(), set()).add(value)
+    return {word: next(iter(vals)) for word, vals in named.items() if len(vals) == 1}
+
+
+def with_values_named(text: str, synonyms: dict[str, str]) -> str:
+    """The question with each other word for a value replaced by the value ("the average transaction
+    for consultancy": "... for consulting"), so that every step reads the value the analyst meant;
+    the answer names the value it used."""
+    if not synonyms:
+        return text
+    words = "|".join(re.escape(w) for w in sorted(synonyms, key=len, reverse=True))
+    return re.sub(
+        rf"(?<![\w&'-])({words})(?![\w&-])", lambda m: synonyms[m[1].lower()], text, flags=re.IGNORECASE
+    )
 
 
 # Legal forms are left out when analysts name a vendor ("Fjord Hotels" for "Fjord Hotels GmbH").

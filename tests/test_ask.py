@@ -16,7 +16,13 @@ from assay.agents.ask_log import record
 from assay.agents.ask_metric import choose_metric
 from assay.agents.ask_periods import parse_period, within_data
 from assay.agents.ask_process import find_activities
-from assay.agents.ask_values import match_values, unexplained_names, unknown_objects
+from assay.agents.ask_values import (
+    match_values,
+    synonym_values,
+    unexplained_names,
+    unknown_objects,
+    with_values_named,
+)
 from assay.agents.ask_words import Abstain
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
@@ -165,6 +171,28 @@ def test_a_typo_names_the_one_value_it_is_near():
     ]:
         assert match_values(question, values) == {}
         assert unexplained_names(question, {}) == names
+
+
+def test_other_words_for_a_value_come_from_the_semantic_layer():
+    """The layer's `meta.value_synonyms` name a value by another word ("consultancy"); a word that is
+    also a word of a value (a vendor "Summit Consultants Ltd") or that two values claim names none."""
+    dimensions = [d for m in LAYER.values() for d in m.dimensions.values()]
+    values = {"category": ["consulting", "lodging", "travel"], "department": ["HR", "Sales"], "vendor": []}
+    synonyms = synonym_values(dimensions, values)
+    assert synonyms["consultancy"] == "consulting" and synonyms["human resources"] == "HR"
+    assert "engineers" not in synonyms  # no Engineering department among the values
+    assert (
+        with_values_named("What's the average transaction size for Consultancy?", synonyms)
+        == "What's the average transaction size for consulting?"
+    )
+    assert with_values_named("Human Resources' spend on accommodation", synonyms) == "HR' spend on lodging"
+    # whole words only, and nothing else is touched
+    assert with_values_named("consultancy-free travel and consultancyx", synonyms) == (
+        "consultancy-free travel and consultancyx"
+    )
+    assert with_values_named("What did Acme Corp bill us?", synonyms) == "What did Acme Corp bill us?"
+    vendors = values | {"vendor": ["Summit Consultants Ltd"]}
+    assert "consultants" not in synonym_values(dimensions, vendors)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,9 @@ class Dimension:
     name: str
     expr: str
     kind: str  # "categorical" | "time"
-    synonyms: tuple[str, ...] = ()
+    synonyms: tuple[str, ...] = ()  # words for the dimension itself ("team" for department)
+    # (word, value): the words analysts use for one of its values ("consultancy" for consulting)
+    value_synonyms: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,15 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             measure, model = measures[node["type_params"]["measure"]["name"]]
         dims = {
             d["name"]: Dimension(
-                d["name"], d.get("expr") or d["name"], d["type"], tuple(_meta(d).get("synonyms", ()))
+                d["name"],
+                d.get("expr") or d["name"],
+                d["type"],
+                tuple(_meta(d).get("synonyms", ())),
+                tuple(
+                    (str(word), str(value))
+                    for value, words in (_meta(d).get("value_synonyms") or {}).items()
+                    for word in words
+                ),
             )
             for d in model["dimensions"]
         }
