@@ -28,7 +28,16 @@ from assay.agents.ask_metric import (
     ranking,
     without_excluded,
 )
-from assay.agents.ask_periods import month_range, parse_period, within_data
+from assay.agents.ask_periods import (
+    Span,
+    compared_periods,
+    held_fully,
+    month_range,
+    parse_period,
+    preceding_half,
+    within_data,
+    year_on_year,
+)
 from assay.agents.ask_process import ProcessQuery, plan_process
 from assay.agents.ask_render import Answer, number, render
 from assay.agents.ask_values import (
@@ -135,8 +144,10 @@ class Asker:
         if names := unknown_objects(question, named, self.values):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         query, period, derive = self._shape(question, named)
-        # every word read: a word no step read is a condition the answer would drop
-        self._all_read(question, named, (query.start, query.end) if query.start else None, self.vocabulary)
+        # every word read: a word no step read is a condition the answer would drop; two periods
+        # compared read the months of both
+        span = (derive[1].start, query.end) if derive and derive[0] == "growth" else (query.start, query.end)
+        self._all_read(question, named, span if query.start else None, self.vocabulary)
         return query, period, derive
 
     def _all_read(self, question: str, named, period, synonyms=(), read: set[str] | None = None):
@@ -176,6 +187,16 @@ class Asker:
             raise Abstain(f"{metric.label} is an all-time figure in gold; it is not kept per period")
         derive = derivation(question, name, filters, start, end, group_by, self.values, self._data_months)
         check_fit(low, metric, filters, group_by, derive, period)
+        if has(low, GROWTH) and (pair := self._compared(question, start, end)):
+            # two named periods ("Oct vs Sep 2025", "H2 compared with H1"): the later against the earlier
+            if group_by is not None or metric.unit == "%" or metric.time_dimension is None:
+                raise Abstain("growth between two periods needs a total kept per period")
+            later = pair[1]
+            return (
+                StructuredQuery(name, None, filters, later.start, later.end),
+                later.label,
+                ("growth", *pair),
+            )
         if has(low, GROWTH):
             quarters = sorted({int(q) for q in re.findall(r"\bq([1-4])\b", low)})
             if len(quarters) > 1:
@@ -187,6 +208,18 @@ class Asker:
             return (*growth_query(query, period, group_by, self.layer), None)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
         return query, period, derive
+
+    def _compared(self, question: str, start, end) -> tuple[Span, Span] | None:
+        """The two periods a growth question compares, each held whole by gold: two it names, the
+        period and the same one a year before ("year over year"), or a half-year and the one before
+        it (growth against the period before for the other grains is one grouped query,
+        `growth_query`)."""
+        pair = (
+            compared_periods(question, self.today)
+            or year_on_year(question, start, end)
+            or (start and preceding_half(start, end))
+        )
+        return pair and tuple(held_fully(span, self.first, self.last) for span in pair)
 
     def _growth_answer(self, question: str, metric: Metric, query: StructuredQuery, period, rows) -> Answer:
         rows = sorted(rows)
@@ -333,6 +366,20 @@ class Asker:
         sqls, rows = [statement.as_string(self.session.conn)], [list(r) for r in result.rows]
         if value is None:
             raise Abstain(f"{metric.label} ({scope}) has no rows in gold")
+        if derive[0] == "growth":  # the later period's total against the earlier one's
+            earlier = derive[1]
+            base_query = StructuredQuery(query.metric, None, query.filters, earlier.start, earlier.end)
+            base_sql, base_params = compile_query(base_query, self.layer, cap=self.session.row_cap)
+            old = self.session.query(base_sql, base_params).rows[0][0]
+            rows = [[earlier.key, old], [derive[2].key, value]]
+            answer = self._growth_answer(question, metric, query, period, rows)
+            answer.query |= {
+                "compared_with": {"start": earlier.start.isoformat(), "end": earlier.end.isoformat()}
+            }
+            answer.sql = ";\n".join([base_sql.as_string(self.session.conn), *sqls])
+            answer.params, answer.columns = [base_params, params], [metric.time_dimension.name, "value"]
+            answer.rows, answer.provenance = rows, [metric.relation]
+            return answer
         if derive[0] == "share":
             base_query = StructuredQuery(query.metric, None, derive[1], query.start, query.end)
             base_sql, base_params = compile_query(base_query, self.layer, cap=self.session.row_cap)

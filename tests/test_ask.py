@@ -14,7 +14,14 @@ from assay.agents.ask import Asker
 from assay.agents.ask_coverage import conditions, unread_words
 from assay.agents.ask_log import record
 from assay.agents.ask_metric import choose_metric
-from assay.agents.ask_periods import parse_period, within_data
+from assay.agents.ask_periods import (
+    compared_periods,
+    held_fully,
+    parse_period,
+    preceding_half,
+    within_data,
+    year_on_year,
+)
 from assay.agents.ask_process import find_activities
 from assay.agents.ask_values import (
     match_values,
@@ -83,6 +90,102 @@ def test_every_declared_metric_is_checked_by_hand():
 def test_periods(text, expected):
     start, end, label = parse_period(text, TODAY)
     assert (start and start.isoformat(), end and end.isoformat(), label) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "earlier", "later"),
+    [
+        ("Marketing dept spend Oct vs Sep 2025, % change?", "2025-09", "2025-10"),  # later first
+        ("travel spend Sep vs Oct 2025: change?", "2025-09", "2025-10"),  # the same growth
+        ("How did spend grow in H2 2025 compared with H1?", "2025-H1", "2025-H2"),
+        ("growth from the first half to the second half of 2025", "2025-H1", "2025-H2"),
+        ("change from Q2 to Q3 2025", "2025-Q2", "2025-Q3"),
+        ("Q4 2025 compared to the third quarter", "2025-Q3", "2025-Q4"),
+        ("change between May and June 2025", "2025-05", "2025-06"),
+        ("hardware in Q3 2025 versus Q3 2024", "2024-Q3", "2025-Q3"),
+        ("2025-10 against 2025-09", "2025-09", "2025-10"),
+        ("spend this year vs last year", "2025", "2026"),
+        ("In 2025, how did spend change in Q3 vs Q2?", "2025-Q2", "2025-Q3"),  # the question's one year
+        ("Dec 2024 vs Jan 2025", "2024-12", "2025-01"),
+    ],
+)
+def test_two_periods_compared(text, earlier, later):
+    pair = compared_periods(text, dt.date(2026, 12, 4))
+    assert pair is not None and (pair[0].key, pair[1].key) == (earlier, later)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How did spend change in October 2025 versus the month before?",  # one period: the one before
+        "spend in Oct vs Sep",  # no year
+        "How did Q3 spend in 2025 change vs Q2?",  # the periods do not stand either side of "vs"
+        "hardware vs software in Q3 2025",  # values compared, one period
+    ],
+)
+def test_no_pair_of_periods(text):
+    assert compared_periods(text, dt.date(2026, 12, 4)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Q3 vs September 2025", "different lengths"),
+        ("H1 2025 vs H1 2025", "with itself"),
+        ("Q1 vs Q2 2025 and Q3 vs Q4 2025", "more than two"),
+    ],
+)
+def test_periods_that_cannot_be_compared_abstain(text, reason):
+    with pytest.raises(Abstain, match=reason):
+        compared_periods(text, dt.date(2026, 12, 4))
+
+
+def test_a_period_compared_is_held_whole_or_abstains():
+    first, last = dt.date(2025, 1, 1), dt.date(2025, 12, 1)
+    earlier, later = compared_periods("H2 2025 vs H1 2025", dt.date(2026, 12, 4))
+    assert held_fully(later, first, last) == later
+    q3, _ = compared_periods("Q3 2024 vs Q3 2025", dt.date(2026, 12, 4))
+    with pytest.raises(Abstain, match="no data for Q3 2024"):
+        held_fully(q3, first, last)
+    _, h1 = compared_periods("H2 2025 vs H1 2026", dt.date(2026, 12, 4))
+    with pytest.raises(Abstain, match="no data"):
+        held_fully(h1, first, last)
+    partial = compared_periods("2025 vs 2026", dt.date(2026, 12, 4))[1]
+    with pytest.raises(Abstain, match="only part of 2026: January 2026 to March 2026"):
+        held_fully(partial, first, dt.date(2026, 3, 1))
+    # a half-year and the one before it
+    assert [s.key for s in preceding_half(dt.date(2025, 1, 1), dt.date(2025, 7, 1))] == ["2024-H2", "2025-H1"]
+    assert preceding_half(dt.date(2025, 4, 1), dt.date(2025, 10, 1)) is None  # six months, no half
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end", "keys"),
+    [
+        (
+            "How did spend change year over year in Q3 2025?",
+            "2025-07-01",
+            "2025-10-01",
+            ["2024-Q3", "2025-Q3"],
+        ),
+        (
+            "travel in October 2025 vs the same month last year",
+            "2025-10-01",
+            "2025-11-01",
+            ["2024-10", "2025-10"],
+        ),
+        ("YoY growth of H2 2025", "2025-07-01", "2026-01-01", ["2024-H2", "2025-H2"]),
+        ("2025 against a year earlier", "2025-01-01", "2026-01-01", ["2024", "2025"]),
+        ("How did spend grow in Q3 2025?", "2025-07-01", "2025-10-01", None),  # the quarter before
+    ],
+)
+def test_growth_year_on_year_compares_the_same_period_a_year_before(text, start, end, keys):
+    pair = year_on_year(text, dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    assert (pair and [s.key for s in pair]) == keys
+
+
+def test_growth_year_on_year_of_a_range_abstains():
+    with pytest.raises(Abstain, match="year-on-year growth needs"):
+        year_on_year("yoy growth from April to May 2025", dt.date(2025, 4, 1), dt.date(2025, 6, 1))
 
 
 @pytest.mark.parametrize("text", ["from 15 April to June 2025", "spend on March 3 2025", "on 2 May 2025"])
@@ -555,6 +658,53 @@ def test_growth_compares_with_the_period_before(reader):
     assert Asker(reader).ask("How did software spend grow from May to June 2025?").derived == answer.derived
     developed = Asker(reader).ask("How did software spending develop in June 2025, in percent?")
     assert developed.derived == answer.derived
+
+
+def test_growth_between_two_named_periods(reader):
+    """Two periods named either side of "vs" / "compared with": the later against the earlier, each
+    total as hand-written SQL; a typo and another word for a value are answered as the value."""
+
+    def total(start: dt.date, end: dt.date, department: str | None = None) -> Decimal:
+        where = " and department = %s" if department else ""
+        return reader.query(
+            f"select sum(total_amount_eur) from gold.monthly_summary where month >= %s and month < %s{where}",
+            [start, end, *([department] if department else [])],
+        ).rows[0][0]
+
+    asker = Asker(reader)
+    sep, oct_ = (
+        total(dt.date(2025, 9, 1), dt.date(2025, 10, 1), "Marketing"),
+        total(dt.date(2025, 10, 1), dt.date(2025, 11, 1), "Marketing"),
+    )
+    for question in (
+        "Marketing dept spend Oct vs Sep 2025, % change?",
+        "How did the Marketing department's spend change, Sep vs Oct 2025?",
+    ):
+        answer = asker.ask(question)
+        assert answer.stated == float(round(100 * (oct_ - sep) / sep, 2)), answer.answer
+        assert (
+            answer.rows == [["2025-09", sep], ["2025-10", oct_]] and "department Marketing" in answer.answer
+        )
+    h1, h2 = total(dt.date(2025, 1, 1), dt.date(2025, 7, 1)), total(dt.date(2025, 7, 1), dt.date(2026, 1, 1))
+    growth = float(round(100 * (h2 - h1) / h1, 2))
+    assert asker.ask("How much did total spend grow in H2 2025 compared with H1, in %?").stated == growth
+    assert asker.ask("How did total spend grow in the second half of 2025?").stated == growth
+    for question in (
+        "How did spend change in Q3 2025 vs Q3 2024?",  # 2024 has no data
+        "How did spend change in Q3 vs September 2025?",  # unlike periods
+        "How did vendor shares change from Q2 to Q3 2025?",  # an all-time figure
+        "How did total spend grow in H1 2025?",  # the half before has no data
+    ):
+        assert asker.ask(question).abstained, question
+    # a typo of one value, and another word for one, are that value and say so
+    typo = asker.ask("How much did Enginering spend on software in Q3 2025?")
+    exact = asker.ask("How much did Engineering spend on software in Q3 2025?")
+    assert typo.stated == exact.stated and "department Engineering" in typo.answer
+    other = asker.ask("What's the average transaction size for consultancy?")
+    assert other.stated == asker.ask("What's the average transaction size for consulting?").stated
+    assert other.question.endswith("for consultancy?") and "category consulting" in other.answer
+    assert asker.ask("How much did we spend with Acme Corp?").abstained
+    assert asker.ask("What did the Legal department spend in 2025?").abstained
 
 
 def test_a_name_assay_does_not_hold_is_not_dropped():
