@@ -34,6 +34,7 @@ from assay.agents.ask_periods import (
     held_fully,
     month_range,
     parse_period,
+    period_before,
     preceding_half,
     within_data,
     year_on_year,
@@ -147,7 +148,9 @@ class Asker:
         # every word read: a word no step read is a condition the answer would drop; two periods
         # compared read the months of both
         span = (derive[1].start, query.end) if derive and derive[0] == "growth" else (query.start, query.end)
-        self._all_read(question, named, span if query.start else None, self.vocabulary)
+        before = period_before(question) if has(question.lower(), GROWTH) and query.limit == 2 else None
+        read = before[1] if before and before[0] == query.group_by else set()  # "versus the month before"
+        self._all_read(question, named, span if query.start else None, self.vocabulary, read)
         return query, period, derive
 
     def _all_read(self, question: str, named, period, synonyms=(), read: set[str] | None = None):

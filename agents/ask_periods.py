@@ -286,6 +286,21 @@ def year_on_year(text: str, start: dt.date | None, end: dt.date | None) -> tuple
     return _span(*whole, start.year - 1), _span(*whole, start.year)
 
 
+# "versus the month before", "compared with the previous quarter": the period just before, by grain
+_BEFORE = re.compile(
+    r"\b(?:the\s+)?(month|quarter|year)\s+before\b|\b(?:the\s+)?(?:previous|prior|preceding)\s+(month|quarter|year)\b"
+)
+
+
+def period_before(text: str) -> tuple[str, set[str]] | None:
+    """(grain, its words) of "the month before" / "the previous quarter" in a question: growth against
+    the period before says so when its grain is the period's (a quarter is no "month before")."""
+    found = [m for m in _BEFORE.finditer(text.lower())]
+    if len(found) != 1:
+        return None
+    return found[0][1] or found[0][2], set(found[0][0].split())
+
+
 def held_fully(span: Span, first: dt.date | None, last: dt.date | None) -> Span:
     """The span when gold holds all of its months; Abstain when it holds none or only part of them
     (a part of a period against a whole one is no growth)."""

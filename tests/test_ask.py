@@ -18,6 +18,7 @@ from assay.agents.ask_periods import (
     compared_periods,
     held_fully,
     parse_period,
+    period_before,
     preceding_half,
     within_data,
     year_on_year,
@@ -181,6 +182,16 @@ def test_a_period_compared_is_held_whole_or_abstains():
 def test_growth_year_on_year_compares_the_same_period_a_year_before(text, start, end, keys):
     pair = year_on_year(text, dt.date.fromisoformat(start), dt.date.fromisoformat(end))
     assert (pair and [s.key for s in pair]) == keys
+
+
+def test_the_period_before_is_named_by_its_grain():
+    assert period_before("in October 2025 versus the month before") == ("month", {"the", "month", "before"})
+    assert period_before("Q3 2025 compared with the previous quarter") == (
+        "quarter",
+        {"the", "previous", "quarter"},
+    )
+    assert period_before("spend before March 2025") is None
+    assert period_before("the month before vs the quarter before") is None  # two: no guess
 
 
 def test_growth_year_on_year_of_a_range_abstains():
@@ -373,6 +384,10 @@ def test_compiler_refuses_what_the_layer_does_not_declare():
         compile_query(StructuredQuery("vendor_spend_eur", start=dt.date(2025, 1, 1)), LAYER)
     with pytest.raises(ToolError, match="unknown metric"):
         compile_query(StructuredQuery("drop table"), LAYER)
+    # a grain finer than the rows are kept at: months cannot be cut into weeks
+    with pytest.raises(ToolError, match="kept per month: it cannot be grouped by 'week'"):
+        compile_query(StructuredQuery("total_spend_eur", group_by="week"), LAYER)
+    assert compile_query(StructuredQuery("total_spend_eur", group_by="quarter"), LAYER)
     with pytest.raises(ToolError, match="cannot be grouped by"):
         compile_query(StructuredQuery("total_spend_eur", group_by='category"; drop'), LAYER)
 
@@ -658,6 +673,12 @@ def test_growth_compares_with_the_period_before(reader):
     assert Asker(reader).ask("How did software spend grow from May to June 2025?").derived == answer.derived
     developed = Asker(reader).ask("How did software spending develop in June 2025, in percent?")
     assert developed.derived == answer.derived
+    # "versus the month before" says the period before, when its grain is the period's
+    before = Asker(reader).ask(
+        "By what percentage did software spend change in June 2025 versus the month before?"
+    )
+    assert before.derived == answer.derived
+    assert Asker(reader).ask("How did software spend change in Q2 2025 versus the month before?").abstained
 
 
 def test_growth_between_two_named_periods(reader):

@@ -40,6 +40,7 @@ class Dimension:
     synonyms: tuple[str, ...] = ()  # words for the dimension itself ("team" for department)
     # (word, value): the words analysts use for one of its values ("consultancy" for consulting)
     value_synonyms: tuple[tuple[str, str], ...] = ()
+    grain: str | None = None  # a time dimension's granularity: "month" rows cannot be cut into weeks
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
                     for value, words in (_meta(d).get("value_synonyms") or {}).items()
                     for word in words
                 ),
+                (d.get("type_params") or {}).get("time_granularity"),
             )
             for d in model["dimensions"]
         }
@@ -206,6 +208,9 @@ def compile_query(
     if query.group_by in metric.dimensions:
         key = sql.SQL(metric.dimensions[query.group_by].expr)
     elif query.group_by in _GRAIN_FORMAT and metric.time_dimension is not None:
+        kept = metric.time_dimension.grain
+        if kept in GRAINS and GRAINS.index(query.group_by) < GRAINS.index(kept):
+            raise ToolError(f"{metric.name} is kept per {kept}: it cannot be grouped by {query.group_by!r}")
         key = sql.SQL("to_char(date_trunc({}, {}), {})").format(
             sql.Literal(query.group_by),
             sql.SQL(metric.time_dimension.expr),
