@@ -22,7 +22,6 @@ from assay.agents.ask_words import (
 from assay.agents.tools.semantic import Dimension
 
 MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
-TYPO_SCORE = 85  # ... or one long word to name a one-word value, when no other value is near
 NEAR_SCORE = 80  # a second value this near a phrase makes its near spelling a guess: no match
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
 
@@ -114,20 +113,27 @@ def _candidates(
     return found
 
 
+def _squeezed(word: str) -> str:
+    """A word without doubled letters and a plural s: "telecomms" and "telecom" are both "telecom"."""
+    return re.sub(r"(.)\1+", r"\1", word).removesuffix("s")
+
+
 def _near_value(
     phrase: str, choices: list[str], keys: dict[str, str], rivals: list[tuple[str, str]]
 ) -> tuple[str, float] | None:
     """The key a phrase names: itself, or the one key it is a near spelling of. A near spelling is
-    a typo ("Enginering", "softwre") only when no other value of any dimension is near the phrase
-    too (`NEAR_SCORE`): between two close values a typo could be either, and a guess could be
-    wrong. One word of 6 letters or more may be a little farther from a one-word value
-    (`TYPO_SCORE`: "telecomms"); a vendor's several words never are ("Kestrel Computing" is no
-    "Kestrel Consulting")."""
-    hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
-    if hit is None or hit[1] == 100:
-        return hit and (hit[0], hit[1])
-    one_word = " " not in phrase and " " not in hit[0] and len(phrase) >= 6
-    if hit[1] < MATCH_SCORE and not one_word:
+    a typo ("Enginering", "softwre": rapidfuzz ratio `MATCH_SCORE`; one word of five letters or
+    more that is a one-word value but for a doubled letter or a plural s, "telecomms") only when
+    no other value of any dimension is near the phrase too (`NEAR_SCORE`): between two close values
+    a typo could be either, and a guess could be wrong. A derived word is no typo, however near
+    ("operational" is not Operations, "financial" not Finance)."""
+    hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    if hit is not None and hit[1] == 100:
+        return hit[0], hit[1]
+    if hit is None and " " not in phrase and len(phrase) >= 5:
+        same = [k for k in choices if " " not in k and _squeezed(k) == _squeezed(phrase)]
+        hit = (same[0], float(MATCH_SCORE)) if len(same) == 1 else None
+    if hit is None:
         return None
     value = keys[hit[0]].lower()
     if any(option.lower() != value and fuzz.ratio(phrase, key) >= NEAR_SCORE for key, option in rivals):
@@ -242,10 +248,11 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
 def spelled_as(word: str, known: Iterable[str]) -> bool:
     """Whether a word is one of the `known` words of the values found or a near spelling of one,
     by the rule `match_values` reads a typo with ("Enginering" once Engineering was matched)."""
-    if word in known:
+    if word in known or len(word) >= 5 and any(_squeezed(word) == _squeezed(k) for k in known):
         return True
-    cutoff = TYPO_SCORE if len(word) >= 6 else MATCH_SCORE
-    return len(word) >= 4 and bool(process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=cutoff))
+    return len(word) >= 4 and bool(
+        process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    )
 
 
 def value_words(filters: dict[str, list[str]]) -> set[str]:

@@ -278,6 +278,10 @@ def test_a_typo_names_the_one_value_it_is_near():
     assert match_values("Total paid to Skylark Airlines GmbH", values) == {
         "vendor": ["Skylark Airlines GmbH"]
     }
+    # a derived word is no typo, however near ("operational" is not Operations)
+    operations = values | {"department": ["Operations", "Finance"]}
+    assert match_values("What was our operational spend?", operations) == {}
+    assert match_values("financial services spend", operations) == {}
     # names near no value
     for question, names in [
         ("How much did we spend with Acme Corp?", ["Acme", "Corp"]),
