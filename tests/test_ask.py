@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from assay.agents.ask import Asker
 from assay.agents.ask_coverage import conditions, unread_words
 from assay.agents.ask_log import record
-from assay.agents.ask_metric import choose_metric
+from assay.agents.ask_metric import check_fit, choose_metric
 from assay.agents.ask_periods import (
     compared_periods,
     held_fully,
@@ -360,6 +360,18 @@ def test_a_total_is_not_given_for_what_it_is_not(reader, question):
 )
 def test_metric_choice(question, filters, metric):
     assert choose_metric(question, LAYER, filters) == metric
+
+
+def test_an_average_kept_per_category_needs_one_category():
+    """The average weekly spend averages category-weeks (`meta.per: category`): of all categories
+    or several it would be no week's spend."""
+    weekly = LAYER["avg_weekly_spend_eur"]
+    assert weekly.per == "category"
+    check_fit("average weekly spend on travel", weekly, {"category": ["travel"]}, None, None)
+    check_fit("which category has the highest average weekly spend", weekly, {}, "category", None)
+    for filters in ({}, {"category": ["travel", "meals"]}):
+        with pytest.raises(Abstain, match="kept per category"):
+            check_fit("average weekly spend", weekly, filters, None, None)
 
 
 @pytest.mark.parametrize(
