@@ -133,7 +133,9 @@ def ranking(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
     order = "asc" if has(low, RANK_ASC) else "desc"
     limit = top[1] if (top := top_n(low)) else 1
     for dim, words in DIMENSION_WORDS.items():
-        if has(low, words) and (dim in metric.dimensions or (dim in ("month", "quarter", "year", "week"))):
+        if has(low, words) and (
+            dim in metric.dimensions or (dim in ("month", "quarter", "half", "year", "week"))
+        ):
             if dim == "week" and metric.time_dimension is None:
                 continue
             return dim, order, limit

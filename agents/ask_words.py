@@ -97,6 +97,8 @@ DIMENSION_WORDS = {
     "quarter": ("quarter", "quarters"),
     "year": ("year", "years"),
     "week": ("week", "weeks"),
+    # a half-year ranked ("which half of 2025"); "the first half of 2025" is a period, not this word
+    "half": ("which half", "what half", "halves", "half-years"),
 }
 
 # Words that name single transactions (they are counted, or their amount is averaged).

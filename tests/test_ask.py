@@ -404,6 +404,8 @@ def test_compiler_refuses_what_the_layer_does_not_declare():
     with pytest.raises(ToolError, match="kept per month: it cannot be grouped by 'week'"):
         compile_query(StructuredQuery("total_spend_eur", group_by="week"), LAYER)
     assert compile_query(StructuredQuery("total_spend_eur", group_by="quarter"), LAYER)
+    halves, _ = compile_query(StructuredQuery("total_spend_eur", group_by="half"), LAYER)
+    assert "'-H1'" in halves.as_string() and "date_trunc('year'" in halves.as_string()
     with pytest.raises(ToolError, match="cannot be grouped by"):
         compile_query(StructuredQuery("total_spend_eur", group_by='category"; drop'), LAYER)
 
@@ -726,6 +728,9 @@ def test_growth_between_two_named_periods(reader):
     growth = float(round(100 * (h2 - h1) / h1, 2))
     assert asker.ask("How much did total spend grow in H2 2025 compared with H1, in %?").stated == growth
     assert asker.ask("How did total spend grow in the second half of 2025?").stated == growth
+    # the halves ranked: a half-year grain
+    ranked = asker.ask("Which half of 2025 had the higher spend?")
+    assert ranked.rows[0] == (["2025-H1", h1] if h1 > h2 else ["2025-H2", h2]), ranked.answer
     for question in (
         "How did spend change in Q3 2025 vs Q3 2024?",  # 2024 has no data
         "How did spend change in Q3 vs September 2025?",  # unlike periods

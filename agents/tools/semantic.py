@@ -27,6 +27,7 @@ _GRAIN_FORMAT = {
     "week": "YYYY-MM-DD",
     "month": "YYYY-MM",
     "quarter": 'YYYY-"Q"Q',
+    "half": "YYYY",  # and "-H1" / "-H2" (Postgres has no half-year field)
     "year": "YYYY",
 }
 GRAINS = tuple(_GRAIN_FORMAT)
@@ -215,11 +216,15 @@ def compile_query(
         kept = metric.time_dimension.grain
         if kept in GRAINS and GRAINS.index(query.group_by) < GRAINS.index(kept):
             raise ToolError(f"{metric.name} is kept per {kept}: it cannot be grouped by {query.group_by!r}")
+        time = sql.SQL(metric.time_dimension.expr)
+        trunc = "year" if query.group_by == "half" else query.group_by
         key = sql.SQL("to_char(date_trunc({}, {}), {})").format(
-            sql.Literal(query.group_by),
-            sql.SQL(metric.time_dimension.expr),
-            sql.Literal(_GRAIN_FORMAT[query.group_by]),
+            sql.Literal(trunc), time, sql.Literal(_GRAIN_FORMAT[query.group_by])
         )
+        if query.group_by == "half":
+            key = sql.SQL("{} || case when extract(month from {}) <= 6 then '-H1' else '-H2' end").format(
+                key, time
+            )
     else:
         allowed = sorted(metric.dimensions) + (list(GRAINS) if metric.time_dimension else [])
         raise ToolError(f"{metric.name} cannot be grouped by {query.group_by!r}; use one of {allowed}")
