@@ -232,6 +232,12 @@ def compared_periods(text: str, today: dt.date) -> tuple[Span, Span] | None:
         return None
     if len(pairs) > 1:
         raise Abstain("the question compares more than two periods; ask for one pair")
+    a, b = pairs[0]
+    if not _VERSUS.fullmatch(low[a.end() : b.start()]) and (
+        _VERSUS.search(low[b.end() :]) or _BEFORE.search(low) or _YEAR_ON_YEAR.search(low)
+    ):
+        # "between April and June compared with the previous quarter": a range against another period
+        raise Abstain("the question compares a range with another period; name the two periods compared")
     (kind_a, num_a, year_a), (kind_b, num_b, year_b) = (_mention(m) for m in pairs[0])
     if kind_a != kind_b:
         raise Abstain("the periods compared are of different lengths; growth compares like with like")
