@@ -32,6 +32,7 @@ from assay.agents.ask_words import (
     GROWTH,
     MEAN,
     MONTHLY,
+    NUMBER_WORDS,
     OFTEN,
     PER_TRANSACTION,
     QUALIFIERS,
@@ -126,7 +127,8 @@ _PREPOSITIONS = {"on", "for", "to", "from", "with", "at", "in", "by", "of"}
 
 def conditions(question: str, unread: list[str]) -> list[str]:
     """The unread words that may put a condition on the answer (the softer rule): a qualifier
-    ("only", "before", "per", a negation such as "didn't"), a number, a month's name, or a word right
+    ("only", "before", "per", a negation such as "didn't"), a number (in digits or words: "six"), a
+    month's name, or a word right
     after a preposition or an exclusion ("went on furniture"); chatter and verbs ("hey, quick one",
     "booked") are let be."""
     tokens = words(question)
@@ -135,5 +137,10 @@ def conditions(question: str, unread: list[str]) -> list[str]:
     return [
         w
         for w in unread
-        if w in QUALIFIERS or w.endswith("n't") or any(c.isdigit() for c in w) or w in MONTHS or w in after
+        if w in QUALIFIERS
+        or w.endswith("n't")
+        or any(c.isdigit() for c in w)
+        or w in NUMBER_WORDS
+        or w in MONTHS
+        or w in after
     ]

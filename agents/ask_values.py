@@ -155,8 +155,9 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     evidence: cue words ("on marketing": category; "did Marketing spend": department; "the marketing
     team": department, a dimension's own word counting twice) and the value written in its own case
     (categories are lower case, departments capitalised). Where that leaves a word's dimension
-    undecided, Abstain. Several exact values of one dimension ("hardware and software") are all kept
-    (their total); asked as alternatives ("hardware or software", "versus"), Abstain."""
+    undecided, Abstain. Several values of one dimension named exactly or by a one-word typo
+    ("hardware and software", "softwre and hardwre") are all kept (their total); asked as
+    alternatives ("hardware or software", "versus"), Abstain."""
     phrases = _phrases(text)
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
     written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
@@ -207,7 +208,9 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     used = {i for _, c in best for i in c[2]}
     for dim, _chosen in best:
         for extra in options[dim][1:]:
-            if extra[0] >= 100 and extra[1] not in found[dim] and not used & set(extra[2]):
+            # another value named exactly, or one word a typo of one ("softwre and hardwre")
+            named = extra[0] >= 100 or len(extra[2]) == 1
+            if named and extra[1] not in found[dim] and not used & set(extra[2]):
                 found[dim].append(extra[1])
                 used |= set(extra[2])
     if any(len(v) > 1 for v in found.values()) and has(text.lower(), ALTERNATIVES):

@@ -153,6 +153,11 @@ FUNCTION_WORDS = frozenset((
     "took", "taken",
     "please", "tell", "show", "give", "eur", "euro", "euros",
 ))  # fmt: skip
+# Numbers written as words ("the first six months"): a condition as a number in digits is ("one" is
+# left out: "quick one" is chatter)
+NUMBER_WORDS = frozenset(
+    ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "dozen"]
+)
 # Words that put a condition on what is counted (a negation, a restriction, a time relation, a
 # rate): `ask_coverage.conditions` abstains on these when no step read them.
 QUALIFIERS = (

@@ -269,6 +269,8 @@ def test_a_typo_names_the_one_value_it_is_near():
             "Skylark Airlines B.V.",
         ],
     }
+    # several values of one dimension, each by a typo: all of them
+    assert match_values("spend on softwre and telecomm", values) == {"category": ["software", "telecom"]}
     found = match_values("How much did Enginering spend on telecomms in Q3 2025?", values)
     assert found == {"department": ["Engineering"], "category": ["telecom"]}
     assert unexplained_names("How much did Enginering spend on telecomms in Q3 2025?", found) == []
@@ -978,6 +980,9 @@ def test_words_no_step_read_are_named():
     question = "hey, quick one for a slide: how many travel expenses were booked in june 2025?"
     unread = unread_words(question, set(), {"category": ["travel"]}, YEAR_2025, [])
     assert unread == ["hey", "quick", "one", "slide", "booked"] and conditions(question, unread) == []
+    # a number in words is a condition as one in digits is ("the first six months" is no year)
+    question = "What was spend in the first six months of 2025?"
+    assert conditions(question, unread_words(question, set(), {}, YEAR_2025, ["spend"])) == ["six"]
     assert unread_words("What's the biggest single expense we've had on travel?", set(), found, None) == []
     # a qualifier, a negation, an exclusion's object; a near spelling of a value found is read
     question = "Travel spend in 2025 only, which Sales didn't approve, excluding refunds"
