@@ -149,7 +149,11 @@ class Asker:
         # compared read the months of both
         span = (derive[1].start, query.end) if derive and derive[0] == "growth" else (query.start, query.end)
         before = period_before(question) if has(question.lower(), GROWTH) and query.limit == 2 else None
-        read = before[1] if before and before[0] == query.group_by else set()  # "versus the month before"
+        if before and before[0] != query.group_by:  # "Q3 2025 versus the month before"
+            raise Abstain(
+                f"growth against the {before[0]} before needs a {before[0]}, not a {query.group_by}"
+            )
+        read = before[1] if before else set()  # "versus the month before"
         self._all_read(question, named, span if query.start else None, self.vocabulary, read)
         return query, period, derive
 

@@ -234,7 +234,7 @@ def compared_periods(text: str, today: dt.date) -> tuple[Span, Span] | None:
         raise Abstain("the question compares more than two periods; ask for one pair")
     a, b = pairs[0]
     if not _VERSUS.fullmatch(low[a.end() : b.start()]) and (
-        _VERSUS.search(low[b.end() :]) or _BEFORE.search(low) or _YEAR_ON_YEAR.search(low)
+        _VERSUS.search(low[b.end() :]) or period_before(low) or _YEAR_ON_YEAR.search(low)
     ):
         # "between April and June compared with the previous quarter": a range against another period
         raise Abstain("the question compares a range with another period; name the two periods compared")
@@ -292,19 +292,26 @@ def year_on_year(text: str, start: dt.date | None, end: dt.date | None) -> tuple
     return _span(*whole, start.year - 1), _span(*whole, start.year)
 
 
-# "versus the month before", "compared with the previous quarter": the period just before, by grain
-_BEFORE = re.compile(
-    r"\b(?:the\s+)?(month|quarter|year)\s+before\b|\b(?:the\s+)?(?:previous|prior|preceding)\s+(month|quarter|year)\b"
+# "versus the month before", "compared with the previous quarter", "month over month", "QoQ": growth
+# against the period just before, of that grain
+_BEFORE = (
+    re.compile(r"\b(?:the\s+)?(month|quarter|year)\s+before\b"),
+    re.compile(r"\b(?:the\s+)?(?:previous|prior|preceding)\s+(month|quarter|year)\b"),
+    re.compile(r"\b(month|quarter)[- ](?:over|on)[- ](?:the\s+)?(?:previous\s+)?\1\b"),
+    re.compile(r"\b(q)oq\b"),
 )
 
 
 def period_before(text: str) -> tuple[str, set[str]] | None:
-    """(grain, its words) of "the month before" / "the previous quarter" in a question: growth against
-    the period before says so when its grain is the period's (a quarter is no "month before")."""
-    found = [m for m in _BEFORE.finditer(text.lower())]
+    """(grain, its words) of "the month before" / "the previous quarter" / "month over month" in a
+    question: growth against the period before says so, and its grain must be the period's (a
+    quarter is no "month before")."""
+    low = text.lower()
+    found = [m for pattern in _BEFORE for m in pattern.finditer(low)]
     if len(found) != 1:
         return None
-    return found[0][1] or found[0][2], set(found[0][0].split())
+    grain = {"q": "quarter"}.get(found[0][1], found[0][1])
+    return grain, set(re.split(r"[\s-]+", found[0][0]))
 
 
 def held_fully(span: Span, first: dt.date | None, last: dt.date | None) -> Span:

@@ -221,7 +221,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
 
 
 # Capitalised words that name no value and need none: units, abbreviations, pronouns.
-_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok"}
+_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok", "yoy", "qoq"}
 
 
 def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:

@@ -76,6 +76,14 @@ GROWTH = (
     "went down",
     "gone down",
     "up or down",
+    # growth against the period before, by its grain ("month over month in October 2025")
+    "month over month",
+    "month-on-month",
+    "month on month",
+    "quarter over quarter",
+    "quarter-on-quarter",
+    "quarter on quarter",
+    "qoq",
 )
 ANOMALY = (
     "anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes", "abnormal",

@@ -192,6 +192,8 @@ def test_the_period_before_is_named_by_its_grain():
         "quarter",
         {"the", "previous", "quarter"},
     )
+    assert period_before("travel month-on-month in October 2025") == ("month", {"month", "on"})
+    assert period_before("the QoQ change in Q3 2025") == ("quarter", {"qoq"})
     assert period_before("spend before March 2025") is None
     assert period_before("the month before vs the quarter before") is None  # two: no guess
 
@@ -701,6 +703,8 @@ def test_growth_compares_with_the_period_before(reader):
     )
     assert before.derived == answer.derived
     assert Asker(reader).ask("How did software spend change in Q2 2025 versus the month before?").abstained
+    assert Asker(reader).ask("Software spend month over month in June 2025?").derived == answer.derived
+    assert Asker(reader).ask("Software spend month-on-month in Q2 2025?").abstained
 
 
 def test_growth_between_two_named_periods(reader):
