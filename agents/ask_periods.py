@@ -173,9 +173,14 @@ _MENTION = re.compile(
 _ORDINAL = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 # what stands between the two sides: "Oct vs Sep", "H2 compared with H1", "Q3 against Q2"; or, after
 # "from" / "between", "from Q2 to Q3", "between May and June"
-_VERSUS = re.compile(r"\s*,?\s*(?:vs\.?|versus|compared\s+(?:with|to)|against|relative\s+to)\s+(?:the\s+)?")
+_VERSUS = re.compile(
+    r"\s*,?\s*(?:vs\.?|versus|compar(?:e|es|ed|ing)\s+(?:with|to|against)|against|relative\s+to)\s+(?:the\s+)?"
+)
 _FROM_TO = re.compile(r"\s+(?:to|and|until|through|till)\s+(?:the\s+)?")
 _FROM = re.compile(r"\b(?:from|between)\s+(?:the\s+)?$")
+# "compare March 2025 with February": the verb before both sides
+_WITH = re.compile(r"\s+(?:with|to|against|and)\s+(?:the\s+)?")
+_COMPARE = re.compile(r"\bcompar(?:e|ing)\b")
 
 
 def _mention(m: re.Match) -> tuple[str, int, int | None]:
@@ -209,7 +214,8 @@ def _span(kind: str, number: int, year: int) -> Span:
 def compared_periods(text: str, today: dt.date) -> tuple[Span, Span] | None:
     """(earlier, later): the two periods of one kind a growth question compares, or None when it
     names no such pair. A pair is two months, quarters, halves or years on either side of "vs",
-    "versus", "compared with/to", "against", or after "from" / "between" joined by "to" / "and":
+    "versus", "compared with/to", "against", after "from" / "between" joined by "to" / "and", or
+    after "compare" joined by "with" / "to" / "and":
     "Oct vs Sep 2025", "H2 2025 compared with H1", "from Q2 to Q3 2025", "between 2024 and 2025". A
     side without its year takes the other side's (or the question's one other year).
 
@@ -227,6 +233,7 @@ def compared_periods(text: str, today: dt.date) -> tuple[Span, Span] | None:
         for a, b in zip(mentions, mentions[1:], strict=False)
         if _VERSUS.fullmatch(low[a.end() : b.start()])
         or (_FROM_TO.fullmatch(low[a.end() : b.start()]) and _FROM.search(low[: a.start()]))
+        or (_WITH.fullmatch(low[a.end() : b.start()]) and _COMPARE.search(low[: a.start()]))
     ]
     if not pairs:
         return None

@@ -108,6 +108,8 @@ def test_periods(text, expected):
         ("spend this year vs last year", "2025", "2026"),
         ("In 2025, how did spend change in Q3 vs Q2?", "2025-Q2", "2025-Q3"),  # the question's one year
         ("Dec 2024 vs Jan 2025", "2024-12", "2025-01"),
+        ("Compare Sales spend in March 2025 with February 2025", "2025-02", "2025-03"),
+        ("How does Q3 2025 compare to Q2 2025 for travel?", "2025-Q2", "2025-Q3"),
     ],
 )
 def test_two_periods_compared(text, earlier, later):
