@@ -55,6 +55,7 @@ from assay.agents.ask_words import (
     GROWTH,
     OUT_OF_SCOPE,
     Abstain,
+    asks_change,
     has,
     top_n,
 )
@@ -205,6 +206,9 @@ class Asker:
                 ("growth", *pair),
             )
         if has(low, GROWTH):
+            if not asks_change(low):
+                # "compare travel and meals in 2025" asks for no growth of the period before
+                raise Abstain("a comparison needs the two periods compared; name both")
             quarters = sorted({int(q) for q in re.findall(r"\bq([1-4])\b", low)})
             if len(quarters) > 1:
                 if len(quarters) != 2 or quarters[1] - quarters[0] != 1 or start is None:
@@ -221,11 +225,9 @@ class Asker:
         period and the same one a year before ("year over year"), or a half-year and the one before
         it (growth against the period before for the other grains is one grouped query,
         `growth_query`)."""
-        pair = (
-            compared_periods(question, self.today)
-            or year_on_year(question, start, end)
-            or (start and preceding_half(start, end))
-        )
+        pair = compared_periods(question, self.today)
+        if pair is None and asks_change(question.lower()):
+            pair = year_on_year(question, start, end) or (start and preceding_half(start, end))
         return pair and tuple(held_fully(span, self.first, self.last) for span in pair)
 
     def _growth_answer(self, question: str, metric: Metric, query: StructuredQuery, period, rows) -> Answer:

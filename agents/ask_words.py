@@ -46,6 +46,8 @@ OUT_OF_SCOPE = (
     "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
     "next quarter", "next month", "next week", "will", "going to",
 )  # fmt: skip
+# "compare March with February": growth only between two periods named (agents/ask_periods.py)
+COMPARE = ("compare", "compares", "comparing")
 GROWTH = (
     "grow",
     "grew",
@@ -67,9 +69,7 @@ GROWTH = (
     "versus",
     "vs",
     "compared",
-    "compare",
-    "compares",
-    "comparing",
+    *COMPARE,
     "develop",
     "developed",
     "evolve",
@@ -87,7 +87,21 @@ GROWTH = (
     "quarter-on-quarter",
     "quarter on quarter",
     "qoq",
+    "year over year",
+    "year-over-year",
+    "year on year",
+    "year-on-year",
+    "yoy",
 )
+_CHANGE = tuple(w for w in GROWTH if w not in COMPARE)
+
+
+def asks_change(low: str) -> bool:
+    """A growth word other than "compare": growth of one period against the one before may be meant
+    ("compare travel and meals in 2025" is no growth of 2025)."""
+    return has(low, _CHANGE)
+
+
 ANOMALY = (
     "anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes", "abnormal",
     "irregular", "atypical",

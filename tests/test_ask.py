@@ -31,7 +31,7 @@ from assay.agents.ask_values import (
     unknown_objects,
     with_values_named,
 )
-from assay.agents.ask_words import Abstain
+from assay.agents.ask_words import GROWTH, Abstain, asks_change, has
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
 from assay.core.database import reader_options
@@ -198,6 +198,22 @@ def test_the_period_before_is_named_by_its_grain():
     assert period_before("the QoQ change in Q3 2025") == ("quarter", {"qoq"})
     assert period_before("spend before March 2025") is None
     assert period_before("the month before vs the quarter before") is None  # two: no guess
+
+
+@pytest.mark.parametrize(
+    ("question", "growth"),
+    [
+        ("Travel spend Q3 2025 YoY", True),  # a growth word of its own
+        ("Compare Sales spend in March 2025 with February 2025", True),
+        ("Compare travel and meals spend in 2025", False),  # "compare" without two periods: no growth
+        ("Compare H2 2025 spend", False),
+    ],
+)
+def test_growth_words(question, growth):
+    low = question.lower()
+    assert (
+        has(low, GROWTH) and (asks_change(low) or compared_periods(question, TODAY) is not None)
+    ) == growth
 
 
 def test_growth_year_on_year_of_a_range_abstains():
