@@ -319,7 +319,11 @@ def test_other_words_for_a_value_come_from_the_semantic_layer():
     """The layer's `meta.value_synonyms` name a value by another word ("consultancy"); a word that is
     also a word of a value (a vendor "Summit Consultants Ltd") or that two values claim names none."""
     dimensions = [d for m in LAYER.values() for d in m.dimensions.values()]
-    values = {"category": ["consulting", "lodging", "travel"], "department": ["HR", "Sales"], "vendor": []}
+    values = {
+        "category": ["consulting", "lodging", "travel", "uncategorised"],
+        "department": ["HR", "Sales"],
+        "vendor": [],
+    }
     synonyms = synonym_values(dimensions, values)
     assert synonyms["consultancy"] == "consulting" and synonyms["human resources"] == "HR"
     assert "ops" not in synonyms  # no Operations department among the values
@@ -328,6 +332,11 @@ def test_other_words_for_a_value_come_from_the_semantic_layer():
         == "What's the average transaction size for consulting?"
     )
     assert with_values_named("Human Resources' spend on accommodation", synonyms) == "HR' spend on lodging"
+    # a phrase for a value, read before an exclusion would read "without"
+    assert (
+        with_values_named("How many expenses were booked without a category?", synonyms)
+        == "How many expenses were booked uncategorised?"
+    )
     # whole words only, and nothing else is touched
     assert with_values_named("consultancy-free travel and consultancyx", synonyms) == (
         "consultancy-free travel and consultancyx"
