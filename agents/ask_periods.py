@@ -25,7 +25,7 @@ PERIOD_WORDS = frozenset(
     + ["till", "and", "of", "date", "ytd", "year-to-date", "whole"]
 )
 _PERIOD_TOKEN = re.compile(
-    r"20\d{2}(?:-(?:0[1-9]|1[0-2])|-?q[1-4])?|[qh][1-4]|[1-9]|[12]\d|3[01]|\d{1,2}(?:st|nd|rd|th)"
+    r"20\d{2}(?:-(?:0[1-9]|1[0-2])|-?q[1-4])?|[qh][1-4]|[12]h|[1-9]|[12]\d|3[01]|\d{1,2}(?:st|nd|rd|th)"
 )
 
 
@@ -85,13 +85,13 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date | None, dt.date | N
     if m := re.search(rf"\b({month_names})\.?,?\s+(?:of\s+)?(20\d{{2}})\b", low):
         month, year = MONTHS[m[1]], int(m[2])
         return (*month_range(year, month), f"{calendar.month_name[month]} {year}")
-    # half-years: "H1 2025", "the second half of 2025"
-    half = re.search(r"\bh([12])\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
+    # half-years: "H1 2025", "2H 2025", "the second half of 2025"
+    half = re.search(r"\b(?:h([12])|([12])h)\s*(?:of\s+)?(20\d{2})\b", low) or re.search(
         r"\b(first|1st|second|2nd) half(?:[- ]year)? (?:of\s+)?(20\d{2})\b", low
     )
     if half:
-        number = 1 if half[1] in ("1", "first", "1st") else 2
-        year = int(half[2])
+        number = 1 if (half[1] or half[2]) in ("1", "first", "1st") else 2
+        year = int(half[half.lastindex])
         start = dt.date(year, 6 * number - 5, 1)
         return start, month_range(year, 6 * number)[1], f"H{number} {year}"
     ordinals = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
@@ -165,7 +165,7 @@ _MENTION = re.compile(
     r"|\b(?P<yq_y>20\d{2})\s*-?\s*q(?P<yq>[1-4])\b"
     rf"|\bq(?P<q>[1-4]){_OF_YEAR.format('q_y')}\b"
     rf"|\b(?P<qo>first|second|third|fourth|1st|2nd|3rd|4th)\s+quarter{_OF_YEAR.format('qo_y')}\b"
-    rf"|\bh(?P<h>[12]){_OF_YEAR.format('h_y')}\b"
+    rf"|\b(?:h(?P<h>[12])|(?P<hx>[12])h){_OF_YEAR.format('h_y')}\b"
     rf"|\b(?P<ho>first|second|1st|2nd)\s+half(?:[- ]year)?{_OF_YEAR.format('ho_y')}\b"
     rf"|\b(?P<m>{_MONTH_NAMES})\b\.?{_OF_YEAR.format('m_y')}(?![\d-])"
     r"|\b(?P<y>20\d{2})\b(?!-)"
@@ -192,8 +192,8 @@ def _mention(m: re.Match) -> tuple[str, int, int | None]:
         return "month", int(m["iso_m"]), year
     if m["yq"] or m["q"] or m["qo"]:
         return "quarter", int(m["yq"] or m["q"] or 0) or _ORDINAL[m["qo"]], year
-    if m["h"] or m["ho"]:
-        return "half", int(m["h"] or 0) or _ORDINAL[m["ho"]], year
+    if m["h"] or m["hx"] or m["ho"]:
+        return "half", int(m["h"] or m["hx"] or 0) or _ORDINAL[m["ho"]], year
     if m["m"]:
         return "month", MONTHS[m["m"]], year
     return "year", 0, year

@@ -239,7 +239,7 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
             if not word[0].isupper() or spelled_as(bare, known) or bare in MONTHS or bare in _PLAIN_CAPITALS:
                 continue
             if (
-                re.fullmatch(r"[qh][1-4]", bare)
+                re.fullmatch(r"[qh][1-4]|[12]h", bare)
                 or bare in OUT_OF_SCOPE
                 or set(bare.split("-")) <= set(MONTHS)
             ):

@@ -79,6 +79,8 @@ def test_every_declared_metric_is_checked_by_hand():
         ("which vendor is largest", (None, None, None)),
         ("telecom in H1 2025", ("2025-01-01", "2025-07-01", "H1 2025")),
         ("the second half of 2025", ("2025-07-01", "2026-01-01", "H2 2025")),
+        ("the average transaction in 2H 2025", ("2025-07-01", "2026-01-01", "H2 2025")),
+        ("1H of 2025", ("2025-01-01", "2025-07-01", "H1 2025")),
         ("between April and June 2025", ("2025-04-01", "2025-07-01", "April to June 2025")),
         ("from Feb to Mar 2025", ("2025-02-01", "2025-04-01", "February to March 2025")),
         ("in the last quarter of 2025", ("2025-10-01", "2026-01-01", "Q4 2025")),
@@ -108,6 +110,7 @@ def test_periods(text, expected):
         ("spend this year vs last year", "2025", "2026"),
         ("In 2025, how did spend change in Q3 vs Q2?", "2025-Q2", "2025-Q3"),  # the question's one year
         ("Dec 2024 vs Jan 2025", "2024-12", "2025-01"),
+        ("How did spend change in 2H 2025 vs 1H?", "2025-H1", "2025-H2"),
         ("Compare Sales spend in March 2025 with February 2025", "2025-02", "2025-03"),
         ("How does Q3 2025 compare to Q2 2025 for travel?", "2025-Q2", "2025-Q3"),
     ],
