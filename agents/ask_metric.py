@@ -115,8 +115,9 @@ def check_fit(
         raise Abstain(
             "the question asks for an average; the semantic layer has averages only of weekly spend"
         )
-    if metric.per and group_by != metric.per and len(filters.get(metric.per, ())) != 1:
-        raise Abstain(f"{metric.label} is kept per {metric.per}: ask for one {metric.per}'s")
+    within = metric.average_within
+    if within and group_by != within and len(filters.get(within, ())) != 1:
+        raise Abstain(f"{metric.label} is kept per {within}: ask for one {within}'s")
     named = {MONTHS[w] for w in re.findall(r"[a-z]+", low) if w in MONTHS and w != "may"}
     ranged = period is not None and " to " in period  # "Jan-Mar 2025", "since October 2025"
     if len(named) > 1 and not growth and not ranged and not re.search(r"\b(?:between|from)\b", low):

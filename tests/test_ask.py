@@ -399,10 +399,10 @@ def test_metric_choice(question, filters, metric):
 
 
 def test_an_average_kept_per_category_needs_one_category():
-    """The average weekly spend averages category-weeks (`meta.per: category`): of all categories
-    or several it would be no week's spend."""
+    """The average weekly spend averages category-weeks (`meta.average_within: category`): of all
+    categories or several it would be no week's spend."""
     weekly = LAYER["avg_weekly_spend_eur"]
-    assert weekly.per == "category"
+    assert weekly.average_within == "category"
     check_fit("average weekly spend on travel", weekly, {"category": ["travel"]}, None, None)
     check_fit("which category has the highest average weekly spend", weekly, {}, "category", None)
     for filters in ({}, {"category": ["travel", "meals"]}):

@@ -56,9 +56,9 @@ class Metric:
     aggregate: str  # SQL over the table, from the measure
     time_dimension: Dimension | None  # None: an all-time metric, a time range cannot apply
     dimensions: dict[str, Dimension]  # categorical dimensions by name
-    # meta.per: the dimension an average is taken within (the average weekly spend is of one
-    # category's weeks: over several categories or all it would be an average of category-weeks)
-    per: str | None = None
+    # meta.average_within: the dimension an average is taken within (the average weekly spend is of
+    # one category's weeks: over several categories or all it would be an average of category-weeks)
+    average_within: str | None = None
 
     @property
     def relation(self) -> str:
@@ -158,7 +158,7 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             aggregate=f"round({measure['expr']}, 2)" if measure["agg"] == "ratio" else _aggregate(measure),
             time_dimension=None if _meta(model).get("all_time") else dims.get(time_name),
             dimensions={n: d for n, d in dims.items() if d.kind == "categorical"},
-            per=meta.get("per"),
+            average_within=meta.get("average_within"),
         )
     return metrics
 
