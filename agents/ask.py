@@ -30,16 +30,34 @@ from assay.agents.ask_metric import (
     vendor_list,
     without_excluded,
 )
-from assay.agents.ask_periods import month_range, parse_period, within_data
+from assay.agents.ask_periods import (
+    Span,
+    compared_periods,
+    held_fully,
+    month_range,
+    parse_period,
+    period_before,
+    preceding_half,
+    within_data,
+    year_on_year,
+)
 from assay.agents.ask_process import ProcessQuery, plan_process
 from assay.agents.ask_render import Answer, number, render
-from assay.agents.ask_values import compared, match_values, unexplained_names, unknown_objects
+from assay.agents.ask_values import (
+    compared,
+    match_values,
+    synonym_values,
+    unexplained_names,
+    unknown_objects,
+    with_values_named,
+)
 from assay.agents.ask_words import (
     AVERAGE,
     COMPARATIVE_ASC,
     GROWTH,
     OUT_OF_SCOPE,
     Abstain,
+    asks_change,
     has,
     top_n,
 )
@@ -89,6 +107,8 @@ class Asker:
         self.session = session
         self.layer = layer or semantic_layer()
         self.values = _dimension_values(session, self.layer)
+        dimensions = [d for m in self.layer.values() for d in m.dimensions.values()]
+        self.synonyms = synonym_values(dimensions, self.values)
         # relative periods ("last month", "this year") count from the calendar, not from the data
         self.today = today or dt.date.today()
         months = session.query("select min(month), max(month) from gold.monthly_summary").rows
@@ -128,8 +148,16 @@ class Asker:
         if names := unknown_objects(question, named, self.values):
             raise Abstain(f"{', '.join(names)}: no category, department or vendor of that name in gold")
         query, period, derive = self._shape(question, named)
-        # every word read: a word no step read is a condition the answer would drop
-        self._all_read(question, named, (query.start, query.end) if query.start else None, self.vocabulary)
+        # every word read: a word no step read is a condition the answer would drop; two periods
+        # compared read the months of both
+        span = (derive[1].start, query.end) if derive and derive[0] == "growth" else (query.start, query.end)
+        before = period_before(question) if has(question.lower(), GROWTH) and query.limit == 2 else None
+        if before and before[0] != query.group_by:  # "Q3 2025 versus the month before"
+            raise Abstain(
+                f"growth against the {before[0]} before needs a {before[0]}, not a {query.group_by}"
+            )
+        read = before[1] if before else set()  # "versus the month before"
+        self._all_read(question, named, span if query.start else None, self.vocabulary, read)
         return query, period, derive
 
     def _all_read(self, question: str, named, period, synonyms=(), read: set[str] | None = None):
@@ -179,7 +207,20 @@ class Asker:
             question, name, filters, start, end, group_by, self.values, self._data_months
         )
         check_fit(low, metric, filters, group_by, derive, period)
+        if has(low, GROWTH) and (pair := self._compared(question, start, end)):
+            # two named periods ("Oct vs Sep 2025", "H2 compared with H1"): the later against the earlier
+            if group_by is not None or metric.unit == "%" or metric.time_dimension is None:
+                raise Abstain("growth between two periods needs a total kept per period")
+            later = pair[1]
+            return (
+                StructuredQuery(name, None, filters, later.start, later.end),
+                later.label,
+                ("growth", *pair),
+            )
         if has(low, GROWTH):
+            if not asks_change(low):
+                # "compare travel and meals in 2025" asks for no growth of the period before
+                raise Abstain("a comparison needs the two periods compared; name both")
             quarters = sorted({int(q) for q in re.findall(r"\bq([1-4])\b", low)})
             if len(quarters) > 1:
                 if len(quarters) != 2 or quarters[1] - quarters[0] != 1 or start is None:
@@ -190,6 +231,16 @@ class Asker:
             return (*growth_query(query, period, group_by, self.layer), None)
         query = StructuredQuery(name, group_by, filters, start, end, order, limit)
         return query, period, derive
+
+    def _compared(self, question: str, start, end) -> tuple[Span, Span] | None:
+        """The two periods a growth question compares, each held whole by gold: two it names, the
+        period and the same one a year before ("year over year"), or a half-year and the one before
+        it (growth against the period before for the other grains is one grouped query,
+        `growth_query`)."""
+        pair = compared_periods(question, self.today)
+        if pair is None and asks_change(question.lower()):
+            pair = year_on_year(question, start, end) or (start and preceding_half(start, end))
+        return pair and tuple(held_fully(span, self.first, self.last) for span in pair)
 
     def _growth_answer(self, question: str, metric: Metric, query: StructuredQuery, period, rows) -> Answer:
         rows = sorted(rows)
@@ -278,6 +329,12 @@ class Asker:
         return answer
 
     def ask(self, question: str) -> Answer:
+        # the layer's other words for a value are read as the value ("consultancy": consulting)
+        answer = self._ask(with_values_named(question, self.synonyms))
+        answer.question = question
+        return answer
+
+    def _ask(self, question: str) -> Answer:
         low = question.lower()
         if self.activities and not has(low, OUT_OF_SCOPE):
             planned = plan_process(question, self.activities)
@@ -331,6 +388,20 @@ class Asker:
         sqls, rows = [statement.as_string(self.session.conn)], [list(r) for r in result.rows]
         if value is None:
             raise Abstain(f"{metric.label} ({scope}) has no rows in gold")
+        if derive[0] == "growth":  # the later period's total against the earlier one's
+            earlier = derive[1]
+            base_query = StructuredQuery(query.metric, None, query.filters, earlier.start, earlier.end)
+            base_sql, base_params = compile_query(base_query, self.layer, cap=self.session.row_cap)
+            old = self.session.query(base_sql, base_params).rows[0][0]
+            rows = [[earlier.key, old], [derive[2].key, value]]
+            answer = self._growth_answer(question, metric, query, period, rows)
+            answer.query |= {
+                "compared_with": {"start": earlier.start.isoformat(), "end": earlier.end.isoformat()}
+            }
+            answer.sql = ";\n".join([base_sql.as_string(self.session.conn), *sqls])
+            answer.params, answer.columns = [base_params, params], [metric.time_dimension.name, "value"]
+            answer.rows, answer.provenance = rows, [metric.relation]
+            return answer
         if derive[0] == "share":
             base_query = StructuredQuery(query.metric, None, derive[1], query.start, query.end)
             base_sql, base_params = compile_query(base_query, self.layer, cap=self.session.row_cap)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz, process
 
 from assay.agents.ask_periods import MONTHS, period_word
-from assay.agents.ask_values import MATCH_SCORE, value_words
+from assay.agents.ask_values import MATCH_SCORE, spelled_as, value_words
 from assay.agents.ask_words import (
     ALTERNATIVES,
     ANOMALY,
@@ -32,6 +32,7 @@ from assay.agents.ask_words import (
     GROWTH,
     MEAN,
     MONTHLY,
+    NUMBER_WORDS,
     OFTEN,
     PER_TRANSACTION,
     QUALIFIERS,
@@ -103,15 +104,14 @@ def unread_words(
     months = _months(period) if period else None
     read = read | cue_words(low, [w for cue in CUES for w in cue]) | cue_words(low, extra)
     named = value_words(filters)
-    near = [*named, *_NEAR]
 
     def read_word(word: str) -> bool:
-        if word in FUNCTION_WORDS or word in read or word in named:
+        if word in FUNCTION_WORDS or word in read or spelled_as(word, named):  # "softwre": software
             return True
         if period and period_word(word):
             return months is None or word not in MONTHS or MONTHS[word] in months
-        # "softwre" once software was matched, "transactons"
-        hit = len(word) >= 4 and process.extractOne(word, near, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+        # "transactons"
+        hit = len(word) >= 4 and process.extractOne(word, _NEAR, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         return bool(hit)
 
     unread: list[str] = []
@@ -128,7 +128,8 @@ _PREPOSITIONS = {"on", "for", "to", "from", "with", "at", "in", "by", "of"}
 
 def conditions(question: str, unread: list[str]) -> list[str]:
     """The unread words that may put a condition on the answer (the softer rule): a qualifier
-    ("only", "before", "per", a negation such as "didn't"), a number, a month's name, or a word right
+    ("only", "before", "per", a negation such as "didn't"), a number (in digits or words: "six"), a
+    month's name, or a word right
     after a preposition or an exclusion ("went on furniture"); chatter and verbs ("hey, quick one",
     "booked") are let be."""
     tokens = words(question)
@@ -137,5 +138,10 @@ def conditions(question: str, unread: list[str]) -> list[str]:
     return [
         w
         for w in unread
-        if w in QUALIFIERS or w.endswith("n't") or any(c.isdigit() for c in w) or w in MONTHS or w in after
+        if w in QUALIFIERS
+        or w.endswith("n't")
+        or any(c.isdigit() for c in w)
+        or w in NUMBER_WORDS
+        or w in MONTHS
+        or w in after
     ]

@@ -31,15 +31,17 @@ from assay.agents.ask_words import (
     SPEND_WORDS,
     TRANSACTION_NOUNS,
     VENDOR_ASKED,
-    WEEKLY,
     Abstain,
     has,
     top_n,
+    weekly,
 )
 from assay.agents.tools.semantic import GRAINS, Metric, StructuredQuery
 
 # the one-word transaction nouns long enough to have a near spelling worth reading
 _NEAR_NOUNS = [n for n in TRANSACTION_NOUNS if " " not in n and len(n) >= 6]
+# the transaction nouns that say a count, not an amount ("expenses" may be either)
+_COUNTED = tuple(n for n in TRANSACTION_NOUNS if "expense" not in n)
 
 
 def _transaction_noun(m: re.Match) -> str:
@@ -61,7 +63,10 @@ def choose_metric(question: str, layer: dict[str, Metric], filters: dict[str, li
         return "vendor_share_pct"
     if has(low, ANOMALY):
         return "anomaly_weeks"
-    if has(low, WEEKLY):
+    if (week := weekly(low)) is not None:
+        # the layer's one weekly figure is the average weekly spend
+        if not week or has(low, COUNTING) or has(low, _COUNTED):
+            raise Abstain("the semantic layer has one weekly figure: the average weekly spend")
         return "avg_weekly_spend_eur"
     how_many = has(low, COUNTING)
     if not how_many and (
@@ -112,6 +117,9 @@ def check_fit(
         raise Abstain(
             "the question asks for an average; the semantic layer has averages only of weekly spend"
         )
+    within = metric.average_within
+    if within and group_by != within and len(filters.get(within, ())) != 1:
+        raise Abstain(f"{metric.label} is kept per {within}: ask for one {within}'s")
     named = {MONTHS[w] for w in re.findall(r"[a-z]+", low) if w in MONTHS and w != "may"}
     ranged = period is not None and " to " in period  # "Jan-Mar 2025", "since October 2025"
     if len(named) > 1 and not growth and not ranged and not re.search(r"\b(?:between|from)\b", low):
@@ -128,7 +136,9 @@ def ranking(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
     order = "asc" if has(low, RANK_ASC) else "desc"
     limit = top[1] if (top := top_n(low)) else 1
     for dim, words in DIMENSION_WORDS.items():
-        if has(low, words) and (dim in metric.dimensions or (dim in ("month", "quarter", "year", "week"))):
+        if has(low, words) and (
+            dim in metric.dimensions or (dim in ("month", "quarter", "half", "year", "week"))
+        ):
             if dim == "week" and metric.time_dimension is None:
                 continue
             return dim, order, limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 
 from rapidfuzz import fuzz, process
 
@@ -18,8 +19,10 @@ from assay.agents.ask_words import (
     Abstain,
     has,
 )
+from assay.agents.tools.semantic import Dimension
 
 MATCH_SCORE = 90  # rapidfuzz ratio (0-100) a phrase must reach to name a dimension value
+NEAR_SCORE = 80  # a second value this near a phrase makes its near spelling a guess: no match
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*")
 
 
@@ -48,6 +51,31 @@ def _phrases(text: str, longest: int = 4) -> list[tuple[str, range]]:
     ]
 
 
+def synonym_values(dimensions: Iterable[Dimension], values: dict[str, list[str]]) -> dict[str, str]:
+    """The semantic layer's other words for dimension values (`meta.value_synonyms`: "consultancy"
+    for consulting), each with the value it names. A word that may name two values, or that is a word
+    of a value itself ("Consultants" in a vendor's name), is left out: it names the value it stands in."""
+    taken = value_words(values)
+    named: dict[str, set[str]] = {}
+    for dim in dimensions:
+        for word, value in dim.value_synonyms:
+            if value in values.get(dim.name, ()) and not set(_WORD.findall(word.lower())) & taken:
+                named.setdefault(word.lower(), set()).add(value)
+    return {word: next(iter(vals)) for word, vals in named.items() if len(vals) == 1}
+
+
+def with_values_named(text: str, synonyms: dict[str, str]) -> str:
+    """The question with each other word for a value replaced by the value ("the average transaction
+    for consultancy": "... for consulting"), so that every step reads the value the analyst meant;
+    the answer names the value it used."""
+    if not synonyms:
+        return text
+    words = "|".join(re.escape(w) for w in sorted(synonyms, key=len, reverse=True))
+    return re.sub(
+        rf"(?<![\w&'-])({words})(?![\w&-])", lambda m: synonyms[m[1].lower()], text, flags=re.IGNORECASE
+    )
+
+
 # Legal forms are left out when analysts name a vendor ("Fjord Hotels" for "Fjord Hotels GmbH").
 _LEGAL_FORM = re.compile(r"[\s,]+(gmbh|ltd|inc|b\.v|sas|ag|llc|plc|s\.a|oy|ab)\.?$")
 # Words before a value that say which dimension it is ("spend ON marketing" is a category, "the
@@ -63,18 +91,59 @@ def _keys(value: str) -> set[str]:
     return {low, _LEGAL_FORM.sub("", low)}
 
 
-def _candidates(phrases: list[tuple[str, range]], options: list[str]) -> list[tuple[float, str, range]]:
-    keys = {key: option for option in options if option for key in _keys(option)}
+def _candidates(
+    phrases: list[tuple[str, range]], options: list[str], rivals: list[tuple[str, str]]
+) -> list[tuple[float, str, range]]:
+    """The values of `options` the phrases name: exactly, or as a near spelling (`_near_value`). A
+    vendor's name without its legal form that two vendors share ("Skylark Airlines" for its GmbH
+    and its B.V.) names neither: only the full name does."""
+    owners: dict[str, set[str]] = {}
+    for option in filter(None, options):
+        for key in _keys(option):
+            owners.setdefault(key, set()).add(option)
+    keys = {key: next(iter(names)) for key, names in owners.items() if len(names) == 1}
     choices = [k for k in keys if len(k) >= 4]
     found = []
     for phrase, span in phrases:
         if phrase in keys and len(phrase) < 4:
             found.append((100.0 + len(phrase) / 100, keys[phrase], span))
-        elif len(phrase) >= 4:
-            hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
-            if hit:  # longer matches win over a shorter one inside them
-                found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
+        elif len(phrase) >= 4 and (hit := _near_value(phrase, choices, keys, rivals)):
+            # longer matches win over a shorter one inside them
+            found.append((hit[1] + len(hit[0]) / 100, keys[hit[0]], span))
     return found
+
+
+def _squeezed(word: str) -> str:
+    """A word without doubled letters and a plural s: "telecomms" and "telecom" are both "telecom"."""
+    return re.sub(r"(.)\1+", r"\1", word).removesuffix("s")
+
+
+def _near_value(
+    phrase: str, choices: list[str], keys: dict[str, str], rivals: list[tuple[str, str]]
+) -> tuple[str, float] | None:
+    """The key a phrase names: itself, or the one key it is a near spelling of. A near spelling is
+    a typo ("Enginering", "softwre": rapidfuzz ratio `MATCH_SCORE`; one word of five letters or
+    more that is a one-word value but for a doubled letter or a plural s, "telecomms") only when
+    no other value of any dimension is near the phrase too (`NEAR_SCORE`): between two close values
+    a typo could be either, and a guess could be wrong. A derived word is no typo, however near
+    ("operational" is not Operations, "financial" not Finance)."""
+    hit = process.extractOne(phrase, choices, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    if hit is not None and hit[1] == 100:
+        return hit[0], hit[1]
+    if hit is None and " " not in phrase and len(phrase) >= 5:
+        same = [k for k in choices if " " not in k and _squeezed(k) == _squeezed(phrase)]
+        hit = (same[0], float(MATCH_SCORE)) if len(same) == 1 else None
+    if hit is None:
+        return None
+    value = keys[hit[0]].lower()
+    if any(option.lower() != value and fuzz.ratio(phrase, key) >= NEAR_SCORE for key, option in rivals):
+        return None
+    return hit[0], hit[1]
+
+
+def _rivals(values: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(key, value) for every value of every dimension: what a near spelling must be far from."""
+    return [(key, v) for vals in values.values() for v in vals if v for key in _keys(v)]
 
 
 def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -86,12 +155,14 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     evidence: cue words ("on marketing": category; "did Marketing spend": department; "the marketing
     team": department, a dimension's own word counting twice) and the value written in its own case
     (categories are lower case, departments capitalised). Where that leaves a word's dimension
-    undecided, Abstain. Several exact values of one dimension ("hardware and software") are all kept
-    (their total); asked as alternatives ("hardware or software", "versus"), Abstain."""
+    undecided, Abstain. Several values of one dimension named exactly or by a one-word typo
+    ("hardware and software", "softwre and hardwre") are all kept (their total); asked as
+    alternatives ("hardware or software", "versus"), Abstain."""
     phrases = _phrases(text)
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
     written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
-    options = {dim: [None, *_candidates(phrases, vals)] for dim, vals in values.items()}
+    rivals = _rivals(values)
+    options = {dim: [None, *_candidates(phrases, vals, rivals)] for dim, vals in values.items()}
 
     def evidence(dim: str, candidate: tuple[float, str, range]) -> int:
         span = candidate[2]
@@ -137,7 +208,9 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     used = {i for _, c in best for i in c[2]}
     for dim, _chosen in best:
         for extra in options[dim][1:]:
-            if extra[0] >= 100 and extra[1] not in found[dim] and not used & set(extra[2]):
+            # another value named exactly, or one word a typo of one ("softwre and hardwre")
+            named = extra[0] >= 100 or len(extra[2]) == 1
+            if named and extra[1] not in found[dim] and not used & set(extra[2]):
                 found[dim].append(extra[1])
                 used |= set(extra[2])
     if any(len(v) > 1 for v in found.values()) and has(text.lower(), ALTERNATIVES):
@@ -148,7 +221,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
 
 
 # Capitalised words that name no value and need none: units, abbreviations, pronouns.
-_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok"}
+_PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok", "yoy", "qoq"}
 
 
 def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
@@ -163,16 +236,26 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
         acronym = words[:1] if words and sum(c.isupper() for c in words[0]) > 1 else []
         for word in acronym + words[1:]:
             bare = word.rstrip(".'").removesuffix("'s").lower()
-            if not word[0].isupper() or bare in known or bare in MONTHS or bare in _PLAIN_CAPITALS:
+            if not word[0].isupper() or spelled_as(bare, known) or bare in MONTHS or bare in _PLAIN_CAPITALS:
                 continue
             if (
-                re.fullmatch(r"[qh][1-4]", bare)
+                re.fullmatch(r"[qh][1-4]|[12]h", bare)
                 or bare in OUT_OF_SCOPE
                 or set(bare.split("-")) <= set(MONTHS)
             ):
                 continue
             names.append(word.rstrip(".'").removesuffix("'s"))
     return names
+
+
+def spelled_as(word: str, known: Iterable[str]) -> bool:
+    """Whether a word is one of the `known` words of the values found or a near spelling of one,
+    by the rule `match_values` reads a typo with ("Enginering" once Engineering was matched)."""
+    if word in known or len(word) >= 5 and any(_squeezed(word) == _squeezed(k) for k in known):
+        return True
+    return len(word) >= 4 and bool(
+        process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
+    )
 
 
 def value_words(filters: dict[str, list[str]]) -> set[str]:
@@ -209,10 +292,9 @@ def unknown_objects(text: str, filters: dict[str, list[str]], values: dict[str, 
     unknown = []
     for m in _SPEND_OBJECT.finditer(text.lower()):
         word = m[1] or m[2]
-        near_found = process.extractOne(word, known, scorer=fuzz.ratio, score_cutoff=MATCH_SCORE)
         if (
             set(word.replace("_", " ").split()) <= known
-            or near_found  # "softwre" once software was matched
+            or spelled_as(word, known)  # "softwre" once software was matched
             or word in _NOT_A_NAME
             or word in MONTHS
             or word in plain

@@ -20,6 +20,19 @@ _TOP_N = re.compile(r"\btop\s+(\d{1,2}|three|five|ten)\b")
 _NUMBER_WORDS = {"three": 3, "five": 5, "ten": 10}
 
 
+def weekly(low: str) -> bool | None:
+    """True: the question asks for an average week ("avg weekly spend", "per week", "the mean spend in
+    a week"); False: for a week's figure that is no average ("weekly spend", "each week": the weeks
+    themselves, or a peak); None: for no week's figure. A week named by its number ("week 12") is no
+    week's figure."""
+    if has(low, WEEKLY):
+        return True
+    bare = re.sub(r"\bweeks?\s+\d+", "", low)
+    if not has(bare, WEEK):
+        return None
+    return has(low, MEAN)
+
+
 def top_n(low: str) -> tuple[str, int] | None:
     """("3", 3) for "top 3", ("five", 5) for "top five": the word as written and its number."""
     if m := _TOP_N.search(low):
@@ -33,6 +46,8 @@ OUT_OF_SCOPE = (
     "weather", "stock price", "employees do we have", "predict", "next year", "tomorrow",
     "next quarter", "next month", "next week", "will", "going to",
 )  # fmt: skip
+# "compare March with February": growth only between two periods named (agents/ask_periods.py)
+COMPARE = ("compare", "compares", "comparing")
 GROWTH = (
     "grow",
     "grew",
@@ -54,6 +69,7 @@ GROWTH = (
     "versus",
     "vs",
     "compared",
+    *COMPARE,
     "develop",
     "developed",
     "evolve",
@@ -63,7 +79,29 @@ GROWTH = (
     "went down",
     "gone down",
     "up or down",
+    # growth against the period before, by its grain ("month over month in October 2025")
+    "month over month",
+    "month-on-month",
+    "month on month",
+    "quarter over quarter",
+    "quarter-on-quarter",
+    "quarter on quarter",
+    "qoq",
+    "year over year",
+    "year-over-year",
+    "year on year",
+    "year-on-year",
+    "yoy",
 )
+_CHANGE = tuple(w for w in GROWTH if w not in COMPARE)
+
+
+def asks_change(low: str) -> bool:
+    """A growth word other than "compare": growth of one period against the one before may be meant
+    ("compare travel and meals in 2025" is no growth of 2025)."""
+    return has(low, _CHANGE)
+
+
 ANOMALY = (
     "anomaly", "anomalies", "anomalous", "unusual", "outlier", "outliers", "spike", "spikes", "abnormal",
     "irregular", "atypical",
@@ -84,6 +122,8 @@ DIMENSION_WORDS = {
     "quarter": ("quarter", "quarters"),
     "year": ("year", "years"),
     "week": ("week", "weeks"),
+    # a half-year ranked ("which half of 2025"); "the first half of 2025" is a period, not this word
+    "half": ("which half", "what half", "halves", "half-years"),
 }
 
 # Words that name single transactions (they are counted, or their amount is averaged).
@@ -100,6 +140,8 @@ AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", 
 # the words choose_metric reads for its metrics
 COUNTING = ("how many", "number of", "count")
 WEEKLY = ("average weekly", "per week", "weekly average", "a typical week", "average week")
+# a week's figure: with a word of MEAN ("avg weekly spend", "mean spend a week") the average weekly spend
+WEEK = ("weekly", "per week", "a week")
 PER_TRANSACTION = ("per transaction", "per purchase", "per payment", "per invoice", "per expense")
 MEAN = ("average", "avg", "mean", "typical")
 OFTEN = ("how often", "most often", "most frequently")
@@ -143,6 +185,11 @@ FUNCTION_WORDS = frozenset((
     "took", "taken",
     "please", "tell", "show", "give", "eur", "euro", "euros",
 ))  # fmt: skip
+# Numbers written as words ("the first six months"): a condition as a number in digits is ("one" is
+# left out: "quick one" is chatter)
+NUMBER_WORDS = frozenset(
+    ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "dozen"]
+)
 # Words that put a condition on what is counted (a negation, a restriction, a time relation, a
 # rate): `ask_coverage.conditions` abstains on these when no step read them.
 QUALIFIERS = (

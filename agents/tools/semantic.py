@@ -27,6 +27,7 @@ _GRAIN_FORMAT = {
     "week": "YYYY-MM-DD",
     "month": "YYYY-MM",
     "quarter": 'YYYY-"Q"Q',
+    "half": "YYYY",  # and "-H1" / "-H2" (Postgres has no half-year field)
     "year": "YYYY",
 }
 GRAINS = tuple(_GRAIN_FORMAT)
@@ -37,7 +38,10 @@ class Dimension:
     name: str
     expr: str
     kind: str  # "categorical" | "time"
-    synonyms: tuple[str, ...] = ()
+    synonyms: tuple[str, ...] = ()  # words for the dimension itself ("team" for department)
+    # (word, value): the words analysts use for one of its values ("consultancy" for consulting)
+    value_synonyms: tuple[tuple[str, str], ...] = ()
+    grain: str | None = None  # a time dimension's granularity: "month" rows cannot be cut into weeks
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Metric:
     # an all-time metric's twin over a period (meta.per_period): the metric a question that names a
     # period, or a cut only the twin has, is asked of
     per_period: str | None = None
+    # meta.average_within: the dimension an average is taken within (the average weekly spend is of
+    # one category's weeks: over several categories or all it would be an average of category-weeks)
+    average_within: str | None = None
 
     @property
     def relation(self) -> str:
@@ -126,7 +133,16 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             measure, model = measures[node["type_params"]["measure"]["name"]]
         dims = {
             d["name"]: Dimension(
-                d["name"], d.get("expr") or d["name"], d["type"], tuple(_meta(d).get("synonyms", ()))
+                d["name"],
+                d.get("expr") or d["name"],
+                d["type"],
+                tuple(_meta(d).get("synonyms", ())),
+                tuple(
+                    (str(word), str(value))
+                    for value, words in (_meta(d).get("value_synonyms") or {}).items()
+                    for word in words
+                ),
+                (d.get("type_params") or {}).get("time_granularity"),
             )
             for d in model["dimensions"]
         }
@@ -146,6 +162,7 @@ def load_layer(manifest: dict) -> dict[str, Metric]:
             time_dimension=None if _meta(model).get("all_time") else dims.get(time_name),
             dimensions={n: d for n, d in dims.items() if d.kind == "categorical"},
             per_period=meta.get("per_period"),
+            average_within=meta.get("average_within"),
         )
     return metrics
 
@@ -200,11 +217,18 @@ def compile_query(
     if query.group_by in metric.dimensions:
         key = sql.SQL(metric.dimensions[query.group_by].expr)
     elif query.group_by in _GRAIN_FORMAT and metric.time_dimension is not None:
+        kept = metric.time_dimension.grain
+        if kept in GRAINS and GRAINS.index(query.group_by) < GRAINS.index(kept):
+            raise ToolError(f"{metric.name} is kept per {kept}: it cannot be grouped by {query.group_by!r}")
+        time = sql.SQL(metric.time_dimension.expr)
+        trunc = "year" if query.group_by == "half" else query.group_by
         key = sql.SQL("to_char(date_trunc({}, {}), {})").format(
-            sql.Literal(query.group_by),
-            sql.SQL(metric.time_dimension.expr),
-            sql.Literal(_GRAIN_FORMAT[query.group_by]),
+            sql.Literal(trunc), time, sql.Literal(_GRAIN_FORMAT[query.group_by])
         )
+        if query.group_by == "half":
+            key = sql.SQL("{} || case when extract(month from {}) <= 6 then '-H1' else '-H2' end").format(
+                key, time
+            )
     else:
         allowed = sorted(metric.dimensions) + (list(GRAINS) if metric.time_dimension else [])
         raise ToolError(f"{metric.name} cannot be grouped by {query.group_by!r}; use one of {allowed}")
