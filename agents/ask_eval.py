@@ -225,7 +225,7 @@ class Report:
         }
 
 
-SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
+SETS = ("original", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7")
 # The day each set's questions are asked on: relative periods ("last year") count from the calendar,
 # so the evaluation is pinned to the day its questions were written and does not drift with the
 # date. The held-out sets were written on 2026-12-04 (their module docs; "last year" in them is
@@ -241,14 +241,14 @@ WRITTEN_ON = {
     "heldout4": dt.date(2026, 12, 4),
     "heldout5": dt.date(2026, 12, 4),
     "heldout6": dt.date(2026, 12, 4),
+    "heldout7": dt.date(2026, 12, 4),
 }
 
 
 def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case, Any]]:
     """A set's questions with their references: `original`, the 44 above, `heldout`, `heldout2`,
-    `heldout3`, `heldout4`, `heldout5` or `heldout6`, the questions of agents/ask_heldout.py /
-    ask_heldout2.py / ask_heldout3.py / ask_heldout4.py / ask_heldout5.py / ask_heldout6.py (each
-    written and committed before its first run)."""
+    `heldout3` ... `heldout7`, the questions of agents/ask_heldout.py, ask_heldout2.py ...
+    ask_heldout7.py (each written and committed before its first run)."""
     if name == "heldout":
         from assay.agents.ask_heldout import references
 
@@ -273,6 +273,10 @@ def cases(landing: Path, truth: Path, name: str = "original") -> list[tuple[Case
         from assay.agents.ask_heldout6 import references as references6
 
         return references6(landing, truth)
+    if name == "heldout7":
+        from assay.agents.ask_heldout7 import references as references7
+
+        return references7(landing, truth)
     if name != "original":
         raise ValueError(f"unknown evaluation set {name!r}: one of {', '.join(SETS)}")
     from assay.agents.ask_heldout import load_events
@@ -300,7 +304,7 @@ def evaluate(ask, landing: Path, truth: Path, name: str = "original") -> Report:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m assay.agents.ask_eval [--set heldout|heldout2|...|heldout6]`: ask a set against
+    """`python -m assay.agents.ask_eval [--set heldout|heldout2|...|heldout7]`: ask a set against
     ASSAY_HOME's gold on the day it was written (`WRITTEN_ON`) and print each question's grade and the
     rates (nothing is recorded in agents.asked_questions)."""
     import argparse

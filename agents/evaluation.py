@@ -186,6 +186,7 @@ def question_accuracy(session: ReaderSession, outcome: TaskOutcome) -> Evaluatio
         ("ask_heldout4_", "held-out set 4"),
         ("ask_heldout5_", "held-out set 5"),
         ("ask_heldout6_", "held-out set 6"),
+        ("ask_heldout7_", "held-out set 7"),
     ):
         if f"{prefix}accuracy" in ask:
             summary += (
@@ -201,8 +202,8 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     (agents/ask_eval.py) and on the held-out sets (agents/ask_heldout.py, `ask_heldout_*`;
     agents/ask_heldout2.py, `ask_heldout2_*`; agents/ask_heldout3.py, `ask_heldout3_*`;
     agents/ask_heldout4.py, `ask_heldout4_*`; agents/ask_heldout5.py, `ask_heldout5_*`;
-    agents/ask_heldout6.py, `ask_heldout6_*`), references from the landing files; empty without the
-    sample's ground truth."""
+    agents/ask_heldout6.py, `ask_heldout6_*`; agents/ask_heldout7.py, `ask_heldout7_*`), references
+    from the landing files; empty without the sample's ground truth."""
     from assay.agents.ask import Asker
     from assay.agents.ask_eval import WRITTEN_ON, evaluate
     from assay.core.settings import get_settings
@@ -213,7 +214,7 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     try:
         asker = Asker(session)
-        # the original set (its later fixes were tuned on it) and the held-out sets 1 to 6
+        # the original set (its later fixes were tuned on it) and the held-out sets 1 to 7
         for name, prefix in (
             ("original", "ask_"),
             ("heldout", "ask_heldout_"),
@@ -222,6 +223,7 @@ def ask_evaluation(session: ReaderSession) -> dict[str, Any]:
             ("heldout4", "ask_heldout4_"),
             ("heldout5", "ask_heldout5_"),
             ("heldout6", "ask_heldout6_"),
+            ("heldout7", "ask_heldout7_"),
         ):
             asker.today = WRITTEN_ON[name]  # each set asked on the day it was written
             report = evaluate(

@@ -1032,6 +1032,7 @@ def test_the_answer_questions_check_reports_every_set(reader):
         ("ask_heldout4_", 40),
         ("ask_heldout5_", 40),
         ("ask_heldout6_", 40),
+        ("ask_heldout7_", 40),
     ):
         assert metadata[f"{prefix}questions"] == questions
         rates = (metadata[f"{prefix}{rate}"] for rate in ("accuracy", "wrong_rate", "abstention_rate"))
