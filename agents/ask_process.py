@@ -45,6 +45,11 @@ _DURATION = re.compile(
 _IRREGULAR = {"paid": "pay"}
 _COUNT = ("how many", "number of", "count")
 _SHARE = ("share", "percentage", "percent", "proportion", "fraction", "rate", "%")
+# "skipped manager approval", "never reached Pay": the cases without the activity named
+_WITHOUT = (
+    "not", "no", "never", "without", "didn't", "skip", "skips", "skipped", "skipping", "bypass",
+    "bypassed", "bypassing", "missed", "missing", "lacking",
+)  # fmt: skip
 
 
 @dataclass
@@ -153,15 +158,17 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
             "select count(distinct case_id) filter (where activity = %s) as cases_with,"
             " count(distinct case_id) as cases from gold.process_event_log"
         )
+        # the cases without it are the rest ("how many claims skipped manager approval")
+        without = _has(low, _WITHOUT)
+        counted, word = ("cases - cases_with", "without") if without else ("cases_with", "with")
         if share:
             statement = (
-                "select round(100.0 * cases_with / nullif(cases, 0), 2) as value, cases_with, cases from ("
-                + having
-                + ") as t"
+                f"select round(100.0 * ({counted}) / nullif(cases, 0), 2) as value, {counted} as counted,"
+                " cases from (" + having + ") as t"
             )
-            label, unit = f"Share of cases with {named[0]}", "%"
+            label, unit = f"Share of cases {word} {named[0]}", "%"
         else:
-            statement = "select cases_with as value, cases from (" + having + ") as t"
-            label, unit = f"Cases with {named[0]}", "cases"
+            statement = f"select {counted} as value, cases from (" + having + ") as t"
+            label, unit = f"Cases {word} {named[0]}", "cases"
         return ProcessQuery("cases_with", label, unit, statement, [named[0]], named, "gold.process_event_log")
     return None  # not one of the four kinds: the metric path decides (and abstains)

@@ -14,7 +14,12 @@ from assay.agents.ask_words import (
     ALTERNATIVES,
     COMPARATIVE,
     DIMENSION_WORDS,
+    FUNCTION_WORDS,
     OUT_OF_SCOPE,
+    QUALIFIERS,
+    RANK_ASC,
+    RANK_DESC,
+    TOTAL,
     TRANSACTION_NOUNS,
     Abstain,
     has,
@@ -221,6 +226,8 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
 
 
 # Capitalised words that name no value and need none: units, abbreviations, pronouns.
+# the words for a vendor, category or department: the word before one of them names it ("Legal department")
+_NAMING_NOUNS = {w for d in ("vendor", "category", "department") for w in DIMENSION_WORDS[d] if " " not in w}
 _PLAIN_CAPITALS = {"i", "eur", "euro", "euros", "usd", "ytd", "mtd", "qtd", "id", "ids", "ok", "yoy", "qoq"}
 
 
@@ -232,9 +239,10 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
     names = []
     for sentence in re.split(r"[.?!:;]\s+", text):
         words = re.findall(r"[A-Za-z0-9][A-Za-z0-9&'.-]*", sentence)
-        # a sentence's first word is capitalised anyway, unless it is an acronym ("R&D", "EMEA")
-        acronym = words[:1] if words and sum(c.isupper() for c in words[0]) > 1 else []
-        for word in acronym + words[1:]:
+        # a sentence's first word is capitalised anyway, unless it is an acronym ("R&D", "EMEA") or
+        # the next word says what it names ("Legal department spend in 2025")
+        first = words[:1] if words and (_acronym(words[0]) or _named_by_next(words)) else []
+        for word in first + words[1:]:
             bare = word.rstrip(".'").removesuffix("'s").lower()
             if not word[0].isupper() or spelled_as(bare, known) or bare in MONTHS or bare in _PLAIN_CAPITALS:
                 continue
@@ -246,6 +254,24 @@ def unexplained_names(text: str, filters: dict[str, list[str]]) -> list[str]:
                 continue
             names.append(word.rstrip(".'").removesuffix("'s"))
     return names
+
+
+def _acronym(word: str) -> bool:
+    return sum(c.isupper() for c in word) > 1
+
+
+def _named_by_next(words: list[str]) -> bool:
+    """Whether a sentence's first word is a name by the noun after it ("Legal department", "Acme
+    supplier"), and no word of a question or condition ("Which department", "Each team")."""
+    first = words[0].lower()
+    return (
+        len(words) > 1
+        and words[1].lower() in _NAMING_NOUNS
+        and first not in FUNCTION_WORDS
+        and first not in QUALIFIERS
+        and first not in TOTAL
+        and first not in RANK_DESC + RANK_ASC
+    )
 
 
 def spelled_as(word: str, known: Iterable[str]) -> bool:

@@ -197,5 +197,6 @@ QUALIFIERS = (
     "just", "but", "besides", "minus", "other", "before", "after", "until", "till", "since", "prior",
     "next", "previous", "between", "per", "each", "every", "above", "below", "under", "exceeding",
     "excluded", "unless", "apart", "outside", "within", "first", "last", "latest", "recent", "recently",
-    "current",
+    "current", "skip", "skips", "skipped", "skipping", "bypass", "bypassed", "bypassing", "missed",
+    "missing", "lacking",
 )  # fmt: skip

@@ -238,6 +238,11 @@ def test_names_and_objects_that_name_nothing():
     # an acronym is a name even as a sentence's first word
     assert unexplained_names("R&D's software spend in 2025", {"category": ["software"]}) == ["R&D"]
     assert unexplained_names("What did Sales spend?", {"department": ["Sales"]}) == []
+    # a first word is a name when the next word says what it names; a ranking or question word is not
+    assert unexplained_names("Legal department spend in 2025", {}) == ["Legal"]
+    assert unexplained_names("Acme supplier total", {}) == ["Acme"]
+    assert unexplained_names("Top category for the Finance department", {"department": ["Finance"]}) == []
+    assert unexplained_names("Which department spent most?", {}) == []
     # a payee that names no value; a near spelling of a value found is that value
     assert unknown_objects("total paid to skylark airlines", {}, values) == ["skylark"]
     assert unknown_objects("spending on softwre by Sales", {"category": ["software"]}, values) == []
@@ -938,6 +943,11 @@ def test_process_questions_answer_from_the_process_tables(reader):
     ).rows[0]
     assert rejected[0] > 0
     assert asker.ask("How many expense cases were rejected?").stated == rejected[0]
+    # a negated activity counts the other cases: those without it
+    skipped = asker.ask("how many expense claims skipped the Reject step?")
+    assert skipped.stated == rejected[1] - rejected[0] and "without Reject" in skipped.answer
+    never = asker.ask("What share of cases never reached Reject?")
+    assert never.stated == float(round(Decimal(100 * (rejected[1] - rejected[0])) / rejected[1], 2))
     share = asker.ask("What share of expense claims end in rejection?")
     assert share.stated == float(round(Decimal(100 * rejected[0]) / rejected[1], 2))
     mean = reader.query("select avg(duration_hours) from gold.process_cases").rows[0][0]
