@@ -29,11 +29,14 @@ loaded once per process (cached by source, device and precision).
 import atexit
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +48,16 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from assay.core.onnx_embeddings import INT8_SUFFIX, OnnxSentenceEncoder, export, exportable, split_name
+from assay.core.onnx_embeddings import (
+    INT8_SUFFIX,
+    TOKENIZER_STATE,
+    OnnxSentenceEncoder,
+    export,
+    exportable,
+    exported,
+    split_name,
+)
+from assay.core.onnx_embeddings import load as load_onnx
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -63,8 +75,8 @@ def resolve_device(device: str) -> str:
     """`auto` -> `cuda` when torch sees a GPU, else `cpu`; `cpu`/`cuda`/`cuda:N` pass through."""
     if device != "cpu" and device != "auto" and not device.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cpu":
-        return device
+    if device == "cpu" or (device == "auto" and _cpu_only_torch()):
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -72,6 +84,15 @@ def resolve_device(device: str) -> str:
     if not torch.cuda.is_available():
         raise RuntimeError(f"ASSAY_DEVICE={device} but torch sees no CUDA device")
     return device
+
+
+def _cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build (`+cpu`): it never sees a GPU, and asking it
+    would import torch (3-5 s on 2 cores) in processes that otherwise never need it."""
+    try:
+        return importlib.metadata.version("torch").endswith("+cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def half_precision(device: str, fp16: bool = True) -> bool:
@@ -135,16 +156,22 @@ def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
     return model
 
 
-@functools.cache
-def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
+def _onnx_folder(source: str, models_dir: Path) -> Path:
     import onnxruntime
 
-    _offline()  # before the export loads the model: no download, no "Loading weights" bar
     # the runtime's version in the name: its quantiser decides the int8 weights
     fingerprint = _folder_fingerprint(Path(source))[:12]
-    folder = models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
-    path = export(source, folder, int8)
-    return OnnxSentenceEncoder(_load_sentence_transformer(source, "cpu", False), source, path)
+    return models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
+
+
+@functools.cache
+def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
+    folder = _onnx_folder(source, models_dir)
+    if not (exported(folder, int8) and (folder / TOKENIZER_STATE).exists()):
+        # the export (or a first load) reads the model through transformers: no download, no
+        # "Loading weights" bar. A cached export loads without importing transformers at all.
+        _offline()
+    return load_onnx(source, export(source, folder, int8))
 
 
 @functools.cache
@@ -299,6 +326,27 @@ class EmbeddingModelResource(ConfigurableResource):
     def resolved_device(self) -> str:
         return resolve_device(self.device or get_settings().device)
 
+    def prepare_in_background(self, log_path: Path) -> subprocess.Popen | None:
+        """Start the one-time ONNX export (and int8 quantisation) of the configured model in a process
+        of its own, so that a first run does it beside its first steps instead of inside the
+        embedding step (about 13 s there on 2 cores: torch, the exporter, the quantiser). The step's
+        own export waits for it through the export lock and then finds the files done; if it failed,
+        the step exports as before. None: nothing to do (torch path, or already exported)."""
+        base, int8 = split_name(self.model_name())
+        source = model_source(base)
+        if self._backend(source) == "torch":
+            return None
+        if exported(_onnx_folder(source, get_settings().models_dir), int8):
+            return None
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", "assay.core.models", "export", source, "int8" if int8 else "exact"],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
     def encoder(self) -> Encoder:
         """The configured model, loaded once per process."""
         return self.encoder_for(self.model_name())
@@ -446,3 +494,12 @@ def _load_causal_lm(reference: str | None, models_dir: str, device: str) -> Caus
     lm.to(device).eval()
     # fp16 can pick other greedy tokens than fp32: its answers get their own cache keys
     return CausalLM(lm, tokenizer, name, fingerprint + ("|fp16" if fp16 else ""), device)
+
+
+if __name__ == "__main__":  # `python -m assay.core.models export SOURCE int8|exact` (prepare_in_background)
+    if sys.argv[1:2] == ["export"] and len(sys.argv) == 4:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _offline()
+        export(sys.argv[2], _onnx_folder(sys.argv[2], get_settings().models_dir), sys.argv[3] == "int8")
+    else:
+        raise SystemExit("usage: python -m assay.core.models export SOURCE int8|exact")
