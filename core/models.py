@@ -35,8 +35,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -326,27 +324,6 @@ class EmbeddingModelResource(ConfigurableResource):
     def resolved_device(self) -> str:
         return resolve_device(self.device or get_settings().device)
 
-    def prepare_in_background(self, log_path: Path) -> subprocess.Popen | None:
-        """Start the one-time ONNX export (and int8 quantisation) of the configured model in a process
-        of its own, so that a first run does it beside its first steps instead of inside the
-        embedding step (about 13 s there on 2 cores: torch, the exporter, the quantiser). The step's
-        own export waits for it through the export lock and then finds the files done; if it failed,
-        the step exports as before. None: nothing to do (torch path, or already exported)."""
-        base, int8 = split_name(self.model_name())
-        source = model_source(base)
-        if self._backend(source) == "torch":
-            return None
-        if exported(_onnx_folder(source, get_settings().models_dir), int8):
-            return None
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a") as log_file:
-            return subprocess.Popen(
-                [sys.executable, "-m", "assay.core.models", "export", source, "int8" if int8 else "exact"],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-
     def encoder(self) -> Encoder:
         """The configured model, loaded once per process."""
         return self.encoder_for(self.model_name())
@@ -494,12 +471,3 @@ def _load_causal_lm(reference: str | None, models_dir: str, device: str) -> Caus
     lm.to(device).eval()
     # fp16 can pick other greedy tokens than fp32: its answers get their own cache keys
     return CausalLM(lm, tokenizer, name, fingerprint + ("|fp16" if fp16 else ""), device)
-
-
-if __name__ == "__main__":  # `python -m assay.core.models export SOURCE int8|exact` (prepare_in_background)
-    if sys.argv[1:2] == ["export"] and len(sys.argv) == 4:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        _offline()
-        export(sys.argv[2], _onnx_folder(sys.argv[2], get_settings().models_dir), sys.argv[3] == "int8")
-    else:
-        raise SystemExit("usage: python -m assay.core.models export SOURCE int8|exact")

@@ -226,8 +226,8 @@ def export(source: str, folder: Path, int8: bool) -> Path:
     target = quantised if int8 else fp32
     if target.exists():
         return target
-    # One exporter at a time per folder: a process that finds another one (`assay run` starts the
-    # export beside the first steps, see `prepare`) waits for it and then finds the files done.
+    # One exporter at a time per folder: a process that finds another one exporting (a run and the
+    # API starting at once) waits for it and then finds the files done instead of exporting again.
     with _locked(folder / ".export.lock"):
         if not fp32.exists():
             _atomic(fp32, lambda staged: _export_fp32(source, staged, folder / TOKENIZER_STATE))

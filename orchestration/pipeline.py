@@ -140,8 +140,6 @@ def run_pipeline(
     dbt's own output (which dagster-dbt writes to stdout for the UI's compute logs) goes to
     `$ASSAY_HOME/logs/run-<id>.log` instead of the terminal.
     """
-    from assay.assets.embeddings import EMBEDDINGS_KEY
-    from assay.core.models import EmbeddingModelResource
     from assay.orchestration.definitions import defs  # heavy import: only when a run is asked for
 
     window = partition_range_tags(*days) if days else full_range_tags()
@@ -152,13 +150,6 @@ def run_pipeline(
     log_path = get_settings().home_dir / "logs" / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    # A first run exports the embedding model to ONNX (about 13 s on 2 cores) in a process of its own
-    # while bronze, silver and gold run (they leave a core mostly idle); the embedding step waits
-    # for it only if it is still going. Later runs find the export and start nothing.
-    preparing = None
-    if asset_selection is None or EMBEDDINGS_KEY in asset_selection:
-        with contextlib.suppress(Exception):  # the step exports by itself if this cannot start
-            preparing = EmbeddingModelResource().prepare_in_background(log_path.with_suffix(".model.log"))
     watcher = _ProgressWatcher(instance, run_id, started, echo)
     watcher.start()
     with open(log_path, "w") as log_file, contextlib.redirect_stdout(log_file):
@@ -174,8 +165,6 @@ def run_pipeline(
             )
         finally:
             watcher.stop()
-            if preparing is not None:
-                preparing.wait()  # done long ago unless the run failed early; the next run needs it
     # what the run-status sensors do for daemon runs: every check result into quality.check_results
     postgres = PostgresResource()
     record_run_checks(postgres, instance, run_id)

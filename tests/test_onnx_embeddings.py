@@ -125,20 +125,3 @@ def test_a_cached_export_loads_without_torch_and_tokenizes_as_sentence_transform
     )
     assert json.loads(result.stdout.splitlines()[-1]) == []
     np.testing.assert_allclose(np.load(out), encoder.encode_documents(TEXTS), atol=1e-6)
-
-
-def test_a_run_exports_the_model_beside_its_first_steps(model_cache, tmp_path):
-    resource = EmbeddingModelResource(device="cpu", backend="onnx-int8")
-    preparing = resource.prepare_in_background(tmp_path / "prepare.log")
-    assert preparing is not None
-    # the step's own load meanwhile: whichever takes the export lock first exports, the other waits
-    # and finds the files done
-    encoder = resource.encoder_for(resource.model_name())
-    assert preparing.wait(timeout=300) == 0, (tmp_path / "prepare.log").read_text()
-    assert encoder.encode_documents(TEXTS).shape == (len(TEXTS), 384)
-    assert sorted(p.name for p in model_cache.glob("onnx/*/[!.]*")) == [
-        "model.onnx",
-        "model_int8.onnx",
-        "tokenizer_state.json",
-    ]
-    assert resource.prepare_in_background(tmp_path / "prepare.log") is None  # exported: nothing to do
