@@ -22,7 +22,9 @@ With `--backends torch,onnx,onnx-int8` it compares the CPU encoding paths instea
 `--limit` documents: docs/s of each (model calls interleaved chunk by chunk, rotating which goes
 first, so all see the same load) and its ratio to torch; the cosine agreement of each path's
 vectors with torch's; and, on a corpus of those documents per path, HNSW recall@10 and nDCG@10 of
-vector and hybrid search on the labelled set.
+vector and hybrid search on the labelled set; then the time a new process takes to load the cached
+export of the last path (what every run's embedding step and every API process pay) against
+loading the same model through sentence-transformers, alternating three times each.
 
 Runs against its own ASSAY_HOME (default /tmp/assay-bench) and its own schemas.
 """
@@ -322,6 +324,7 @@ def _compare_backends(args) -> None:
             graded = graded_relevance(conn, home / "ground_truth" / "transactions.csv", schema=schema)
             report = evaluate_relevance(Searcher(conn, resources[b].encoder_for, schema=schema), graded)
             quality[b] = (hnsw_recall(conn, schema=schema, queries=200).recall, report.mean_ndcg)
+    loading = _load_times(resources[backends[-1]]) if backends[-1].startswith("onnx") else ""
     load = os.getloadavg()
     print(f"\n## Embedding paths on CPU ({len(texts):,} documents, batch {args.batch_size})")
     print(f"(load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs)")
@@ -336,6 +339,52 @@ def _compare_backends(args) -> None:
             f"{cosine.min():.4f} / {cosine.mean():.4f} | {recall:.4f} | "
             f"{ndcg['vector']:.3f} | {ndcg['hybrid']:.3f} |"
         )
+    print(loading)
+
+
+_LOAD_ENCODER = """
+import sys, time
+started = time.perf_counter()
+from assay.core.models import EmbeddingModelResource
+resource = EmbeddingModelResource(device="cpu", backend=sys.argv[1])
+resource.encoder_for(resource.model_name()).encode_documents(["warm"])
+print(time.perf_counter() - started)
+"""
+_LOAD_TORCH = """
+import sys, time
+started = time.perf_counter()
+import onnxruntime
+from sentence_transformers import SentenceTransformer
+from assay.core.models import model_source
+SentenceTransformer(model_source(sys.argv[1]), device="cpu", local_files_only=True).tokenizer(["warm"])
+print(time.perf_counter() - started)
+"""
+
+
+def _load_times(resource, rounds: int = 3) -> str:
+    """Loading the cached export in a new process (what every run's embedding step and every API
+    process pay) against loading the same model's tokenizer through sentence-transformers, as the
+    ONNX path did before it saved the tokenizer beside the export; alternating, same run."""
+    import subprocess
+
+    from assay.core.models import DEFAULT_EMBEDDING_MODEL
+
+    backend = resource.backend
+    times: dict[str, list[float]] = {"export": [], "sentence-transformers": []}
+    for _ in range(rounds):
+        for label, code, arg in (
+            ("export", _LOAD_ENCODER, backend),
+            ("sentence-transformers", _LOAD_TORCH, DEFAULT_EMBEDDING_MODEL),
+        ):
+            command = [sys.executable, "-c", code, arg]
+            run = subprocess.run(command, capture_output=True, text=True, check=True)
+            times[label].append(float(run.stdout.split()[-1]))
+    ours, theirs = statistics.median(times["export"]), statistics.median(times["sentence-transformers"])
+    return (
+        f"loading the cached {backend} export in a new process: {ours:.2f} s (median of {rounds}); "
+        f"through sentence-transformers (torch, transformers) as before: {theirs:.2f} s; "
+        f"ratio {theirs / ours:.1f}x"
+    )
 
 
 if __name__ == "__main__":

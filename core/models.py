@@ -29,6 +29,7 @@ loaded once per process (cached by source, device and precision).
 import atexit
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -45,7 +46,16 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from assay.core.onnx_embeddings import INT8_SUFFIX, OnnxSentenceEncoder, export, exportable, split_name
+from assay.core.onnx_embeddings import (
+    INT8_SUFFIX,
+    TOKENIZER_STATE,
+    OnnxSentenceEncoder,
+    export,
+    exportable,
+    exported,
+    split_name,
+)
+from assay.core.onnx_embeddings import load as load_onnx
 from assay.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -63,8 +73,8 @@ def resolve_device(device: str) -> str:
     """`auto` -> `cuda` when torch sees a GPU, else `cpu`; `cpu`/`cuda`/`cuda:N` pass through."""
     if device != "cpu" and device != "auto" and not device.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cpu":
-        return device
+    if device == "cpu" or (device == "auto" and _cpu_only_torch()):
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -72,6 +82,15 @@ def resolve_device(device: str) -> str:
     if not torch.cuda.is_available():
         raise RuntimeError(f"ASSAY_DEVICE={device} but torch sees no CUDA device")
     return device
+
+
+def _cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build (`+cpu`): it never sees a GPU, and asking it
+    would import torch (3-5 s on 2 cores) in processes that otherwise never need it."""
+    try:
+        return importlib.metadata.version("torch").endswith("+cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def half_precision(device: str, fp16: bool = True) -> bool:
@@ -135,16 +154,22 @@ def _load_sentence_transformer(source: str, device: str, fp16: bool) -> Any:
     return model
 
 
-@functools.cache
-def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
+def _onnx_folder(source: str, models_dir: Path) -> Path:
     import onnxruntime
 
-    _offline()  # before the export loads the model: no download, no "Loading weights" bar
     # the runtime's version in the name: its quantiser decides the int8 weights
     fingerprint = _folder_fingerprint(Path(source))[:12]
-    folder = models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
-    path = export(source, folder, int8)
-    return OnnxSentenceEncoder(_load_sentence_transformer(source, "cpu", False), source, path)
+    return models_dir / "onnx" / f"{Path(source).name}-{fingerprint}-ort{onnxruntime.__version__}"
+
+
+@functools.cache
+def _load_onnx(source: str, models_dir: Path, int8: bool) -> OnnxSentenceEncoder:
+    folder = _onnx_folder(source, models_dir)
+    if not (exported(folder, int8) and (folder / TOKENIZER_STATE).exists()):
+        # the export (or a first load) reads the model through transformers: no download, no
+        # "Loading weights" bar. A cached export loads without importing transformers at all.
+        _offline()
+    return load_onnx(source, export(source, folder, int8))
 
 
 @functools.cache

@@ -3,8 +3,10 @@
 A sentence-transformers model made of a Transformer, a mean or CLS Pooling and an optional Normalize
 (all-MiniLM-L6-v2 and most retrieval models) is exported once to ONNX with torch's own exporter and
 cached under `$ASSAY_HOME/models/onnx/` (`ASSAY_MODEL_CACHE`); later loads read the cached file. ONNX
-Runtime then runs the transformer; tokenising stays with the model's own fast tokenizer and pooling
-is a few numpy lines, so the vectors equal the torch path's (cosine > 0.99999).
+Runtime then runs the transformer; tokenising stays with the model's own fast tokenizer (the Rust
+tokenizer transformers builds for it, saved beside the export so a later load needs neither torch
+nor sentence-transformers) and pooling is a few numpy lines, so the vectors equal the torch path's
+(cosine > 0.99999).
 
 The `int8` variant is the same graph with its weights quantised per channel by ONNX Runtime's
 dynamic quantiser: faster again, with vectors that differ slightly from the exact ones (cosine about
@@ -16,11 +18,14 @@ transformers below the version sentence-transformers 5+ needs; torch's exporter 
 have no such pin.
 """
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +73,98 @@ def pooling(source: str) -> str | None:
     return None
 
 
+TOKENIZER_STATE = "tokenizer_state.json"
+
+
+class _SavedTokenizer:
+    """The Rust tokenizer that transformers built for the model, saved beside the export, set up as
+    transformers' fast tokenizer sets it for each call (longest-first truncation at the model's
+    maximum length, padding to the longest). Set once: changing it while another thread encodes
+    (concurrent searches) would fail."""
+
+    def __init__(self, state: dict):
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_str(state["tokenizer"])
+        self._tokenizer.enable_truncation(
+            state["max_length"], stride=0, strategy="longest_first", direction="right"
+        )
+        self._tokenizer.enable_padding(
+            direction=state["padding_side"],
+            pad_id=state["pad_id"],
+            pad_type_id=state["pad_type_id"],
+            pad_token=state["pad_token"],
+        )
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, np.ndarray]:
+        # the encoder's own max_length is the state's (see `load`)
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+
+
+def _save_tokenizer_state(model: Any, target: Path) -> None:
+    tokenizer = model.tokenizer
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    state = {
+        "tokenizer": tokenizer.backend_tokenizer.to_str(),
+        "pad_token": tokenizer.pad_token,
+        "pad_id": tokenizer.pad_token_id,
+        "pad_type_id": tokenizer.pad_token_type_id,
+        "padding_side": tokenizer.padding_side,
+        "max_length": model.max_seq_length,
+        "dimension": int(getter()),
+        "normalize": len(model) > 2,
+    }
+    _atomic(target, lambda staged: staged.write_text(json.dumps(state)))
+
+
+def load(source: str, onnx_path: Path, threads: int | None = None) -> "OnnxSentenceEncoder":
+    """The encoder for the exported model at `onnx_path` of the model folder `source`.
+
+    The export saves the tokenizer transformers built for the model (`tokenizer_state.json`), so a
+    later load needs neither sentence-transformers nor torch: importing those takes 7-18 s on 2
+    cores, which was most of loading a cached export. An export from before that file existed loads
+    through sentence-transformers once and saves it."""
+    state_path = onnx_path.parent / TOKENIZER_STATE
+    if not state_path.exists():
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(source, device="cpu", local_files_only=True)
+        _save_tokenizer_state(model, state_path)
+    state = json.loads(state_path.read_text())
+    return OnnxSentenceEncoder(
+        _SavedTokenizer(state),
+        state["max_length"],
+        state["dimension"],
+        state["normalize"],
+        source,
+        onnx_path,
+        threads,
+    )
+
+
 class OnnxSentenceEncoder:
     """`encode()` as sentence-transformers has it, with the transformer run by ONNX Runtime."""
 
-    def __init__(self, model: Any, source: str, onnx_path: Path, threads: int | None = None):
-        self._tokenizer = model.tokenizer
-        self._max_length = model.max_seq_length
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int,
+        dimension: int,
+        normalize: bool,
+        source: str,
+        onnx_path: Path,
+        threads: int | None = None,
+    ):
+        self._tokenizer = tokenizer
+        self._max_length = max_length
         self._pooling = pooling(source)
-        self._normalize = len(model) > 2
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self._dimension = int(getter())
+        self._normalize = normalize
+        self._dimension = dimension
         self._sessions = {
             "bulk": _session(onnx_path, threads),
             "small": _session(onnx_path, 1),
@@ -136,11 +223,32 @@ def _session(path: Path, threads: int | None) -> Any:
 def export(source: str, folder: Path, int8: bool) -> Path:
     """The ONNX file in `folder` for the model in `source` (exported once; `int8`: quantised)."""
     fp32, quantised = folder / "model.onnx", folder / "model_int8.onnx"
-    if not fp32.exists():
-        _atomic(fp32, lambda staged: _export_fp32(source, staged))
-    if int8 and not quantised.exists():
-        _atomic(quantised, lambda staged: _quantise(fp32, staged))
-    return quantised if int8 else fp32
+    target = quantised if int8 else fp32
+    if target.exists():
+        return target
+    # One exporter at a time per folder: a process that finds another one exporting (a run and the
+    # API starting at once) waits for it and then finds the files done instead of exporting again.
+    with _locked(folder / ".export.lock"):
+        if not fp32.exists():
+            _atomic(fp32, lambda staged: _export_fp32(source, staged, folder / TOKENIZER_STATE))
+        if int8 and not quantised.exists():
+            _atomic(quantised, lambda staged: _quantise(fp32, staged))
+    return target
+
+
+def exported(folder: Path, int8: bool) -> bool:
+    return (folder / ("model_int8.onnx" if int8 else "model.onnx")).exists()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the kernel if the holder dies
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _atomic(target: Path, write) -> None:
@@ -155,12 +263,13 @@ def _atomic(target: Path, write) -> None:
         Path(staged).unlink(missing_ok=True)
 
 
-def _export_fp32(source: str, target: Path) -> None:
+def _export_fp32(source: str, target: Path, tokenizer_state: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
     log.info("exporting %s to ONNX (once) at %s", source, target.parent)
     model = SentenceTransformer(source, device="cpu", local_files_only=True)
+    _save_tokenizer_state(model, tokenizer_state)
     transformer = model[0].auto_model.eval()
     sample = model.tokenizer(["an example", "a longer example sentence"], padding=True, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
