@@ -129,11 +129,13 @@ DIMENSION_WORDS = {
 # Words that name single transactions (they are counted, or their amount is averaged).
 TRANSACTION_NOUNS = (
     "transactions", "transaction", "purchases", "purchase", "payments", "payment", "expenses", "times",
-    "invoices", "invoice", "expense lines", "expense line", "line items", "bookings", "entries",
+    "invoices", "invoice", "expense lines", "expense line", "line items", "bookings", "entries", "txns",
+    "txn",
 )  # fmt: skip
 MONTHLY = (
     "per month", "a month", "monthly average", "average monthly", "average month", "typical month",
-    "each month", "every month",
+    "each month", "every month", "avg monthly", "mean monthly", "typical monthly", "monthly avg",
+    "monthly mean",
 )  # fmt: skip
 SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "slice", "%")
 AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")

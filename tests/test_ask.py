@@ -1002,6 +1002,10 @@ def test_averages_per_month_and_per_transaction(reader):
     assert monthly.query["derived"] == "per_month"
     assert monthly.stated == float(round(_total(reader, year) / 12, 2))
     assert asker.ask("How much did we spend on average each month in 2025?").stated == monthly.stated
+    # abbreviations analysts type: "avg monthly", "txns"
+    assert asker.ask("avg monthly spend in 2025").stated == monthly.stated
+    txns = asker.ask("how many travel txns in 2025")
+    assert txns.query["metric"] == "transaction_count" and txns.query["filters"] == {"category": ["travel"]}
     spend, count = reader.query(
         "select sum(total_amount_eur), sum(transaction_count) from gold.monthly_summary"
         " where category = 'travel'"
