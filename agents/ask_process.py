@@ -221,4 +221,4 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
             statement = f"select {counted} as value, cases from (" + having + ") as t"
             label, unit = f"Cases {word} {named[0]}", "cases"
         return ProcessQuery("cases_with", label, unit, statement, [named[0]], named, "gold.process_event_log")
-    return None  # not one of the four kinds: the metric path decides (and abstains)
+    return None  # not one of the six kinds: the metric path decides (and abstains)
