@@ -313,6 +313,11 @@ class Asker:
             return Answer(question, f"No data: {planned.label.lower()} has no cases in gold.", True)
         if planned.kind == "path":
             text = f"{planned.label}: {row[0]} ({row[1]} cases, {Decimal(row[2]) * 100:.2f} % of all)."
+        elif planned.kind == "bottleneck":
+            text = (
+                f"Bottleneck, ranked by mean wait: {row[0]}: cases wait {row[1]:,} hours on average before it"
+                f" ({row[2]:,} times; {row[3]:,} hours in all, rank {row[4]} by total wait)."
+            )
         else:
             text = f"{planned.label}: {number(row[0], planned.unit)} (over {row[-1]:,} cases)."
             if planned.kind == "cases_with":
@@ -338,6 +343,14 @@ class Asker:
         low = question.lower()
         if self.activities and not has(low, OUT_OF_SCOPE):
             planned = plan_process(question, self.activities)
+            if isinstance(planned, ProcessQuery) and planned.kind in ("variants", "bottleneck"):
+                # all-time tables: a department, category or vendor named is a condition they lack
+                try:
+                    named = any(match_values(question, self.values).values())
+                except Abstain:
+                    named = True
+                if named:
+                    planned = "gold's process tables are all-time, not split by department, category, vendor"
             if isinstance(planned, str):
                 return Answer(question, f"I cannot answer this: {planned}.", True)
             if planned is not None:

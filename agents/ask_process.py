@@ -1,6 +1,6 @@
 """Process questions of Ask assay, answered from the process-mining tables (`gold.process_*`).
 
-Four kinds of question, each one fixed SQL statement over one table (identifiers are constants here,
+Six kinds of question, each one fixed SQL statement over one table (identifiers are constants here,
 activity names bound parameters):
 
 - the usual path ("the most common sequence of approval steps"): `gold.process_variants`' rank 1;
@@ -10,7 +10,15 @@ activity names bound parameters):
 - the time between two activities ("from submission to payment"): per case that has both, the first
   B after the first A, in hours (or days), over `gold.process_event_log`;
 - cases that passed an activity ("how many claims were rejected", "what share of claims end in
-  rejection"): distinct cases of `gold.process_event_log` with that activity, or their share in %.
+  rejection"): distinct cases of `gold.process_event_log` with that activity, or their share in %;
+- the number of variants ("how many process variants / different paths / distinct sequences"): the
+  rows of `gold.process_variants`, one a distinct activity sequence;
+- the bottleneck ("which step is the bottleneck", "the slowest step", "where do cases wait
+  longest"): the `activity` row of `gold.process_bottlenecks` ranked first by mean wait
+  (`rank_by_mean`: the hours from a case's previous event until the activity), its total beside it.
+
+The process tables are all-time (no period, department or month in them): a variant count or a
+bottleneck asked for a period, a department or per month abstains.
 
 Activities are found by their names in the event log: a question word names an activity word when
 they share a stem (all but the activity word's last two letters, at least three: "submission" names
@@ -24,6 +32,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from assay.agents.ask_periods import MONTHS
 
 _CASE_WORDS = ("case", "cases", "claim", "claims", "process", "approval", "approvals", "expense claim")
 _PATH = re.compile(
@@ -42,6 +52,20 @@ _DURATION = re.compile(
     r"\b(duration|how long|cycle time|lead time|throughput time|turnaround|time from|time between"
     r"|hours|days)\b"
 )
+_VARIANTS = re.compile(
+    r"\b(how many|number of|count)\b.*\b(variants?|(different|distinct|unique)\s+(\w+\s+)?"
+    r"(paths?|sequences?|routes?|flows?))\b"
+)
+_BOTTLENECK = re.compile(
+    r"\bbottlenecks?\b|\bslowest\s+(step|activity|stage|part)\b"
+    r"|\bwait(s|ing)?\s+(the\s+)?longest\b|\blongest\s+wait"
+)
+# a condition the all-time process tables cannot honour: a period, a grouping, a dimension
+_CONDITION = re.compile(
+    r"\b(20\d{2}|q[1-4]|h[12]|[12]h|ytd|since|month|months|monthly|week|weeks|weekly|quarter"
+    r"|quarters|quarterly|year|years|yearly|annual|per|each|department|departments|dept|team|teams"
+    r"|category|categories|vendor|vendors|" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\b"
+)
 _IRREGULAR = {"paid": "pay"}
 _COUNT = ("how many", "number of", "count")
 _SHARE = ("share", "percentage", "percent", "proportion", "fraction", "rate", "%")
@@ -54,7 +78,7 @@ _WITHOUT = (
 
 @dataclass
 class ProcessQuery:
-    kind: str  # path | case_duration | between | cases_with
+    kind: str  # path | case_duration | between | cases_with | variants | bottleneck
     label: str
     unit: str
     statement: str
@@ -98,18 +122,44 @@ def find_activities(text: str, activities: list[str]) -> list[str]:
 
 
 def is_process_question(low: str) -> bool:
-    return _has(low, _CASE_WORDS) or bool(_PATH.search(low) and _has(low, ("step", "steps", "activities")))
+    return (
+        _has(low, _CASE_WORDS)
+        or bool(_BOTTLENECK.search(low))
+        or bool(_PATH.search(low) and _has(low, ("step", "steps", "activities")))
+    )
 
 
 def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | None:
     """The process query a question asks for; a reason to abstain (str) when it is a process question
-    that none of the four kinds answers; None when it is not a process question."""
+    that none of the six kinds answers; None when it is not a process question. (A variant count or a
+    bottleneck that names a department, category or vendor is the caller's to refuse: it knows them.)"""
     low = question.lower()
     between = re.search(r"\b(?:from|between)\s+(.+?)\s+(?:to|and|until|till)\s+(.+)", low)
     ends = [find_activities(part, activities) for part in between.groups()] if between else []
     two = len(ends) == 2 and all(len(e) == 1 for e in ends) and ends[0] != ends[1]
     if not (is_process_question(low) or (two and _DURATION.search(low))):
         return None
+    variants, bottleneck = _VARIANTS.search(low), _BOTTLENECK.search(low)
+    if (variants or bottleneck) and _CONDITION.search(low):
+        return "gold's process tables are all-time: no period, department or per-month split of them"
+    if variants:
+        return ProcessQuery(
+            "variants",
+            "Process variants (distinct activity sequences)",
+            "variants",
+            "select count(*) as value, sum(cases) as cases from gold.process_variants",
+            relation="gold.process_variants",
+        )
+    if bottleneck:
+        return ProcessQuery(
+            "bottleneck",
+            "Bottleneck (the longest mean wait before an activity)",
+            "hours",
+            "select target as activity, round(mean_hours::numeric, 2) as mean_hours, occurrences,"
+            " round(total_hours::numeric, 2) as total_hours, rank_by_total from gold.process_bottlenecks"
+            " where kind = 'activity' order by rank_by_mean limit 1",
+            relation="gold.process_bottlenecks",
+        )
     if _PATH.search(low):
         return ProcessQuery(
             "path",
@@ -171,4 +221,4 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
             statement = f"select {counted} as value, cases from (" + having + ") as t"
             label, unit = f"Cases {word} {named[0]}", "cases"
         return ProcessQuery("cases_with", label, unit, statement, [named[0]], named, "gold.process_event_log")
-    return None  # not one of the four kinds: the metric path decides (and abstains)
+    return None  # not one of the six kinds: the metric path decides (and abstains)

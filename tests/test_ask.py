@@ -969,8 +969,45 @@ def test_process_questions_answer_from_the_process_tables(reader):
     assert days.query["kind"] == "process_case_duration" and days.stated == pytest.approx(
         mean / 24, abs=0.006
     )
-    # a process question of none of the four kinds, or naming no activities, abstains
+    # a process question of none of the six kinds, or naming no activities, abstains
     assert asker.ask("How long does it take from lunch to dinner, in hours?").abstained
+    # the number of variants: distinct activity sequences, one a row of gold.process_variants
+    distinct = reader.query(
+        "select count(distinct seq) from (select string_agg(activity, ',' order by event_index) as seq"
+        " from gold.process_event_log group by case_id) as t"
+    ).rows[0][0]
+    assert distinct > 1
+    for question in (
+        "how many process variants are there",
+        "How many different paths do expense claims take?",
+        "What is the number of distinct sequences in the approval process?",
+    ):
+        variants = asker.ask(question)
+        assert variants.query["kind"] == "process_variants" and variants.stated == distinct, question
+        assert variants.provenance == ["gold.process_variants"]
+    # the bottleneck: the activity cases wait longest for on average (from the case's previous event)
+    waits = reader.query(
+        "select activity, avg(extract(epoch from event_ts - before) / 3600) as mean from (select activity,"
+        " event_ts, lag(event_ts) over (partition by case_id order by event_index) as before"
+        " from gold.process_event_log) as t where before is not null group by activity order by mean desc"
+    ).rows
+    for question in (
+        "which step is the bottleneck in the approval proccess?",
+        "What is the slowest step of the process?",
+        "Where do expense claims wait longest?",
+    ):
+        bottleneck = asker.ask(question)
+        assert bottleneck.query["kind"] == "process_bottleneck" and bottleneck.stated == waits[0][0], question
+        assert "mean wait" in bottleneck.answer and f"{round(waits[0][1], 2):,}" in bottleneck.answer
+        assert bottleneck.provenance == ["gold.process_bottlenecks"]
+    # the process tables are all-time: a period, a department or a month split abstains
+    for question in (
+        "How many process variants were there in 2025?",
+        "Which step was the bottleneck of the approval process in March?",
+        "What is the bottleneck of the approval process per month?",
+        "How many different paths do Sales' expense claims take?",
+    ):
+        assert asker.ask(question).abstained, question
 
 
 def _total(reader, where: str = "true", params=()) -> Decimal:
