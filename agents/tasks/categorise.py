@@ -10,7 +10,9 @@ Where all the neighbours carry the same label there is nothing for the model to 
 is the answer and no prompt is generated. Only where they disagree is the model asked, and then
 `LLM_DECIDES` says whose label stands. Measured on the small sample (README, "Agent runs") the
 neighbours disagree on 4 of 60 transactions; there the model was right 4 times and the majority 3,
-so the model decides those (98.3 % against the baseline's 96.7 %). Both picks are stored
+so the model decides those (98.3 % against the baseline's 96.7 %); on the first 300 inputs of the
+default sample they disagree on 11, the model right on 10 and the majority on 7 (99.7 % against
+98.7 %). Both picks are stored
 (`category`, `llm_category`) and the asset check keeps comparing them with the baseline.
 """
 
