@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assay.agents.ask_periods import MONTHS
+from assay.agents.ask_words import NEGATION
 
 _CASE_WORDS = ("case", "cases", "claim", "claims", "process", "approval", "approvals", "expense claim")
 _PATH = re.compile(
@@ -70,10 +71,7 @@ _IRREGULAR = {"paid": "pay"}
 _COUNT = ("how many", "number of", "count")
 _SHARE = ("share", "percentage", "percent", "proportion", "fraction", "rate", "%")
 # "skipped manager approval", "never reached Pay": the cases without the activity named
-_WITHOUT = (
-    "not", "no", "never", "without", "didn't", "skip", "skips", "skipped", "skipping", "bypass",
-    "bypassed", "bypassing", "missed", "missing", "lacking",
-)  # fmt: skip
+_WITHOUT = (*NEGATION, "didn't")
 
 
 @dataclass

@@ -192,13 +192,18 @@ FUNCTION_WORDS = frozenset((
 NUMBER_WORDS = frozenset(
     ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "dozen"]
 )
+# Words that negate what follows ("skipped manager approval"): a condition for the word check, and
+# the cases without an activity for a process count (`ask_process`)
+NEGATION = (
+    "not", "no", "never", "without", "skip", "skips", "skipped", "skipping", "bypass", "bypassed",
+    "bypassing", "missed", "missing", "lacking",
+)  # fmt: skip
 # Words that put a condition on what is counted (a negation, a restriction, a time relation, a
 # rate): `ask_coverage.conditions` abstains on these when no step read them.
 QUALIFIERS = (
-    "not", "no", "non", "never", "nor", "without", "except", "excluding", "exclude", "excludes", "only",
+    *NEGATION, "non", "nor", "except", "excluding", "exclude", "excludes", "only",
     "just", "but", "besides", "minus", "other", "before", "after", "until", "till", "since", "prior",
     "next", "previous", "between", "per", "each", "every", "above", "below", "under", "exceeding",
     "excluded", "unless", "apart", "outside", "within", "first", "last", "latest", "recent", "recently",
-    "current", "skip", "skips", "skipped", "skipping", "bypass", "bypassed", "bypassing", "missed",
-    "missing", "lacking",
+    "current",
 )  # fmt: skip
