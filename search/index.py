@@ -48,8 +48,10 @@ DOC_FIELDS = ("doc_type", "title", "body", "category", "department", "vendor_id"
 # More pending documents than this share of the model's stored rows: rebuild its index after the load.
 BULK_REBUILD_FRACTION = 0.25
 _STAGE_TYPES = ["text", "text", "text", *["text"] * 6, "date", "numeric", "vector"]
-# What the model reads: the body already names the item, vendor, department, amount and date.
-EMBED_TEXT = "body"
+# What the model reads (a column of the source, made by dbt's platinum.documents): the item, vendor
+# and department, without a transaction's amount and date. Not copied into the corpus: its md5 is
+# the stored `text_hash` that lets documents with the same text share one vector.
+EMBED_TEXT = "embed_text"
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ def sync_embeddings(
                 chunk = conn.execute(
                     "select ord, doc_id, content_hash, text_hash, "
                     + ", ".join(DOC_FIELDS)
-                    + " from _embedding_pending where ord > %s order by ord limit %s",
+                    + ", embed_text from _embedding_pending where ord > %s order by ord limit %s",
                     [last, chunk_size],
                 ).fetchall()
                 if not chunk:
@@ -304,7 +306,7 @@ def _collect_pending(
             create temp table _embedding_pending as
             select row_number() over (order by d.doc_id)::bigint as ord,
                    d.doc_id, d.content_hash, md5(d.{text}) as text_hash,
-                   {fields}, e.doc_id is not null as existed
+                   {fields}, d.{text} as embed_text, e.doc_id is not null as existed
             from {src} d
             left join {emb} e on e.model = %s and e.doc_id = d.doc_id
             where e.doc_id is null or e.content_hash is distinct from d.content_hash
@@ -342,8 +344,9 @@ def _create_stage(conn: psycopg.Connection) -> None:
 def _embed_chunk(
     conn: psycopg.Connection, tables: _Tables, encoder: Encoder, rows: list[tuple], stats: SyncStats
 ) -> tuple[float, float]:
-    """Embed one chunk of pending documents and upsert it; returns (encode seconds, write seconds)."""
-    body_at = 3 + DOC_FIELDS.index(EMBED_TEXT)
+    """Embed one chunk of pending documents and upsert it; returns (encode seconds, write seconds).
+
+    A row is (doc_id, content_hash, text_hash, *DOC_FIELDS, the text the model reads)."""
     hashes = list(dict.fromkeys(r[2] for r in rows))
     tick = time.perf_counter()
     vectors: dict[str, np.ndarray] = {
@@ -363,7 +366,7 @@ def _embed_chunk(
     texts: dict[str, str] = {}
     for r in rows:
         if r[2] not in vectors and r[2] not in texts:
-            texts[r[2]] = r[body_at]
+            texts[r[2]] = r[-1]
     tick = time.perf_counter()
     encoded = encoder.encode_documents(list(texts.values()))
     encode_s = time.perf_counter() - tick
@@ -381,7 +384,7 @@ def _embed_chunk(
         ) as copy:
             copy.set_types(_STAGE_TYPES)
             for r in rows:
-                copy.write_row((*r, vectors[r[2]]))
+                copy.write_row((*r[:-1], vectors[r[2]]))
         columns = sql.SQL(", ").join(
             sql.Identifier(c) for c in ("doc_id", "content_hash", "text_hash", *DOC_FIELDS, "embedding")
         )

@@ -31,14 +31,17 @@ transaction_docs as (
         transactions.transaction_id as source_id,
         vendors.vendor_name || ', ' || transactions.amount_eur || ' EUR on ' || transactions.transaction_date
             as title,
+        -- what the embedding model reads: the words, not the amount and date, which a sentence
+        -- model cannot compare and which made every text unique (search filters on both fields)
         concat_ws(
             ' ',
             coalesce(transactions.description, '') || '.',
             'Vendor: ' || vendors.vendor_name || '.',
-            'Department: ' || coalesce(employees.department, 'unknown') || '.',
-            'Amount: ' || transactions.amount_eur || ' EUR.',
-            'Date: ' || transactions.transaction_date || '.'
-        ) as body,
+            'Department: ' || coalesce(employees.department, 'unknown') || '.'
+        ) as embed_text,
+        concat_ws(
+            ' ', 'Amount: ' || transactions.amount_eur || ' EUR.', 'Date: ' || transactions.transaction_date || '.'
+        ) as figures,
         transactions.category,
         employees.department,
         transactions.vendor_id,
@@ -62,7 +65,8 @@ vendor_docs as (
             ' ',
             vendors.vendor_name || coalesce(' (' || vendors.country || ').', '.'),
             'Usual category: ' || coalesce(vendors.default_category, 'unknown') || '.'
-        ) as body,
+        ) as embed_text,
+        null::text as figures,
         vendors.default_category as category,
         null::text as department,
         vendors.vendor_id,
@@ -81,6 +85,15 @@ unioned as (
 
 ),
 
+bodied as (
+
+    select
+        *,
+        concat_ws(' ', embed_text, figures) as body
+    from unioned
+
+),
+
 final as (
 
     select
@@ -89,14 +102,16 @@ final as (
         source_id,
         title,
         body,
+        embed_text,
         category,
         department,
         vendor_id,
         doc_date,
         amount_eur::numeric(14, 2) as amount_eur,
-        md5(concat_ws('|', title, body, category, department, vendor_id, doc_date, amount_eur)) as content_hash
+        md5(concat_ws('|', title, body, embed_text, category, department, vendor_id, doc_date, amount_eur))
+            as content_hash
 
-    from unioned
+    from bodied
 
 )
 
