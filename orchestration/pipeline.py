@@ -80,6 +80,17 @@ def dagster_instance() -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
+PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+def plan_ranges_once() -> None:
+    """Dagster's switch for one "planned" event per asset naming the run's range of days, instead of
+    one per asset and day (~2,500 on a year: 13 s of a first run's start), unless the environment
+    sets it. Dagster's trade: a failed run no longer marks each of its days failed in the UI's
+    partition view (the run shows failed; `assay quality` names the cause); `false` keeps the old."""
+    os.environ.setdefault(PLANNED_EVENTS_ENV, "true")
+
+
 LAUNCHED_BY = {"assay/launched_by": "assay run"}
 PID_TAG, HOST_TAG = "assay/pid", "assay/host"
 
@@ -155,11 +166,7 @@ def run_pipeline(
     from assay.orchestration.definitions import defs  # heavy import: only when a run is asked for
 
     window = partition_range_tags(*days) if days else full_range_tags()
-    # One "planned" event per asset for the run's range of days, not one per asset and day (~2,500
-    # on a year): 13 s of a first run's start. Dagster's trade: a failed run no longer marks each of
-    # its days failed in the UI's partition view (the run shows failed; `assay quality` names the
-    # cause). Set it to false in the environment to keep Dagster's default.
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    plan_ranges_once()
 
     instance = dagster_instance()
     fail_orphaned_runs(instance, echo)
