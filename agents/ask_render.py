@@ -67,6 +67,8 @@ def number(value: Any, unit: str) -> str:
         return f"{Decimal(value):,.2f} EUR"
     if unit == "%":
         return f"{Decimal(value):.2f} %"
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        value = int(value)  # a whole count, which the compiled SQL rounds to numeric with 2 places
     return f"{value:,} {unit}".strip()
 
 

@@ -24,7 +24,7 @@ from assay.agents.ask_periods import (
     year_on_year,
 )
 from assay.agents.ask_process import find_activities
-from assay.agents.ask_render import render
+from assay.agents.ask_render import number, render
 from assay.agents.ask_values import (
     match_values,
     synonym_values,
@@ -627,6 +627,15 @@ def test_a_list_cut_at_the_row_cap_says_so():
     )
     cut = render(metric, query, None, ["vendor", "value"], rows, more=True)
     assert "largest first (the first 2; gold holds more): Fjord Foods AS" in cut
+
+
+def test_a_count_reads_as_a_whole_number():
+    metric = LAYER["transaction_count"]
+    query = StructuredQuery("transaction_count", None, {})
+    assert render(metric, query, "March 2025", ["value"], [[Decimal("1150.00")]]) == (
+        "Number of transactions (March 2025): 1,150 transactions."
+    )
+    assert number(Decimal("12.50"), "transactions") == "12.50 transactions"  # an average keeps its part
 
 
 def test_an_instruction_in_a_question_stays_data(reader):
