@@ -16,9 +16,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import psycopg
 import pytest
 from homes import SEED, own_home
+
+# anyio resolves `open_file` (Starlette's static files: the API's /docs assets) with a lazy import,
+# which pytest rewrites (anyio is a pytest plugin) through ast.parse. Done first in an API server's
+# thread, it raced another thread's parse and CPython 3.11's AST checker, which is not thread-safe,
+# raised "AST constructor recursion depth mismatch" (one fresh-clone `make test` in three). Resolve
+# it here, in the main thread, before any server starts.
+anyio.open_file  # noqa: B018
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
