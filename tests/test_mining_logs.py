@@ -8,6 +8,7 @@ import time
 import pandas as pd
 import polars as pl
 import pytest
+from dagster import DagsterEventType
 
 from assay.mining import mine as mining
 from assay.mining import models as process_models
@@ -358,21 +359,22 @@ def test_assay_run_shows_the_alignment_progress_lines():
     def record(message, event=None):
         return NS(event_log_entry=NS(user_message=message, dagster_event=event))
 
-    first = [record("read 0.1s"), record("alignments: 3/9 variants tried")]
+    # the run's step events come through the same cursor as the log lines, each read once
+    step = NS(event_type=DagsterEventType.STEP_START, step_key="process_mining")
+    first = [record("read 0.1s"), record("", step), record("alignments: 3/9 variants tried")]
     second = [record("alignments: budget of 1s spent after 4/9 variants")]
     pages = {
         None: NS(records=first, cursor="1", has_more=True),
         "1": NS(records=second, cursor="2", has_more=False),
         "2": NS(records=[], cursor="2", has_more=False),
     }
-    instance = NS(
-        all_logs=lambda *a, **k: [], get_records_for_run=lambda run_id, cursor, limit: pages[cursor]
-    )
+    instance = NS(get_records_for_run=lambda run_id, cursor, limit: pages[cursor])
     lines: list[str] = []
     watcher = _ProgressWatcher(instance, "run", time.perf_counter(), lines.append)
     watcher._drain()
     watcher._drain()
     assert [line.split("]", 1)[1].strip() for line in lines] == [
+        "running process_mining",
         "alignments: 3/9 variants tried",
         "alignments: budget of 1s spent after 4/9 variants",
     ]
