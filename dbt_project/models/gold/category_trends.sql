@@ -13,7 +13,7 @@ weekly as (
 
     select
         date_trunc('week', transaction_date)::date as week_start,
-        coalesce(category, 'uncategorised') as category,
+        {{ category_label('category') }} as category,
         sum(amount_eur) as total_amount_eur,
         count(*) as transaction_count
 

@@ -19,8 +19,8 @@ monthly as (
 
     select
         date_trunc('month', transactions.transaction_date)::date as month,
-        coalesce(transactions.category, 'uncategorised') as category,
-        coalesce(employees.department, 'unknown') as department,
+        {{ category_label('transactions.category') }} as category,
+        {{ department_label('employees.department') }} as department,
         sum(transactions.amount_eur) as total_amount_eur,
         count(*) as transaction_count
 

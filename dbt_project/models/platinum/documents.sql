@@ -37,7 +37,7 @@ transaction_docs as (
             ' ',
             coalesce(transactions.description, '') || '.',
             'Vendor: ' || vendors.vendor_name || '.',
-            'Department: ' || coalesce(employees.department, 'unknown') || '.'
+            'Department: ' || {{ department_label('employees.department') }} || '.'
         ) as embed_text,
         concat_ws(
             ' ', 'Amount: ' || transactions.amount_eur || ' EUR.', 'Date: ' || transactions.transaction_date || '.'
