@@ -394,13 +394,19 @@ def test_assay_serve_with_two_workers(api_keys, pipeline_run, tmp_path, assay_ho
 
 
 def test_search_sees_only_the_documents_of_the_keys_marts(http, postgres, conn):
-    """A transaction document discloses what all three marts aggregate, a vendor document what
-    vendor_spend names; the restriction is in the search's SQL, so `k` still fills with visible hits."""
+    """A transaction document discloses what all four marts aggregate, a vendor document what
+    vendor_spend names; the restriction is in the search's SQL, so `k` still fills with visible hits.
+    A key without vendor_monthly (per vendor, month and department) sees no transaction document."""
     from assay.api.keys import create_key
 
     tokens = {
         marts[0]: create_key(postgres, f"search {marts[0]}", scopes=["search"], marts=marts)[1]
-        for marts in (["*"], ["vendor_spend"], ["monthly_summary", "category_trends"])
+        for marts in (
+            ["*"],
+            ["vendor_spend"],
+            ["monthly_summary", "category_trends"],
+            ["category_trends", "monthly_summary", "vendor_spend"],
+        )
     }
     vendor_id, name = conn.execute(
         "select vendor_id, title from platinum.documents where doc_type = 'vendor' order by doc_id limit 1"
@@ -424,6 +430,7 @@ def test_search_sees_only_the_documents_of_the_keys_marts(http, postgres, conn):
             assert len(restricted) == k  # filtered before the top k, not after
     assert f"vendor:{vendor_id}" in [h["doc_id"] for h in hits(tokens["vendor_spend"], method="fulltext")]
     assert hits(tokens["vendor_spend"], doc_type="transaction") == []
+    assert {h["doc_type"] for h in hits(tokens["category_trends"], method="fulltext")} == {"vendor"}
     _assert_problem(
         http.get("/v1/search", params={"q": name}, headers=_bearer(tokens["monthly_summary"])),
         403,

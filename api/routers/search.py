@@ -36,13 +36,13 @@ MAX_QUERY_CHARS = 1000
 MAX_FILTER_CHARS = 200
 
 # The marts whose data each document type discloses (platinum.documents): a transaction document
-# carries the category, department, vendor, date and amount that all three marts aggregate, a vendor
+# carries the category, department, vendor, date and amount that all four marts aggregate, a vendor
 # document the vendor that vendor_spend names. A key whose marts are restricted sees a document type
 # only if it may read every mart listed for it; the restriction is a bound filter in the search's SQL,
 # so `k` counts only documents the key may see. A key that masks any column of one of those marts does
 # not see the type either: a document's text carries the values a mask hides (vendor names, amounts).
 DOCUMENT_MARTS: dict[str, tuple[str, ...]] = {
-    "transaction": ("category_trends", "monthly_summary", "vendor_spend"),
+    "transaction": ("category_trends", "monthly_summary", "vendor_monthly", "vendor_spend"),
     "vendor": ("vendor_spend",),
 }
 
