@@ -42,16 +42,9 @@ def _micro_stats(column: str) -> list[pl.Expr]:
     ]
 
 
-def _wait_stats() -> list[pl.Expr]:
-    return [
-        pl.len().cast(pl.Int64).alias("frequency"),
-        *_micro_stats("us"),
-        (pl.col("us").sum() / _US_PER_HOUR).alias("total_hours"),
-    ]
-
-
 def _list_wait_stats(values: pl.Expr) -> list[pl.Expr]:
-    """`_wait_stats` over a list column that holds each group's microseconds."""
+    """Count and waiting-time statistics (hours) of a list column that holds each group's
+    microseconds."""
     return [
         values.list.len().cast(pl.Int64).alias("frequency"),
         (values.list.mean() / _US_PER_HOUR).alias("mean_hours"),
@@ -303,7 +296,8 @@ def bottlenecks(events: pl.DataFrame, dfg: pl.DataFrame) -> pl.DataFrame:
         )
         by_service = (
             service.group_by("activity")
-            .agg(_wait_stats())
+            .agg("us")
+            .with_columns(_list_wait_stats(pl.col("us")))
             .select(
                 "mean_hours",
                 "median_hours",

@@ -211,8 +211,19 @@ def _waits_by_name(events: pl.DataFrame, by: str) -> pl.DataFrame:
     )
     if by == "target":
         steps = steps.filter(pl.col("source").is_not_null()).with_columns(source=pl.lit(None, pl.String))
+    us, hours = pl.col("us"), 3.6e9
     waits = (
-        steps.filter(pl.col("us").is_not_null()).group_by("source", "target").agg(process_stats._wait_stats())
+        steps.filter(us.is_not_null())
+        .group_by("source", "target")
+        .agg(
+            frequency=pl.len().cast(pl.Int64),
+            mean_hours=us.mean() / hours,
+            median_hours=us.median() / hours,
+            p95_hours=us.quantile(0.95, interpolation="linear") / hours,
+            min_hours=us.min() / hours,
+            max_hours=us.max() / hours,
+            total_hours=us.sum() / hours,
+        )
     )
     starts = (
         steps.filter(pl.col("us").is_null())
