@@ -173,9 +173,10 @@ def derivation(question: str, name: str, filters, start, end, group_by, values, 
     the rest the part ("What share of Sales' spending went to meals": meals within Sales). A
     monthly average divides by the months of the period, or of the data when none is named."""
     low = question.lower()
-    if group_by is not None or has(low, GROWTH) or name not in ("total_spend_eur", "transaction_count"):
+    if group_by is not None or has(low, GROWTH):
         return None
-    if (has(low, SHARE) or "%" in low) and name == "total_spend_eur":
+    derivable = name in ("total_spend_eur", "transaction_count")
+    if derivable and (has(low, SHARE) or "%" in low) and name == "total_spend_eur":
         segment = re.search(
             r"(?:share|percentage|percent|proportion|fraction|portion|slice|%)\s+of\s+(.*?)"
             r"(?:\b(?:went|go|goes|gone|was|were|is|are|on|to|for|came|come|did|does|do|spent|by|from)\b|$)",
@@ -186,10 +187,19 @@ def derivation(question: str, name: str, filters, start, end, group_by, values, 
         if not filters or base == filters:
             raise Abstain("a share needs a part of the total (a category, a department) to divide")
         return ("share", base)
-    if has(low, MONTHLY) and name in ("total_spend_eur", "transaction_count"):
+    # "average monthly spend", "spend per month"; a bare "monthly spend" too, as "per month" reads
+    # (of one month it is that month's total, nothing to divide)
+    if has(low, MONTHLY) and derivable or has(low, ("monthly",)):
         if start is None:
             start, end = data_months()
-        return ("per_month", (end.year - start.year) * 12 + end.month - start.month)
+        months = (end.year - start.year) * 12 + end.month - start.month
+        if has(low, MONTHLY) or months > 1:
+            if not derivable:
+                raise Abstain(
+                    "a figure per month is derived from total spend and transaction counts only;"
+                    " ask for one month of it (e.g. March 2025)"
+                )
+            return ("per_month", months)
     return None
 
 

@@ -1050,6 +1050,16 @@ def test_averages_per_month_and_per_transaction(reader):
     assert asker.ask("How much did we spend on average each month in 2025?").stated == monthly.stated
     # abbreviations analysts type: "avg monthly", "txns"
     assert asker.ask("avg monthly spend in 2025").stated == monthly.stated
+    # a bare "monthly" reads as "per month" does; of one month it is that month's total
+    hr = asker.ask("monthly spend of HR in 2025")
+    assert hr.query["derived"] == "per_month"
+    assert hr.stated == asker.ask("spend per month of HR in 2025").stated
+    assert hr.stated == float(round(_total(reader, f"{year} and department = 'HR'") / 12, 2))
+    march = asker.ask("What was HR's monthly spend in March 2025?")
+    assert "derived" not in march.query
+    assert march.stated == float(_total(reader, "month = '2025-03-01' and department = 'HR'"))
+    vendor = reader.query("select vendor_name from gold.vendor_spend order by spend_rank limit 1").rows[0][0]
+    assert asker.ask(f"What was the monthly spend at {vendor} in 2025?").abstained  # not a year's total
     txns = asker.ask("how many travel txns in 2025")
     assert txns.query["metric"] == "transaction_count" and txns.query["filters"] == {"category": ["travel"]}
     spend, count = reader.query(
