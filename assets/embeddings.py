@@ -17,6 +17,7 @@ from pydantic import Field
 
 from assay.core.database import PostgresResource
 from assay.core.models import EmbeddingModelResource
+from assay.core.progress import note
 from assay.core.settings import get_settings
 from assay.search.index import HnswParams, SyncStats, sync_embeddings
 
@@ -49,6 +50,8 @@ def embeddings(
     postgres: PostgresResource,
     embedding_model: EmbeddingModelResource,
 ) -> MaterializeResult:
+    # a first use converts the model to ONNX (about 10 s on 2 cores): say so before the wait
+    context.log.info(note("embeddings", f"loading {embedding_model.model_name()}"))
     encoder = embedding_model.encoder()
     hnsw = HnswParams(config.hnsw_m, config.hnsw_ef_construction)
     with postgres.connect(autocommit=True) as conn:

@@ -17,6 +17,12 @@ def prefix(label: str) -> str:
     return f"{label}: "
 
 
+def note(label: str, text: str) -> str:
+    """A progress line that says what a step is doing where it has nothing to count (loading a
+    model, building an index)."""
+    return prefix(label) + text
+
+
 def is_progress(message: str) -> bool:
     return message.startswith(tuple(prefix(label) for label in LABELS))
 

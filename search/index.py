@@ -38,7 +38,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from assay.core.models import Encoder
-from assay.core.progress import Progress
+from assay.core.progress import Progress, note
 from assay.search.searcher import index_type, indexed_expression
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,12 @@ def sync_embeddings(
             _drop_index(conn, schema, stats.index_name)
         stats.seconds["diff"] = time.perf_counter() - tick
 
+        say = progress or (lambda line: None)
         encode_s = write_s = 0.0
         if pending:
+            say(note("embeddings", f"{pending:,} of {stats.documents:,} documents to embed"))
             _create_stage(conn)
-            meter = Progress("embeddings", pending, "docs", progress or (lambda line: None))
+            meter = Progress("embeddings", pending, "docs", say)
             last = 0
             while True:
                 chunk = conn.execute(
@@ -226,6 +228,7 @@ def sync_embeddings(
         tick = time.perf_counter()
         # The name encodes model, dimension and parameters: an existing one is the right index.
         if not _index_exists(conn, schema, stats.index_name):
+            say(note("embeddings", f"building the HNSW index ({stats.documents:,} vectors)"))
             _build_index(conn, tables, encoder.name, encoder.dimension, stats.index_name, hnsw)
             stats.index_built = True
         if stats.embedded or stats.removed:

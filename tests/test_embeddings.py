@@ -99,8 +99,13 @@ def test_incremental_sync_new_changed_deleted_unchanged(scratch, models):
     conn, resource = scratch, models["a"]
     encoder = resource.encoder()
 
-    first = _sync(conn, resource)
+    lines: list[str] = []
+    first = _sync(conn, resource, progress=lines.append)
     assert (first.new, first.changed, first.removed, first.skipped) == (N_DOCS, 0, 0, 0)
+    # what the step is doing, as `assay run` and the step's log show it: the work, its count, the index
+    assert lines[0] == f"embeddings: {N_DOCS:,} of {N_DOCS:,} documents to embed"
+    assert f"embeddings: {N_DOCS}/{N_DOCS} docs (100 %)" in lines[-2]
+    assert lines[-1] == f"embeddings: building the HNSW index ({N_DOCS:,} vectors)"
     stored = _stored(conn, encoder.name)
     docs = _documents(conn)
     # documents that differ only in amount or date share one text, encoded once
@@ -110,8 +115,10 @@ def test_incremental_sync_new_changed_deleted_unchanged(scratch, models):
     expected = encoder.encode_documents([docs[d][1] for d in some])
     np.testing.assert_allclose(np.stack([stored[d][1] for d in some]), expected, atol=1e-6)
 
-    rerun = _sync(conn, resource)
+    lines.clear()
+    rerun = _sync(conn, resource, progress=lines.append)
     assert (rerun.embedded, rerun.texts_encoded, rerun.removed, rerun.skipped) == (0, 0, 0, N_DOCS)
+    assert lines == []  # nothing to embed, no index to build: nothing to report
     assert not rerun.index_built and not rerun.activated
 
     ids = sorted(docs)
