@@ -714,6 +714,11 @@ def test_post_ask_needs_a_key_with_the_ask_scope(http, postgres, api_keys):
         "/v1/ask", json={"question": "Who is our biggest supplier?"}, headers=_bearer(only_vendors)
     )
     assert allowed.status_code == 200 and allowed.json()["provenance"] == ["gold.vendor_spend"]
+    # a vendor's figure for a period comes from gold.vendor_monthly: the refusal names that mart
+    vendor = allowed.json()["rows"][0][0]
+    period = {"question": f"How much did we spend with {vendor} in 2025?"}
+    needs = http.post("/v1/ask", json=period, headers=_bearer(only_vendors))
+    assert needs.status_code == 403 and "reads gold.vendor_monthly" in needs.json()["detail"]
 
 
 def test_post_ask_returns_answer_query_sql_rows(http, api_keys, reader, conn):
