@@ -22,6 +22,7 @@ from assay.agents.ask_words import (
     GROWTH,
     MEAN,
     MONTHLY,
+    MONTHLY_BARE,
     OFTEN,
     PER_TRANSACTION,
     RANK_ASC,
@@ -189,11 +190,12 @@ def derivation(question: str, name: str, filters, start, end, group_by, values, 
         return ("share", base)
     # "average monthly spend", "spend per month"; a bare "monthly spend" too, as "per month" reads
     # (of one month it is that month's total, nothing to divide)
-    if has(low, MONTHLY) and derivable or has(low, ("monthly",)):
+    per_month = has(low, MONTHLY)
+    if per_month and derivable or has(low, MONTHLY_BARE):
         if start is None:
             start, end = data_months()
         months = (end.year - start.year) * 12 + end.month - start.month
-        if has(low, MONTHLY) or months > 1:
+        if per_month or months > 1:
             if not derivable:
                 raise Abstain(
                     "a figure per month is derived from total spend and transaction counts only;"

@@ -137,6 +137,8 @@ MONTHLY = (
     "each month", "every month", "avg monthly", "mean monthly", "typical monthly", "monthly avg",
     "monthly mean",
 )  # fmt: skip
+# "monthly spend of HR in 2025": per month over a period of several months; of one month, its total
+MONTHLY_BARE = ("monthly",)
 SHARE = ("share", "percentage", "percent", "proportion", "fraction", "portion", "slice", "%")
 AVERAGE = ("average", "avg", "mean", "typical", "per month", "per transaction", "per purchase", "median")
 # the words choose_metric reads for its metrics
