@@ -50,7 +50,7 @@ def embeddings(
     postgres: PostgresResource,
     embedding_model: EmbeddingModelResource,
 ) -> MaterializeResult:
-    # a first use converts the model to ONNX (about 10 s on 2 cores): say so before the wait
+    # a first use converts the model to ONNX (about 8 s on 2 cores): say so before the wait
     context.log.info(note("embeddings", f"loading {embedding_model.model_name()}"))
     encoder = embedding_model.encoder()
     hnsw = HnswParams(config.hnsw_m, config.hnsw_ef_construction)

@@ -212,7 +212,7 @@ class _ProgressWatcher(threading.Thread):
         self.instance, self.run_id, self.started, self.echo = instance, run_id, started, echo
         self.layer_seconds: dict[str, float] = {}
         self.failed_checks: list[str] = []
-        # Read on from a cursor: re-reading the whole run every half second cost a small run 25 s of
+        # Read on from a cursor: re-reading the whole run every half second cost a small run ~27 s of
         # CPU beside the run itself (a range run stores one materialization per asset and day).
         self._cursor: str | None = None
         self._shown: set[str] = set()  # a range run stores one materialization per partition
