@@ -2,8 +2,8 @@
 by declarative automation and stop at a failed blocking check."""
 
 import os
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +19,16 @@ from dagster import (
     evaluate_automation_conditions,
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from homes import own_home
 
 from assay.orchestration.automation import landing_sensor
 from assay.orchestration.definitions import defs
 
 
 @pytest.fixture
-def landing(monkeypatch) -> Path:
-    home = Path(tempfile.mkdtemp(prefix="assay-sensor-"))
-    monkeypatch.setenv("ASSAY_HOME", str(home))
-    return home / "landing"
+def landing() -> Iterator[Path]:
+    with own_home("assay-sensor-") as home:
+        yield home / "landing"
 
 
 def _write(landing: Path, rel: str, text: str) -> None:

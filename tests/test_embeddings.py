@@ -104,7 +104,7 @@ def test_incremental_sync_new_changed_deleted_unchanged(scratch, models):
     assert (first.new, first.changed, first.removed, first.skipped) == (N_DOCS, 0, 0, 0)
     # what the step is doing, as `assay run` and the step's log show it: the work, its count, the index
     assert lines[0] == f"embeddings: {N_DOCS:,} of {N_DOCS:,} documents to embed"
-    assert f"embeddings: {N_DOCS}/{N_DOCS} docs (100 %)" in lines[-2]
+    assert f"embeddings: {N_DOCS:,}/{N_DOCS:,} docs (100 %)" in lines[-2]
     assert lines[-1] == f"embeddings: building the HNSW index ({N_DOCS:,} vectors)"
     stored = _stored(conn, encoder.name)
     docs = _documents(conn)

@@ -378,3 +378,19 @@ def test_assay_run_shows_the_alignment_progress_lines():
         "alignments: 3/9 variants tried",
         "alignments: budget of 1s spent after 4/9 variants",
     ]
+
+
+def test_a_progress_line_has_the_count_the_rate_and_the_time_left():
+    from assay.core.progress import Progress
+
+    lines: list[str] = []
+    meter = Progress("embeddings", 48_700, "docs", lines.append, every_s=3600)
+    meter.advance(18_432)  # not yet due: every_s has not passed and the work is not done
+    assert lines == []
+    assert meter.line(12.3) == "embeddings: 18,432/48,700 docs (38 %), 1,499 docs/s, ETA 00:20"
+    meter.advance(48_700 - 18_432)  # done: always emitted
+    assert lines[-1].startswith("embeddings: 48,700/48,700 docs (100 %), ")
+    slow = Progress("alignments", 8, "variants", lines.append)
+    slow.done = 3
+    assert slow.line(15) == "alignments: 3/8 variants (38 %), 0.2 variants/s, ETA 00:25"
+    assert slow.line(0) == "alignments: 3/8 variants (38 %), 0 variants/s, ETA ?"

