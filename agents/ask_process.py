@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assay.agents.ask_periods import MONTHS
-from assay.agents.ask_words import NEGATION
+from assay.agents.ask_words import DIMENSION_WORDS, NEGATION, has
 
 _CASE_WORDS = ("case", "cases", "claim", "claims", "process", "approval", "approvals", "expense claim")
 _PATH = re.compile(
@@ -61,11 +61,13 @@ _BOTTLENECK = re.compile(
     r"\bbottlenecks?\b|\bslowest\s+(step|activity|stage|part)\b"
     r"|\bwait(s|ing)?\s+(the\s+)?longest\b|\blongest\s+wait"
 )
-# a condition the all-time process tables cannot honour: a period, a grouping, a dimension
-_CONDITION = re.compile(
-    r"\b(20\d{2}|q[1-4]|h[12]|[12]h|ytd|since|month|months|monthly|week|weeks|weekly|quarter"
-    r"|quarters|quarterly|year|years|yearly|annual|per|each|department|departments|dept|team|teams"
-    r"|category|categories|vendor|vendors|" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\b"
+# a condition the all-time process tables cannot honour: a period, a grouping, a dimension (the
+# dimension words are Ask's own, ask_words.DIMENSION_WORDS)
+_PERIOD = re.compile(r"\b(20\d{2}|q[1-4]|h[12]|[12]h)\b")
+_CONDITION = (
+    *(word for words in DIMENSION_WORDS.values() for word in words),
+    *("monthly", "weekly", "quarterly", "yearly", "annual", "per", "each", "since", "ytd"),
+    *MONTHS,
 )
 _IRREGULAR = {"paid": "pay"}
 _COUNT = ("how many", "number of", "count")
@@ -138,7 +140,7 @@ def plan_process(question: str, activities: list[str]) -> ProcessQuery | str | N
     if not (is_process_question(low) or (two and _DURATION.search(low))):
         return None
     variants, bottleneck = _VARIANTS.search(low), _BOTTLENECK.search(low)
-    if (variants or bottleneck) and _CONDITION.search(low):
+    if (variants or bottleneck) and (_PERIOD.search(low) or has(low, _CONDITION)):
         return "gold's process tables are all-time: no period, department or per-month split of them"
     if variants:
         return ProcessQuery(
