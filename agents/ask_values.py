@@ -167,7 +167,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     words = [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
     written = [w.removesuffix("'s") for w in re.findall(_WORD.pattern, text, flags=re.IGNORECASE)]
     rivals = _rivals(values)
-    options = {dim: [None, *_candidates(phrases, vals, rivals)] for dim, vals in values.items()}
+    options = _read_alike({dim: _candidates(phrases, vals, rivals) for dim, vals in values.items()}, words)
 
     def evidence(dim: str, candidate: tuple[float, str, range]) -> int:
         span = candidate[2]
@@ -183,7 +183,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
         return any(w in DIMENSION_WORDS.get(other, ()) for other in values if other != dim for w in after)
 
     ranked = []
-    for combo in itertools.product(*options.values()):
+    for combo in itertools.product(*([None, *found] for found in options.values())):
         chosen = [(dim, c) for dim, c in zip(options, combo, strict=True) if c is not None]
         used = [i for _, c in chosen for i in c[2]]
         if len(used) != len(set(used)):
@@ -212,7 +212,7 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
     found = {dim: [c[1]] for dim, c in best}
     used = {i for _, c in best for i in c[2]}
     for dim, _chosen in best:
-        for extra in options[dim][1:]:
+        for extra in options[dim]:
             # another value named exactly, or one word a typo of one ("softwre and hardwre")
             named = extra[0] >= 100 or len(extra[2]) == 1
             if named and extra[1] not in found[dim] and not used & set(extra[2]):
@@ -223,6 +223,46 @@ def match_values(text: str, values: dict[str, list[str]]) -> dict[str, list[str]
             return found  # the caller ranks these values against each other
         raise Abstain("the question names alternatives; ask for each one, or for their total")
     return found
+
+
+# Words that join two values of one kind: "Sales or Marketing", "travel and meals" (side by side);
+# "Sales spent more than Marketing", "Sales versus Marketing" (the second set against the first)
+_COORDINATING = ("and", "or", "&")
+_CONTRASTING = ("than", "vs", "vs.", "versus", "against", "compared to", "compared with")
+
+
+def _read_alike(
+    options: dict[str, list[tuple[float, str, range]]], words: list[str]
+) -> dict[str, list[tuple[float, str, range]]]:
+    """The candidates without the readings that break a pairing: a word that may be of two dimensions
+    ("Marketing", a category and a department) and is joined to values of only one of them is read as
+    that one. In "Who spent more, Sales or Marketing?" Marketing is the department beside Sales, not
+    Sales' spend on marketing. The values on either side of the joiner are read alike; a value after
+    "than" or "versus" is read like the values named anywhere before it."""
+    dims: dict[range, set[str]] = {}
+    for dim, found in options.items():
+        for candidate in found:
+            dims.setdefault(candidate[2], set()).add(dim)
+    keep: dict[range, set[str]] = {}
+    for span, own in dims.items():
+        one, two = (
+            " ".join(words[span.start - 1 : span.start]),
+            " ".join(words[max(span.start - 2, 0) : span.start]),
+        )
+        if one in _COORDINATING:
+            joiner_start = span.start - 1
+            partners = [s for s in dims if s.stop == joiner_start]
+        elif one in _CONTRASTING or two in _CONTRASTING:
+            joiner_start = span.start - (2 if two in _CONTRASTING else 1)
+            partners = [s for s in dims if s.stop <= joiner_start]
+        else:
+            continue
+        common = own & set().union(*(dims[s] for s in partners))
+        # the value right before the joiner is read alike too ("Marketing vs Engineering")
+        for s in [span, *(s for s in partners if s.stop == joiner_start)]:
+            if common and common < dims[s]:
+                keep[s] = keep.get(s, dims[s]) & common
+    return {dim: [c for c in found if dim in keep.get(c[2], {dim})] for dim, found in options.items()}
 
 
 # Capitalised words that name no value and need none: units, abbreviations, pronouns.

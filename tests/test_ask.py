@@ -279,6 +279,19 @@ def test_literal_values_match_the_dimension_values():
     # neither cue words nor the value's own case say which: no guess
     with pytest.raises(Abstain, match="category or a department|department or a category"):
         match_values("How did marketing spend change in March 2025?", both)
+    # a word of two dimensions joined to a value of one of them is read as that one: Marketing
+    # beside Sales is the department (not Sales' spend on marketing), beside office supplies the category
+    for question in ("Who spent more in 2025, Sales or Marketing?", "What did Sales and Marketing spend?"):
+        found = match_values(question, both)
+        assert found.keys() == {"department"} and sorted(found["department"]) == ["Marketing", "Sales"], (
+            question
+        )
+    for question in ("Did Sales spend more than Marketing in 2025?", "Marketing vs Sales spend in 2025"):
+        with pytest.raises(Abstain, match="alternatives"):
+            match_values(question, both)
+    assert match_values("Spend on office supplies and marketing", both) == {
+        "category": ["office_supplies", "marketing"]
+    }
     # several values of one dimension: their total; as alternatives, no guess
     assert match_values("Spend on travel and meals in 2025", values) == {"category": ["travel", "meals"]}
     with pytest.raises(Abstain, match="alternatives"):
@@ -1025,6 +1038,20 @@ def test_process_questions_answer_from_the_process_tables(reader):
         "How many process variants by division?",
     ):
         assert asker.ask(question).abstained, question
+
+
+def test_two_departments_named_alike_are_ranked_against_each_other(reader):
+    """Marketing is a department and a category; beside Sales, in "Sales or Marketing", it is the
+    department: the answer ranks the two departments, not Sales' spend on marketing."""
+    asker = Asker(reader)
+    year = "month >= '2025-01-01' and month < '2026-01-01'"
+    spend = {d: _total(reader, f"{year} and department = %s", (d,)) for d in ("Sales", "Marketing")}
+    answer = asker.ask("Who spent more in 2025, Sales or Marketing?")
+    assert not answer.abstained
+    assert answer.stated == max(spend, key=spend.get)
+    filters = answer.query["filters"]
+    assert filters.keys() == {"department"} and sorted(filters["department"]) == ["Marketing", "Sales"]
+    assert f"{spend[answer.stated]:,}" in answer.answer
 
 
 def _total(reader, where: str = "true", params=()) -> Decimal:
