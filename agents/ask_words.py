@@ -16,8 +16,17 @@ def has(low: str, words: tuple[str, ...]) -> bool:
     return any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words)
 
 
-_TOP_N = re.compile(r"\btop\s+(\d{1,2}|three|five|ten)\b")
-_NUMBER_WORDS = {"three": 3, "five": 5, "ten": 10}
+_NUMBER_WORDS = {
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 
 
 def weekly(low: str) -> bool | None:
@@ -34,9 +43,11 @@ def weekly(low: str) -> bool | None:
 
 
 def top_n(low: str) -> tuple[str, int] | None:
-    """("3", 3) for "top 3", ("five", 5) for "top five": the word as written and its number."""
+    """("3", 3) for "top 3" or "the 3 biggest", ("five", 5) for "top five" or "five largest": the word
+    as written and its number."""
     if m := _TOP_N.search(low):
-        return m[1], _NUMBER_WORDS.get(m[1]) or int(m[1])
+        word = m[1] or m[2]
+        return word, _NUMBER_WORDS.get(word) or int(word)
     return None
 
 
@@ -110,6 +121,12 @@ RANK_DESC = (
     "which", "top", "most", "highest", "largest", "biggest", "peak", "best", "greatest", "leading", "busiest",
 )  # fmt: skip
 RANK_ASC = ("lowest", "least", "smallest", "fewest", "cheapest", "bottom")
+_COUNT = r"(\d{1,2}|" + "|".join(_NUMBER_WORDS) + ")"
+# "top 3", "bottom five", "the three biggest", "5 lowest"
+_TOP_N = re.compile(
+    rf"\b(?:top|bottom)\s+{_COUNT}\b"
+    rf"|\b{_COUNT}\s+(?:{'|'.join(w for w in RANK_DESC + RANK_ASC if w not in ('which', 'top', 'bottom'))})\b"
+)
 # "who spent more", "which was lower": a comparison of the values a question names
 COMPARATIVE = ("more", "less", "higher", "lower", "bigger", "smaller", "larger", "fewer", "greater")
 COMPARATIVE_ASC = ("less", "lower", "smaller", "fewer")

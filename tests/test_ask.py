@@ -32,7 +32,7 @@ from assay.agents.ask_values import (
     unknown_objects,
     with_values_named,
 )
-from assay.agents.ask_words import GROWTH, Abstain, asks_change, has
+from assay.agents.ask_words import GROWTH, Abstain, asks_change, has, top_n
 from assay.agents.tools.db import ReaderSession, ToolError
 from assay.agents.tools.semantic import StructuredQuery, compile_query, semantic_layer
 from assay.core.database import reader_options
@@ -231,6 +231,19 @@ def test_growth_year_on_year_of_a_range_abstains():
 def test_a_period_cut_inside_a_month_abstains(text):
     with pytest.raises(Abstain, match="gold keeps whole months"):
         parse_period(text, TODAY)
+
+
+def test_a_ranking_count_is_read_before_or_after_the_ranking_word():
+    cases = {
+        "top 3 vendors": ("3", 3),
+        "bottom five departments": ("five", 5),
+        "hr's two biggest categories": ("two", 2),
+        "the 10 most expensive purchases": ("10", 10),
+        "which vendor was largest in 2025": None,  # no count: one row
+        "spend in the last 3 months": None,  # a count, but of no ranking
+        "q3 largest vendor": None,
+    }
+    assert {text: top_n(text) for text in cases} == cases
 
 
 def test_names_and_objects_that_name_nothing():
@@ -581,6 +594,12 @@ def test_vendor_figures_of_a_period_read_vendor_monthly(reader):
     ).rows
     top = asker.ask("What are our top 3 suppliers by spend in H1 2025?")
     assert [list(r) for r in ranked] == top.rows and top.stated == ranked[0][0]
+    # the count before the ranking word: it used to be left out (one row) or not understood
+    for question in (
+        "Our 3 biggest suppliers by spend in H1 2025?",
+        "the three largest vendors by spend in H1 2025",
+    ):
+        assert asker.ask(question).rows == top.rows, question
     # a share of a period: the vendor's spend over all spend of the period
     share = asker.ask(f"What share of total spend went to {vendor} in Q3 2025?")
     (q3,) = reader.query(
