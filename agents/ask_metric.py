@@ -131,8 +131,17 @@ def check_fit(
 
 
 def ranking(low: str, metric: Metric) -> tuple[str | None, str, int | None]:
-    """(group_by, order, limit) for ranking questions ("which vendor ...", "peak month")."""
+    """(group_by, order, limit) for ranking questions ("which vendor ...", "peak month"). A breakdown
+    asked without a ranking ("spend by category in 2025") abstains: one figure is no breakdown, and
+    the total it would state is not what was asked."""
     if not has(low, RANK_DESC) and not has(low, RANK_ASC):
+        for dim, words in DIMENSION_WORDS.items():
+            if re.search(rf"\bby\s+(?:the\s+|each\s+)?(?:{'|'.join(map(re.escape, words))})\b", low):
+                plural = "halves" if dim == "half" else words[1]  # "vendors", "categories", ...
+                raise Abstain(
+                    f"a breakdown by {dim} is a list of figures, not one; ask for the top ones"
+                    f" ('the top 5 {plural} by spend') or for one {dim}"
+                )
         return None, "desc", None
     order = "asc" if has(low, RANK_ASC) else "desc"
     limit = top[1] if (top := top_n(low)) else 1

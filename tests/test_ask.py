@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from assay.agents.ask import Asker
 from assay.agents.ask_coverage import conditions, unread_words
 from assay.agents.ask_log import record
-from assay.agents.ask_metric import check_fit, choose_metric
+from assay.agents.ask_metric import check_fit, choose_metric, ranking
 from assay.agents.ask_periods import (
     compared_periods,
     held_fully,
@@ -456,6 +456,21 @@ def test_an_average_kept_per_category_needs_one_category():
 def test_a_weekly_figure_that_is_no_average_spend_abstains(question):
     with pytest.raises(Abstain, match="one weekly figure"):
         choose_metric(question, LAYER, {})
+
+
+def test_a_breakdown_asked_without_a_ranking_abstains():
+    """ "spend by category" asks a list; it used to state the total of every category."""
+    spend = LAYER["total_spend_eur"]
+    for question, dim in (
+        ("give me engineering's spend by category for 2025", "category"),
+        ("breakdown of 2025 spend by department", "department"),
+        ("total spend by month in 2025", "month"),
+    ):
+        with pytest.raises(Abstain, match=f"a breakdown by {dim} .*top 5"):
+            ranking(question, spend)
+    # a ranking, or "by" before a value or the ranking's measure, is no breakdown
+    assert ranking("top 3 categories by spend in 2025", spend) == ("category", "desc", 3)
+    assert ranking("spend by the sales department in 2025", spend) == (None, "desc", None)
 
 
 def test_no_metric_abstains():
