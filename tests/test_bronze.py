@@ -1,5 +1,7 @@
 """Bronze ingestion on hand-made files: parsing rules, idempotency and all-or-nothing loads."""
 
+import codecs
+import gzip
 import json
 from pathlib import Path
 
@@ -43,6 +45,62 @@ def test_csv_splits_quoted_fields_and_flags_wrong_field_counts(tmp_path):
     assert rows[3]["raw_text"] == "V2,Foo,DE,extra"
 
 
+def _payloads(frame: pl.DataFrame) -> list[dict | str]:
+    """Each staged row's record, or its error when it has none."""
+    return [json.loads(p) if p else e for p, e in zip(frame["payload"], frame["parse_error"], strict=True)]
+
+
+VENDOR_CSV = 'vendor_id,vendor_name,country\r\nV1,"M\u00fcller ""GmbH""",DE\r\n'
+V1 = {"vendor_id": "V1", "vendor_name": 'M\u00fcller "GmbH"', "country": "DE"}
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("excel-unicode.csv", VENDOR_CSV.encode("utf-16")),  # UTF-16 with its byte order mark
+        ("utf-16-be.csv", codecs.BOM_UTF16_BE + VENDOR_CSV.encode("utf-16-be")),
+        ("compressed.csv", gzip.compress(VENDOR_CSV.encode())),  # gzip under a .csv name
+        ("mac.csv", VENDOR_CSV.replace("\r\n", "\r").encode()),  # old Mac line ends: CR only
+        ("semicolons.csv", VENDOR_CSV.replace(",", ";").encode("utf-8-sig")),  # Excel, decimal-comma locale
+        ("tabs.csv", VENDOR_CSV.replace(",", "\t").encode()),
+        ("leading-blank.csv", ("\r\n" + VENDOR_CSV).encode()),  # the header is the first non-blank line
+    ],
+)
+def test_csv_files_from_other_systems_read_as_their_records(tmp_path, name, data):
+    frame = bronze.stage_frame(_write(tmp_path / "v" / name, data))
+    assert _payloads(frame) == [V1]
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("compressed.jsonl", gzip.compress(b'{"id": "T1"}\n{"id": "T2"}\n')),
+        ("utf-16.jsonl", '{"id": "T1"}\r\n{"id": "T2"}\r\n'.encode("utf-16")),
+        ("bom.jsonl", '{"id": "T1"}\n{"id": "T2"}\n'.encode("utf-8-sig")),  # not an invalid first line
+    ],
+)
+def test_jsonl_files_from_other_systems_read_as_their_records(tmp_path, name, data):
+    frame = bronze.stage_frame(_write(tmp_path / "t" / name, data))
+    assert frame["parse_error"].to_list() == [None, None]
+    assert [json.loads(p) for p in frame["payload"]] == [{"id": "T1"}, {"id": "T2"}]
+
+
+def test_a_csv_header_that_would_lose_values_makes_every_line_an_error_that_says_so(tmp_path):
+    twice = bronze.stage_frame(_write(tmp_path / "v" / "twice.csv", b"id,name,name\nV1,A,B\nV2,C,D\n"))
+    assert twice["payload"].to_list() == [None, None]  # not {"id": "V1", "name": "B"}: A would be lost
+    assert (
+        twice["parse_error"].to_list()
+        == ["the header names column 'name' twice; rename one and land the file again"] * 2
+    )
+    assert twice["raw_text"].to_list() == ["V1,A,B", "V2,C,D"]
+
+
+def test_a_stray_carriage_return_in_a_quoted_csv_line_is_that_lines_error(tmp_path):
+    frame = bronze.stage_frame(_write(tmp_path / "v" / "cr.csv", b'id,name,note\nV1,a\rb,"q"\nV2,ok,x\n'))
+    assert frame["parse_error"][0].startswith("not CSV: ") and frame["payload"][0] is None
+    assert json.loads(frame["payload"][1]) == {"id": "V2", "name": "ok", "note": "x"}
+
+
 def test_parquet_rows_become_json_objects(tmp_path):
     path = tmp_path / "p" / "x.parquet"
     path.parent.mkdir()
@@ -73,7 +131,7 @@ def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
     assert (second.rows, second.skipped) == (0, True)
     assert rows[0][1] == {"id": 1} and rows[0][2] is None
     assert rows[1][3].startswith("invalid JSON") and rows[1][2] == '{"id": '
-    assert rows[2][3] == "not a JSON object"
+    assert rows[2][3].startswith("not a JSON object but an array: land one JSON object per line")
     assert "Unicode escape" in rows[3][3]
 
 
