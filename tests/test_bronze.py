@@ -176,3 +176,44 @@ def test_payloads_postgres_refuses_fall_back_to_its_judgement(tmp_path, postgres
     assert [r[:2] for r in rows] == [(1, True), (2, False), (3, True), (4, False)]
     assert "Unicode escape" in rows[1][2]
     assert rows[3][2].startswith("invalid JSON")
+
+
+def test_a_rejected_lines_parse_error_is_in_silver_rejects_and_unwrapped_files_reach_silver(monkeypatch):
+    """End to end on a home of its own: a gzip-compressed transactions file reaches silver, and
+    silver.rejects.detail says why each unparsed line failed (the header, the JSON array), so a user
+    sees cause and fix without reading bronze."""
+    from homes import own_home, run_bronze_silver, write_reference
+
+    from assay.core.database import PostgresResource
+
+    with own_home("assay-files-") as home:
+        monkeypatch.setenv("ASSAY_DQ_SILVER_MIN_SCORE", "0.5")
+        write_reference(home)
+        tx = {"employee_id": "E00001", "vendor_id": "V0001", "amount": 12.5, "currency": "EUR"}
+        tx |= {"date": "2025-06-16", "category": "travel"}
+        lines = "".join(json.dumps(tx | {"id": f"T{n}"}) + "\n" for n in (1, 2))
+        _write(home / "landing/transactions/transactions-2025-06-16.jsonl", gzip.compress(lines.encode()))
+        array = json.dumps([tx | {"id": "T3"}, tx | {"id": "T4"}]).encode()
+        _write(home / "landing/transactions/transactions-2025-06-17.jsonl", array)
+        _write(home / "landing/vendors/twice.csv", b"vendor_id,vendor_name,vendor_name,country\nV2,A,B,DE\n")
+        run_bronze_silver()
+        with PostgresResource().connect() as conn:
+            accepted = conn.execute("select transaction_id from silver.transactions order by 1").fetchall()
+            rejects = conn.execute(
+                "select source_file, line_number, reason, detail from silver.rejects order by 1"
+            ).fetchall()
+    assert accepted == [("T1",), ("T2",)]
+    assert rejects == [
+        (
+            "transactions/transactions-2025-06-17.jsonl",
+            1,
+            "parse_error",
+            "not a JSON object but an array: land one JSON object per line (JSON Lines)",
+        ),
+        (
+            "vendors/twice.csv",
+            2,
+            "parse_error",
+            "the header names column 'vendor_name' twice; rename one and land the file again",
+        ),
+    ]
