@@ -71,10 +71,16 @@ class FileLoad:
     batch_id: uuid.UUID | None = None
     superseded_rows: int = 0  # rows of earlier versions of this file that this load replaced
     reactivated: bool = False  # an earlier version came back: its rows are active again
+    copy_of: str = ""  # the file whose identical content was loaded before (this one adds nothing)
 
     @property
     def note(self) -> str:
         """What a load did beyond adding rows, for the run's log and metadata."""
+        if self.copy_of:
+            return (
+                f"{self.source_file}: not loaded: the same content as {self.copy_of}, loaded before; "
+                "remove the copy"
+            )
         if self.reactivated:
             return f"{self.source_file}: an earlier version is back and active again; the newer is superseded"
         if self.superseded_rows:
@@ -147,7 +153,11 @@ def _decoded_line_by_line(data: bytes) -> pl.DataFrame:
             texts.append(raw.decode("utf-8"))
             errors.append(None)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-            reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            reason = (
+                f"not valid UTF-8 ({exc}): save the file as UTF-8"
+                if isinstance(exc, UnicodeDecodeError)
+                else f"{exc} (UTF-16 without a byte order mark, or not text): save the file as UTF-8"
+            )
             texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
             errors.append(reason)
     frame = _numbered(pl.Series("text", texts, dtype=pl.String))
@@ -176,7 +186,8 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
 
     The header is the first non-blank line; its separator is `,`, or `;` / tab / `|` when it has no
     comma (Excel in locales with a decimal comma writes `;`). A header that names a column twice, or
-    is not CSV, makes every line an error that says so: a record keyed by it would lose a value.
+    is not CSV, makes every line an error that says so: a record keyed by it would lose a value
+    (unnamed columns, Excel's trailing separators, are not names: silver ignores them).
     Lines without quotes split with polars; the few quoted ones go through the csv module.
     Quoted fields that span lines are not supported: each physical line is one record.
     """
@@ -188,7 +199,7 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     header, header_error = _csv_fields(header_line, separator)
     if header_error:
         header_error = f"the header line is not CSV ({header_error}); fix line {lines['line_number'][0]}"
-    elif twice := sorted({name for name in header if header.count(name) > 1}):
+    elif twice := sorted({name for name in header if name and header.count(name) > 1}):
         header_error = f"the header names column {twice[0]!r} twice; rename one and land the file again"
     body = lines.slice(1)
     quoted = body["text"].str.contains('"', literal=True)
@@ -211,7 +222,10 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     failed = rows.filter(bad).with_columns(
         payload=pl.lit(None, dtype=pl.String),
         error=pl.coalesce(
-            "error", pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String))
+            "error",
+            # an odd number of quotes: the line ends inside a quoted field
+            pl.when(pl.col("text").str.count_matches('"', literal=True) % 2 == 1).then(pl.lit(_SPANNING)),
+            pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String)),
         ),
     )
     return (
@@ -221,6 +235,12 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
             "line_number", "payload", pl.col("text").alias("raw_text"), pl.col("error").alias("parse_error")
         )
     )
+
+
+_SPANNING = (
+    "a quoted field runs past the end of the line (a CSV record is one line here): export without "
+    "line breaks inside fields, or as JSON Lines"
+)
 
 
 def _csv_fields(line: str, separator: str) -> tuple[list[str], str | None]:
@@ -364,7 +384,8 @@ def _write_once(
             _supersede(conn, source, rel, seen[0])
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started, seen[0], reactivated=True)
         if seen or prepared.frame is None or rest is None:
-            return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+            copy_of = seen[1] if seen and seen[1] != rel else ""
+            return FileLoad(rel, 0, 0, True, time.perf_counter() - started, copy_of=copy_of)
         try:
             _copy_direct(conn, table, direct)
         except psycopg.DataError as exc:

@@ -101,6 +101,22 @@ def test_a_stray_carriage_return_in_a_quoted_csv_line_is_that_lines_error(tmp_pa
     assert json.loads(frame["payload"][1]) == {"id": "V2", "name": "ok", "note": "x"}
 
 
+def test_a_csv_line_error_names_its_cause_and_the_fix(tmp_path):
+    data = (
+        b"id,name,c,,\n"  # Excel's trailing separators: unnamed columns, not a column named twice
+        b'V1,5" screen,DE,,\n'  # a lone quote inside a field is a character
+        b'V2,"two\nlines",DE,,\n'  # a quoted field spanning lines: one record per line here
+        b"V3,M\xfcller,DE,,\n"  # Latin-1
+    )
+    frame = bronze.stage_frame(_write(tmp_path / "v" / "causes.csv", data))
+    assert _payloads(frame)[0] == {"id": "V1", "name": '5" screen', "c": "DE", "": ""}
+    spanning = "a quoted field runs past the end of the line (a CSV record is one line here): export"
+    assert _payloads(frame)[1].startswith(spanning) and _payloads(frame)[2].startswith(spanning)
+    assert _payloads(frame)[3].startswith("not valid UTF-8 (") and _payloads(frame)[3].endswith(
+        ": save the file as UTF-8"
+    )
+
+
 def test_parquet_rows_become_json_objects(tmp_path):
     path = tmp_path / "p" / "x.parquet"
     path.parent.mkdir()
@@ -133,6 +149,23 @@ def test_load_is_idempotent_and_postgres_judges_json(tmp_path, postgres):
     assert rows[1][3].startswith("invalid JSON") and rows[1][2] == '{"id": '
     assert rows[2][3].startswith("not a JSON object but an array: land one JSON object per line")
     assert "Unicode escape" in rows[3][3]
+
+
+def test_a_copy_under_another_name_is_not_loaded_and_the_run_says_so(tmp_path, postgres):
+    landing = tmp_path / "landing"
+    content = b'{"id": 1}\n{"id": 2}\n'
+    paths = [_write(landing / "unit_copy" / name, content) for name in ("a.jsonl", "copy of a.jsonl")]
+    with postgres.connect(autocommit=True) as conn:
+        _source_table(conn, "unit_copy")
+        first, copy = bronze.load_files(conn, "unit_copy", paths, landing)
+        again = bronze.load_files(conn, "unit_copy", paths, landing)
+        rows = conn.execute("select count(*) from bronze.unit_copy").fetchone()[0]
+    assert (first.rows, first.note) == (2, "") and rows == 2  # nothing doubled
+    assert copy.skipped and copy.note == (
+        "unit_copy/copy of a.jsonl: not loaded: the same content as unit_copy/a.jsonl, loaded before;"
+        " remove the copy"
+    )
+    assert [f.note for f in again] == ["", copy.note]  # said again while the copy is there
 
 
 def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
