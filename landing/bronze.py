@@ -71,12 +71,19 @@ class FileLoad:
     batch_id: uuid.UUID | None = None
     superseded_rows: int = 0  # rows of earlier versions of this file that this load replaced
     reactivated: bool = False  # an earlier version came back: its rows are active again
-    copy_of: str = ""  # the file whose identical content was loaded before (this one adds nothing)
+    copy_of: str = ""  # the file whose identical content (with rows) was loaded before: this one adds nothing
+    copy_inactive: str = ""  # that load's status when it is no longer active (superseded, retracted)
 
     @property
     def note(self) -> str:
         """What a load did beyond adding rows, for the run's log and metadata."""
         if self.copy_of:
+            if self.copy_inactive:  # a content loads once (unique in the ledger), so its rows stay out
+                return (
+                    f"{self.source_file}: not loaded: the same content as {self.copy_of}, loaded before and "
+                    f"{self.copy_inactive} since, so these rows are not in silver; a content loads once: "
+                    "change the file to load it, or remove it"
+                )
             return (
                 f"{self.source_file}: not loaded: the same content as {self.copy_of}, loaded before; "
                 "remove the copy"
@@ -374,8 +381,8 @@ def _write_once(
             conn.execute("set local synchronous_commit = off")
             conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
             seen = conn.execute(
-                "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
-                " where source = %s and file_hash = %s",
+                "select batch_id, source_file, superseded_by, retracted_at, row_count"
+                " from bronze.load_batches where source = %s and file_hash = %s",
                 [source, prepared.file_hash],
             ).fetchone()
         if seen and seen[1] == rel and seen[2] is not None and seen[3] is None:
@@ -384,8 +391,12 @@ def _write_once(
             _supersede(conn, source, rel, seen[0])
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started, seen[0], reactivated=True)
         if seen or prepared.frame is None or rest is None:
-            copy_of = seen[1] if seen and seen[1] != rel else ""
-            return FileLoad(rel, 0, 0, True, time.perf_counter() - started, copy_of=copy_of)
+            if not seen or seen[1] == rel or not seen[4]:  # unchanged, or empty like many a quiet day's
+                return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+            inactive = "retracted" if seen[3] is not None else "superseded" if seen[2] is not None else ""
+            return FileLoad(
+                rel, 0, 0, True, time.perf_counter() - started, copy_of=seen[1], copy_inactive=inactive
+            )
         try:
             _copy_direct(conn, table, direct)
         except psycopg.DataError as exc:

@@ -168,6 +168,25 @@ def test_a_copy_under_another_name_is_not_loaded_and_the_run_says_so(tmp_path, p
     assert [f.note for f in again] == ["", copy.note]  # said again while the copy is there
 
 
+def test_a_copy_says_when_its_content_is_out_of_silver_and_empty_copies_say_nothing(tmp_path, postgres):
+    landing = tmp_path / "landing"
+    original = _write(landing / "unit_copy2" / "a.jsonl", b'{"id": 1}\n')
+    empty = [_write(landing / "unit_copy2" / f"day-{n}.jsonl", b"") for n in (1, 2)]  # quiet days
+    with postgres.connect(autocommit=True) as conn:
+        _source_table(conn, "unit_copy2")
+        loads = bronze.load_files(conn, "unit_copy2", [original, *empty], landing)
+        assert [f.note for f in loads] == ["", "", ""]  # an empty file like another is no copy to remove
+        _write(original, b'{"id": 1, "fixed": true}\n')  # a new version: the first is superseded
+        bronze.load_file(conn, "unit_copy2", original, landing)
+        copy = _write(landing / "unit_copy2" / "old a.jsonl", b'{"id": 1}\n')  # the first version's bytes
+        note = bronze.load_file(conn, "unit_copy2", copy, landing).note
+    assert note == (
+        "unit_copy2/old a.jsonl: not loaded: the same content as unit_copy2/a.jsonl, loaded before and"
+        " superseded since, so these rows are not in silver; a content loads once: change the file to load"
+        " it, or remove it"
+    )
+
+
 def test_a_failed_load_leaves_nothing_behind(tmp_path, postgres, monkeypatch):
     landing = tmp_path / "landing"
     path = _write(landing / "unit_atomic" / "a.jsonl", b'{"id": 1}\n{"id": 2}\nnot json\n')
