@@ -259,7 +259,14 @@ def _csv_fields(line: str, separator: str) -> tuple[list[str], str | None]:
 
 
 def _parquet_rows(data: bytes) -> pl.DataFrame:
-    frame = pl.read_parquet(io.BytesIO(data))
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:  # truncated, or not Parquet: one row that says so
+        error = f"not a readable Parquet file ({exc}): land it again whole, or as CSV or JSON Lines"
+        return pl.DataFrame(
+            {"line_number": [1], "payload": [None], "raw_text": [error], "parse_error": [error]},
+            schema=_STAGE_SCHEMA,
+        )
     payload = frame.select(pl.struct(pl.all()).struct.json_encode().alias("payload"))
     return payload.with_row_index("line_number", offset=1).select(
         pl.col("line_number").cast(pl.Int32),

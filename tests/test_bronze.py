@@ -128,6 +128,17 @@ def test_parquet_rows_become_json_objects(tmp_path):
     ]
 
 
+def test_a_parquet_file_that_does_not_read_is_one_row_that_says_so(tmp_path):
+    whole = tmp_path / "p" / "x.parquet"
+    whole.parent.mkdir()
+    pl.DataFrame({"id": ["A", "B"]}).write_parquet(whole)
+    for name, data in (("cut.parquet", whole.read_bytes()[:40]), ("csv.parquet", b"id\nA\n")):
+        frame = bronze.stage_frame(_write(tmp_path / "p" / name, data))  # it raised: the run failed
+        assert frame["line_number"].to_list() == [1] and frame["payload"].to_list() == [None]
+        assert frame["parse_error"][0].startswith("not a readable Parquet file (")
+        assert frame["parse_error"][0].endswith("): land it again whole, or as CSV or JSON Lines")
+
+
 def _source_table(conn, source: str) -> None:
     """A bronze table for a test source, laid out like the migrated source tables."""
     conn.execute(f"create table if not exists bronze.{source} (like bronze.transactions including all)")
