@@ -191,10 +191,11 @@ def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
 def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     """CSV lines -> JSON objects keyed by the header; a line with the wrong field count is an error.
 
-    The header is the first non-blank line; its separator is `,`, or `;` / tab / `|` when it has no
-    comma (Excel in locales with a decimal comma writes `;`). A header that names a column twice, or
-    is not CSV, makes every line an error that says so: a record keyed by it would lose a value
-    (unnamed columns, Excel's trailing separators, are not names: silver ignores them).
+    The header is the first non-blank line, its names without surrounding spaces; its separator is
+    `,`, or `;` / tab / `|` when it has no comma (Excel in locales with a decimal comma writes `;`).
+    A header that names a column twice, or is not CSV, makes every line an error that says so: a
+    record keyed by it would lose a value (unnamed columns, Excel's trailing separators, are not
+    names: silver ignores them).
     Lines without quotes split with polars; the few quoted ones go through the csv module.
     Quoted fields that span lines are not supported: each physical line is one record.
     """
@@ -204,6 +205,7 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     header_line = lines["text"][0]
     separator = next((s for s in ",;\t|" if s in header_line), ",")
     header, header_error = _csv_fields(header_line, separator)
+    header = [name.strip() for name in header]  # ` vendor_id ` is the column vendor_id
     if header_error:
         header_error = f"the header line is not CSV ({header_error}); fix line {lines['line_number'][0]}"
     elif twice := sorted({name for name in header if name and header.count(name) > 1}):

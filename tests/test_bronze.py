@@ -64,6 +64,10 @@ V1 = {"vendor_id": "V1", "vendor_name": 'M\u00fcller "GmbH"', "country": "DE"}
         ("semicolons.csv", VENDOR_CSV.replace(",", ";").encode("utf-8-sig")),  # Excel, decimal-comma locale
         ("tabs.csv", VENDOR_CSV.replace(",", "\t").encode()),
         ("leading-blank.csv", ("\r\n" + VENDOR_CSV).encode()),  # the header is the first non-blank line
+        (
+            "spaced-header.csv",
+            VENDOR_CSV.replace(",", " , ", 2).encode(),
+        ),  # ` vendor_name ` names vendor_name
     ],
 )
 def test_csv_files_from_other_systems_read_as_their_records(tmp_path, name, data):
