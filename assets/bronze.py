@@ -52,7 +52,8 @@ def _bronze_asset(source: str):
         seconds = sum(f.seconds for f in new)
         for f in new:
             context.log.info(f"{f.source_file}: {f.rows} rows, {f.parse_errors} parse errors")
-        replaced = [f.note for f in loads if f.note]  # a file loaded again under its name, or put back
+        # a file loaded again under its name, put back, or a copy of a file loaded before
+        replaced = [f.note for f in loads if f.note]
         for note in replaced:
             context.log.warning(note)
         unplaced = [

@@ -14,8 +14,10 @@ The ledger, the source tables and their active views are made by the migrations
 (`core/migrations/0001-bronze.sql`, `0008-bronze-retract.sql`, `0022-bronze-no-row-hash.sql`).
 """
 
+import codecs
 import csv
 import datetime as dt
+import gzip
 import hashlib
 import io
 import time
@@ -43,6 +45,8 @@ select %(batch_id)s, %(source_file)s, s.line_number, r.record,
            when r.record is not null then null
            when s.parse_error is not null then s.parse_error
            when p.json is null then 'invalid JSON: ' || (pg_input_error_info(s.payload, 'jsonb')).message
+           when jsonb_typeof(p.json) = 'array'
+               then 'not a JSON object but an array: land one JSON object per line (JSON Lines)'
            else 'not a JSON object'
        end,
        %(partition_date)s
@@ -67,10 +71,23 @@ class FileLoad:
     batch_id: uuid.UUID | None = None
     superseded_rows: int = 0  # rows of earlier versions of this file that this load replaced
     reactivated: bool = False  # an earlier version came back: its rows are active again
+    copy_of: str = ""  # the file whose identical content (with rows) was loaded before: this one adds nothing
+    copy_inactive: str = ""  # that load's status when it is no longer active (superseded, retracted)
 
     @property
     def note(self) -> str:
         """What a load did beyond adding rows, for the run's log and metadata."""
+        if self.copy_of:
+            if self.copy_inactive:  # a content loads once (unique in the ledger), so its rows stay out
+                return (
+                    f"{self.source_file}: not loaded: the same content as {self.copy_of}, loaded before and "
+                    f"{self.copy_inactive} since, so these rows are not in silver; a content loads once: "
+                    "change the file to load it, or remove it"
+                )
+            return (
+                f"{self.source_file}: not loaded: the same content as {self.copy_of}, loaded before; "
+                "remove the copy"
+            )
         if self.reactivated:
             return f"{self.source_file}: an earlier version is back and active again; the newer is superseded"
         if self.superseded_rows:
@@ -81,13 +98,31 @@ class FileLoad:
         return ""
 
 
-def stage_frame(path: Path) -> pl.DataFrame:
-    """Turn one landing file into rows of (line_number, payload, raw_text, parse_error)."""
+def stage_frame(path: Path, data: bytes | None = None) -> pl.DataFrame:
+    """Turn one landing file into rows of (line_number, payload, raw_text, parse_error).
+
+    `data` is the file's content when the caller has read it already (the bytes it hashed).
+    """
     kind = FILE_SUFFIXES[path.suffix.lower()]
+    data = path.read_bytes() if data is None else data
     if kind == "parquet":
-        return _parquet_rows(path)
-    lines = _decoded_lines(path.read_bytes())
+        return _parquet_rows(data)
+    lines = _decoded_lines(_unwrapped(data))
     return _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines)
+
+
+def _unwrapped(data: bytes) -> bytes:
+    """The text of a file other systems wrapped: gzip-compressed (under a .csv or .jsonl name), UTF-16
+    with its byte order mark (Excel's "Unicode text"), a UTF-8 byte order mark. Each is told by its
+    leading bytes, never guessed; a wrapper that does not unwrap leaves the bytes to the line rules."""
+    try:
+        if data.startswith(b"\x1f\x8b"):
+            data = gzip.decompress(data)
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            data = data.decode("utf-16").encode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError):  # truncated gzip, odd UTF-16 byte count
+        return data
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
 def _decoded_lines(data: bytes) -> pl.DataFrame:
@@ -103,6 +138,8 @@ def _decoded_lines(data: bytes) -> pl.DataFrame:
         return _decoded_line_by_line(data)
     # split by polars, not into a list of Python strings: that would hold the GIL, which the thread
     # writing the previous file to Postgres needs between its round trips
+    if "\r" in text and "\n" not in text:
+        text = text.replace("\r", "\n")  # old Mac line ends (Excel's "CSV (Macintosh)")
     lines = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
     if text == "" or text.endswith("\n"):
         lines = lines.head(-1)  # a final newline ends the last line, it does not start another
@@ -123,7 +160,11 @@ def _decoded_line_by_line(data: bytes) -> pl.DataFrame:
             texts.append(raw.decode("utf-8"))
             errors.append(None)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-            reason = f"not valid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            reason = (
+                f"not valid UTF-8 ({exc}): save the file as UTF-8"
+                if isinstance(exc, UnicodeDecodeError)
+                else f"{exc} (UTF-16 without a byte order mark, or not text): save the file as UTF-8"
+            )
             texts.append(raw.decode("utf-8", errors="replace").replace("\x00", "\\x00"))
             errors.append(reason)
     frame = _numbered(pl.Series("text", texts, dtype=pl.String))
@@ -150,22 +191,37 @@ def _jsonl_rows(lines: pl.DataFrame) -> pl.DataFrame:
 def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     """CSV lines -> JSON objects keyed by the header; a line with the wrong field count is an error.
 
+    The header is the first non-blank line, its names without surrounding spaces; its separator is
+    `,`, or `;` / tab / `|` when it has no comma (Excel in locales with a decimal comma writes `;`).
+    A header that names a column twice, or is not CSV, makes every line an error that says so: a
+    record keyed by it would lose a value (unnamed columns, Excel's trailing separators, are not
+    names: silver ignores them).
     Lines without quotes split with polars; the few quoted ones go through the csv module.
     Quoted fields that span lines are not supported: each physical line is one record.
     """
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
     if lines.height == 0:
         return pl.DataFrame(schema=_STAGE_SCHEMA)
-    header = next(csv.reader([lines["text"][0].lstrip("\ufeff")]))
-    body = lines.slice(1).filter(pl.col("text").str.strip_chars() != "")
+    header_line = lines["text"][0]
+    separator = next((s for s in ",;\t|" if s in header_line), ",")
+    header, header_error = _csv_fields(header_line, separator)
+    header = [name.strip() for name in header]  # ` vendor_id ` is the column vendor_id
+    if header_error:
+        header_error = f"the header line is not CSV ({header_error}); fix line {lines['line_number'][0]}"
+    elif twice := sorted({name for name in header if name and header.count(name) > 1}):
+        header_error = f"the header names column {twice[0]!r} twice; rename one and land the file again"
+    body = lines.slice(1)
     quoted = body["text"].str.contains('"', literal=True)
-    plain = body.filter(~quoted).with_columns(fields=pl.col("text").str.split(","))
+    plain = body.filter(~quoted).with_columns(fields=pl.col("text").str.split(separator))
     tricky = body.filter(quoted)
-    if tricky.height:
-        parsed = [next(csv.reader([t]), []) for t in tricky["text"]]
-        tricky = tricky.with_columns(pl.Series("fields", parsed, dtype=pl.List(pl.String)))
-    else:
-        tricky = tricky.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("fields"))
+    parsed = [_csv_fields(t, separator) for t in tricky["text"]]
+    tricky = tricky.with_columns(
+        pl.Series("fields", [p[0] for p in parsed], dtype=pl.List(pl.String)),
+        pl.coalesce("error", pl.Series([p[1] for p in parsed], dtype=pl.String)).alias("error"),
+    )
     rows = pl.concat([plain, tricky]).sort("line_number")
+    if header_error:
+        rows = rows.with_columns(error=pl.coalesce("error", pl.lit(header_error)))
     width = len(header)
     n_fields = pl.col("fields").list.len()
     bad = pl.col("error").is_not_null() | (n_fields != width)
@@ -175,7 +231,10 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     failed = rows.filter(bad).with_columns(
         payload=pl.lit(None, dtype=pl.String),
         error=pl.coalesce(
-            "error", pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String))
+            "error",
+            # an odd number of quotes: the line ends inside a quoted field
+            pl.when(pl.col("text").str.count_matches('"', literal=True) % 2 == 1).then(pl.lit(_SPANNING)),
+            pl.format("expected {} fields, found {}", pl.lit(width), n_fields.cast(pl.String)),
         ),
     )
     return (
@@ -187,8 +246,29 @@ def _csv_rows(lines: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _parquet_rows(path: Path) -> pl.DataFrame:
-    frame = pl.read_parquet(path)
+_SPANNING = (
+    "a quoted field runs past the end of the line (a CSV record is one line here): export without "
+    "line breaks inside fields, or as JSON Lines"
+)
+
+
+def _csv_fields(line: str, separator: str) -> tuple[list[str], str | None]:
+    """One CSV line's fields, or the csv module's error (a stray carriage return, say)."""
+    try:
+        return next(csv.reader([line], delimiter=separator), []), None
+    except csv.Error as exc:
+        return [], f"not CSV: {exc}"
+
+
+def _parquet_rows(data: bytes) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:  # truncated, or not Parquet: one row that says so
+        error = f"not a readable Parquet file ({exc}): land it again whole, or as CSV or JSON Lines"
+        return pl.DataFrame(
+            {"line_number": [1], "payload": [None], "raw_text": [error], "parse_error": [error]},
+            schema=_STAGE_SCHEMA,
+        )
     payload = frame.select(pl.struct(pl.all()).struct.json_encode().alias("payload"))
     return payload.with_row_index("line_number", offset=1).select(
         pl.col("line_number").cast(pl.Int32),
@@ -226,7 +306,7 @@ def prepare_file(path: Path, landing_dir: Path, loaded_hashes: set[str], source:
     data = path.read_bytes()
     file_hash = hashlib.sha256(data).hexdigest()
     rel = path.relative_to(landing_dir).as_posix()
-    frame = None if file_hash in loaded_hashes else stage_frame(path)
+    frame = None if file_hash in loaded_hashes else stage_frame(path, data)
     day = file_day(path) if source in PARTITIONED_SOURCES else None
     prepared = PreparedFile(path, rel, file_hash, len(data), frame, day, uuid.uuid4())
     if frame is not None:
@@ -310,8 +390,8 @@ def _write_once(
             conn.execute("set local synchronous_commit = off")
             conn.execute(sql.SQL("lock table bronze.{} in share row exclusive mode").format(table))
             seen = conn.execute(
-                "select batch_id, source_file, superseded_by, retracted_at from bronze.load_batches"
-                " where source = %s and file_hash = %s",
+                "select batch_id, source_file, superseded_by, retracted_at, row_count"
+                " from bronze.load_batches where source = %s and file_hash = %s",
                 [source, prepared.file_hash],
             ).fetchone()
         if seen and seen[1] == rel and seen[2] is not None and seen[3] is None:
@@ -320,7 +400,12 @@ def _write_once(
             _supersede(conn, source, rel, seen[0])
             return FileLoad(rel, 0, 0, True, time.perf_counter() - started, seen[0], reactivated=True)
         if seen or prepared.frame is None or rest is None:
-            return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+            if not seen or seen[1] == rel or not seen[4]:  # unchanged, or empty like many a quiet day's
+                return FileLoad(rel, 0, 0, True, time.perf_counter() - started)
+            inactive = "retracted" if seen[3] is not None else "superseded" if seen[2] is not None else ""
+            return FileLoad(
+                rel, 0, 0, True, time.perf_counter() - started, copy_of=seen[1], copy_inactive=inactive
+            )
         try:
             _copy_direct(conn, table, direct)
         except psycopg.DataError as exc:

@@ -55,3 +55,23 @@ def without_partition_message(rel: str) -> str:
         f"{rel}: not loaded: the file name has no day of a partition (from "
         f"{first_day()}); name it {EXPECTED_NAME}"
     )
+
+
+def files_not_read(landing_dir: Path) -> list[str]:
+    """Files in a source's landing folder that bronze does not read (another suffix: `.json`, `.tsv`,
+    `.xlsx`, `.csv.gz`). Reported like `files_without_partition`, never skipped silently; hidden files
+    (`.DS_Store`, editors' temporary files) are not a user's data."""
+    return [
+        path.relative_to(landing_dir).as_posix()
+        for source in SOURCES
+        if (landing_dir / source).is_dir()
+        for path in sorted((landing_dir / source).iterdir())
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in FILE_SUFFIXES
+    ]
+
+
+def not_read_message(rel: str) -> str:
+    return (
+        f"{rel}: not loaded: bronze reads {', '.join(FILE_SUFFIXES)} files (gzip-compressed too, under those"
+        " names); save it as one of them (a JSON array as JSON Lines, a spreadsheet as CSV)"
+    )

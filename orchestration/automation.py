@@ -32,9 +32,11 @@ from assay.landing.files import (
     PARTITIONED_SOURCES,
     SOURCES,
     file_day,
+    files_not_read,
     files_without_partition,
     first_day,
     landing_files,
+    not_read_message,
     without_partition_message,
 )
 
@@ -114,6 +116,8 @@ def landing_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReaso
     context.log.info(f"new or changed landing files for: {', '.join(changed)}")
     for rel in files_without_partition(landing_dir, first_day()):
         context.log.warning(without_partition_message(rel))
+    for rel in files_not_read(landing_dir):
+        context.log.warning(not_read_message(rel))
     requests = []
     plain = [key for key in changed if "/" not in key]
     if plain:

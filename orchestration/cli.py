@@ -104,7 +104,7 @@ def run(size: str, agents: bool, first: dt.datetime | None, last: dt.datetime | 
         else "ASSAY_DATABASE_URL"
     )
     echo(f"Database: {where}")
-    _warn_files_without_partition(settings.landing_dir, settings.partitions_start)
+    _warn_files_not_loaded(settings.landing_dir, settings.partitions_start)
     if days is None:
         days = run_days(postgres)
     layers = "bronze -> silver -> gold -> platinum" + (" -> agents" if agents else "")
@@ -837,11 +837,18 @@ def _day_range(
     return begin, end
 
 
-def _warn_files_without_partition(landing_dir: Path, start: dt.date) -> None:
-    from assay.landing.files import files_without_partition, without_partition_message
+def _warn_files_not_loaded(landing_dir: Path, start: dt.date) -> None:
+    from assay.landing.files import (
+        files_not_read,
+        files_without_partition,
+        not_read_message,
+        without_partition_message,
+    )
 
     for rel in files_without_partition(landing_dir, start):
         echo(f"warning: {without_partition_message(rel)}", err=True)
+    for rel in files_not_read(landing_dir):
+        echo(f"warning: {not_read_message(rel)}", err=True)
 
 
 def _has_landing_files(landing_dir: Path) -> bool:

@@ -44,6 +44,25 @@ def test_the_day_comes_from_the_file_name():
     assert file_day(Path("manual-upload.jsonl")) is None
 
 
+def test_files_bronze_does_not_read_are_named_with_the_fix(tmp_path):
+    from assay.landing.files import files_not_read, not_read_message
+
+    for name in ("vendors/export.json", "vendors/vendors.tsv", "events/e-2025-03-14.csv.gz", "vendors/a.csv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "vendors" / ".DS_Store").write_text("x")  # not a user's data
+    (tmp_path / "vendors" / "sub.json").mkdir()
+    assert files_not_read(tmp_path) == [
+        "vendors/export.json",
+        "vendors/vendors.tsv",
+        "events/e-2025-03-14.csv.gz",
+    ]
+    assert not_read_message("vendors/export.json") == (
+        "vendors/export.json: not loaded: bronze reads .csv, .jsonl, .ndjson, .parquet files (gzip-compressed"
+        " too, under those names); save it as one of them (a JSON array as JSON Lines, a spreadsheet as CSV)"
+    )
+
+
 def test_bad_ranges_are_refused_before_anything_runs():
     from assay.orchestration.cli import main
 

@@ -15,9 +15,19 @@ with rejected as (
 
     {% for source_name, model in daily %}
     select
-        '{{ source_name }}' as source, bronze_id, source_file, line_number, reject_reason, payload, loaded_at
-    from {{ ref(model) }}
-    where reject_reason is not null
+        '{{ source_name }}' as source,
+        checked.bronze_id,
+        checked.source_file,
+        checked.line_number,
+        checked.reject_reason,
+        checked.payload,
+        bronze.parse_error,
+        checked.loaded_at
+    from {{ ref(model) }} as checked
+    -- the parse error's own words, for the (few) rows rejected as parse_error
+    left join {{ source('bronze', source_name) }} as bronze
+        on checked.reject_reason = 'parse_error' and checked.bronze_id = bronze.bronze_id
+    where checked.reject_reason is not null
     union all
     {% endfor %}
 
@@ -29,6 +39,7 @@ with rejected as (
         checked.line_number,
         checked.reject_reason,
         coalesce(bronze.record::text, bronze.raw_text) as payload,
+        bronze.parse_error,
         checked.loaded_at
     from {{ ref(model) }} as checked
     inner join {{ source('bronze', source_name) }} as bronze on checked.bronze_id = bronze.bronze_id
@@ -47,10 +58,13 @@ final as (
         rejected.line_number,
         rejected.reject_reason as reason,
         split_part(rejected.reject_reason, ':', 1) as reason_class,
-        -- why a quarantined row was quarantined: the database error and the step that met it
-        case when rejected.reject_reason = 'quarantined' then
-            quarantine.reason || ' (in ' || quarantine.step || '; quarantine id '
-            || quarantine.quarantine_id || ')'
+        -- why a quarantined row was quarantined: the database error and the step that met it;
+        -- why a line did not parse: bronze's error (which field count, header, encoding, JSON error)
+        case
+            when rejected.reject_reason = 'quarantined' then
+                quarantine.reason || ' (in ' || quarantine.step || '; quarantine id '
+                || quarantine.quarantine_id || ')'
+            when rejected.reject_reason = 'parse_error' then rejected.parse_error
         end as detail,
         rejected.payload,
         rejected.loaded_at
