@@ -503,6 +503,15 @@ def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys, co
     assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"
 
 
+def test_an_if_modified_since_beyond_year_9999_is_ignored_not_a_500(http, api_keys):
+    # parsedate_to_datetime raises OverflowError (not ValueError) on a year past a C int
+    key = {"X-API-Key": api_keys["admin"]}
+    for since in ("Mon, 01 Jan 99999999999 00:00:00 GMT", "Mon, 01 Jan 10000 00:00:00 GMT"):
+        for path in (ROWS, "/v1/marts/vendor_spend/lookup?spend_rank=1"):
+            response = http.get(path, headers={**key, "If-Modified-Since": since})
+            assert response.status_code == 200, (since, path, response.text)
+
+
 def test_br_is_preferred_when_accepted_and_decodes(http, api_keys):
     import brotli  # the api extra's; httpx decodes br with it
 
