@@ -512,6 +512,31 @@ def test_an_if_modified_since_beyond_year_9999_is_ignored_not_a_500(http, api_ke
             assert response.status_code == 200, (since, path, response.text)
 
 
+def test_a_nul_in_a_path_or_query_string_does_not_stop_the_access_audit(http, api_keys, conn):
+    """Postgres text holds no NUL: one row with one (a 401 without a key on /v1/marts/a%00b, an
+    admitted 400 with category=a%00b) made every flush of its batch fail, so the audit wrote nothing
+    more until the server stopped. The NUL is written as U+FFFD and the rows around it are written."""
+    key = {"X-API-Key": api_keys["admin"]}
+    marker = f"nul-probe-{time.time_ns()}"
+    assert http.get("/v1/marts/a%00b").status_code == 401  # counted refusal, mart "a\x00b"
+    assert http.get(ROWS, params={"vendor_name": f"{marker}\x00"}, headers=key).status_code == 400
+    assert http.get(ROWS, params={"vendor_name": marker}, headers=key).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        written = conn.execute(
+            "select filters, status from audit.api_access where filters like %s order by access_id",
+            [f"%{marker}%"],
+        ).fetchall()
+        refused = conn.execute(
+            "select count(*) from audit.api_access where mart = %s and status = 401", ["a\ufffdb"]
+        ).fetchone()[0]
+        if len(written) == 2 and refused:
+            break
+        time.sleep(0.2)
+    assert written == [(f"vendor_name={marker}\ufffd", 400), (f"vendor_name={marker}", 200)]
+    assert refused
+
+
 def test_br_is_preferred_when_accepted_and_decodes(http, api_keys):
     import brotli  # the api extra's; httpx decodes br with it
 
