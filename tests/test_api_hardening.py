@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from assay.api.protocol import GuardedHttpProtocol
+from assay.api.protocol import GuardedHttpProtocol, HeadLimits
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,12 @@ def guarded_server():
     async def live(request):
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[Route("/health/live", live)])
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", http=GuardedHttpProtocol)
+    yield from _serve(Starlette(routes=[Route("/health/live", live)]), GuardedHttpProtocol)
+
+
+def _serve(app, protocol):
+    """Run uvicorn with `protocol` in front of `app` on 127.0.0.1 in a thread; yields its port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", http=protocol)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -126,6 +130,73 @@ def test_heads_within_the_limits_and_keep_alive_still_work(guarded_server):
             chunk = sock.recv(65536)
             assert chunk, seen
             seen += chunk
+
+
+class _QuickTimeoutProtocol(GuardedHttpProtocol):
+    limits = HeadLimits(8192, 16384, 100, read_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def timed_server():
+    """uvicorn with a 1 s request read timeout in front of routes that read a body or answer slowly."""
+    import asyncio
+
+    async def echo(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    async def slow(request):
+        await asyncio.sleep(2)  # longer than the read timeout: the app's own time is not capped
+        return PlainTextResponse("slow")
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow)])
+    yield from _serve(app, _QuickTimeoutProtocol)
+
+
+def _trickle(sock: socket.socket, data: bytes, pause: float) -> None:
+    try:
+        for byte in data:
+            sock.send(bytes([byte]))
+            time.sleep(pause)
+    except OSError:
+        pass  # the server closed the connection: expected
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connected, sends nothing
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n",  # half a head, then nothing
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",  # body never sent
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000,  # slowloris: a byte at a time
+    ],
+    ids=["nothing", "half-head", "body-never-sent", "slowloris"],
+)
+def test_a_request_that_does_not_arrive_in_time_is_408_and_lets_go(timed_server, sent):
+    """uvicorn closes idle keep-alive connections only between requests: a connection that sent half
+    a head, a body it announced, or nothing at all was held for ever (20,000 took every descriptor)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", timed_server)) as sock:
+        if sent.endswith(b"a" * 1000):
+            threading.Thread(target=_trickle, args=(sock, sent, 0.05), daemon=True).start()
+        else:
+            sock.sendall(sent)
+        answer = _read_all(sock, timeout=10)  # until the server closes
+    took = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"content-type: application/problem+json" in head and b'"status":408' in body
+    assert took < 6, took  # 1 s, the lingering close (2 s) and slack; not 10 s of read timeout
+
+
+def test_the_read_timeout_does_not_cut_slow_answers_or_kept_alive_requests(timed_server):
+    with socket.create_connection(("127.0.0.1", timed_server)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)  # kept alive, within uvicorn's keep-alive timeout (5 s)
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")  # answered after 2 s
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"slow"), answer
 
 
 # 2. odd digits, and security headers on every error ------------------------------------------------
