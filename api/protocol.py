@@ -31,6 +31,7 @@ from assay.api.errors import PROBLEM_JSON, SECURITY_HEADERS
 from assay.core.settings import ApiSettings, get_settings
 
 LINGER_S = 2.0
+MALFORMED = "not a valid HTTP/1.1 request: check the request line, the header syntax and the framing"
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().data_received(part)  # a refusal in a callback ends in send_400_response
 
     def send_400_response(self, msg: str) -> None:
-        if self._refusal is None:
-            super().send_400_response(msg)
-        else:
-            self._refuse(self._refusal)
+        # a refusal raised in a callback, or what the parser could not read: uvicorn's own answer
+        # to that is text/plain without the security headers
+        self._refuse(self._refusal or _Refused(400, MALFORMED))
 
     def _refuse(self, refused: _Refused) -> None:
         self._refusal = refused

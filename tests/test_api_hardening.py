@@ -120,6 +120,28 @@ def test_oversized_heads_are_problem_json(guarded_server, request_head, status):
     assert f'"status":{status}'.encode() in body
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",  # NUL in a header
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",  # bare CR
+        b"GET /health/live?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",  # raw byte in the target
+        b"POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 without negotiation
+    ],
+    ids=["nul-header", "bare-cr", "raw-byte-target", "two-content-lengths", "h2-preface"],
+)
+def test_requests_the_parser_cannot_read_are_problem_json_400(guarded_server, request_head):
+    # uvicorn answered these with text/plain "Invalid HTTP request received." and no security headers
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        sock.sendall(request_head)
+        answer = _read_all(sock, timeout=5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/problem+json" in head and b"x-content-type-options: nosniff" in head
+    assert b'"status":400' in body and b"not a valid HTTP/1.1 request" in body
+
+
 def test_heads_within_the_limits_and_keep_alive_still_work(guarded_server):
     with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
         one = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8000 + b"\r\n\r\n"
