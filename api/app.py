@@ -127,7 +127,7 @@ def create_app(
         docs_url=None,  # served from the package below: no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
-        responses=error_responses(413, 414, 431),  # the protocol's and GuardMiddleware's, on any path
+        responses=error_responses(408, 413, 414, 431),  # the protocol's and GuardMiddleware's, any path
         # no 307 to the same path with(out) a trailing slash: Starlette builds its location from the
         # Host header, which would let a request point the redirect anywhere
         redirect_slashes=False,

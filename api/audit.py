@@ -92,6 +92,16 @@ def filters_text(query_string: bytes) -> str | None:
     return text[:MAX_FILTERS]
 
 
+def _without_nul(row: dict) -> None:
+    """Postgres text cannot hold NUL: `audit.record_access` would refuse the whole batch (`\\u0000
+    cannot be converted to text`), at every flush, since a failed batch is retried. A NUL from the
+    request (`%00` in its path, query string or an answer's key) is written as U+FFFD, as undecodable
+    bytes are."""
+    for name, value in row.items():
+        if type(value) is str and "\x00" in value:
+            row[name] = value.replace("\x00", "\ufffd")
+
+
 def _dumps(value: object) -> bytes:
     return orjson.dumps(value)
 
@@ -239,6 +249,7 @@ class AccessLog:
                     text = decoded[query_string] = filters_text(query_string)
                 row["filters"] = text
                 row["at"] = stamp(row["at"], utc)
+            _without_nul(row)
         try:
             if self._conn is None or self._conn.closed:
                 # its commits need not wait for the disk: a crash loses the queue's last second anyway

@@ -54,6 +54,7 @@ _MEANINGS = {
     401: "No API key, or an invalid or revoked one.",
     403: "The key may not use these endpoints or read this mart.",
     404: "No such mart or task, or no row with that key.",
+    408: "The request did not arrive whole within ASSAY_API_REQUEST_READ_TIMEOUT_S.",
     409: "The table behind this endpoint has not been built yet; the detail says which command builds it.",
     413: "The request body is larger than the API accepts.",
     414: "The query string is longer than the API accepts.",

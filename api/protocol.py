@@ -9,12 +9,17 @@ connection, a request target longer than `max_url_bytes` (414), a head whose hea
 more than that. Pure socket-level work: no ASGI app, key lookup or database is involved.
 
 The limits come from `ApiSettings` (`ASSAY_API_MAX_URL_BYTES`, `..._MAX_HEADER_BYTES`,
-`..._MAX_HEADERS`); `assay serve` passes the class to uvicorn (`http=`), and each worker reads the
+`..._MAX_HEADERS`), and so does the time a request may take to arrive
+(`ASSAY_API_REQUEST_READ_TIMEOUT_S`): uvicorn has no such timeout (its keep-alive timer runs only
+between requests), so a connection that sends half a head, or a body it announced, and then nothing
+held its socket for ever: 20,000 of them took every file descriptor and the API answered nobody.
+`assay serve` passes the class to uvicorn (`http=`), and each worker reads the
 same settings from its environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -26,6 +31,7 @@ from assay.api.errors import PROBLEM_JSON, SECURITY_HEADERS
 from assay.core.settings import ApiSettings, get_settings
 
 LINGER_S = 2.0
+MALFORMED = "not a valid HTTP/1.1 request: check the request line, the header syntax and the framing"
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,16 @@ class HeadLimits:
     max_url_bytes: int
     max_header_bytes: int
     max_headers: int
+    read_timeout_s: float = 10.0
 
     @classmethod
     def of(cls, settings: ApiSettings) -> HeadLimits:
-        return cls(settings.max_url_bytes, settings.max_header_bytes, settings.max_headers)
+        return cls(
+            settings.max_url_bytes,
+            settings.max_header_bytes,
+            settings.max_headers,
+            settings.request_read_timeout_s,
+        )
 
 
 @functools.cache
@@ -65,7 +77,8 @@ def refusal(status: int, detail: str) -> bytes:
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that refuses oversized request heads (see the module docstring)."""
+    """`HttpToolsProtocol` that refuses oversized request heads and requests that do not arrive in
+    time (see the module docstring)."""
 
     limits: HeadLimits | None = None  # None: from the settings (a subclass may fix its own)
 
@@ -80,10 +93,41 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = self._url_bytes = 0
         self._header_count = 0
         self._refusal: _Refused | None = None
+        self._read_timeout = limits.read_timeout_s
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    # the time a request may take to arrive --------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_read_timer()  # until the first request has arrived (no keep-alive timer yet)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def _start_read_timer(self) -> None:
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_later(self._read_timeout, self._read_timed_out)
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self._refusal is not None:
+            return  # refused already, and closing
+        if not self._in_head and self.cycle.response_started:
+            self.transport.close()  # answered already, without the body it waits for: let go
+            return
+        detail = f"the request did not arrive whole within {self._read_timeout:g} s"
+        self._refuse(_Refused(408, detail))
 
     # parser callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._start_read_timer()  # a later request on the connection: from its first byte
         self._in_head = True
         self._header_count = 0
         self._url_bytes = 0
@@ -107,6 +151,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._stop_read_timer()
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = self._url_bytes = 0
@@ -131,14 +176,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().data_received(part)  # a refusal in a callback ends in send_400_response
 
     def send_400_response(self, msg: str) -> None:
-        if self._refusal is None:
-            super().send_400_response(msg)
-        else:
-            self._refuse(self._refusal)
+        # a refusal raised in a callback, or what the parser could not read: uvicorn's own answer
+        # to that is text/plain without the security headers
+        self._refuse(self._refusal or _Refused(400, MALFORMED))
 
     def _refuse(self, refused: _Refused) -> None:
         self._refusal = refused
-        self.logger.warning("refused a request head: %s", refused.detail)
+        self._stop_read_timer()
+        self.logger.warning("refused a request: %s", refused.detail)
         if self.transport.is_closing():
             return
         self.transport.write(refusal(refused.status, refused.detail))

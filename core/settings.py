@@ -53,6 +53,9 @@ class ApiSettings(BaseSettings):
     """Largest request head after the request line: all header lines (431 beyond, before the app)."""
     max_headers: int = Field(100, ge=8)
     """Most header lines in one request (431 beyond)."""
+    request_read_timeout_s: float = Field(10.0, gt=0)
+    """Longest time a request may take to arrive whole, head and body, from the connection's start or
+    the request's first byte (408 and a closed connection beyond, before the app answers)."""
     unauthenticated_per_minute: int = Field(60, ge=1)
     """Failed authentications per client address and minute before it is refused with 429."""
     unauthenticated_burst: int = Field(20, ge=1)

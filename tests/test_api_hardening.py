@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from assay.api.protocol import GuardedHttpProtocol
+from assay.api.protocol import GuardedHttpProtocol, HeadLimits
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,12 @@ def guarded_server():
     async def live(request):
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[Route("/health/live", live)])
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", http=GuardedHttpProtocol)
+    yield from _serve(Starlette(routes=[Route("/health/live", live)]), GuardedHttpProtocol)
+
+
+def _serve(app, protocol):
+    """Run uvicorn with `protocol` in front of `app` on 127.0.0.1 in a thread; yields its port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", http=protocol)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -116,6 +120,28 @@ def test_oversized_heads_are_problem_json(guarded_server, request_head, status):
     assert f'"status":{status}'.encode() in body
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",  # NUL in a header
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",  # bare CR
+        b"GET /health/live?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",  # raw byte in the target
+        b"POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 without negotiation
+    ],
+    ids=["nul-header", "bare-cr", "raw-byte-target", "two-content-lengths", "h2-preface"],
+)
+def test_requests_the_parser_cannot_read_are_problem_json_400(guarded_server, request_head):
+    # uvicorn answered these with text/plain "Invalid HTTP request received." and no security headers
+    with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
+        sock.sendall(request_head)
+        answer = _read_all(sock, timeout=5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/problem+json" in head and b"x-content-type-options: nosniff" in head
+    assert b'"status":400' in body and b"not a valid HTTP/1.1 request" in body
+
+
 def test_heads_within_the_limits_and_keep_alive_still_work(guarded_server):
     with socket.create_connection(("127.0.0.1", guarded_server)) as sock:
         one = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 8000 + b"\r\n\r\n"
@@ -126,6 +152,73 @@ def test_heads_within_the_limits_and_keep_alive_still_work(guarded_server):
             chunk = sock.recv(65536)
             assert chunk, seen
             seen += chunk
+
+
+class _QuickTimeoutProtocol(GuardedHttpProtocol):
+    limits = HeadLimits(8192, 16384, 100, read_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def timed_server():
+    """uvicorn with a 1 s request read timeout in front of routes that read a body or answer slowly."""
+    import asyncio
+
+    async def echo(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    async def slow(request):
+        await asyncio.sleep(2)  # longer than the read timeout: the app's own time is not capped
+        return PlainTextResponse("slow")
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow)])
+    yield from _serve(app, _QuickTimeoutProtocol)
+
+
+def _trickle(sock: socket.socket, data: bytes, pause: float) -> None:
+    try:
+        for byte in data:
+            sock.send(bytes([byte]))
+            time.sleep(pause)
+    except OSError:
+        pass  # the server closed the connection: expected
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connected, sends nothing
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n",  # half a head, then nothing
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",  # body never sent
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000,  # slowloris: a byte at a time
+    ],
+    ids=["nothing", "half-head", "body-never-sent", "slowloris"],
+)
+def test_a_request_that_does_not_arrive_in_time_is_408_and_lets_go(timed_server, sent):
+    """uvicorn closes idle keep-alive connections only between requests: a connection that sent half
+    a head, a body it announced, or nothing at all was held for ever (20,000 took every descriptor)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", timed_server)) as sock:
+        if sent.endswith(b"a" * 1000):
+            threading.Thread(target=_trickle, args=(sock, sent, 0.05), daemon=True).start()
+        else:
+            sock.sendall(sent)
+        answer = _read_all(sock, timeout=10)  # until the server closes
+    took = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"content-type: application/problem+json" in head and b'"status":408' in body
+    assert took < 6, took  # 1 s, the lingering close (2 s) and slack; not 10 s of read timeout
+
+
+def test_the_read_timeout_does_not_cut_slow_answers_or_kept_alive_requests(timed_server):
+    with socket.create_connection(("127.0.0.1", timed_server)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)  # kept alive, within uvicorn's keep-alive timeout (5 s)
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")  # answered after 2 s
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"slow"), answer
 
 
 # 2. odd digits, and security headers on every error ------------------------------------------------
@@ -501,6 +594,40 @@ def test_mart_pages_carry_an_etag_answer_304_and_come_gzipped(http, api_keys, co
     # the other endpoints: gzip by the middleware
     scores = http.get("/v1/quality/scores", headers={**key, "Accept-Encoding": "gzip"})
     assert scores.status_code == 200 and scores.headers["content-encoding"] == "gzip"
+
+
+def test_an_if_modified_since_beyond_year_9999_is_ignored_not_a_500(http, api_keys):
+    # parsedate_to_datetime raises OverflowError (not ValueError) on a year past a C int
+    key = {"X-API-Key": api_keys["admin"]}
+    for since in ("Mon, 01 Jan 99999999999 00:00:00 GMT", "Mon, 01 Jan 10000 00:00:00 GMT"):
+        for path in (ROWS, "/v1/marts/vendor_spend/lookup?spend_rank=1"):
+            response = http.get(path, headers={**key, "If-Modified-Since": since})
+            assert response.status_code == 200, (since, path, response.text)
+
+
+def test_a_nul_in_a_path_or_query_string_does_not_stop_the_access_audit(http, api_keys, conn):
+    """Postgres text holds no NUL: one row with one (a 401 without a key on /v1/marts/a%00b, an
+    admitted 400 with category=a%00b) made every flush of its batch fail, so the audit wrote nothing
+    more until the server stopped. The NUL is written as U+FFFD and the rows around it are written."""
+    key = {"X-API-Key": api_keys["admin"]}
+    marker = f"nul-probe-{time.time_ns()}"
+    assert http.get("/v1/marts/a%00b").status_code == 401  # counted refusal, mart "a\x00b"
+    assert http.get(ROWS, params={"vendor_name": f"{marker}\x00"}, headers=key).status_code == 400
+    assert http.get(ROWS, params={"vendor_name": marker}, headers=key).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        written = conn.execute(
+            "select filters, status from audit.api_access where filters like %s order by access_id",
+            [f"%{marker}%"],
+        ).fetchall()
+        refused = conn.execute(
+            "select count(*) from audit.api_access where mart = %s and status = 401", ["a\ufffdb"]
+        ).fetchone()[0]
+        if len(written) == 2 and refused:
+            break
+        time.sleep(0.2)
+    assert written == [(f"vendor_name={marker}\ufffd", 400), (f"vendor_name={marker}", 200)]
+    assert refused
 
 
 def test_br_is_preferred_when_accepted_and_decodes(http, api_keys):

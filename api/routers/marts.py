@@ -328,7 +328,7 @@ def _response(request: Request, entry: Cached, max_age: int) -> Response:
 
 def _not_modified(request: Request, etag: str, modified: dt.datetime | None) -> bool:
     """RFC 9110: `If-None-Match` decides when present; otherwise `If-Modified-Since` (a date the
-    client got from `Last-Modified`; an unparsable one is ignored)."""
+    client got from `Last-Modified`; an unparsable one is ignored, as is a year past 9999)."""
     given = request.headers.get("if-none-match")
     if given is not None:
         return given.strip() == "*" or etag in (t.strip() for t in given.split(","))
@@ -337,7 +337,7 @@ def _not_modified(request: Request, etag: str, modified: dt.datetime | None) -> 
         return False
     try:
         return modified <= parsedate_to_datetime(since)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year such as 99999999999
         return False
 
 
