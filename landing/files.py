@@ -75,3 +75,12 @@ def not_read_message(rel: str) -> str:
         f"{rel}: not loaded: bronze reads {', '.join(FILE_SUFFIXES)} files (gzip-compressed too, under those"
         " names); save it as one of them (a JSON array as JSON Lines, a spreadsheet as CSV)"
     )
+
+
+def not_loaded_messages(landing_dir: Path, first: dt.date) -> list[str]:
+    """Why each landing file bronze will not load is left out (no day of a partition, a suffix bronze
+    does not read): the warnings `assay run` and the landing sensor print."""
+    return [
+        *map(without_partition_message, files_without_partition(landing_dir, first)),
+        *map(not_read_message, files_not_read(landing_dir)),
+    ]

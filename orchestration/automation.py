@@ -32,12 +32,9 @@ from assay.landing.files import (
     PARTITIONED_SOURCES,
     SOURCES,
     file_day,
-    files_not_read,
-    files_without_partition,
     first_day,
     landing_files,
-    not_read_message,
-    without_partition_message,
+    not_loaded_messages,
 )
 
 UNDATED = "undated"
@@ -114,10 +111,8 @@ def landing_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReaso
     if not changed:
         return SkipReason(f"no new or changed files in {landing_dir}")
     context.log.info(f"new or changed landing files for: {', '.join(changed)}")
-    for rel in files_without_partition(landing_dir, first_day()):
-        context.log.warning(without_partition_message(rel))
-    for rel in files_not_read(landing_dir):
-        context.log.warning(not_read_message(rel))
+    for message in not_loaded_messages(landing_dir, first_day()):
+        context.log.warning(message)
     requests = []
     plain = [key for key in changed if "/" not in key]
     if plain:

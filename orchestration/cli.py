@@ -838,17 +838,10 @@ def _day_range(
 
 
 def _warn_files_not_loaded(landing_dir: Path, start: dt.date) -> None:
-    from assay.landing.files import (
-        files_not_read,
-        files_without_partition,
-        not_read_message,
-        without_partition_message,
-    )
+    from assay.landing.files import not_loaded_messages
 
-    for rel in files_without_partition(landing_dir, start):
-        echo(f"warning: {without_partition_message(rel)}", err=True)
-    for rel in files_not_read(landing_dir):
-        echo(f"warning: {not_read_message(rel)}", err=True)
+    for message in not_loaded_messages(landing_dir, start):
+        echo(f"warning: {message}", err=True)
 
 
 def _has_landing_files(landing_dir: Path) -> bool:
